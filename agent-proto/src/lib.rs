@@ -1,0 +1,1 @@
+//! Wire types: generated protobuf messages and tonic services. No logic lives here.

@@ -1,0 +1,11 @@
+//! The replicated session-lease authority of the broker cluster.
+//!
+//! - [`lease`]: the pure lease state machine (no IO, no clock reads).
+//! - [`store`]: openraft log and state-machine stores on redb files.
+//! - [`network`]: Raft RPC between nodes over tonic gRPC.
+//! - [`node`]: a cluster member's lifecycle and the [`LeaseService`] handle the rest of the broker uses.
+#![forbid(unsafe_code)]
+
+pub mod lease;
+pub mod raft_types;
+pub mod store;

@@ -1,0 +1,1 @@
+//! openraft storage on redb: the Raft log and the lease state machine.
