@@ -1,1 +1,8 @@
 //! Wire types: generated protobuf messages and tonic services. No logic lives here.
+#![forbid(unsafe_code)]
+
+/// Broker-to-broker Raft RPC of the lease cluster.
+pub mod raft {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("lr.raft.v1");
+}

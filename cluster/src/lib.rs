@@ -7,5 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod lease;
+pub mod network;
+pub mod node;
 pub mod raft_types;
 pub mod store;
+
+pub use node::{ClusterConfig, ClusterError, ClusterNode, LeaseService, StartError};

@@ -1,0 +1,159 @@
+//! What a node does with a client request when it believes it leads: stamp, propose, confirm, answer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+
+use super::{ClusterError, ClusterReply, ClusterRequest};
+use crate::lease::{self, LeaseOp, Millis};
+use crate::raft_types::{NodeId, Raft, Request};
+use crate::store::StateReader;
+
+/// The leader side of every client request. Any node may hold one; a non-leader answers `NotLeader`.
+#[derive(Clone)]
+pub struct LeaderOps {
+    id: NodeId,
+    raft: Raft,
+    state: StateReader,
+    timeout: Duration,
+}
+
+/// The leader's wall clock, the only clock the lease state machine ever sees (through stamps).
+pub(crate) fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl LeaderOps {
+    pub(crate) fn new(id: NodeId, raft: Raft, state: StateReader, timeout: Duration) -> Self {
+        Self {
+            id,
+            raft,
+            state,
+            timeout,
+        }
+    }
+
+    pub async fn handle(&self, request: ClusterRequest) -> Result<ClusterReply, ClusterError> {
+        match request {
+            ClusterRequest::Write(op) => self.write(op).await,
+            ClusterRequest::Read(query) => {
+                self.raft
+                    .ensure_linearizable()
+                    .await
+                    .map_err(|e| self.read_error(e))?;
+                Ok(ClusterReply::Read(self.state.query(&query).await))
+            }
+            ClusterRequest::AddLearner { id, addr } => {
+                let response = self.raft.add_learner(id, BasicNode::new(addr), true).await;
+                self.membership_changed(response)
+            }
+            ClusterRequest::Promote { id } => {
+                let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+                self.membership_changed(self.raft.change_membership(change, false).await)
+            }
+            ClusterRequest::Remove { id } => {
+                let voters: BTreeSet<NodeId> = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .collect();
+                let change = if voters.contains(&id) {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                // retain = false: a removed voter does not linger as a learner.
+                self.membership_changed(self.raft.change_membership(change, false).await)
+            }
+        }
+    }
+
+    async fn write(&self, op: LeaseOp) -> Result<ClusterReply, ClusterError> {
+        // Malformed ops never reach the log.
+        lease::validate(&op)?;
+        let request = Request {
+            stamped_at: now_millis(),
+            op,
+        };
+        let response = self
+            .raft
+            .client_write(request)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        let outcome = response.data.outcome.ok_or_else(|| {
+            ClusterError::Protocol("a lease op was applied without an outcome".into())
+        })?;
+        Ok(ClusterReply::Written {
+            log_index: response.log_id.index,
+            outcome,
+        })
+    }
+
+    fn membership_changed(
+        &self,
+        response: Result<
+            openraft::raft::ClientWriteResponse<crate::raft_types::TypeConfig>,
+            WriteError,
+        >,
+    ) -> Result<ClusterReply, ClusterError> {
+        let response = response.map_err(|e| self.write_error(e))?;
+        let voters = response
+            .membership
+            .map(|m| m.voter_ids().collect())
+            .unwrap_or_default();
+        Ok(ClusterReply::MembershipChanged {
+            log_index: response.log_id.index,
+            voters,
+        })
+    }
+
+    fn write_error(&self, error: WriteError) -> ClusterError {
+        match error {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
+                node: self.id,
+                leader: f.leader_id,
+            },
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                ClusterError::Membership(e.to_string())
+            }
+            RaftError::Fatal(f) => ClusterError::Fatal(f.to_string()),
+        }
+    }
+
+    fn read_error(
+        &self,
+        error: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>,
+    ) -> ClusterError {
+        match error {
+            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+                ClusterError::NotLeader {
+                    node: self.id,
+                    leader: f.leader_id,
+                }
+            }
+            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)) => ClusterError::NoQuorum {
+                waited_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+            },
+            RaftError::Fatal(f) => ClusterError::Fatal(f.to_string()),
+        }
+    }
+
+    /// The voters of the initial membership, keyed by id, for `Raft::initialize`.
+    pub(crate) fn initial_members(
+        members: &BTreeMap<NodeId, String>,
+    ) -> BTreeMap<NodeId, BasicNode> {
+        members
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr)))
+            .collect()
+    }
+}
+
+type WriteError = RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>;

@@ -1,0 +1,270 @@
+//! One member of the lease cluster: `ClusterConfig -> ClusterNode::start -> LeaseService`, and shutdown.
+//!
+//! A node runs three tasks beside openraft's own: the gRPC server for peers, and the expiry
+//! sweeper, which proposes an `ExpireSweep` while this node leads and some lease has run out.
+
+mod config;
+mod error;
+mod leader;
+mod request;
+mod service;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_proto::raft::raft_server::RaftServer;
+use openraft::error::InitializeError;
+use openraft::error::RaftError;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use config::{ClusterConfig, ConfigError};
+pub use error::ClusterError;
+pub use leader::LeaderOps;
+pub use request::{ClusterReply, ClusterRequest};
+pub use service::LeaseService;
+
+use crate::network::{NetworkFactory, RaftService};
+use crate::raft_types::{NodeId, Raft};
+use crate::store::{self, StateReader};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the raft stores in {dir}: {reason}")]
+    Storage { dir: String, reason: String },
+    #[error("cannot listen for raft rpc on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// A running cluster member.
+pub struct ClusterNode {
+    id: NodeId,
+    raft: Raft,
+    service: LeaseService,
+    state: StateReader,
+    listen_addr: std::net::SocketAddr,
+    stop_server: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+}
+
+impl ClusterNode {
+    /// Starts a node listening on `config.listen_addr`.
+    pub async fn start(config: ClusterConfig) -> Result<Self, StartError> {
+        config.validate()?;
+        let listener =
+            TcpListener::bind(config.listen_addr)
+                .await
+                .map_err(|e| StartError::Listen {
+                    addr: config.listen_addr.to_string(),
+                    reason: e.to_string(),
+                })?;
+        Self::start_on(config, listener).await
+    }
+
+    /// Starts a node on a listener the caller already bound (tests bind port 0 first).
+    pub async fn start_on(
+        config: ClusterConfig,
+        listener: TcpListener,
+    ) -> Result<Self, StartError> {
+        config.validate()?;
+        let storage_error = |e: &dyn std::fmt::Display| StartError::Storage {
+            dir: config.data_dir.display().to_string(),
+            reason: e.to_string(),
+        };
+        let (log_store, state_machine) = store::open(&config.data_dir)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        let state = state_machine.reader();
+        let network = NetworkFactory {
+            tls: config.tls.clone(),
+        };
+        let raft_config = Arc::new(config.raft_config()?);
+        let raft = Raft::new(
+            config.node_id,
+            raft_config,
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let leader = LeaderOps::new(
+            config.node_id,
+            raft.clone(),
+            state.clone(),
+            config.request_timeout(),
+        );
+        let service = LeaseService::new(
+            config.node_id,
+            raft.clone(),
+            leader.clone(),
+            config.tls.clone(),
+            config.request_timeout(),
+        );
+        let listen_addr = listener.local_addr().map_err(|e| StartError::Listen {
+            addr: config.listen_addr.to_string(),
+            reason: e.to_string(),
+        })?;
+        let (stop_server, stopped) = oneshot::channel();
+        let server = spawn_server(
+            &config,
+            listener,
+            RaftService::new(raft.clone(), leader.clone()),
+            stopped,
+        )?;
+
+        if !config.join {
+            bootstrap(&raft, &config).await?;
+        }
+        let sweeper = tokio::spawn(sweep_expired(
+            config.node_id,
+            raft.clone(),
+            state.clone(),
+            service.clone(),
+            Duration::from_millis(config.sweep_interval_ms),
+        ));
+        tracing::info!(node = config.node_id, addr = %listen_addr, "raft node started");
+        Ok(Self {
+            id: config.node_id,
+            raft,
+            service,
+            state,
+            listen_addr,
+            stop_server: Some(stop_server),
+            server,
+            sweeper,
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn listen_addr(&self) -> std::net::SocketAddr {
+        self.listen_addr
+    }
+
+    pub fn lease_service(&self) -> LeaseService {
+        self.service.clone()
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// This node's applied state, without any leader round trip (not linearizable).
+    pub fn local_state(&self) -> &StateReader {
+        &self.state
+    }
+
+    /// Stops serving peers and stops the Raft core. Everything acknowledged is already on disk.
+    pub async fn shutdown(mut self) {
+        self.sweeper.abort();
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(node = self.id, %error, "raft core did not stop cleanly");
+        }
+        // Open peer connections are not waited for: a stopped node answers nothing.
+        self.server.abort();
+        let _ = (&mut self.server).await;
+        tracing::info!(node = self.id, "raft node stopped");
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+        self.server.abort();
+    }
+}
+
+fn spawn_server(
+    config: &ClusterConfig,
+    listener: TcpListener,
+    service: RaftService,
+    stopped: oneshot::Receiver<()>,
+) -> Result<JoinHandle<()>, StartError> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(tls.server_config())
+            .map_err(|e| StartError::Listen {
+                addr: config.listen_addr.to_string(),
+                reason: format!("bad tls configuration: {e}"),
+            })?;
+    }
+    let router =
+        builder.add_service(RaftServer::new(service).max_decoding_message_size(usize::MAX));
+    let node = config.node_id;
+    Ok(tokio::spawn(async move {
+        let incoming = TcpListenerStream::new(listener);
+        if let Err(error) = router
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await
+        {
+            tracing::error!(node, %error, "raft rpc server failed");
+        }
+    }))
+}
+
+/// Initializes a fresh node with the configured voters. Every voter may do this with the same
+/// membership; a node that already has a log (a restart, or one that a leader reached first) skips it.
+async fn bootstrap(raft: &Raft, config: &ClusterConfig) -> Result<(), StartError> {
+    if raft
+        .is_initialized()
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?
+    {
+        return Ok(());
+    }
+    match raft
+        .initialize(LeaderOps::initial_members(&config.members))
+        .await
+    {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(StartError::Raft(e.to_string())),
+    }
+}
+
+/// While this node leads, proposes an expiry sweep whenever a lease has run out by the leader's clock.
+async fn sweep_expired(
+    id: NodeId,
+    raft: Raft,
+    state: StateReader,
+    service: LeaseService,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if raft.metrics().borrow().current_leader != Some(id) {
+            continue;
+        }
+        let now = leader::now_millis();
+        if !state.with_table(|table| table.has_expired_at(now)).await {
+            continue;
+        }
+        match service.expire_sweep().await {
+            Ok(expired) => {
+                for lease in &expired {
+                    tracing::info!(node = id, tenant = %lease.tenant, session = %lease.session, device = %lease.device, "lease expired");
+                }
+            }
+            Err(error) => tracing::warn!(node = id, %error, "expiry sweep failed"),
+        }
+    }
+}

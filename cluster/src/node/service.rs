@@ -1,0 +1,341 @@
+//! `LeaseService`: the handle the rest of the broker holds. It sends every request to the current
+//! leader (itself or a peer over gRPC), retries only what surely did not reach a log, and bounds
+//! every call by the request timeout.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agent_proto::raft::raft_client::RaftClient;
+use openraft::BasicNode;
+use openraft::RaftMetrics;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use super::{ClusterError, ClusterReply, ClusterRequest, LeaderOps};
+use crate::lease::{
+    AcquireRequest, Lease, LeaseOp, LeaseOutcome, LeaseQuery, QueryAnswer, TenantLimits,
+};
+use crate::network::{self, TlsMaterial};
+use crate::raft_types::{NodeId, Raft};
+
+/// Pause between attempts while a leader is being elected or found.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+#[derive(Clone)]
+pub struct LeaseService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: NodeId,
+    raft: Raft,
+    leader: LeaderOps,
+    tls: Option<TlsMaterial>,
+    timeout: Duration,
+    /// Channels to peers by id, with the address they were opened for.
+    peers: Mutex<HashMap<NodeId, (String, RaftClient<Channel>)>>,
+}
+
+impl LeaseService {
+    pub(crate) fn new(
+        id: NodeId,
+        raft: Raft,
+        leader: LeaderOps,
+        tls: Option<TlsMaterial>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                id,
+                raft,
+                leader,
+                tls,
+                timeout,
+                peers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Grants a lease, or refuses it naming the invariant and the holder. Retrying with the same
+    /// session id after an unknown outcome is safe: an identical acquire returns the same lease.
+    pub async fn acquire(&self, request: AcquireRequest) -> Result<Lease, ClusterError> {
+        match self.write(LeaseOp::Acquire(request)).await? {
+            (_, LeaseOutcome::Granted(lease)) => Ok(lease),
+            (_, other) => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn renew(
+        &self,
+        tenant: &str,
+        session: &str,
+        token: u64,
+    ) -> Result<Lease, ClusterError> {
+        let op = LeaseOp::Renew {
+            tenant: tenant.into(),
+            session: session.into(),
+            token,
+        };
+        match self.write(op).await? {
+            (_, LeaseOutcome::Renewed(lease)) => Ok(lease),
+            (_, other) => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn release(
+        &self,
+        tenant: &str,
+        session: &str,
+        token: u64,
+    ) -> Result<Lease, ClusterError> {
+        let op = LeaseOp::Release {
+            tenant: tenant.into(),
+            session: session.into(),
+            token,
+        };
+        match self.write(op).await? {
+            (_, LeaseOutcome::Released(lease)) => Ok(lease),
+            (_, other) => Err(unexpected(other)),
+        }
+    }
+
+    /// Removes every lease whose TTL has run out by the leader's stamped time.
+    pub async fn expire_sweep(&self) -> Result<Vec<Lease>, ClusterError> {
+        match self.write(LeaseOp::ExpireSweep).await? {
+            (_, LeaseOutcome::Expired(leases)) => Ok(leases),
+            (_, other) => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn set_tenant_limits(
+        &self,
+        tenant: &str,
+        limits: TenantLimits,
+    ) -> Result<TenantLimits, ClusterError> {
+        let op = LeaseOp::SetTenantLimits {
+            tenant: tenant.into(),
+            limits,
+        };
+        match self.write(op).await? {
+            (_, LeaseOutcome::LimitsSet { limits, .. }) => Ok(limits),
+            (_, other) => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn get(&self, tenant: &str, session: &str) -> Result<Option<Lease>, ClusterError> {
+        let query = LeaseQuery::Session {
+            tenant: tenant.into(),
+            session: session.into(),
+        };
+        Ok(self.leases(query).await?.pop())
+    }
+
+    pub async fn by_device(
+        &self,
+        tenant: &str,
+        device: &str,
+    ) -> Result<Option<Lease>, ClusterError> {
+        let query = LeaseQuery::Device {
+            tenant: tenant.into(),
+            device: device.into(),
+        };
+        Ok(self.leases(query).await?.pop())
+    }
+
+    pub async fn by_user(&self, tenant: &str, user: &str) -> Result<Vec<Lease>, ClusterError> {
+        self.leases(LeaseQuery::User {
+            tenant: tenant.into(),
+            user: user.into(),
+        })
+        .await
+    }
+
+    pub async fn list(&self, tenant: &str) -> Result<Vec<Lease>, ClusterError> {
+        self.leases(LeaseQuery::Tenant {
+            tenant: tenant.into(),
+        })
+        .await
+    }
+
+    /// Every live lease of every tenant; for operators and invariant checks.
+    pub async fn list_all(&self) -> Result<Vec<Lease>, ClusterError> {
+        self.leases(LeaseQuery::All).await
+    }
+
+    pub async fn limits(&self, tenant: &str) -> Result<TenantLimits, ClusterError> {
+        match self
+            .call(ClusterRequest::Read(LeaseQuery::Limits {
+                tenant: tenant.into(),
+            }))
+            .await?
+        {
+            ClusterReply::Read(QueryAnswer::Limits(limits)) => Ok(limits),
+            other => Err(ClusterError::Protocol(format!(
+                "unexpected answer to a limits read: {other:?}"
+            ))),
+        }
+    }
+
+    /// Adds a node as a learner and waits until it has caught up with the log.
+    pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<(), ClusterError> {
+        self.call(ClusterRequest::AddLearner {
+            id,
+            addr: addr.into(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn promote(&self, id: NodeId) -> Result<(), ClusterError> {
+        self.call(ClusterRequest::Promote { id }).await.map(drop)
+    }
+
+    pub async fn remove(&self, id: NodeId) -> Result<(), ClusterError> {
+        self.call(ClusterRequest::Remove { id }).await.map(drop)
+    }
+
+    /// The leader as this node last heard of it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.inner.raft.metrics().borrow().current_leader
+    }
+
+    /// Raft state of this node: term, leader, log and applied indexes, membership.
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, BasicNode>> {
+        self.inner.raft.metrics()
+    }
+
+    /// Waits until this node knows a leader.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClusterError> {
+        let mut metrics = self.metrics();
+        let found = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(leader) = metrics.borrow_and_update().current_leader {
+                    return Ok(leader);
+                }
+                metrics
+                    .changed()
+                    .await
+                    .map_err(|_| ClusterError::Fatal("raft node stopped".into()))?;
+            }
+        })
+        .await;
+        found.unwrap_or(Err(ClusterError::NoLeader {
+            waited_ms: millis(timeout),
+        }))
+    }
+
+    async fn write(&self, op: LeaseOp) -> Result<(u64, LeaseOutcome), ClusterError> {
+        match self.call(ClusterRequest::Write(op)).await? {
+            ClusterReply::Written {
+                outcome: LeaseOutcome::Refused(refusal),
+                ..
+            } => Err(ClusterError::Refused(refusal)),
+            ClusterReply::Written {
+                outcome: LeaseOutcome::Rejected(error),
+                ..
+            } => Err(ClusterError::Rejected(error)),
+            ClusterReply::Written { log_index, outcome } => Ok((log_index, outcome)),
+            other => Err(ClusterError::Protocol(format!(
+                "unexpected answer to a write: {other:?}"
+            ))),
+        }
+    }
+
+    async fn leases(&self, query: LeaseQuery) -> Result<Vec<Lease>, ClusterError> {
+        match self.call(ClusterRequest::Read(query)).await? {
+            ClusterReply::Read(QueryAnswer::Leases(leases)) => Ok(leases),
+            other => Err(ClusterError::Protocol(format!(
+                "unexpected answer to a read: {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends a request to the leader, following leader changes until the request timeout.
+    async fn call(&self, request: ClusterRequest) -> Result<ClusterReply, ClusterError> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut last_error = None;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(match last_error {
+                    Some(ClusterError::Unreachable { .. })
+                    | Some(ClusterError::NotLeader { .. })
+                    | None => ClusterError::NoLeader {
+                        waited_ms: millis(self.inner.timeout),
+                    },
+                    Some(other) => other,
+                });
+            }
+            let Some(leader) = self.leader() else {
+                // Wake on the first metrics change (a leader elected) or after a pause.
+                let mut metrics = self.metrics();
+                let _ =
+                    tokio::time::timeout(remaining.min(RETRY_PAUSE * 4), metrics.changed()).await;
+                continue;
+            };
+            let result = if leader == self.inner.id {
+                tokio::time::timeout(remaining, self.inner.leader.handle(request.clone()))
+                    .await
+                    .unwrap_or(Err(ClusterError::NoQuorum {
+                        waited_ms: millis(self.inner.timeout),
+                    }))
+            } else {
+                match self.peer(leader) {
+                    Ok(mut client) => {
+                        network::forward(&mut client, leader, &request, remaining).await
+                    }
+                    Err(error) => Err(error),
+                }
+            };
+            match result {
+                Err(error) if error.is_retryable() => {
+                    tracing::debug!(node = self.inner.id, leader, %error, "retrying on the next leader");
+                    last_error = Some(error);
+                    tokio::time::sleep(remaining.min(RETRY_PAUSE)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A channel to a peer at the address the current membership gives it.
+    fn peer(&self, id: NodeId) -> Result<RaftClient<Channel>, ClusterError> {
+        let addr = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|node| node.addr.clone())
+            .ok_or_else(|| ClusterError::Unreachable {
+                node: id,
+                reason: "not in this node's view of the membership".into(),
+            })?;
+        let mut peers = self
+            .inner
+            .peers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((known, client)) = peers.get(&id)
+            && *known == addr
+        {
+            return Ok(client.clone());
+        }
+        let client = network::connect(&addr, self.inner.tls.as_ref())
+            .map_err(|reason| ClusterError::Unreachable { node: id, reason })?;
+        peers.insert(id, (addr, client.clone()));
+        Ok(client)
+    }
+}
+
+fn unexpected(outcome: LeaseOutcome) -> ClusterError {
+    ClusterError::Protocol(format!("unexpected lease outcome: {outcome:?}"))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
