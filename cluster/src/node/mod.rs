@@ -28,7 +28,10 @@ pub use service::LeaseService;
 
 use crate::network::{NetworkFactory, RaftService};
 use crate::raft_types::{NodeId, Raft};
-use crate::store::{self, StateReader};
+use crate::store::{self, StateReader, StoreFiles};
+
+/// How long shutdown waits for openraft's tasks to drop their store handles.
+const FILES_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,7 @@ pub struct ClusterNode {
     raft: Raft,
     service: LeaseService,
     state: StateReader,
+    files: StoreFiles,
     listen_addr: std::net::SocketAddr,
     stop_server: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
@@ -83,6 +87,7 @@ impl ClusterNode {
             .await
             .map_err(|e| storage_error(&e))?;
         let state = state_machine.reader();
+        let files = StoreFiles::of(&log_store, &state_machine);
         let network = NetworkFactory {
             tls: config.tls.clone(),
         };
@@ -138,6 +143,7 @@ impl ClusterNode {
             raft,
             service,
             state,
+            files,
             listen_addr,
             stop_server: Some(stop_server),
             server,
@@ -166,7 +172,8 @@ impl ClusterNode {
         &self.state
     }
 
-    /// Stops serving peers and stops the Raft core. Everything acknowledged is already on disk.
+    /// Stops serving peers and stops the Raft core. Everything acknowledged is already on disk;
+    /// returns once the store files are closed, so the node can start again from them.
     pub async fn shutdown(mut self) {
         self.sweeper.abort();
         if let Some(stop) = self.stop_server.take() {
@@ -178,6 +185,13 @@ impl ClusterNode {
         // Open peer connections are not waited for: a stopped node answers nothing.
         self.server.abort();
         let _ = (&mut self.server).await;
+        let deadline = tokio::time::Instant::now() + FILES_CLOSE_TIMEOUT;
+        while !self.files.closed() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if !self.files.closed() {
+            tracing::warn!(node = self.id, "raft store files still open after shutdown");
+        }
         tracing::info!(node = self.id, "raft node stopped");
     }
 }

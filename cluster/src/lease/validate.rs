@@ -1,0 +1,88 @@
+//! Input checks of lease ops: what `apply` rejects as malformed before it touches the table.
+
+use super::{LeaseError, LeaseOp, MAX_ID_LEN, MAX_LIMIT, MAX_TTL_MS, TenantLimits};
+
+/// Validates an op without applying it, with exactly the checks `LeaseTable::apply` makes,
+/// so a caller can reject bad input before proposing it to Raft.
+pub fn validate(op: &LeaseOp) -> Result<(), LeaseError> {
+    match op {
+        LeaseOp::Acquire(req) => {
+            check_id("tenant", &req.tenant)?;
+            check_id("session", &req.session)?;
+            check_id("user", &req.user)?;
+            check_id("device", &req.device)?;
+            check_ttl(req.ttl_ms)
+        }
+        LeaseOp::Renew {
+            tenant, session, ..
+        }
+        | LeaseOp::Release {
+            tenant, session, ..
+        } => {
+            check_id("tenant", tenant)?;
+            check_id("session", session)
+        }
+        LeaseOp::ExpireSweep => Ok(()),
+        LeaseOp::SetTenantLimits { tenant, limits } => {
+            check_id("tenant", tenant)?;
+            check_limits(limits)
+        }
+    }
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> LeaseError {
+    LeaseError::Invalid {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Ids end up in logs, metrics labels and operator output; control characters there would let
+/// one tenant forge lines.
+fn check_id(field: &str, id: &str) -> Result<(), LeaseError> {
+    if id.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(invalid(
+            field,
+            format!("must be at most {MAX_ID_LEN} bytes, got {}", id.len()),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_ttl(ttl_ms: u64) -> Result<(), LeaseError> {
+    if ttl_ms == 0 {
+        return Err(invalid("ttl_ms", "must be at least 1"));
+    }
+    if ttl_ms > MAX_TTL_MS {
+        return Err(invalid(
+            "ttl_ms",
+            format!("must be at most {MAX_TTL_MS}, got {ttl_ms}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_limits(limits: &TenantLimits) -> Result<(), LeaseError> {
+    check_limit("max_sessions_per_tenant", limits.max_sessions_per_tenant)?;
+    check_limit("max_sessions_per_user", limits.max_sessions_per_user)
+}
+
+/// A zero limit would lock a tenant out entirely; that is an operator mistake, not a policy.
+fn check_limit(field: &str, limit: u32) -> Result<(), LeaseError> {
+    if limit == 0 {
+        return Err(invalid(field, "must be at least 1"));
+    }
+    if limit > MAX_LIMIT {
+        return Err(invalid(
+            field,
+            format!("must be at most {MAX_LIMIT}, got {limit}"),
+        ));
+    }
+    Ok(())
+}
