@@ -47,10 +47,7 @@ impl LeaderOps {
                     .map_err(|e| self.read_error(e))?;
                 Ok(ClusterReply::Read(self.state.query(&query).await))
             }
-            ClusterRequest::AddLearner { id, addr } => {
-                let response = self.raft.add_learner(id, BasicNode::new(addr), true).await;
-                self.membership_changed(response)
-            }
+            ClusterRequest::AddLearner { id, addr } => self.add_learner(id, addr).await,
             ClusterRequest::Promote { id } => {
                 let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
                 self.membership_changed(self.raft.change_membership(change, false).await)
@@ -73,6 +70,47 @@ impl LeaderOps {
                 self.membership_changed(self.raft.change_membership(change, false).await)
             }
         }
+    }
+
+    /// Adds a learner and waits until it holds the log up to its own addition. One that cannot
+    /// be reached (wrong address, down, a certificate from another CA) is removed again, so a
+    /// failed add changes nothing.
+    async fn add_learner(&self, id: NodeId, addr: String) -> Result<ClusterReply, ClusterError> {
+        let added = self
+            .raft
+            .add_learner(id, BasicNode::new(addr.clone()), false)
+            .await;
+        let reply = self.membership_changed(added)?;
+        let ClusterReply::MembershipChanged { log_index, .. } = reply else {
+            return Ok(reply);
+        };
+        // Half the request timeout, so the undo below still fits in the caller's deadline.
+        let patience = self.timeout / 2;
+        let caught_up = self
+            .raft
+            .wait(Some(patience))
+            .metrics(
+                |m| {
+                    let matched = m
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).cloned().flatten());
+                    matched.is_some_and(|log_id| log_id.index >= log_index)
+                },
+                "learner caught up",
+            )
+            .await;
+        if caught_up.is_ok() {
+            return Ok(reply);
+        }
+        let undo = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+        if let Err(error) = self.raft.change_membership(undo, false).await {
+            tracing::warn!(node = self.id, learner = id, %error, "could not remove a learner that never caught up");
+        }
+        Err(ClusterError::Membership(format!(
+            "node {id} did not receive the log at {addr} within {} ms, so it was not added; check that it runs, that the address is right and that its certificate is from the cluster CA",
+            patience.as_millis()
+        )))
     }
 
     async fn write(&self, op: LeaseOp) -> Result<ClusterReply, ClusterError> {
