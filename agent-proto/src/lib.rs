@@ -6,3 +6,9 @@ pub mod raft {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("lr.raft.v1");
 }
+
+/// The agent's stream to a broker node.
+pub mod agent {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("lr.agent.v1");
+}
