@@ -2,12 +2,21 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let mut config = prost_build::Config::new();
-    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let config = || {
+        let mut config = prost_build::Config::new();
+        config.protoc_executable(&protoc);
+        config
+    };
     tonic_prost_build::configure().compile_with_config(
-        config,
+        config(),
         &["proto/raft.proto", "proto/agent.proto"],
         &["proto"],
     )?;
+    // Each package is a flat module of this crate, so bus.proto's references to agent.proto's
+    // messages point at `crate::agent` instead of a nested path.
+    tonic_prost_build::configure()
+        .extern_path(".lr.agent.v1", "crate::agent")
+        .compile_with_config(config(), &["proto/bus.proto"], &["proto"])?;
     Ok(())
 }

@@ -12,3 +12,9 @@ pub mod agent {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("lr.agent.v1");
 }
+
+/// Broker-to-broker envelopes carried over NATS subjects.
+pub mod bus {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("lr.bus.v1");
+}
