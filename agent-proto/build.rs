@@ -15,7 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     // Each package is a flat module of this crate, so bus.proto's references to agent.proto's
     // messages point at `crate::agent` instead of a nested path.
+    // Its own folder, so the imported agent package's output does not overwrite the first pass's.
+    let bus_out = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("bus");
+    std::fs::create_dir_all(&bus_out)?;
     tonic_prost_build::configure()
+        .out_dir(&bus_out)
         .extern_path(".lr.agent.v1", "crate::agent")
         .compile_with_config(config(), &["proto/bus.proto"], &["proto"])?;
     Ok(())

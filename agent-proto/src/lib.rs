@@ -16,5 +16,5 @@ pub mod agent {
 /// Broker-to-broker envelopes carried over NATS subjects.
 pub mod bus {
     #![allow(clippy::all, missing_docs)]
-    tonic::include_proto!("lr.bus.v1");
+    include!(concat!(env!("OUT_DIR"), "/bus/lr.bus.v1.rs"));
 }
