@@ -1,1 +1,22 @@
-//! The broker node.
+//! A broker node of the live response cluster.
+//!
+//! - [`node`]: lifecycle, wiring the parts below together.
+//! - [`config`]: TOML + `LR_*` environment + flags, validated once.
+//! - [`actors`]: `DeviceActor` and `SessionActor` (ractor), under one supervisor per kind.
+//! - [`agents`]: the gRPC service agents dial (mutual TLS).
+//! - [`api`]: the analysts' REST/SSE API over HTTPS.
+//! - [`bus`]: NATS subjects and envelopes between nodes.
+//! - [`registry`]: devices, their presence and connection epochs, in JetStream.
+#![forbid(unsafe_code)]
+
+pub mod actors;
+pub mod agents;
+pub mod api;
+pub mod bus;
+pub mod command_line;
+pub mod config;
+pub mod node;
+pub mod registry;
+
+pub use config::BrokerConfig;
+pub use node::BrokerNode;

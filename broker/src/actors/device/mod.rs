@@ -1,0 +1,246 @@
+//! `DeviceActor`: owns one agent's gRPC stream on the node the agent dialled.
+//!
+//! It takes commands and cancels for its device from NATS (`lr.<tenant>.dev.<device>.cmd`), writes
+//! them to the agent's stream, and publishes the agent's results to the session's subject. A newer
+//! connection of the same device (a higher epoch, announced on `.online`) supersedes it; so does a
+//! stream that closes or an agent that stops heartbeating.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use agent_proto::agent::broker_message::Body as ToAgent;
+use agent_proto::agent::{BrokerMessage, CommandResult};
+use agent_proto::bus::envelope::Body;
+use agent_proto::bus::{Ack, DeviceOnline};
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::now_ms;
+use crate::bus::{self, Bus};
+use crate::registry::DeviceRegistry;
+
+/// How many heartbeat intervals may pass without one before the agent counts as gone.
+const MISSED_HEARTBEATS: u32 = 3;
+
+pub struct DeviceActor;
+
+pub enum DeviceMsg {
+    /// A message on one of the device's subjects.
+    Bus(async_nats::Message),
+    Heartbeat,
+    Result(CommandResult),
+    StreamClosed(String),
+    CheckLiveness,
+}
+
+pub struct DeviceArgs {
+    pub node_id: u64,
+    pub tenant: String,
+    pub device: String,
+    pub epoch: u64,
+    pub heartbeat: Duration,
+    pub to_agent: mpsc::Sender<Result<BrokerMessage, tonic::Status>>,
+    pub bus: Bus,
+    pub registry: DeviceRegistry,
+}
+
+pub struct DeviceState {
+    args: DeviceArgs,
+    /// Session of each command sent to the agent and not yet answered.
+    in_flight: HashMap<String, String>,
+    last_heartbeat: Instant,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Actor for DeviceActor {
+    type Msg = DeviceMsg;
+    type State = DeviceState;
+    type Arguments = DeviceArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DeviceMsg>,
+        args: DeviceArgs,
+    ) -> Result<DeviceState, ActorProcessingErr> {
+        let mut tasks = Vec::new();
+        for subject in [
+            bus::device_cmd(&args.tenant, &args.device),
+            bus::device_online(&args.tenant, &args.device),
+        ] {
+            let mut subscription = args.bus.subscribe(subject).await?;
+            let me = myself.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(message) = subscription.next().await {
+                    if me.cast(DeviceMsg::Bus(message)).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        let me = myself.clone();
+        let every = args.heartbeat;
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                if me.cast(DeviceMsg::CheckLiveness).is_err() {
+                    break;
+                }
+            }
+        }));
+        // Sessions waiting on this device re-send what they had in flight.
+        let online = Body::DeviceOnline(DeviceOnline {
+            node_id: args.node_id,
+            epoch: args.epoch,
+        });
+        args.bus
+            .publish(
+                bus::device_online(&args.tenant, &args.device),
+                &args.tenant,
+                online,
+            )
+            .await?;
+        tracing::info!(tenant = %args.tenant, device = %args.device, epoch = args.epoch, "device online");
+        Ok(DeviceState {
+            args,
+            in_flight: HashMap::new(),
+            last_heartbeat: Instant::now(),
+            tasks,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<DeviceMsg>,
+        msg: DeviceMsg,
+        state: &mut DeviceState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DeviceMsg::Bus(message) => state.on_bus(&myself, message).await,
+            DeviceMsg::Heartbeat => {
+                state.last_heartbeat = Instant::now();
+                let a = &state.args;
+                if let Err(error) = a
+                    .registry
+                    .touch(&a.tenant, &a.device, a.epoch, true, now_ms())
+                    .await
+                {
+                    tracing::warn!(device = %a.device, %error, "cannot record heartbeat");
+                }
+            }
+            DeviceMsg::Result(result) => state.on_result(result).await,
+            DeviceMsg::StreamClosed(reason) => {
+                tracing::info!(tenant = %state.args.tenant, device = %state.args.device, epoch = state.args.epoch, %reason, "agent stream closed");
+                myself.stop(Some(reason));
+            }
+            DeviceMsg::CheckLiveness => {
+                if state.last_heartbeat.elapsed() > state.args.heartbeat * MISSED_HEARTBEATS {
+                    tracing::warn!(device = %state.args.device, "agent stopped heartbeating; dropping its stream");
+                    let _ = state
+                        .args
+                        .to_agent
+                        .send(Err(tonic::Status::deadline_exceeded(
+                            "no heartbeat from the agent; reconnect",
+                        )))
+                        .await;
+                    myself.stop(Some("heartbeats missed".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<DeviceMsg>,
+        state: &mut DeviceState,
+    ) -> Result<(), ActorProcessingErr> {
+        for task in &state.tasks {
+            task.abort();
+        }
+        let a = &state.args;
+        if let Err(error) = a
+            .registry
+            .touch(&a.tenant, &a.device, a.epoch, false, now_ms())
+            .await
+        {
+            tracing::warn!(device = %a.device, %error, "cannot record the device offline");
+        }
+        Ok(())
+    }
+}
+
+impl DeviceState {
+    async fn on_bus(&mut self, myself: &ActorRef<DeviceMsg>, message: async_nats::Message) {
+        let (tenant, body) = match bus::decode(&message) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                tracing::warn!(device = %self.args.device, %error, "dropped a bus message");
+                return;
+            }
+        };
+        let ack = match body {
+            Body::Command(request) => {
+                let session = request.session_id.clone();
+                let id = request.command_id.clone();
+                match self.to_agent(ToAgent::Command(request)).await {
+                    Ok(()) => {
+                        self.in_flight.insert(id, session);
+                        Ack::default()
+                    }
+                    Err(ack) => ack,
+                }
+            }
+            Body::Cancel(cancel) => self
+                .to_agent(ToAgent::Cancel(cancel))
+                .await
+                .err()
+                .unwrap_or_default(),
+            Body::DeviceOnline(online) => {
+                if online.epoch > self.args.epoch {
+                    tracing::info!(device = %self.args.device, epoch = self.args.epoch, newer = online.epoch, node = online.node_id, "superseded by a newer connection");
+                    myself.stop(Some("superseded".into()));
+                }
+                return;
+            }
+            _ => return,
+        };
+        if let Err(error) = self.args.bus.reply(&message, &tenant, Body::Ack(ack)).await {
+            tracing::warn!(device = %self.args.device, %error, "cannot acknowledge a command");
+        }
+    }
+
+    async fn to_agent(&self, body: ToAgent) -> Result<(), Ack> {
+        let message = BrokerMessage { body: Some(body) };
+        self.args.to_agent.send(Ok(message)).await.map_err(|_| Ack {
+            error_code: "device_offline".into(),
+            error: format!(
+                "device {} disconnected; wait for it to reconnect",
+                self.args.device
+            ),
+        })
+    }
+
+    async fn on_result(&mut self, result: CommandResult) {
+        let Some(session) = self.in_flight.remove(&result.command_id) else {
+            tracing::debug!(command = %result.command_id, "result for a command this connection did not send");
+            return;
+        };
+        let tenant = self.args.tenant.clone();
+        if let Err(error) = self
+            .args
+            .bus
+            .publish(
+                bus::session_evt(&tenant, &session),
+                &tenant,
+                Body::Result(result),
+            )
+            .await
+        {
+            tracing::warn!(device = %self.args.device, %session, %error, "cannot deliver a command result");
+        }
+    }
+}

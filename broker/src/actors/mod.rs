@@ -1,0 +1,28 @@
+//! The node's actors (ractor). Actors are local to a node; they reach actors on other nodes only
+//! through NATS subjects.
+//!
+//! Supervision tree of a node:
+//!
+//! ```text
+//! Supervisor("devices") ── DeviceActor (one per agent stream held by this node)
+//! Supervisor("sessions") ── SessionActor (one per session created through this node)
+//! ```
+//!
+//! A supervisor logs every child that fails. A failed DeviceActor drops the agent's stream, so the
+//! agent reconnects and a fresh actor takes over; a failed SessionActor stops renewing its lease,
+//! which expires and frees the device (sessions are not moved between nodes, see ARCHITECTURE.md).
+
+pub mod device;
+pub mod session;
+mod supervisor;
+
+pub use supervisor::Supervisor;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Wall-clock milliseconds, for timestamps shown to people (never for lease decisions).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,156 @@
+//! The gRPC service agents dial (mutual TLS). It identifies the device from its client
+//! certificate, checks the hello against it, records the connection, and hands the stream to a
+//! new `DeviceActor`.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use agent_proto::agent::agent_link_server::AgentLink;
+use agent_proto::agent::agent_message::Body as FromAgent;
+use agent_proto::agent::broker_message::Body as ToAgent;
+use agent_proto::agent::{AgentMessage, BrokerMessage, Hello, Welcome};
+use futures::{Stream, StreamExt};
+use ractor::{Actor, ActorCell};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::actors::device::{DeviceActor, DeviceArgs, DeviceMsg};
+use crate::actors::now_ms;
+use crate::bus::Bus;
+use crate::registry::{DeviceRecord, DeviceRegistry};
+
+/// The protocol versions this broker speaks.
+const PROTOCOL_VERSION: u32 = 1;
+/// How long an agent has to send its hello after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Commands and cancels buffered towards one agent.
+const OUTBOUND_BUFFER: usize = 64;
+
+pub struct AgentService {
+    pub node_id: u64,
+    pub heartbeat: Duration,
+    pub bus: Bus,
+    pub registry: DeviceRegistry,
+    pub supervisor: ActorCell,
+}
+
+type Outbound = Pin<Box<dyn Stream<Item = Result<BrokerMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentLink for AgentService {
+    type AttachStream = Outbound;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Outbound>, Status> {
+        let identity = request
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|c| pki::agent_identity(c.as_ref())))
+            .ok_or_else(|| {
+                Status::unauthenticated("no client certificate; enrol the agent to get one")
+            })?
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let mut inbound = request.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.next()).await {
+            Ok(Some(Ok(AgentMessage {
+                body: Some(FromAgent::Hello(hello)),
+            }))) => hello,
+            Ok(Some(Err(status))) => return Err(status),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(
+                    "no hello within 10 s of connecting",
+                ));
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message must be a hello",
+                ));
+            }
+        };
+        check_hello(&hello, &identity)?;
+
+        let epoch = self
+            .registry
+            .connected(DeviceRecord {
+                device: hello.device_id.clone(),
+                tenant: hello.tenant.clone(),
+                hostname: hello.hostname.clone(),
+                os: hello.os.clone(),
+                agent_version: hello.agent_version.clone(),
+                online: true,
+                node: self.node_id,
+                epoch: 0,
+                last_seen_ms: now_ms(),
+            })
+            .await
+            .map_err(|e| Status::unavailable(format!("{e}; retry")))?;
+
+        let (to_agent, outbound) = mpsc::channel(OUTBOUND_BUFFER);
+        let welcome = Welcome {
+            protocol_version: PROTOCOL_VERSION.min(hello.protocol_version),
+            node_id: self.node_id,
+            epoch,
+            heartbeat_interval_ms: u32::try_from(self.heartbeat.as_millis()).unwrap_or(u32::MAX),
+        };
+        let _ = to_agent
+            .send(Ok(BrokerMessage {
+                body: Some(ToAgent::Welcome(welcome)),
+            }))
+            .await;
+        let args = DeviceArgs {
+            node_id: self.node_id,
+            tenant: hello.tenant.clone(),
+            device: hello.device_id.clone(),
+            epoch,
+            heartbeat: self.heartbeat,
+            to_agent,
+            bus: self.bus.clone(),
+            registry: self.registry.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, DeviceActor, args, self.supervisor.clone())
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!("cannot start the device actor: {e}; retry"))
+            })?;
+
+        tokio::spawn(async move {
+            let reason = loop {
+                match inbound.next().await {
+                    Some(Ok(AgentMessage {
+                        body: Some(FromAgent::Heartbeat(_)),
+                    })) => {
+                        let _ = actor.cast(DeviceMsg::Heartbeat);
+                    }
+                    Some(Ok(AgentMessage {
+                        body: Some(FromAgent::Result(result)),
+                    })) => {
+                        let _ = actor.cast(DeviceMsg::Result(result));
+                    }
+                    Some(Ok(_)) => tracing::warn!("unexpected message from an agent; ignored"),
+                    Some(Err(status)) => break format!("stream error: {}", status.message()),
+                    None => break "agent closed the stream".to_string(),
+                }
+            };
+            let _ = actor.cast(DeviceMsg::StreamClosed(reason));
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+    }
+}
+
+/// The hello must speak a known protocol and claim the identity its certificate proves.
+fn check_hello(hello: &Hello, identity: &pki::AgentIdentity) -> Result<(), Status> {
+    if hello.protocol_version == 0 {
+        return Err(Status::failed_precondition(format!(
+            "agent protocol version 0 is not supported; this broker speaks 1..={PROTOCOL_VERSION}"
+        )));
+    }
+    if hello.device_id != identity.device || hello.tenant != identity.tenant {
+        return Err(Status::permission_denied(format!(
+            "the certificate is for device {} of tenant {}, but the hello claims device {} of tenant {}; fix the agent's config",
+            identity.device, identity.tenant, hello.device_id, hello.tenant
+        )));
+    }
+    Ok(())
+}

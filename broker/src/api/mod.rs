@@ -1,0 +1,142 @@
+//! The analyst API: REST + Server-Sent Events over HTTPS, JSON everywhere, bearer tokens.
+//! `openapi.json` beside this file documents it and is served at `/api/v1/openapi.json`.
+
+mod auth;
+mod error;
+mod handlers;
+mod serve;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_proto::bus::envelope::Body;
+use agent_proto::bus::session_reply::Body as Reply;
+use agent_proto::bus::session_request::Op;
+use agent_proto::bus::{SessionReply, SessionRequest};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use cluster::LeaseService;
+use jiff::Timestamp;
+use ractor::ActorCell;
+
+pub use auth::{Caller, Tokens, sha256_hex};
+pub use error::ApiError;
+pub use serve::serve_https;
+
+use crate::bus::{self, Bus, BusError};
+use crate::config::SessionsSection;
+use crate::registry::DeviceRegistry;
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+/// How long a request to a session's node may take.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct ApiState(Arc<Inner>);
+
+pub struct Inner {
+    pub node_id: u64,
+    pub bus: Bus,
+    pub registry: DeviceRegistry,
+    pub leases: LeaseService,
+    pub settings: SessionsSection,
+    pub sessions: ActorCell,
+    pub tokens: Tokens,
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl ApiState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// Sends a request to the session's actor, wherever it runs.
+    async fn control(&self, caller: &Caller, session: &str, op: Op) -> Result<Reply, ApiError> {
+        let missing = || {
+            ApiError::not_found(format!(
+                "no live session {session}; it never existed, was ended, or expired"
+            ))
+        };
+        if session.is_empty()
+            || session.len() > 64
+            || !session
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(missing());
+        }
+        let request = Body::SessionRequest(SessionRequest {
+            user: caller.user.clone(),
+            op: Some(op),
+        });
+        let subject = bus::session_ctl(&caller.tenant, session);
+        match self
+            .bus
+            .request(subject, &caller.tenant, request, CONTROL_TIMEOUT)
+            .await
+        {
+            Ok(Body::SessionReply(SessionReply {
+                body: Some(Reply::Error(e)),
+            })) => Err(ApiError::from_code(&e.code, e.message)),
+            Ok(Body::SessionReply(SessionReply { body: Some(reply) })) => Ok(reply),
+            Ok(_) => Err(ApiError::unavailable(
+                "unexpected answer from the session's node; retry",
+            )),
+            Err(BusError::NoResponders(_)) => Err(missing()),
+            Err(e) => Err(ApiError::unavailable(format!(
+                "the session's node did not answer: {e}; retry"
+            ))),
+        }
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(handlers::health))
+        .route("/api/v1/openapi.json", get(handlers::openapi))
+        .route("/api/v1/devices", get(handlers::list_devices))
+        .route(
+            "/api/v1/sessions",
+            get(handlers::list_sessions).post(handlers::open_session),
+        )
+        .route(
+            "/api/v1/sessions/{id}",
+            get(handlers::describe_session).delete(handlers::end_session),
+        )
+        .route(
+            "/api/v1/sessions/{id}/commands",
+            get(handlers::list_commands).post(handlers::run_command),
+        )
+        .route(
+            "/api/v1/sessions/{id}/commands/{cid}",
+            get(handlers::get_command),
+        )
+        .route(
+            "/api/v1/sessions/{id}/commands/{cid}/cancel",
+            post(handlers::cancel_command),
+        )
+        .route(
+            "/api/v1/sessions/{id}/events",
+            get(handlers::session_events),
+        )
+        .fallback(handlers::no_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC.
+pub fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,31 @@
+//! NATS subject names. Ids are restricted to `[A-Za-z0-9._-]` (enrolment enforces it), so they never
+//! hold wildcards or spaces; the tenant, first after `lr.`, never holds a dot.
+
+pub fn device_cmd(tenant: &str, device: &str) -> String {
+    format!("lr.{tenant}.dev.{device}.cmd")
+}
+
+pub fn device_online(tenant: &str, device: &str) -> String {
+    format!("lr.{tenant}.dev.{device}.online")
+}
+
+pub fn session_ctl(tenant: &str, session: &str) -> String {
+    format!("lr.{tenant}.sess.{session}.ctl")
+}
+
+pub fn session_evt(tenant: &str, session: &str) -> String {
+    format!("lr.{tenant}.sess.{session}.evt")
+}
+
+pub fn session_out(tenant: &str, session: &str) -> String {
+    format!("lr.{tenant}.sess.{session}.out")
+}
+
+/// The tenant a subject belongs to.
+pub fn tenant_of(subject: &str) -> Option<&str> {
+    subject
+        .strip_prefix("lr.")?
+        .split('.')
+        .next()
+        .filter(|t| !t.is_empty())
+}

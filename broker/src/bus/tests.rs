@@ -1,0 +1,57 @@
+//! Envelopes round-trip, and one naming another tenant than its subject is refused.
+
+use agent_proto::agent::Cancel;
+use async_nats::Message;
+
+use super::*;
+
+fn message(subject: &str, payload: Bytes) -> Message {
+    Message {
+        subject: subject.into(),
+        reply: None,
+        payload,
+        headers: None,
+        status: None,
+        description: None,
+        length: 0,
+    }
+}
+
+#[test]
+fn an_envelope_round_trips_on_its_tenants_subject() {
+    let body = Body::Cancel(Cancel {
+        command_id: "c1".into(),
+    });
+    let (tenant, decoded) = decode(&message(
+        &device_cmd("demo", "web-07"),
+        encode("demo", body.clone()),
+    ))
+    .unwrap();
+    assert_eq!(tenant, "demo");
+    assert_eq!(decoded, body);
+}
+
+#[test]
+fn an_envelope_for_another_tenant_is_refused() {
+    let body = Body::Cancel(Cancel {
+        command_id: "c1".into(),
+    });
+    let err = decode(&message(
+        &device_cmd("demo", "web-07"),
+        encode("acme", body),
+    ))
+    .unwrap_err();
+    assert!(matches!(err, BusError::WrongTenant { .. }), "{err}");
+}
+
+#[test]
+fn garbage_is_malformed_not_a_panic() {
+    let err = decode(&message(
+        "lr.demo.dev.x.cmd",
+        Bytes::from_static(b"\xff\xff\xff"),
+    ))
+    .unwrap_err();
+    assert!(matches!(err, BusError::Malformed { .. }), "{err}");
+    assert_eq!(tenant_of("lr.demo.sess.s1.ctl"), Some("demo"));
+    assert_eq!(tenant_of("other.demo"), None);
+}

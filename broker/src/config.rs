@@ -1,0 +1,221 @@
+//! Broker configuration: a TOML file, then `LR_*` environment variables, then flags; validated once.
+//!
+//! Environment keys nest with `__`: `LR_API__LISTEN=127.0.0.1:7601`, `LR_NODE_ID=2`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub node_id: u64,
+    /// Raft files live under `<data_dir>/raft`.
+    pub data_dir: PathBuf,
+    pub nats_url: String,
+    pub raft: RaftSection,
+    pub agents: AgentsSection,
+    pub api: ApiSection,
+    pub tls: TlsSection,
+    #[serde(default)]
+    pub sessions: SessionsSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftSection {
+    pub listen: SocketAddr,
+    /// Every initial voter, this node included.
+    pub members: Vec<Member>,
+    #[serde(default)]
+    pub join: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub id: u64,
+    pub addr: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsSection {
+    pub listen: SocketAddr,
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_interval_ms: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub tokens: Vec<ApiToken>,
+}
+
+/// An analyst's bearer token, stored as its SHA-256 so the config file holds no secret.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub tenant: String,
+    pub user: String,
+    pub token_sha256: String,
+}
+
+/// PEM files: the cluster CA, and this node's certificate and key (used for the agent service,
+/// the API and Raft alike).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    /// A session's lease lives this long without renewal; its actor renews it every third of it.
+    pub lease_ttl_ms: u64,
+    /// A session with no command for this long is ended.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for SessionsSection {
+    fn default() -> Self {
+        Self {
+            lease_ttl_ms: 30_000,
+            idle_timeout_ms: 30 * 60 * 1000,
+        }
+    }
+}
+
+fn default_heartbeat_ms() -> u32 {
+    5_000
+}
+
+/// A configuration that cannot work, naming the bad key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid broker config: {key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl BrokerConfig {
+    /// Reads the file (if given), then `LR_*` variables, then `overrides` (from flags).
+    pub fn load(file: Option<&Path>, overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(bad(
+                    "--config",
+                    format!("{} does not exist", file.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(
+            Env::prefixed("LR_")
+                .split("__")
+                .ignore(&["api_url", "token", "ca_cert", "log"]),
+        );
+        for (key, value) in overrides {
+            figment = figment.merge(Serialized::default(key, value));
+        }
+        let config: BrokerConfig = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            bad(
+                if key.is_empty() { "config" } else { &key },
+                e.kind.to_string(),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cluster_config()
+            .validate()
+            .map_err(|e| bad(&format!("raft.{}", e.key), e.reason))?;
+        if !self.nats_url.starts_with("nats://") && !self.nats_url.starts_with("tls://") {
+            return Err(bad(
+                "nats_url",
+                format!("{:?} is not a nats:// or tls:// url", self.nats_url),
+            ));
+        }
+        for (i, token) in self.api.tokens.iter().enumerate() {
+            let hex_ok = token.token_sha256.len() == 64
+                && token.token_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex_ok {
+                return Err(bad(
+                    &format!("api.tokens[{i}].token_sha256"),
+                    "must be 64 hex digits (sha256 of the token)",
+                ));
+            }
+            if token.tenant.is_empty() || token.user.is_empty() {
+                return Err(bad(
+                    &format!("api.tokens[{i}]"),
+                    "tenant and user must not be empty",
+                ));
+            }
+        }
+        for (key, path) in [
+            ("tls.ca_cert", &self.tls.ca_cert),
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+        ] {
+            if !path.is_file() {
+                return Err(bad(
+                    key,
+                    format!(
+                        "{} is not a readable file; create dev certificates with `lr-broker dev-certs`",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        let s = &self.sessions;
+        if s.lease_ttl_ms < 1_000 || s.lease_ttl_ms > cluster::lease::MAX_TTL_MS {
+            return Err(bad(
+                "sessions.lease_ttl_ms",
+                "must be between 1000 and 86400000",
+            ));
+        }
+        if s.idle_timeout_ms == 0 {
+            return Err(bad("sessions.idle_timeout_ms", "must be above 0"));
+        }
+        if self.agents.heartbeat_interval_ms < 100 {
+            return Err(bad("agents.heartbeat_interval_ms", "must be at least 100"));
+        }
+        Ok(())
+    }
+
+    /// The cluster crate's view of this node (TLS material is read separately).
+    pub fn cluster_config(&self) -> cluster::ClusterConfig {
+        cluster::ClusterConfig {
+            node_id: self.node_id,
+            listen_addr: self.raft.listen,
+            members: self
+                .raft
+                .members
+                .iter()
+                .map(|m| (m.id, m.addr.clone()))
+                .collect(),
+            join: self.raft.join,
+            data_dir: self.data_dir.join("raft"),
+            ..cluster::ClusterConfig::default()
+        }
+    }
+}

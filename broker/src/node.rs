@@ -1,0 +1,192 @@
+//! A broker node's lifecycle: `BrokerConfig -> BrokerNode::start -> shutdown`.
+//!
+//! Start order matters: the Raft member first (sessions need leases), then NATS (everything
+//! between nodes), then the actors' supervisors, and last the two listeners that let work in:
+//! agents' gRPC and the analysts' API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_proto::agent::agent_link_server::AgentLinkServer;
+use anyhow::Context;
+use cluster::ClusterNode;
+use cluster::network::TlsMaterial;
+use ractor::{Actor, ActorRef};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::actors::Supervisor;
+use crate::agents::AgentService;
+use crate::api::{self, ApiState, Tokens};
+use crate::bus::Bus;
+use crate::config::BrokerConfig;
+use crate::registry::DeviceRegistry;
+
+/// How long start waits for the NATS server.
+const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct BrokerNode {
+    pub node_id: u64,
+    pub api_addr: SocketAddr,
+    pub agents_addr: SocketAddr,
+    cluster: ClusterNode,
+    supervisors: Vec<ActorRef<()>>,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+/// The node's PEM files, read once.
+struct Pems {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+impl BrokerNode {
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<Self> {
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let pems = Pems {
+            ca: read(&config.tls.ca_cert)?,
+            cert: read(&config.tls.cert)?,
+            key: read(&config.tls.key)?,
+        };
+
+        let mut cluster_config = config.cluster_config();
+        cluster_config.tls = Some(TlsMaterial {
+            ca_pem: pems.ca.clone(),
+            cert_pem: pems.cert.clone(),
+            key_pem: pems.key.clone(),
+            server_name: Some("localhost".into()),
+        });
+        let cluster = ClusterNode::start(cluster_config)
+            .await
+            .context("cannot start the raft member")?;
+        let leases = cluster.lease_service();
+
+        let nats = tokio::time::timeout(
+            NATS_CONNECT_TIMEOUT,
+            async_nats::ConnectOptions::new()
+                .name(format!("lr-broker-{}", config.node_id))
+                .retry_on_initial_connect()
+                .connect(config.nats_url.as_str()),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no nats server answered at {} within {NATS_CONNECT_TIMEOUT:?}; start it or fix nats_url", config.nats_url))?
+        .with_context(|| format!("cannot connect to nats at {}", config.nats_url))?;
+        let bus = Bus::new(nats.clone());
+        let registry = DeviceRegistry::open(nats, 1).await.context(
+            "cannot open the device registry in jetstream; is jetstream enabled (nats-server -js)?",
+        )?;
+
+        let (devices, _) = Actor::spawn(None, Supervisor, "devices")
+            .await
+            .context("cannot start the device supervisor")?;
+        let (sessions, _) = Actor::spawn(None, Supervisor, "sessions")
+            .await
+            .context("cannot start the session supervisor")?;
+        let (stop, stopped) = watch::channel(false);
+
+        let agents_listener = TcpListener::bind(config.agents.listen)
+            .await
+            .with_context(|| format!("cannot listen for agents on {}", config.agents.listen))?;
+        let agents_addr = agents_listener.local_addr()?;
+        let agent_service = AgentService {
+            node_id: config.node_id,
+            heartbeat: Duration::from_millis(u64::from(config.agents.heartbeat_interval_ms)),
+            bus: bus.clone(),
+            registry: registry.clone(),
+            supervisor: devices.get_cell(),
+        };
+        let agent_tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&pems.cert, &pems.key))
+            .client_ca_root(Certificate::from_pem(&pems.ca));
+        let agent_server = tonic::transport::Server::builder()
+            .tls_config(agent_tls)
+            .context("bad tls material for the agent service")?
+            .add_service(AgentLinkServer::new(agent_service))
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(agents_listener),
+                wait_for(stopped.clone()),
+            );
+        let node_id = config.node_id;
+        let agents_task = tokio::spawn(async move {
+            if let Err(error) = agent_server.await {
+                tracing::error!(node = node_id, %error, "agent service failed");
+            }
+        });
+
+        let api_listener = TcpListener::bind(config.api.listen)
+            .await
+            .with_context(|| format!("cannot listen for the api on {}", config.api.listen))?;
+        let api_addr = api_listener.local_addr()?;
+        let state = ApiState::new(api::Inner {
+            node_id: config.node_id,
+            bus,
+            registry,
+            leases,
+            settings: config.sessions.clone(),
+            sessions: sessions.get_cell(),
+            tokens: Tokens::new(&config.api.tokens),
+        });
+        let api_task = tokio::spawn(api::serve_https(
+            api_listener,
+            api_tls(&pems)?,
+            api::router(state),
+            stopped,
+        ));
+
+        tracing::info!(node = config.node_id, api = %api_addr, agents = %agents_addr, raft = %cluster.listen_addr(), "broker node started");
+        Ok(Self {
+            node_id: config.node_id,
+            api_addr,
+            agents_addr,
+            cluster,
+            supervisors: vec![devices, sessions],
+            stop,
+            servers: vec![agents_task, api_task],
+        })
+    }
+
+    /// Stops taking work, ends this node's sessions (releasing their leases) and agent streams,
+    /// then leaves the Raft group's traffic.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for supervisor in &self.supervisors {
+            supervisor.stop_children(Some("node shutting down".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for supervisor in self.supervisors {
+            supervisor.stop(None);
+        }
+        for server in self.servers {
+            server.abort();
+        }
+        self.cluster.shutdown().await;
+        tracing::info!(node = self.node_id, "broker node stopped");
+    }
+}
+
+async fn wait_for(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+fn api_tls(pems: &Pems) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let certs = CertificateDer::pem_slice_iter(pems.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("bad certificate pem")?;
+    let key = PrivateKeyDer::from_pem_slice(pems.key.as_bytes()).context("bad key pem")?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("certificate and key do not match")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,159 @@
+//! The device registry: which devices a tenant has, whether they are online and through which node.
+//! A JetStream key-value bucket, so every node sees the same answer and it survives node restarts.
+//!
+//! A device's connection epoch grows with each connection (compare-and-set on the entry's
+//! revision), so a node holding an older connection can tell it has been superseded.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+const BUCKET: &str = "lr-devices";
+/// Attempts at a compare-and-set before giving up on a racing writer.
+const CAS_ATTEMPTS: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub device: String,
+    pub tenant: String,
+    pub hostname: String,
+    pub os: String,
+    pub agent_version: String,
+    pub online: bool,
+    pub node: u64,
+    pub epoch: u64,
+    pub last_seen_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("device registry: {0}")]
+pub struct RegistryError(String);
+
+fn err(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError(e.to_string())
+}
+
+#[derive(Clone)]
+pub struct DeviceRegistry {
+    kv: kv::Store,
+}
+
+fn key(tenant: &str, device: &str) -> String {
+    format!("{tenant}.{device}")
+}
+
+impl DeviceRegistry {
+    /// Opens the bucket, creating it on first use. `replicas` is the JetStream replication factor.
+    pub async fn open(client: async_nats::Client, replicas: usize) -> Result<Self, RegistryError> {
+        let js = jetstream::new(client);
+        let kv = match js.get_key_value(BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: BUCKET.into(),
+                    description: "live response devices: presence and connection epoch".into(),
+                    history: 1,
+                    num_replicas: replicas,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(err)?,
+        };
+        Ok(Self { kv })
+    }
+
+    /// Records a new connection and returns its epoch, one above any earlier connection's.
+    pub async fn connected(&self, mut record: DeviceRecord) -> Result<u64, RegistryError> {
+        let key = key(&record.tenant, &record.device);
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.kv.entry(&key).await.map_err(err)?;
+            let (previous_epoch, revision) = match &current {
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    let old: DeviceRecord = serde_json::from_slice(&entry.value).map_err(err)?;
+                    (old.epoch, Some(entry.revision))
+                }
+                Some(entry) => (0, Some(entry.revision)),
+                None => (0, None),
+            };
+            record.epoch = previous_epoch + 1;
+            let value = Bytes::from(serde_json::to_vec(&record).map_err(err)?);
+            let written = match revision {
+                Some(revision) => self
+                    .kv
+                    .update(&key, value, revision)
+                    .await
+                    .map(drop)
+                    .map_err(err),
+                None => self.kv.create(&key, value).await.map(drop).map_err(err),
+            };
+            if written.is_ok() {
+                return Ok(record.epoch);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(RegistryError(format!(
+            "device {key}: too many concurrent connections"
+        )))
+    }
+
+    /// Updates `last_seen` or marks the device offline, only if `epoch` is still the current connection.
+    pub async fn touch(
+        &self,
+        tenant: &str,
+        device: &str,
+        epoch: u64,
+        online: bool,
+        now_ms: u64,
+    ) -> Result<(), RegistryError> {
+        let key = key(tenant, device);
+        let Some(entry) = self.kv.entry(&key).await.map_err(err)? else {
+            return Ok(());
+        };
+        let Ok(mut record) = serde_json::from_slice::<DeviceRecord>(&entry.value) else {
+            return Ok(());
+        };
+        if record.epoch != epoch {
+            return Ok(());
+        }
+        record.online = online;
+        record.last_seen_ms = now_ms;
+        let value = Bytes::from(serde_json::to_vec(&record).map_err(err)?);
+        // A lost race means a newer connection wrote; that write wins.
+        let _ = self.kv.update(&key, value, entry.revision).await;
+        Ok(())
+    }
+
+    pub async fn get(
+        &self,
+        tenant: &str,
+        device: &str,
+    ) -> Result<Option<DeviceRecord>, RegistryError> {
+        match self.kv.get(key(tenant, device)).await.map_err(err)? {
+            Some(value) => Ok(serde_json::from_slice(&value).ok()),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn list(&self, tenant: &str) -> Result<Vec<DeviceRecord>, RegistryError> {
+        let prefix = format!("{tenant}.");
+        let keys: Vec<String> = match self.kv.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(err)?,
+            // An empty bucket has no keys to list.
+            Err(_) => Vec::new(),
+        };
+        let mut devices = Vec::new();
+        for key in keys.into_iter().filter(|k| k.starts_with(&prefix)) {
+            if let Some(value) = self.kv.get(&key).await.map_err(err)?
+                && let Ok(record) = serde_json::from_slice::<DeviceRecord>(&value)
+            {
+                devices.push(record);
+            }
+        }
+        devices.sort_by(|a, b| a.device.cmp(&b.device));
+        Ok(devices)
+    }
+}
