@@ -1,10 +1,15 @@
-//! Test support shared by the workspace's integration tests: deadlines instead of sleeps.
+//! Test support shared by the workspace's integration tests: deadlines instead of sleeps, and real
+//! servers (nats-server) as child processes on loopback.
 #![forbid(unsafe_code)]
+
+mod nats;
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+pub use nats::{NatsServer, free_port};
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
 pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool

@@ -1,0 +1,285 @@
+//! A real stack on loopback: one nats-server, N `lr-broker` processes (each with its own ports and
+//! redb files), agents in-process, and an HTTPS client for the analyst API.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use testkit::{NatsServer, free_port};
+
+pub const WAIT: Duration = Duration::from_secs(30);
+pub const TENANT: &str = "demo";
+/// Analysts and their tokens: two in `demo`, one in `acme`.
+pub const ANALYSTS: [(&str, &str, &str); 3] = [
+    ("demo", "analyst-a", "token-a"),
+    ("demo", "analyst-b", "token-b"),
+    ("acme", "analyst-c", "token-c"),
+];
+
+pub struct Broker {
+    pub child: Option<Child>,
+    pub config: PathBuf,
+    pub api_port: u16,
+    pub agent_port: u16,
+}
+
+pub struct Stack {
+    pub dir: TempDir,
+    pub nats: NatsServer,
+    pub certs: PathBuf,
+    pub brokers: BTreeMap<u64, Broker>,
+    pub http: reqwest::Client,
+    agents: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Stack {
+    /// Starts nats-server and `n` brokers; `extra_toml` is appended to every broker's config.
+    pub async fn start(n: u64, extra_toml: &str) -> Self {
+        testkit::init_tracing();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let nats = NatsServer::start();
+        let certs = dir.path().join("certs");
+        let ca = pki::ensure_ca(&certs).unwrap();
+        let raft_ports: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
+        let members: Vec<String> = raft_ports
+            .iter()
+            .map(|(id, port)| format!("{{ id = {id}, addr = \"127.0.0.1:{port}\" }}"))
+            .collect();
+        let tokens: Vec<String> = ANALYSTS
+            .iter()
+            .map(|(tenant, user, token)| {
+                format!(
+                    "{{ tenant = \"{tenant}\", user = \"{user}\", token_sha256 = \"{}\" }}",
+                    broker::api::sha256_hex(token)
+                )
+            })
+            .collect();
+        let mut brokers = BTreeMap::new();
+        for id in 1..=n {
+            let issued = ca.issue_broker(&certs, &id.to_string(), &[]).unwrap();
+            let (api_port, agent_port) = (free_port(), free_port());
+            let config = dir.path().join(format!("broker-{id}.toml"));
+            let toml = format!(
+                r#"node_id = {id}
+data_dir = "{data}"
+nats_url = "{nats}"
+
+[raft]
+listen = "127.0.0.1:{raft}"
+members = [{members}]
+
+[agents]
+listen = "127.0.0.1:{agent_port}"
+heartbeat_interval_ms = 300
+
+[api]
+listen = "127.0.0.1:{api_port}"
+tokens = [{tokens}]
+
+[tls]
+ca_cert = "{ca}"
+cert = "{cert}"
+key = "{key}"
+{extra_toml}
+"#,
+                data = dir.path().join(format!("broker-{id}")).display(),
+                nats = nats.url(),
+                raft = raft_ports[&id],
+                members = members.join(", "),
+                tokens = tokens.join(", "),
+                ca = certs.join("ca.pem").display(),
+                cert = issued.cert.display(),
+                key = issued.key.display(),
+            );
+            std::fs::write(&config, toml).unwrap();
+            brokers.insert(
+                id,
+                Broker {
+                    child: None,
+                    config,
+                    api_port,
+                    agent_port,
+                },
+            );
+        }
+        let ca_pem = std::fs::read(certs.join("ca.pem")).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).unwrap())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut stack = Stack {
+            dir,
+            nats,
+            certs,
+            brokers,
+            http,
+            agents: Vec::new(),
+        };
+        for id in 1..=n {
+            stack.spawn_broker(id);
+        }
+        for id in 1..=n {
+            stack.wait_healthy(id).await;
+        }
+        stack
+    }
+
+    pub fn spawn_broker(&mut self, id: u64) {
+        let broker = self.brokers.get_mut(&id).unwrap();
+        let log = std::fs::File::create(broker.config.with_extension("log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_lr-broker"))
+            .args(["run", "--config"])
+            .arg(&broker.config)
+            .env("LR_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        broker.child = Some(child);
+    }
+
+    /// Kills a broker process with SIGKILL: no drain, no goodbye.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.brokers.get_mut(&id).unwrap().child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn wait_healthy(&self, id: u64) {
+        let url = format!("{}/healthz", self.url(id));
+        let ok = testkit::wait_until(WAIT, || {
+            let request = self.http.get(&url).send();
+            async move {
+                match request.await {
+                    Ok(r) => r
+                        .json::<Value>()
+                        .await
+                        .map(|v| v["ok"] == true)
+                        .unwrap_or(false),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        assert!(
+            ok,
+            "broker {id} did not become healthy; see {}",
+            self.brokers[&id].config.with_extension("log").display()
+        );
+    }
+
+    pub fn url(&self, id: u64) -> String {
+        format!("https://localhost:{}", self.brokers[&id].api_port)
+    }
+
+    /// Calls the API of broker `id` as the analyst holding `token`.
+    pub async fn call(
+        &self,
+        id: u64,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url(id)))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Opens a session; returns (status, body).
+    pub async fn open(&self, id: u64, token: &str, device: &str) -> (StatusCode, Value) {
+        self.call(
+            id,
+            token,
+            Method::POST,
+            "/api/v1/sessions",
+            Some(json!({ "device": device })),
+        )
+        .await
+    }
+
+    /// Runs a command line in a session and waits for its final state.
+    pub async fn run(&self, id: u64, token: &str, session: &str, line: &str) -> Value {
+        let (status, submitted) = self
+            .call(
+                id,
+                token,
+                Method::POST,
+                &format!("/api/v1/sessions/{session}/commands"),
+                Some(json!({ "command_line": line })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
+        let cid = submitted["command_id"].as_str().unwrap().to_string();
+        for _ in 0..10 {
+            let (status, command) = self
+                .call(
+                    id,
+                    token,
+                    Method::GET,
+                    &format!("/api/v1/sessions/{session}/commands/{cid}?wait_ms=10000"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{command}");
+            if !matches!(command["state"].as_str(), Some("queued" | "running")) {
+                return command;
+            }
+        }
+        panic!("command {line} did not finish");
+    }
+
+    pub fn agent_cert(&self, tenant: &str, device: &str) -> (PathBuf, PathBuf) {
+        let ca = pki::ensure_ca(&self.certs).unwrap();
+        let issued = ca.issue_agent(&self.certs, tenant, device).unwrap();
+        (issued.cert, issued.key)
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.certs.join("ca.pem")
+    }
+
+    pub fn agent_ports(&self) -> Vec<u16> {
+        self.brokers.values().map(|b| b.agent_port).collect()
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.brokers[&id].config.with_extension("log")).unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.brokers.keys().copied().collect();
+        for id in ids {
+            self.kill(id);
+        }
+        for stop in self.agents.drain(..) {
+            let _ = stop.send(());
+        }
+    }
+}
