@@ -2,6 +2,7 @@
 //!
 //! Environment keys nest with `__`: `LR_API__LISTEN=127.0.0.1:7601`, `LR_NODE_ID=2`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,17 @@ pub struct BrokerConfig {
     pub tls: TlsSection,
     #[serde(default)]
     pub sessions: SessionsSection,
+    /// Session limits per tenant, written to the replicated state at start; tenants not listed
+    /// keep the defaults (10 per tenant, 1 per user).
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantSection>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSection {
+    pub max_sessions_per_tenant: u32,
+    pub max_sessions_per_user: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -195,6 +207,17 @@ impl BrokerConfig {
         }
         if s.idle_timeout_ms == 0 {
             return Err(bad("sessions.idle_timeout_ms", "must be above 0"));
+        }
+        for (tenant, limits) in &self.tenants {
+            let op = cluster::lease::LeaseOp::SetTenantLimits {
+                tenant: tenant.clone(),
+                limits: cluster::lease::TenantLimits {
+                    max_sessions_per_tenant: limits.max_sessions_per_tenant,
+                    max_sessions_per_user: limits.max_sessions_per_user,
+                },
+            };
+            cluster::lease::validate(&op)
+                .map_err(|e| bad(&format!("tenants.{tenant}"), e.to_string()))?;
         }
         if self.agents.heartbeat_interval_ms < 100 {
             return Err(bad("agents.heartbeat_interval_ms", "must be at least 100"));

@@ -70,6 +70,7 @@ impl BrokerNode {
             .await
             .context("cannot start the raft member")?;
         let leases = cluster.lease_service();
+        let limits_applied = apply_tenant_limits(&config, leases.clone());
 
         let nats = tokio::time::timeout(
             NATS_CONNECT_TIMEOUT,
@@ -135,6 +136,7 @@ impl BrokerNode {
             settings: config.sessions.clone(),
             sessions: sessions.get_cell(),
             tokens: Tokens::new(&config.api.tokens),
+            limits_applied,
         });
         let api_task = tokio::spawn(api::serve_https(
             api_listener,
@@ -172,6 +174,36 @@ impl BrokerNode {
         self.cluster.shutdown().await;
         tracing::info!(node = self.node_id, "broker node stopped");
     }
+}
+
+/// Writes the configured tenant limits once a leader exists; the returned flag turns true when
+/// they are in force, and `/healthz` reports the node ready only then.
+fn apply_tenant_limits(
+    config: &BrokerConfig,
+    leases: cluster::LeaseService,
+) -> watch::Receiver<bool> {
+    let (applied, receiver) = watch::channel(config.tenants.is_empty());
+    let tenants = config.tenants.clone();
+    let node = config.node_id;
+    tokio::spawn(async move {
+        for (tenant, section) in tenants {
+            let limits = cluster::lease::TenantLimits {
+                max_sessions_per_tenant: section.max_sessions_per_tenant,
+                max_sessions_per_user: section.max_sessions_per_user,
+            };
+            loop {
+                match leases.set_tenant_limits(&tenant, limits).await {
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(node, %tenant, %error, "cannot set tenant limits yet; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+        let _ = applied.send(true);
+    });
+    receiver
 }
 
 async fn wait_for(mut stopped: watch::Receiver<bool>) {

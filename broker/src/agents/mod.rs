@@ -69,7 +69,10 @@ impl AgentLink for AgentService {
                 ));
             }
         };
-        check_hello(&hello, &identity)?;
+        if let Err(status) = check_hello(&hello, &identity) {
+            tracing::warn!(tenant = %identity.tenant, device = %identity.device, reason = status.message(), "refused an agent");
+            return Err(status);
+        }
 
         let epoch = self
             .registry

@@ -56,7 +56,8 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 
 pub async fn health(State(state): State<ApiState>) -> Json<Value> {
     let leader = state.leases.leader();
-    Json(json!({"node": state.node_id, "leader": leader, "ok": leader.is_some()}))
+    let ready = leader.is_some() && *state.limits_applied.borrow();
+    Json(json!({"node": state.node_id, "leader": leader, "ok": ready}))
 }
 
 pub async fn openapi() -> Response {

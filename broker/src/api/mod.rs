@@ -44,6 +44,8 @@ pub struct Inner {
     pub settings: SessionsSection,
     pub sessions: ActorCell,
     pub tokens: Tokens,
+    /// True once the configured tenant limits are in the replicated state.
+    pub limits_applied: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::ops::Deref for ApiState {
