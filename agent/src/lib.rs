@@ -1,1 +1,77 @@
-//! The endpoint agent.
+//! The endpoint agent: holds one gRPC stream to a broker node and runs live response commands.
+//!
+//! Entry point: [`run`]. Modules: [`config`] (validated once), `connection` (the stream task and
+//! reconnects), `executor` (the task that owns running commands), [`fencing`] (tokens and
+//! idempotency), [`commands`] (one module per command, a registry table) and [`sys`] (Linux helpers).
+#![forbid(unsafe_code)]
+
+pub mod commands;
+pub mod config;
+mod connection;
+mod convert;
+mod executor;
+pub mod fencing;
+pub mod model;
+pub mod sys;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::{Config, ConfigError, ConnectionConfig, Overrides, TlsOverrides, TlsPaths};
+pub use connection::{TlsMaterial, hostname};
+pub use convert::{AgentInfo, PROTOCOL_VERSION};
+
+use crate::connection::Link;
+use crate::executor::ExecutorHandle;
+use crate::fencing::StateStore;
+
+/// The agent's version, announced in the hello.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Validates `config` and reads its TLS files: what a binary checks before [`run`] to tell a
+/// configuration problem (exit code 64) from a runtime one.
+pub fn check(config: &Config) -> Result<TlsMaterial, ConfigError> {
+    config.validate()?;
+    TlsMaterial::load(&config.tls)
+}
+
+/// Runs the agent until `shutdown` resolves: loads the fencing state, connects to the brokers and
+/// keeps reconnecting. Returns an error only for what retrying cannot fix (bad config, state_dir
+/// unusable).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let tls = check(&config)?;
+    let (store, state) = StateStore::open(&config.state_dir)?;
+    info!(
+        device = %config.device_id, tenant = %config.tenant, highest_token = state.highest_token,
+        brokers = ?config.brokers, "agent starting"
+    );
+    let (executor, executor_task) = ExecutorHandle::spawn(store, state);
+    let info = AgentInfo {
+        device_id: config.device_id.clone(),
+        tenant: config.tenant.clone(),
+        hostname: hostname(),
+        os: std::env::consts::OS.to_owned(),
+        agent_version: VERSION.to_owned(),
+        capabilities: commands::names(),
+    };
+    let link = Arc::new(Link {
+        config,
+        tls,
+        info,
+        executor,
+    });
+    let stop = CancellationToken::new();
+    let link_task = tokio::spawn(connection::run_link(Arc::clone(&link), stop.clone()));
+    shutdown.await;
+    info!("agent stopping");
+    stop.cancel();
+    let _ = link_task.await;
+    // The last executor handle goes with the link: the executor cancels what still runs and ends,
+    // which releases the state directory's lock.
+    drop(link);
+    let _ = executor_task.await;
+    Ok(())
+}

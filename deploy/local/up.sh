@@ -37,7 +37,7 @@ bin="$root/target/$profile"
 # Ports: NATS 14222, Raft 17401-3, agents 17501-3, API 17601-3 (override with LR_PORT_BASE).
 base=${LR_PORT_BASE:-10000}
 nats_port=$((base + 4222))
-device=$(hostname | tr -c 'A-Za-z0-9._-\n' '-' | cut -c1-64)
+device=$(hostname | tr -c 'A-Za-z0-9_\n-' '-' | cut -c1-64)
 device=${device:-localhost}
 
 "$bin/lr-broker" dev-certs --out "$dev/certs" --brokers 3 --agent "demo/$device" >/dev/null

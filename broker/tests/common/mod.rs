@@ -14,11 +14,12 @@ use testkit::{NatsServer, free_port};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 pub const TENANT: &str = "demo";
-/// Analysts and their tokens: two in `demo`, one in `acme`.
-pub const ANALYSTS: [(&str, &str, &str); 3] = [
+/// Analysts and their tokens: three in `demo`, one in `acme`.
+pub const ANALYSTS: [(&str, &str, &str); 4] = [
     ("demo", "analyst-a", "token-a"),
     ("demo", "analyst-b", "token-b"),
     ("acme", "analyst-c", "token-c"),
+    ("demo", "analyst-d", "token-d"),
 ];
 
 pub struct Broker {
@@ -265,6 +266,78 @@ key = "{key}"
 
     pub fn log(&self, id: u64) -> String {
         std::fs::read_to_string(self.brokers[&id].config.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Starts an agent in this process for `device` of `tenant`, dialling the given brokers in
+    /// order; `device_in_cert` lets a test give it a certificate for another device.
+    pub fn start_agent(
+        &mut self,
+        tenant: &str,
+        device: &str,
+        device_in_cert: &str,
+        brokers: &[u64],
+    ) -> PathBuf {
+        let (cert, key) = self.agent_cert(tenant, device_in_cert);
+        let state_dir = self.dir.path().join(format!("agent-{device}"));
+        let config = agent::Config {
+            device_id: device.into(),
+            tenant: tenant.into(),
+            brokers: brokers
+                .iter()
+                .map(|id| format!("127.0.0.1:{}", self.brokers[id].agent_port))
+                .collect(),
+            state_dir: state_dir.clone(),
+            tls: agent::config::TlsPaths {
+                ca_cert: self.ca_path(),
+                cert,
+                key,
+                server_name: "localhost".into(),
+            },
+            connection: agent::config::ConnectionConfig {
+                backoff_initial_ms: 50,
+                backoff_max_ms: 500,
+                ..Default::default()
+            },
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            if let Err(error) = agent::run(config, async {
+                let _ = stopped.await;
+            })
+            .await
+            {
+                tracing::error!(%error, "agent stopped");
+            }
+        });
+        self.agents.push(stop);
+        state_dir
+    }
+
+    /// Waits until `device` is online through broker `via` (any broker when None).
+    pub async fn wait_online(&self, token: &str, device: &str, via: Option<u64>) {
+        self.wait_online_ask(1, token, device, via).await;
+    }
+
+    /// The same, asking broker `ask` (when broker 1 may be down).
+    pub async fn wait_online_via(&self, ask: u64, token: &str, device: &str, via: u64) {
+        self.wait_online_ask(ask, token, device, Some(via)).await;
+    }
+
+    async fn wait_online_ask(&self, ask: u64, token: &str, device: &str, via: Option<u64>) {
+        let online = testkit::wait_until(WAIT, || async {
+            let (_, devices) = self
+                .call(ask, token, Method::GET, "/api/v1/devices", None)
+                .await;
+            devices.as_array().is_some_and(|list| {
+                list.iter().any(|d| {
+                    d["device"] == device
+                        && d["online"] == true
+                        && via.is_none_or(|id| d["node"] == id)
+                })
+            })
+        })
+        .await;
+        assert!(online, "device {device} did not come online (via {via:?})");
     }
 
     pub fn path(&self) -> &Path {

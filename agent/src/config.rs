@@ -1,0 +1,270 @@
+//! The agent's configuration: plain data from a TOML file with flag overrides, validated once.
+//!
+//! ```toml
+//! device_id = "web-07"
+//! tenant = "demo"
+//! brokers = ["10.0.0.1:7501", "10.0.0.2:7501"]
+//! state_dir = "/var/lib/lr-agent"
+//!
+//! [tls]
+//! ca_cert = "/etc/lr-agent/ca.pem"
+//! cert = "/etc/lr-agent/agent.pem"
+//! key = "/etc/lr-agent/agent.key"
+//! server_name = "localhost"   # optional
+//!
+//! [connection]                # optional; defaults shown
+//! connect_timeout_ms = 5000
+//! welcome_timeout_ms = 10000
+//! backoff_initial_ms = 100
+//! backoff_max_ms = 5000
+//! keepalive_interval_ms = 15000
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This device's id; must match the client certificate the broker sees.
+    pub device_id: String,
+    pub tenant: String,
+    /// `host:port` of the brokers' agent endpoints, tried in turn.
+    pub brokers: Vec<String>,
+    /// Where the fencing state lives; one directory per agent.
+    pub state_dir: PathBuf,
+    pub tls: TlsPaths,
+    #[serde(default)]
+    pub connection: ConnectionConfig,
+}
+
+/// PEM files of the agent's mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPaths {
+    /// The cluster CA: the only trust root (pinned).
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The name the broker's certificate must carry.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+}
+
+fn default_server_name() -> String {
+    "localhost".into()
+}
+
+/// Timing of the connection to brokers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionConfig {
+    pub connect_timeout_ms: u64,
+    pub welcome_timeout_ms: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// HTTP/2 pings: how a silently dead broker or network path is noticed.
+    pub keepalive_interval_ms: u64,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 5_000,
+            welcome_timeout_ms: 10_000,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 5_000,
+            keepalive_interval_ms: 15_000,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn welcome_timeout(&self) -> Duration {
+        Duration::from_millis(self.welcome_timeout_ms)
+    }
+
+    pub fn keepalive_interval(&self) -> Duration {
+        Duration::from_millis(self.keepalive_interval_ms)
+    }
+}
+
+/// Values given as flags or environment; each replaces the file's.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "TlsOverrides::is_empty")]
+    pub tls: TlsOverrides,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TlsOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+impl TlsOverrides {
+    fn is_empty(&self) -> bool {
+        self.ca_cert.is_none()
+            && self.cert.is_none()
+            && self.key.is_none()
+            && self.server_name.is_none()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file '{}': {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad config: {0}")]
+    Parse(String),
+    #[error("bad config: {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `file` (when given), applies `overrides` and validates.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        let config: Config = figment
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string().to_lowercase()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_name("device_id", &self.device_id)?;
+        check_name("tenant", &self.tenant)?;
+        if self.brokers.is_empty() {
+            return Err(ConfigError::invalid(
+                "brokers",
+                "no broker given; list at least one host:port",
+            ));
+        }
+        for (i, b) in self.brokers.iter().enumerate() {
+            check_broker(b)
+                .map_err(|reason| ConfigError::invalid(format!("brokers[{i}]"), reason))?;
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("state_dir", "must not be empty"));
+        }
+        for (key, path) in [
+            ("tls.ca_cert", &self.tls.ca_cert),
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err(ConfigError::invalid(key, "must name a PEM file"));
+            }
+        }
+        if self.tls.server_name.is_empty() {
+            return Err(ConfigError::invalid("tls.server_name", "must not be empty"));
+        }
+        let c = &self.connection;
+        for (key, v) in [
+            ("connection.connect_timeout_ms", c.connect_timeout_ms),
+            ("connection.welcome_timeout_ms", c.welcome_timeout_ms),
+            ("connection.backoff_initial_ms", c.backoff_initial_ms),
+            ("connection.keepalive_interval_ms", c.keepalive_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be above 0"));
+            }
+        }
+        if c.backoff_max_ms < c.backoff_initial_ms {
+            return Err(ConfigError::invalid(
+                "connection.backoff_max_ms",
+                format!(
+                    "{} is below backoff_initial_ms ({})",
+                    c.backoff_max_ms, c.backoff_initial_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Ids become parts of NATS subjects (`lr.<tenant>.dev.<device>`), so '.', '*', '>' and spaces
+/// are out.
+fn check_name(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() || value.len() > 128 {
+        return Err(ConfigError::invalid(key, "must be 1 to 128 characters"));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(ConfigError::invalid(
+            key,
+            format!("'{value}' holds '{c}'; use only letters, digits, '-' and '_'"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_broker(b: &str) -> Result<(), String> {
+    if b.contains("://") {
+        return Err(format!("'{b}': give host:port without a scheme"));
+    }
+    let Some((host, port)) = b.rsplit_once(':') else {
+        return Err(format!("'{b}' has no port; give host:port"));
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(format!("'{b}' has no host"));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(format!(
+            "'{b}': put an IPv6 address in brackets, e.g. [::1]:7501"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("'{b}' has a bad port '{port}'; use 1 to 65535")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+use super::*;
+
+const GOOD: &str = r#"
+device_id = "web-07"
+tenant = "demo"
+brokers = ["127.0.0.1:7501", "[::1]:7502", "broker.example:7503"]
+state_dir = "/var/lib/lr-agent"
+
+[tls]
+ca_cert = "/etc/lr/ca.pem"
+cert = "/etc/lr/agent.pem"
+key = "/etc/lr/agent.key"
+"#;
+
+fn write(text: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), text).unwrap();
+    f
+}
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    let f = write(text);
+    Config::load(Some(f.path()), Overrides::default())
+}
+
+#[test]
+fn loads_with_defaults() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.device_id, "web-07");
+    assert_eq!(c.brokers.len(), 3);
+    assert_eq!(c.tls.server_name, "localhost");
+    assert_eq!(c.connection, ConnectionConfig::default());
+}
+
+#[test]
+fn overrides_replace_file_values() {
+    let f = write(GOOD);
+    let c = Config::load(
+        Some(f.path()),
+        Overrides {
+            device_id: Some("db-01".into()),
+            brokers: Some(vec!["10.1.1.1:9000".into()]),
+            tls: TlsOverrides {
+                server_name: Some("broker.internal".into()),
+                ..TlsOverrides::default()
+            },
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(c.device_id, "db-01");
+    assert_eq!(c.brokers, ["10.1.1.1:9000"]);
+    assert_eq!(c.tls.server_name, "broker.internal");
+    assert_eq!(c.tls.cert, Path::new("/etc/lr/agent.pem"));
+}
+
+#[test]
+fn flags_alone_are_enough() {
+    let c = Config::load(
+        None,
+        Overrides {
+            device_id: Some("d".into()),
+            tenant: Some("t".into()),
+            brokers: Some(vec!["h:1".into()]),
+            state_dir: Some("/s".into()),
+            tls: TlsOverrides {
+                ca_cert: Some("/ca".into()),
+                cert: Some("/c".into()),
+                key: Some("/k".into()),
+                server_name: None,
+            },
+        },
+    )
+    .unwrap();
+    assert_eq!(c.tenant, "t");
+}
+
+fn expect_key(text: &str, key: &str) {
+    match load(text) {
+        Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key),
+        other => panic!("expected invalid {key}, got {other:?}"),
+    }
+}
+
+#[test]
+fn validation_names_the_key() {
+    expect_key(&GOOD.replace("web-07", "web.07"), "device_id");
+    expect_key(&GOOD.replace("\"demo\"", "\"\""), "tenant");
+    expect_key(&GOOD.replace("[::1]:7502", "[::1]"), "brokers[1]");
+    expect_key(&GOOD.replace("127.0.0.1:7501", "https://h:1"), "brokers[0]");
+    expect_key(&GOOD.replace("127.0.0.1:7501", "h:99999"), "brokers[0]");
+    expect_key(
+        &GOOD.replace(
+            r#"brokers = ["127.0.0.1:7501", "[::1]:7502", "broker.example:7503"]"#,
+            "brokers = []",
+        ),
+        "brokers",
+    );
+    expect_key(
+        &format!("{GOOD}\n[connection]\nbackoff_max_ms = 1\n"),
+        "connection.backoff_max_ms",
+    );
+    expect_key(
+        &format!("{GOOD}\n[connection]\nwelcome_timeout_ms = 0\n"),
+        "connection.welcome_timeout_ms",
+    );
+}
+
+#[test]
+fn parse_errors_name_the_key() {
+    let err = load(&GOOD.replace("device_id = \"web-07\"\n", "")).unwrap_err();
+    assert!(err.to_string().contains("device_id"), "{err}");
+    let err = load(&format!("{GOOD}\nbogus = 1\n")).unwrap_err();
+    assert!(err.to_string().contains("bogus"), "{err}");
+    let err =
+        Config::load(Some(Path::new("/no/such/file.toml")), Overrides::default()).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("lr-agent.example.toml");
+    let c = Config::load(Some(&path), Overrides::default()).unwrap();
+    assert_eq!(c.brokers.len(), 3);
+    assert_eq!(c.connection, ConnectionConfig::default());
+}

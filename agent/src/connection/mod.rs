@@ -1,0 +1,73 @@
+//! The link to the brokers: one task owns the stream, dials brokers in turn with jittered backoff,
+//! and reconnects after any stream end, trying the next broker first so a dead node is skipped.
+//!
+//! ```text
+//! run_link ──► session::serve(broker i) ──► ends ──► backoff ──► session::serve(broker i+1) ...
+//!                 │ hello → welcome → {commands, cancels} in; {heartbeats, results} out
+//!                 └─► ExecutorHandle (commands outlive the session)
+//! ```
+
+mod backoff;
+mod host;
+mod session;
+mod tls;
+
+use std::sync::Arc;
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use backoff::Backoff;
+pub use host::hostname;
+pub use tls::TlsMaterial;
+
+use crate::config::Config;
+use crate::convert::AgentInfo;
+use crate::executor::ExecutorHandle;
+use session::{SessionEnd, SessionError};
+
+/// Everything a session needs, shared by all of them.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub config: Config,
+    pub tls: TlsMaterial,
+    pub info: AgentInfo,
+    pub executor: ExecutorHandle,
+}
+
+/// Holds a stream to some broker until `shutdown` is cancelled.
+pub(crate) async fn run_link(link: Arc<Link>, shutdown: CancellationToken) {
+    let brokers = &link.config.brokers;
+    let c = &link.config.connection;
+    let mut backoff = Backoff::new(c.backoff_initial_ms, c.backoff_max_ms);
+    // A random first broker spreads a fleet of agents over the nodes.
+    let mut next = rand::rng().random_range(0..brokers.len());
+    loop {
+        let addr = &brokers[next];
+        next = (next + 1) % brokers.len();
+        let end = tokio::select! {
+            end = session::serve(&link, addr) => end,
+            () = shutdown.cancelled() => break,
+        };
+        match end {
+            Ok(SessionEnd { node_id, reason }) => {
+                info!(broker = %addr, node_id, %reason, "stream to broker ended; reconnecting");
+                backoff.reset();
+            }
+            Err(SessionError::Rejected(status)) if session::is_identity_problem(&status) => {
+                error!(
+                    broker = %addr, code = ?status.code(), reason = status.message(),
+                    "the broker refused this agent's identity: a configuration problem (device_id or tenant do not match the client certificate, or the certificate is not trusted); fix the config or certificate"
+                );
+                backoff.jump_to_max();
+            }
+            Err(e) => warn!(broker = %addr, error = %e, "cannot attach to broker"),
+        }
+        let delay = backoff.next_delay(&mut rand::rng());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! One attached stream to one broker: dial with mutual TLS, hello, wait for welcome, then carry
+//! commands in and heartbeats and results out until the stream ends.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agent_proto::agent::agent_link_client::AgentLinkClient;
+use agent_proto::agent::{BrokerMessage, Welcome, broker_message};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::Endpoint;
+use tracing::{debug, info, warn};
+
+use super::Link;
+use crate::convert::{self, PROTOCOL_VERSION};
+use crate::model::Completion;
+
+/// The heartbeat interval when the broker's welcome leaves it at 0.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// Bounds on what a welcome may ask for, so a broker bug cannot make the agent spin or go silent.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+const MAX_HEARTBEAT: Duration = Duration::from_secs(600);
+
+/// A session that was welcomed and later ended.
+#[derive(Debug)]
+pub struct SessionEnd {
+    pub node_id: u64,
+    pub reason: String,
+}
+
+/// A session that never got to the welcome.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("bad broker address: {0}")]
+    Address(String),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the broker closed the stream: {} ({:?})", .0.message(), .0.code())]
+    Rejected(tonic::Status),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// A refusal the agent cannot fix by retrying: its identity does not satisfy the broker.
+pub fn is_identity_problem(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+    )
+}
+
+pub async fn serve(link: &Link, addr: &str) -> Result<SessionEnd, SessionError> {
+    let c = &link.config.connection;
+    let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(|e| SessionError::Address(chain(&e)))?
+        .tls_config(link.tls.client_config())
+        .map_err(|e| SessionError::Connect(chain(&e)))?
+        .connect_timeout(c.connect_timeout())
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(c.keepalive_interval())
+        .keep_alive_timeout(c.keepalive_interval())
+        .keep_alive_while_idle(true);
+    // The TLS handshake is not covered by connect_timeout, so the whole dial is bounded here.
+    let channel = tokio::time::timeout(c.connect_timeout(), endpoint.connect())
+        .await
+        .map_err(|_| SessionError::Timeout(c.connect_timeout()))?
+        .map_err(|e| SessionError::Connect(chain(&e)))?;
+
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let _ = out_tx.send(convert::hello(&link.info, link.executor.highest_token()));
+    let mut client = AgentLinkClient::new(channel);
+    let welcome_timeout = c.welcome_timeout();
+    let response = tokio::time::timeout(
+        welcome_timeout,
+        client.attach(UnboundedReceiverStream::new(out_rx)),
+    )
+    .await
+    .map_err(|_| SessionError::Timeout(welcome_timeout))?
+    .map_err(SessionError::Rejected)?;
+    let mut inbound = response.into_inner();
+    let welcome = match tokio::time::timeout(welcome_timeout, inbound.message()).await {
+        Err(_) => return Err(SessionError::Timeout(welcome_timeout)),
+        Ok(Err(status)) => return Err(SessionError::Rejected(status)),
+        Ok(Ok(None)) => {
+            return Err(SessionError::Protocol(
+                "the stream ended before the welcome".into(),
+            ));
+        }
+        Ok(Ok(Some(BrokerMessage {
+            body: Some(broker_message::Body::Welcome(w)),
+        }))) => w,
+        Ok(Ok(Some(other))) => {
+            return Err(SessionError::Protocol(format!(
+                "expected a welcome first, got {other:?}"
+            )));
+        }
+    };
+    check_welcome(&welcome)?;
+    info!(
+        broker = %addr, node_id = welcome.node_id, epoch = welcome.epoch,
+        heartbeat_ms = welcome.heartbeat_interval_ms, "attached to broker"
+    );
+
+    let (res_tx, mut res_rx) = mpsc::unbounded_channel::<Completion>();
+    let mut heartbeat = tokio::time::interval(heartbeat_interval(&welcome));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end = |reason: String| SessionEnd {
+        node_id: welcome.node_id,
+        reason,
+    };
+    loop {
+        tokio::select! {
+            msg = inbound.message() => match msg {
+                Ok(Some(m)) => handle(link, m, &res_tx).await,
+                Ok(None) => return Ok(end("the broker ended the stream".into())),
+                Err(status) => return Ok(end(format!("{} ({:?})", status.message(), status.code()))),
+            },
+            Some(done) = res_rx.recv() => {
+                if out_tx.send(convert::result(done)).is_err() {
+                    return Ok(end("the outgoing stream closed".into()));
+                }
+            }
+            _ = heartbeat.tick() => {
+                if out_tx.send(convert::heartbeat(unix_ms())).is_err() {
+                    return Ok(end("the outgoing stream closed".into()));
+                }
+            }
+        }
+    }
+}
+
+fn check_welcome(w: &Welcome) -> Result<(), SessionError> {
+    if w.protocol_version == 0 || w.protocol_version > PROTOCOL_VERSION {
+        return Err(SessionError::Protocol(format!(
+            "the broker chose protocol version {}, this agent speaks up to {PROTOCOL_VERSION}; upgrade the agent",
+            w.protocol_version
+        )));
+    }
+    Ok(())
+}
+
+fn heartbeat_interval(w: &Welcome) -> Duration {
+    match w.heartbeat_interval_ms {
+        0 => DEFAULT_HEARTBEAT,
+        ms => Duration::from_millis(u64::from(ms)).clamp(MIN_HEARTBEAT, MAX_HEARTBEAT),
+    }
+}
+
+async fn handle(link: &Link, msg: BrokerMessage, results: &mpsc::UnboundedSender<Completion>) {
+    match msg.body {
+        Some(broker_message::Body::Command(req)) => {
+            link.executor
+                .submit(convert::invocation(req), results.clone())
+                .await;
+        }
+        Some(broker_message::Body::Cancel(c)) => link.executor.cancel(c.command_id).await,
+        Some(broker_message::Body::Welcome(_)) => warn!("ignoring a second welcome"),
+        None => debug!("ignoring an empty broker message"),
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An error with its sources: tonic's transport errors say little at the top level, and repeat
+/// themselves one level down, so repeated segments are dropped.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = inner.source();
+    }
+    parts.join(": ")
+}

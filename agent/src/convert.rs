@@ -1,0 +1,121 @@
+//! The one place protobuf types meet domain types: requests in, results and hello out.
+
+use std::time::Duration;
+
+use agent_proto::agent::{
+    AgentMessage, CommandRequest, CommandResult, Heartbeat, Hello, agent_message, command_result,
+};
+
+use crate::model::{Completion, Invocation, Status};
+
+/// What the hello says about this agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    pub device_id: String,
+    pub tenant: String,
+    pub hostname: String,
+    pub os: String,
+    pub agent_version: String,
+    pub capabilities: Vec<String>,
+}
+
+/// The protocol version this agent speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+pub fn hello(info: &AgentInfo, highest_token: u64) -> AgentMessage {
+    AgentMessage {
+        body: Some(agent_message::Body::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            device_id: info.device_id.clone(),
+            tenant: info.tenant.clone(),
+            hostname: info.hostname.clone(),
+            os: info.os.clone(),
+            agent_version: info.agent_version.clone(),
+            capabilities: info.capabilities.clone(),
+            highest_token,
+        })),
+    }
+}
+
+pub fn heartbeat(sent_at_ms: u64) -> AgentMessage {
+    AgentMessage {
+        body: Some(agent_message::Body::Heartbeat(Heartbeat { sent_at_ms })),
+    }
+}
+
+pub fn invocation(req: CommandRequest) -> Invocation {
+    Invocation {
+        command_id: req.command_id,
+        session_id: req.session_id,
+        token: req.token,
+        command: req.command,
+        args: req.args,
+        cwd: req.cwd,
+        timeout: (req.timeout_ms > 0).then(|| Duration::from_millis(u64::from(req.timeout_ms))),
+    }
+}
+
+pub fn result(c: Completion) -> AgentMessage {
+    let o = c.outcome;
+    let output_json = o
+        .output
+        .map(|v| serde_json::to_string(&v).unwrap_or_default())
+        .unwrap_or_default();
+    AgentMessage {
+        body: Some(agent_message::Body::Result(CommandResult {
+            command_id: c.command_id,
+            status: status(o.status) as i32,
+            output_json,
+            error: o.error,
+            cwd: o.cwd,
+        })),
+    }
+}
+
+fn status(s: Status) -> command_result::Status {
+    use command_result::Status as Pb;
+    match s {
+        Status::Ok => Pb::Ok,
+        Status::Failed => Pb::Failed,
+        Status::Cancelled => Pb::Cancelled,
+        Status::TimedOut => Pb::TimedOut,
+        Status::StaleToken => Pb::StaleToken,
+        Status::UnknownCommand => Pb::UnknownCommand,
+        Status::Unsupported => Pb::Unsupported,
+        Status::InvalidArguments => Pb::InvalidArguments,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Outcome;
+
+    #[test]
+    fn results_carry_json_and_status() {
+        let msg = result(Completion {
+            command_id: "c1".into(),
+            outcome: Outcome {
+                status: Status::TimedOut,
+                output: Some(serde_json::json!({"a": 1})),
+                error: "slow".into(),
+                cwd: "/tmp".into(),
+            },
+        });
+        let Some(agent_message::Body::Result(r)) = msg.body else {
+            panic!("not a result")
+        };
+        assert_eq!(r.status, command_result::Status::TimedOut as i32);
+        assert_eq!(r.output_json, r#"{"a":1}"#);
+        assert_eq!(r.cwd, "/tmp");
+    }
+
+    #[test]
+    fn zero_timeout_means_default() {
+        let inv = invocation(CommandRequest {
+            timeout_ms: 0,
+            ..CommandRequest::default()
+        });
+        assert_eq!(inv.timeout, None);
+    }
+}

@@ -1,0 +1,287 @@
+//! The executor: one task that owns the fencing ledger, the state file and the running commands;
+//! connections hold an [`ExecutorHandle`] and send it requests and cancels.
+//!
+//! Commands outlive connections. A result goes to every connection that asked for the id while it
+//! ran; if none of them is still open, the result waits in the ledger until the broker asks again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::commands::{self, CommandContext};
+use crate::fencing::{Admission, Ledger, PersistedState, StateStore};
+use crate::model::{Completion, Invocation, Outcome, Status};
+
+/// Where results for one connection go.
+pub type ResultSink = mpsc::UnboundedSender<Completion>;
+
+/// The largest output a result carries. gRPC servers decode at most 4 MiB per message by default;
+/// a bigger result would break the stream, and then break it again every time it is replayed.
+pub const MAX_OUTPUT_BYTES: usize = 3 * 1024 * 1024;
+
+/// More running commands than this are refused rather than queued: one session drives a device,
+/// so a flood means a broker bug, and the device must stay responsive.
+pub const MAX_RUNNING: usize = 32;
+
+enum ExecMsg {
+    Submit { inv: Invocation, reply: ResultSink },
+    Cancel { command_id: String },
+}
+
+/// Cheap to clone; the executor stops when every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct ExecutorHandle {
+    tx: mpsc::Sender<ExecMsg>,
+    highest: watch::Receiver<u64>,
+}
+
+impl ExecutorHandle {
+    /// Starts the executor task with the state loaded from `store`.
+    pub fn spawn(store: StateStore, state: PersistedState) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(256);
+        let (highest_tx, highest) = watch::channel(state.highest_token);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let task = Executor {
+            ledger: Ledger::new(state),
+            store: Arc::new(store),
+            running: HashMap::new(),
+            highest: highest_tx,
+            done_tx,
+        };
+        let join = tokio::spawn(task.run(rx, done_rx));
+        (Self { tx, highest }, join)
+    }
+
+    pub async fn submit(&self, inv: Invocation, reply: ResultSink) {
+        if self.tx.send(ExecMsg::Submit { inv, reply }).await.is_err() {
+            warn!("executor has stopped; request dropped");
+        }
+    }
+
+    pub async fn cancel(&self, command_id: String) {
+        let _ = self.tx.send(ExecMsg::Cancel { command_id }).await;
+    }
+
+    /// The highest fencing token accepted so far (what the hello announces).
+    pub fn highest_token(&self) -> u64 {
+        *self.highest.borrow()
+    }
+}
+
+struct Running {
+    ctx: CommandContext,
+    waiters: Vec<ResultSink>,
+}
+
+struct Executor {
+    ledger: Ledger,
+    store: Arc<StateStore>,
+    running: HashMap<String, Running>,
+    highest: watch::Sender<u64>,
+    done_tx: mpsc::UnboundedSender<Completion>,
+}
+
+impl Executor {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<ExecMsg>,
+        mut done_rx: mpsc::UnboundedReceiver<Completion>,
+    ) {
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(ExecMsg::Submit { inv, reply }) => self.submit(inv, reply).await,
+                    Some(ExecMsg::Cancel { command_id }) => self.cancel(&command_id),
+                    None => break,
+                },
+                Some(done) = done_rx.recv() => self.finish(done),
+            }
+        }
+        // The agent is stopping: running commands stop at their next check.
+        for r in self.running.values() {
+            r.ctx.cancel();
+        }
+    }
+
+    async fn submit(&mut self, inv: Invocation, reply: ResultSink) {
+        let id = inv.command_id.clone();
+        let send = |outcome: Outcome| {
+            let _ = reply.send(Completion {
+                command_id: id.clone(),
+                outcome,
+            });
+        };
+        if id.is_empty() {
+            return send(Outcome::error(
+                Status::InvalidArguments,
+                "the request has no command id; every command needs a unique id so it runs at most once",
+                inv.cwd,
+            ));
+        }
+        match self.ledger.admit(&id, inv.token) {
+            Admission::Replay(outcome) => {
+                debug!(command_id = %id, "replaying the result of a completed command");
+                send(outcome);
+            }
+            Admission::AlreadyRunning => {
+                debug!(command_id = %id, "command already running; its result will follow");
+                if let Some(r) = self.running.get_mut(&id)
+                    && !r.waiters.iter().any(|w| w.same_channel(&reply))
+                {
+                    r.waiters.push(reply);
+                }
+            }
+            Admission::Lost => {
+                warn!(command_id = %id, "command re-sent after an agent restart; not run again");
+                send(Outcome::error(
+                    Status::Failed,
+                    format!(
+                        "command '{id}' was started before the agent restarted and its result did not survive; it is not run twice: check its effect on the device, then send it again with a new command id"
+                    ),
+                    inv.cwd,
+                ));
+            }
+            Admission::Stale { highest } => {
+                warn!(command_id = %id, token = inv.token, highest, "refused a stale fencing token");
+                send(Outcome::error(
+                    Status::StaleToken,
+                    format!(
+                        "refused: the request's fencing token {} is lower than {highest}, the highest this agent has accepted; a newer session holds this device, so the command was not run",
+                        inv.token
+                    ),
+                    inv.cwd,
+                ));
+            }
+            Admission::Start { state } => {
+                if self.running.len() >= MAX_RUNNING {
+                    return send(Outcome::error(
+                        Status::Failed,
+                        format!(
+                            "{MAX_RUNNING} commands are already running on this device; wait for them or cancel some, then retry"
+                        ),
+                        inv.cwd,
+                    ));
+                }
+                // The new token and id are on disk before the command can have any effect, so a
+                // crash right after cannot let an older session's command or this id run again.
+                if let Err(e) = self.persist(state).await {
+                    warn!(command_id = %id, error = %e, "cannot persist fencing state");
+                    return send(Outcome::error(
+                        Status::Failed,
+                        format!(
+                            "cannot save the fencing state in state_dir ({e}); the command was not run; free space or fix permissions there, then retry"
+                        ),
+                        inv.cwd,
+                    ));
+                }
+                self.ledger.begin(&id, inv.token);
+                self.highest.send_replace(self.ledger.highest_token());
+                self.start(inv, reply);
+            }
+        }
+    }
+
+    async fn persist(&self, state: PersistedState) -> std::io::Result<()> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.save(&state))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    fn start(&mut self, inv: Invocation, reply: ResultSink) {
+        let timeout = commands::timeout_for(&inv.command, inv.timeout);
+        let ctx = CommandContext::new(inv.cwd.clone(), timeout);
+        info!(
+            command_id = %inv.command_id, session = %inv.session_id, token = inv.token,
+            command = %inv.command, "command started"
+        );
+        let done = self.done_tx.clone();
+        let run_ctx = ctx.clone();
+        let Invocation {
+            command_id,
+            command,
+            args,
+            cwd,
+            ..
+        } = inv;
+        self.running.insert(
+            command_id.clone(),
+            Running {
+                ctx,
+                waiters: vec![reply],
+            },
+        );
+        tokio::spawn(async move {
+            let started = Instant::now();
+            // A panic inside the command must still produce a result, or the id would hang.
+            let name = command.clone();
+            let outcome = tokio::spawn(
+                async move { commands::execute(run_ctx, &name, args).await },
+            )
+            .await
+            .unwrap_or_else(|e| {
+                Outcome::error(
+                    Status::Failed,
+                    format!(
+                        "the command crashed ({e}); this is a bug in the agent, please report it"
+                    ),
+                    cwd,
+                )
+            });
+            let outcome = limit_output(outcome);
+            info!(
+                command_id = %command_id, command = %command, status = ?outcome.status,
+                elapsed_ms = started.elapsed().as_millis() as u64, "command finished"
+            );
+            let _ = done.send(Completion {
+                command_id,
+                outcome,
+            });
+        });
+    }
+
+    fn cancel(&mut self, id: &str) {
+        match self.running.get(id) {
+            Some(r) => {
+                info!(command_id = %id, "cancel requested");
+                r.ctx.cancel();
+            }
+            None => debug!(command_id = %id, "cancel for a command that is not running"),
+        }
+    }
+
+    fn finish(&mut self, done: Completion) {
+        self.ledger.finish(&done.command_id, done.outcome.clone());
+        let Some(r) = self.running.remove(&done.command_id) else {
+            return;
+        };
+        for w in r.waiters {
+            // A closed sink is a connection that went away: the result stays in the ledger.
+            let _ = w.send(done.clone());
+        }
+    }
+}
+
+/// Replaces an output too large for one message by an error saying how to narrow the request.
+fn limit_output(mut outcome: Outcome) -> Outcome {
+    let size = outcome
+        .output
+        .as_ref()
+        .and_then(|v| serde_json::to_vec(v).ok())
+        .map_or(0, |b| b.len());
+    if size > MAX_OUTPUT_BYTES {
+        outcome.status = Status::Failed;
+        outcome.output = None;
+        outcome.error = format!(
+            "the output ({size} bytes) is larger than the {MAX_OUTPUT_BYTES} bytes one result may carry; narrow the request (a subdirectory, a smaller -max) and run it again"
+        );
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests;

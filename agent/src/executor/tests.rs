@@ -1,0 +1,120 @@
+use std::time::Duration;
+
+use super::*;
+
+fn inv(id: &str, token: u64, command: &str, args: &[&str], cwd: &str) -> Invocation {
+    Invocation {
+        command_id: id.into(),
+        session_id: "s".into(),
+        token,
+        command: command.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        cwd: cwd.into(),
+        timeout: None,
+    }
+}
+
+async fn recv(rx: &mut mpsc::UnboundedReceiver<Completion>) -> Completion {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a result in time")
+        .expect("sink open")
+}
+
+fn spawn(dir: &std::path::Path) -> (ExecutorHandle, JoinHandle<()>) {
+    let (store, state) = StateStore::open(dir).unwrap();
+    ExecutorHandle::spawn(store, state)
+}
+
+#[tokio::test]
+async fn persists_before_running_and_refuses_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (exec, join) = spawn(tmp.path());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    exec.submit(inv("a", 10, "help", &[], "/"), tx.clone())
+        .await;
+    let c = recv(&mut rx).await;
+    assert_eq!(c.outcome.status, Status::Ok);
+    assert_eq!(exec.highest_token(), 10);
+    let on_disk: PersistedState = serde_json::from_slice(
+        &std::fs::read(tmp.path().join(crate::fencing::STATE_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(on_disk.highest_token, 10);
+    assert_eq!(on_disk.started, ["a"]);
+
+    exec.submit(inv("b", 9, "help", &[], "/tmp"), tx.clone())
+        .await;
+    let c = recv(&mut rx).await;
+    assert_eq!(c.command_id, "b");
+    assert_eq!(c.outcome.status, Status::StaleToken);
+    assert!(
+        c.outcome.error.contains("token 9 is lower than 10"),
+        "{}",
+        c.outcome.error
+    );
+    assert_eq!(c.outcome.cwd, "/tmp");
+
+    drop((exec, tx));
+    join.await.unwrap();
+
+    // A new life: the token survived, and "a" is not run again.
+    let (exec, _join) = spawn(tmp.path());
+    assert_eq!(exec.highest_token(), 10);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    exec.submit(inv("a", 10, "help", &[], "/"), tx).await;
+    let c = recv(&mut rx).await;
+    assert_eq!(c.outcome.status, Status::Failed);
+    assert!(
+        c.outcome.error.contains("not run twice"),
+        "{}",
+        c.outcome.error
+    );
+}
+
+#[tokio::test]
+async fn running_id_is_not_restarted_and_result_reaches_every_asker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (exec, _join) = spawn(tmp.path());
+    let (tx1, mut rx1) = mpsc::unbounded_channel();
+    let (tx2, mut rx2) = mpsc::unbounded_channel();
+    let long = inv("f", 1, "findfile", &["none-*", "-path", "/", "-allfs"], "/");
+    exec.submit(long.clone(), tx1).await;
+    // The first connection goes away; a second one asks again for the same id.
+    rx1.close();
+    exec.submit(long, tx2).await;
+    exec.cancel("f".into()).await;
+    let c = recv(&mut rx2).await;
+    assert_eq!(c.outcome.status, Status::Cancelled);
+    assert!(rx2.try_recv().is_err(), "one result only");
+}
+
+#[tokio::test]
+async fn empty_ids_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (exec, _join) = spawn(tmp.path());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    exec.submit(inv("", 1, "help", &[], "/"), tx).await;
+    assert_eq!(recv(&mut rx).await.outcome.status, Status::InvalidArguments);
+    assert_eq!(exec.highest_token(), 0);
+}
+
+#[test]
+fn oversized_output_becomes_an_error() {
+    let big = Outcome {
+        status: Status::Ok,
+        output: Some(serde_json::json!({"x": "a".repeat(MAX_OUTPUT_BYTES)})),
+        error: String::new(),
+        cwd: "/".into(),
+    };
+    let limited = limit_output(big);
+    assert_eq!(limited.status, Status::Failed);
+    assert!(limited.output.is_none());
+    assert!(
+        limited.error.contains("narrow the request"),
+        "{}",
+        limited.error
+    );
+    let small = Outcome::error(Status::Ok, "", "/");
+    assert_eq!(limit_output(small.clone()), small);
+}

@@ -1,0 +1,360 @@
+//! Shared fixtures for the agent's integration tests: a throwaway PKI, an in-test `AgentLink`
+//! broker over mutual TLS, and an agent running in-process via `agent::run`.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agent::{Config, ConnectionConfig, TlsPaths};
+use agent_proto::agent::agent_link_server::{AgentLink, AgentLinkServer};
+use agent_proto::agent::{
+    AgentMessage, BrokerMessage, Cancel, CommandRequest, CommandResult, Hello, Welcome,
+    agent_message, broker_message,
+};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+/// Long enough for a loaded 2-core machine; every wait in these tests is bounded by it.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A CA, a broker certificate for "localhost" and an agent client certificate, as PEM files.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca_pem: String,
+    pub server_cert: String,
+    pub server_key: String,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "lr test ca");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf("localhost");
+        let (agent_cert, agent_key) = leaf("web-07");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.path().join("agent.pem"), agent_cert).unwrap();
+        std::fs::write(dir.path().join("agent.key"), agent_key).unwrap();
+        Self {
+            dir,
+            ca_pem: ca_cert.pem(),
+            server_cert,
+            server_key,
+        }
+    }
+
+    pub fn tls_paths(&self) -> TlsPaths {
+        TlsPaths {
+            ca_cert: self.dir.path().join("ca.pem"),
+            cert: self.dir.path().join("agent.pem"),
+            key: self.dir.path().join("agent.key"),
+            server_name: "localhost".into(),
+        }
+    }
+}
+
+/// One agent stream as the test broker sees it.
+pub struct Conn {
+    pub hello: Hello,
+    to_agent: mpsc::Sender<Result<BrokerMessage, Status>>,
+    from_agent: mpsc::UnboundedReceiver<AgentMessage>,
+    pub heartbeats: u64,
+}
+
+impl Conn {
+    pub async fn send(&self, body: broker_message::Body) {
+        self.to_agent
+            .send(Ok(BrokerMessage { body: Some(body) }))
+            .await
+            .expect("agent stream open");
+    }
+
+    pub async fn command(&self, id: &str, token: u64, command: &str, args: &[&str], cwd: &str) {
+        self.send(broker_message::Body::Command(CommandRequest {
+            command_id: id.into(),
+            session_id: "session-1".into(),
+            token,
+            command: command.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            cwd: cwd.into(),
+            timeout_ms: 0,
+        }))
+        .await;
+    }
+
+    pub async fn cancel(&self, id: &str) {
+        self.send(broker_message::Body::Cancel(Cancel {
+            command_id: id.into(),
+        }))
+        .await;
+    }
+
+    /// The next result, counting heartbeats on the way; panics after [`WAIT`].
+    pub async fn result(&mut self) -> CommandResult {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.from_agent.recv())
+                .await
+                .expect("a message from the agent in time")
+                .expect("agent stream open");
+            match msg.body {
+                Some(agent_message::Body::Result(r)) => return r,
+                Some(agent_message::Body::Heartbeat(_)) => self.heartbeats += 1,
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+    }
+
+    /// Waits for one heartbeat.
+    pub async fn heartbeat(&mut self) {
+        let start = self.heartbeats;
+        while self.heartbeats == start {
+            let msg = tokio::time::timeout(WAIT, self.from_agent.recv())
+                .await
+                .expect("a heartbeat in time")
+                .expect("agent stream open");
+            match msg.body {
+                Some(agent_message::Body::Heartbeat(_)) => self.heartbeats += 1,
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+    }
+}
+
+/// What the test broker does with a hello.
+#[derive(Clone)]
+enum Answer {
+    Welcome { node_id: u64 },
+    Refuse(Status),
+}
+
+#[derive(Clone)]
+struct Service {
+    answer: Answer,
+    conns: mpsc::UnboundedSender<Conn>,
+    epoch: Arc<Mutex<u64>>,
+    refused: mpsc::UnboundedSender<Hello>,
+}
+
+#[tonic::async_trait]
+impl AgentLink for Service {
+    type AttachStream = ReceiverStream<Result<BrokerMessage, Status>>;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(AgentMessage {
+                body: Some(agent_message::Body::Hello(h)),
+            }) => h,
+            _ => return Err(Status::invalid_argument("hello first")),
+        };
+        let node_id = match &self.answer {
+            Answer::Refuse(status) => {
+                let _ = self.refused.send(hello);
+                return Err(status.clone());
+            }
+            Answer::Welcome { node_id } => *node_id,
+        };
+        let epoch = {
+            let mut e = self.epoch.lock().unwrap();
+            *e += 1;
+            *e
+        };
+        let (to_agent, rx) = mpsc::channel(64);
+        to_agent
+            .send(Ok(BrokerMessage {
+                body: Some(broker_message::Body::Welcome(Welcome {
+                    protocol_version: 1,
+                    node_id,
+                    epoch,
+                    heartbeat_interval_ms: 200,
+                })),
+            }))
+            .await
+            .unwrap();
+        let (tx, from_agent) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(m)) = inbound.message().await {
+                if tx.send(m).is_err() {
+                    break;
+                }
+            }
+        });
+        let _ = self.conns.send(Conn {
+            hello,
+            to_agent,
+            from_agent,
+            heartbeats: 0,
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// An `AgentLink` server on a loopback port with mutual TLS from [`Pki`].
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    conns: mpsc::UnboundedReceiver<Conn>,
+    refused: mpsc::UnboundedReceiver<Hello>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestBroker {
+    pub async fn start(pki: &Pki, node_id: u64) -> Self {
+        Self::start_with(pki, Answer::Welcome { node_id }).await
+    }
+
+    /// A broker that refuses every hello with `status`.
+    pub async fn refusing(pki: &Pki, status: Status) -> Self {
+        Self::start_with(pki, Answer::Refuse(status)).await
+    }
+
+    async fn start_with(pki: &Pki, answer: Answer) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (conns_tx, conns) = mpsc::unbounded_channel();
+        let (refused_tx, refused) = mpsc::unbounded_channel();
+        let service = Service {
+            answer,
+            conns: conns_tx,
+            epoch: Arc::default(),
+            refused: refused_tx,
+        };
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&pki.server_cert, &pki.server_key))
+            .client_ca_root(Certificate::from_pem(&pki.ca_pem));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            Server::builder()
+                .tls_config(tls)
+                .unwrap()
+                .add_service(AgentLinkServer::new(service))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            addr,
+            conns,
+            refused,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The next agent stream; panics after [`WAIT`].
+    pub async fn accept(&mut self) -> Conn {
+        tokio::time::timeout(WAIT, self.conns.recv())
+            .await
+            .expect("the agent attaches in time")
+            .expect("broker running")
+    }
+
+    /// The next refused hello; panics after [`WAIT`].
+    pub async fn refused_hello(&mut self) -> Hello {
+        tokio::time::timeout(WAIT, self.refused.recv())
+            .await
+            .expect("the agent tries in time")
+            .expect("broker running")
+    }
+
+    /// Stops listening and ends the server once its streams are gone (drop the [`Conn`]s first).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("broker stops in time")
+                .unwrap();
+        }
+    }
+}
+
+/// An agent config for these tests: fast backoff, short timeouts.
+pub fn agent_config(pki: &Pki, brokers: &[SocketAddr], state_dir: &Path) -> Config {
+    Config {
+        device_id: "web-07".into(),
+        tenant: "demo".into(),
+        brokers: brokers.iter().map(ToString::to_string).collect(),
+        state_dir: state_dir.to_owned(),
+        tls: pki.tls_paths(),
+        connection: ConnectionConfig {
+            connect_timeout_ms: 2_000,
+            welcome_timeout_ms: 5_000,
+            backoff_initial_ms: 50,
+            backoff_max_ms: 500,
+            keepalive_interval_ms: 5_000,
+        },
+    }
+}
+
+/// An agent running in-process until [`RunningAgent::stop`].
+pub struct RunningAgent {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningAgent {
+    pub fn start(config: Config) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(agent::run(config, async {
+            let _ = stopped.await;
+        }));
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("agent stops in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+pub fn status(r: &CommandResult) -> agent_proto::agent::command_result::Status {
+    agent_proto::agent::command_result::Status::try_from(r.status).unwrap()
+}
+
+pub fn output(r: &CommandResult) -> serde_json::Value {
+    serde_json::from_str(&r.output_json).unwrap()
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_str().unwrap().to_owned()
+}
+
+pub fn tempdir() -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_owned();
+    (d, p)
+}

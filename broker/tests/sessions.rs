@@ -1,0 +1,291 @@
+//! Live response sessions end to end: a real nats-server, three `lr-broker` processes and real
+//! agents on loopback; analysts on one node, agents on another.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Stack, WAIT};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+fn tool_hash(tool: &str, path: &str) -> String {
+    let out = Command::new(tool).arg(path).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_on_node_1_investigates_a_device_on_node_3() {
+    let mut stack = Stack::start(3, "").await;
+    stack.start_agent("demo", "web-07", "web-07", &[3]);
+    stack.wait_online("token-a", "web-07", Some(3)).await;
+
+    let (status, session) = stack.open(1, "token-a", "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let id = session["session_id"].as_str().unwrap().to_string();
+    assert!(session["token"].as_u64().unwrap() > 0);
+
+    let files = stack.path().join("evidence dir");
+    std::fs::create_dir_all(&files).unwrap();
+    let sample = files.join("sample.bin");
+    std::fs::write(
+        &sample,
+        (0..200_000u32)
+            .flat_map(|i| i.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+
+    let dir = stack
+        .run(1, "token-a", &id, &format!("dir \"{}\"", files.display()))
+        .await;
+    assert_eq!(dir["state"], "completed", "{dir}");
+    assert!(dir["output"].to_string().contains("sample.bin"), "{dir}");
+
+    let cd = stack
+        .run(1, "token-a", &id, &format!("cd \"{}\"", files.display()))
+        .await;
+    assert_eq!(cd["state"], "completed", "{cd}");
+    assert_eq!(cd["cwd"], files.display().to_string());
+
+    // Relative to the session's cwd, kept by the session across commands.
+    let info = stack.run(1, "token-a", &id, "fileinfo sample.bin").await;
+    assert_eq!(info["state"], "completed", "{info}");
+    let text = info["output"].to_string();
+    let sample = sample.display().to_string();
+    for tool in ["sha256sum", "sha1sum", "md5sum"] {
+        let hash = tool_hash(tool, &sample);
+        assert!(text.contains(&hash), "{tool} {hash} not in {text}");
+    }
+
+    let processes = stack.run(1, "token-a", &id, "processes").await;
+    assert_eq!(processes["state"], "completed");
+    let own = std::process::id();
+    let list = processes["output"]["processes"].as_array().unwrap();
+    assert!(
+        list.iter().any(|p| p["pid"] == own),
+        "own pid {own} missing"
+    );
+
+    let found = stack
+        .run(
+            1,
+            "token-a",
+            &id,
+            &format!("findfile sample.* -path \"{}\"", stack.path().display()),
+        )
+        .await;
+    assert_eq!(found["state"], "completed", "{found}");
+    assert!(found["output"].to_string().contains(&sample), "{found}");
+
+    // Bad input: a malformed line and an unknown command change nothing and say why.
+    let (status, body) = stack
+        .call(
+            1,
+            "token-a",
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/commands"),
+            Some(serde_json::json!({"command_line": "cd \"/tmp"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = stack
+        .call(
+            2,
+            "token-a",
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/commands"),
+            Some(serde_json::json!({"command_line": "rm -rf /"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown command 'rm'")
+    );
+
+    // Another tenant sees neither the device nor the session.
+    let (status, _) = stack.open(2, "token-c", "web-07").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = stack
+        .call(
+            2,
+            "token-c",
+            Method::GET,
+            &format!("/api/v1/sessions/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _) = stack
+        .call(
+            2,
+            "token-a",
+            Method::DELETE,
+            &format!("/api/v1/sessions/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = stack
+        .call(
+            1,
+            "token-a",
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/commands"),
+            Some(serde_json::json!({"command_line": "dir"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a command on a closed session is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_limits_name_the_holder_and_ending_frees_the_device() {
+    let mut stack = Stack::start(
+        3,
+        "[tenants.demo]\nmax_sessions_per_tenant = 2\nmax_sessions_per_user = 1\n",
+    )
+    .await;
+    for (device, broker) in [("d1", 1), ("d2", 2), ("d3", 3)] {
+        stack.start_agent("demo", device, device, &[broker]);
+    }
+    for device in ["d1", "d2", "d3"] {
+        stack.wait_online("token-a", device, None).await;
+    }
+
+    let (status, first) = stack.open(1, "token-a", "d1").await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+
+    let (status, body) = stack.open(2, "token-b", "d1").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["invariant"], "one_session_per_device");
+    assert_eq!(body["error"]["holders"][0]["user"], "analyst-a");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("held by analyst-a"),
+        "{body}"
+    );
+
+    let (status, body) = stack.open(3, "token-a", "d2").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["invariant"], "sessions_per_user");
+
+    let (status, _) = stack.open(3, "token-b", "d2").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = stack.open(1, "token-d", "d3").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["invariant"], "sessions_per_tenant");
+
+    let (_, sessions) = stack
+        .call(2, "token-b", Method::GET, "/api/v1/sessions", None)
+        .await;
+    assert_eq!(sessions.as_array().unwrap().len(), 2);
+
+    let id = first["session_id"].as_str().unwrap();
+    let (status, _) = stack
+        .call(
+            3,
+            "token-a",
+            Method::DELETE,
+            &format!("/api/v1/sessions/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = stack.open(2, "token-d", "d1").await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "ending a session frees its device at once: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_nodes_free_their_sessions_and_agents_move_to_another_node() {
+    let mut stack = Stack::start(3, "[sessions]\nlease_ttl_ms = 3000\n").await;
+    stack.start_agent("demo", "web-07", "web-07", &[2, 3]);
+    stack.wait_online("token-a", "web-07", None).await;
+    let (_, devices) = stack
+        .call(1, "token-a", Method::GET, "/api/v1/devices", None)
+        .await;
+    let agent_node = devices[0]["node"].as_u64().unwrap();
+    let other = if agent_node == 2 { 3 } else { 2 };
+
+    // The session's node dies: its lease expires within the TTL and a new session works.
+    let (status, session) = stack.open(1, "token-a", "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    stack.kill(1);
+    let freed = testkit::wait_until(WAIT, || async {
+        stack.open(other, "token-b", "web-07").await.0 == StatusCode::CREATED
+    })
+    .await;
+    assert!(freed, "the dead node's session did not expire");
+    let (_, sessions) = stack
+        .call(other, "token-b", Method::GET, "/api/v1/sessions", None)
+        .await;
+    let session = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["user"] == "analyst-b")
+        .unwrap()
+        .clone();
+    let id = session["session_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        stack.run(other, "token-b", &id, "cd /").await["state"],
+        "completed"
+    );
+
+    // The agent's node dies: the agent reconnects to the other node and the session keeps working.
+    stack.kill(agent_node);
+    stack
+        .wait_online_via(other, "token-b", "web-07", other)
+        .await;
+    let dir = stack.run(other, "token-b", &id, "dir").await;
+    assert_eq!(dir["state"], "completed", "{dir}");
+    assert_eq!(dir["cwd"], "/");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_certificate_does_not_match_its_hello_is_refused() {
+    let mut stack = Stack::start(3, "").await;
+    stack.start_agent("demo", "impostor", "web-07", &[1]);
+    stack.start_agent("demo", "honest", "honest", &[1]);
+    stack.wait_online("token-a", "honest", None).await;
+    let refused = testkit::wait_until(WAIT, || async {
+        stack.log(1).contains("hello claims device impostor")
+    })
+    .await;
+    assert!(
+        refused,
+        "the broker did not refuse the mismatched hello:\n{}",
+        stack.log(1)
+    );
+    let (_, devices) = stack
+        .call(1, "token-a", Method::GET, "/api/v1/devices", None)
+        .await;
+    let names: Vec<&Value> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["device"])
+        .collect();
+    assert!(
+        !names.iter().any(|n| *n == "impostor" || *n == "web-07"),
+        "{devices}"
+    );
+}
