@@ -289,3 +289,31 @@ async fn an_agent_whose_certificate_does_not_match_its_hello_is_refused() {
         "{devices}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_analyst_vanished_ends_by_idle_timeout() {
+    let mut stack = Stack::start(3, "[sessions]\nidle_timeout_ms = 1500\n").await;
+    stack.start_agent("demo", "web-07", "web-07", &[1]);
+    stack.wait_online("token-a", "web-07", None).await;
+    let (status, session) = stack.open(1, "token-a", "web-07").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = session["session_id"].as_str().unwrap().to_string();
+    let ended = testkit::wait_until(WAIT, || async {
+        stack
+            .call(
+                1,
+                "token-a",
+                Method::GET,
+                &format!("/api/v1/sessions/{id}"),
+                None,
+            )
+            .await
+            .0
+            == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert!(ended, "the idle session did not end");
+    // Its lease is released: the device is free for someone else at once.
+    let (status, body) = stack.open(1, "token-b", "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

@@ -1,0 +1,195 @@
+//! The agent gRPC service against misbehaving clients holding a valid agent certificate: one that
+//! goes silent, one whose first message is not a hello, one that sends garbage bytes.
+
+mod common;
+
+use std::time::Duration;
+
+use agent_proto::agent::agent_message::Body;
+use agent_proto::agent::{AgentMessage, BrokerMessage, Hello};
+use bytes::{BufMut, Bytes};
+use common::{Stack, WAIT};
+use futures::StreamExt;
+use reqwest::Method;
+use tonic::codec::{Codec, EncodeBuf, Encoder};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// Sends raw bytes as gRPC messages and decodes the broker's answers as protobuf.
+#[derive(Default)]
+struct RawCodec;
+
+struct RawEncoder;
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = BrokerMessage;
+    type Encoder = RawEncoder;
+    type Decoder = tonic_prost::ProstDecoder<BrokerMessage>;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstCodec::<AgentMessage, BrokerMessage>::default().decoder()
+    }
+}
+
+async fn channel(stack: &Stack, device: &str, broker: u64) -> Channel {
+    let (cert, key) = stack.agent_cert("demo", device);
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(
+            std::fs::read(stack.ca_path()).unwrap(),
+        ))
+        .identity(Identity::from_pem(
+            std::fs::read(cert).unwrap(),
+            std::fs::read(key).unwrap(),
+        ))
+        .domain_name("localhost");
+    Endpoint::from_shared(format!(
+        "https://127.0.0.1:{}",
+        stack.brokers[&broker].agent_port
+    ))
+    .unwrap()
+    .tls_config(tls)
+    .unwrap()
+    .connect()
+    .await
+    .unwrap()
+}
+
+/// Opens the agent stream and sends `messages` (raw bytes each), keeping the stream open.
+async fn attach(
+    channel: Channel,
+    messages: Vec<Bytes>,
+) -> Result<tonic::Streaming<BrokerMessage>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let outbound = futures::stream::iter(messages).chain(futures::stream::pending());
+    let path = "/lr.agent.v1.AgentLink/Attach".parse().unwrap();
+    grpc.streaming(tonic::Request::new(outbound), path, RawCodec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn hello(device: &str) -> Bytes {
+    let message = AgentMessage {
+        body: Some(Body::Hello(Hello {
+            protocol_version: 1,
+            device_id: device.into(),
+            tenant: "demo".into(),
+            hostname: "test".into(),
+            os: "linux".into(),
+            agent_version: "0".into(),
+            capabilities: vec![],
+            highest_token: 0,
+        })),
+    };
+    prost::Message::encode_to_vec(&message).into()
+}
+
+async fn online(stack: &Stack, device: &str) -> Option<bool> {
+    let (_, devices) = stack
+        .call(1, "token-a", Method::GET, "/api/v1/devices", None)
+        .await;
+    devices
+        .as_array()?
+        .iter()
+        .find(|d| d["device"] == device)
+        .map(|d| d["online"] == true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_stops_heartbeating_goes_offline() {
+    let stack = Stack::start(3, "").await;
+    let mut stream = attach(channel(&stack, "silent", 1).await, vec![hello("silent")])
+        .await
+        .unwrap();
+    let welcome = stream.next().await.unwrap().unwrap();
+    assert!(matches!(
+        welcome.body,
+        Some(agent_proto::agent::broker_message::Body::Welcome(_))
+    ));
+    assert!(
+        testkit::wait_until(WAIT, || async {
+            online(&stack, "silent").await == Some(true)
+        })
+        .await
+    );
+    // No heartbeat ever: after three missed intervals the broker drops the stream.
+    assert!(
+        testkit::wait_until(WAIT, || async {
+            online(&stack, "silent").await == Some(false)
+        })
+        .await
+    );
+    let end = tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(end, None | Some(Err(_))),
+        "the stream must end: {end:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_does_not_start_with_a_hello_or_is_garbage_is_refused() {
+    let stack = Stack::start(3, "").await;
+    let heartbeat: Bytes = prost::Message::encode_to_vec(&AgentMessage {
+        body: Some(Body::Heartbeat(Default::default())),
+    })
+    .into();
+    let status =
+        first_status(attach(channel(&stack, "rude", 1).await, vec![heartbeat]).await).await;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("first message must be a hello"),
+        "{status:?}"
+    );
+
+    let garbage = Bytes::from_static(b"\xff\xff\xff\xff\x0f\x01");
+    let status =
+        first_status(attach(channel(&stack, "garbage", 1).await, vec![garbage]).await).await;
+    assert_ne!(status.code(), tonic::Code::Ok, "{status:?}");
+
+    // Nothing was registered, and the broker still serves a well-behaved agent.
+    assert_eq!(online(&stack, "rude").await, None);
+    assert_eq!(online(&stack, "garbage").await, None);
+    let mut stream = attach(channel(&stack, "fine", 1).await, vec![hello("fine")])
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .is_ok()
+    );
+}
+
+/// The refusal, whether it comes as the call's status or as the stream's first item.
+async fn first_status(
+    attached: Result<tonic::Streaming<BrokerMessage>, tonic::Status>,
+) -> tonic::Status {
+    match attached {
+        Err(status) => status,
+        Ok(mut stream) => match tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
+            Some(Err(status)) => status,
+            other => panic!("expected a refusal, got {other:?}"),
+        },
+    }
+}
