@@ -28,6 +28,8 @@ pub async fn serve_https(
             },
             _ = stop.changed() => return,
         };
+        // Small JSON replies would otherwise wait on Nagle and delayed acks.
+        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {

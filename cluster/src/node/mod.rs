@@ -18,7 +18,7 @@ use openraft::error::RaftError;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 pub use config::{ClusterConfig, ConfigError};
 pub use error::ClusterError;
@@ -222,7 +222,8 @@ fn spawn_server(
         builder.add_service(RaftServer::new(service).max_decoding_message_size(usize::MAX));
     let node = config.node_id;
     Ok(tokio::spawn(async move {
-        let incoming = TcpListenerStream::new(listener);
+        // Nagle plus delayed acks would hold every small Raft reply for ~40 ms.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         if let Err(error) = router
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
@@ -234,9 +235,13 @@ fn spawn_server(
     }))
 }
 
-/// Initializes a fresh node with the configured voters. Every voter may do this with the same
-/// membership; a node that already has a log (a restart, or one that a leader reached first) skips it.
+/// Initializes a fresh cluster with the configured voters. Only the lowest-id member does it,
+/// so voters do not race each other's first election; the others join when it reaches them. A
+/// node that already has a log (a restart) skips it.
 async fn bootstrap(raft: &Raft, config: &ClusterConfig) -> Result<(), StartError> {
+    if config.members.keys().next() != Some(&config.node_id) {
+        return Ok(());
+    }
     if raft
         .is_initialized()
         .await
