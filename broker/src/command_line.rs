@@ -1,5 +1,6 @@
 //! Splits an analyst's command line into a command name and its arguments, the way the console's
-//! syntax reads it: words separated by spaces, double quotes around values with spaces.
+//! syntax reads it: words separated by spaces, double quotes around values with spaces, and a
+//! backslash before `"` or another backslash for that character itself.
 
 /// The commands the agents implement, with their timeouts (see COMMANDS.md).
 const COMMANDS: &[(&str, u32)] = &[
@@ -29,6 +30,8 @@ pub enum ParseError {
     TooLong(usize),
     #[error("unbalanced double quote; close the quoted value")]
     UnbalancedQuote,
+    #[error("the command line ends with a backslash; write two for one")]
+    DanglingEscape,
     #[error("control characters are not allowed in a command line")]
     ControlCharacter,
     #[error("unknown command '{0}'; type help for the list of commands")]
@@ -61,8 +64,21 @@ fn split(line: &str) -> Result<Vec<String>, ParseError> {
     let mut current = String::new();
     let mut in_word = false;
     let mut quoted = false;
-    for c in line.chars() {
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
         match c {
+            '\\' => {
+                match chars.next() {
+                    Some(escaped @ ('"' | '\\')) => current.push(escaped),
+                    // Before anything else a backslash is itself (a file name may hold one).
+                    Some(other) => {
+                        current.push('\\');
+                        current.push(other);
+                    }
+                    None => return Err(ParseError::DanglingEscape),
+                }
+                in_word = true;
+            }
             '"' => {
                 quoted = !quoted;
                 in_word = true;
@@ -100,6 +116,12 @@ mod tests {
         assert_eq!(parsed.timeout_ms, 30 * 60_000);
         assert_eq!(parse("  dir  ").unwrap().args, Vec::<String>::new());
         assert_eq!(parse(r#"cd """#).unwrap().args, vec![""]);
+        assert_eq!(parse(r#"cd "a \"q\" b""#).unwrap().args, vec![r#"a "q" b"#]);
+        assert_eq!(
+            parse(r#"cd a\\b c\d"#).unwrap().args,
+            vec![r#"a\b"#, r#"c\d"#]
+        );
+        assert_eq!(parse(r#"cd x\"#), Err(ParseError::DanglingEscape));
         assert_eq!(parse("   "), Err(ParseError::Empty));
         assert_eq!(parse(r#"cd "/tmp"#), Err(ParseError::UnbalancedQuote));
         assert_eq!(

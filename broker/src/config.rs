@@ -125,6 +125,11 @@ fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Top-level keys, the only ones read from `LR_*` variables.
+const KEYS: [&str; 9] = [
+    "node_id", "data_dir", "nats_url", "raft", "agents", "api", "tls", "sessions", "tenants",
+];
+
 impl BrokerConfig {
     /// Reads the file (if given), then `LR_*` variables, then `overrides` (from flags).
     pub fn load(file: Option<&Path>, overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
@@ -138,11 +143,12 @@ impl BrokerConfig {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(
-            Env::prefixed("LR_")
-                .split("__")
-                .ignore(&["api_url", "token", "ca_cert", "log"]),
-        );
+        // Only this config's own keys: the console's and scripts' LR_* variables share the prefix.
+        let env = Env::prefixed("LR_").filter(|key| {
+            let top = key.as_str().split("__").next().unwrap_or_default();
+            KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+        });
+        figment = figment.merge(env.split("__"));
         for (key, value) in overrides {
             figment = figment.merge(Serialized::default(key, value));
         }

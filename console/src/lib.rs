@@ -1,1 +1,25 @@
-//! The analyst console.
+//! The analyst console `lr`: one-shot commands and `exec` for scripts, and a live response REPL,
+//! all on the broker's analyst API (`/api/v1`).
+#![forbid(unsafe_code)]
+
+/// `eprintln!` that never panics: the terminal may be gone (SIGHUP) while the console still has a
+/// session to close.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod cmdline;
+pub mod config;
+pub mod doc;
+pub mod exit;
+pub mod render;
+pub mod repl;
+pub mod run;
+pub mod signals;

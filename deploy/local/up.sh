@@ -34,7 +34,8 @@ else
 fi
 bin="$root/target/$profile"
 
-# Ports: NATS 14222, Raft 17401-3, agents 17501-3, API 17601-3 (override with LR_PORT_BASE).
+# Ports: NATS 14222, Raft 17401-3, agents 17501-3, API 17601-3 (LR_PORT_BASE moves them all).
+# Raft data remembers peer addresses, so each port base keeps its own data folder.
 base=${LR_PORT_BASE:-10000}
 nats_port=$((base + 4222))
 device=$(hostname | tr -c 'A-Za-z0-9_\n-' '-' | cut -c1-64)
@@ -49,7 +50,7 @@ token_a=$(token); token_b=$(token); token_c=$(token)
 cat > "$dev/nats.conf" <<CONF
 listen: "127.0.0.1:$nats_port"
 max_payload: 8MB
-jetstream { store_dir: "$dev/nats" }
+jetstream { store_dir: "$dev/data-$base/nats" }
 CONF
 nats-server -c "$dev/nats.conf" >"$dev/logs/nats.log" 2>&1 &
 echo "$! nats-server" >> "$dev/pids"
@@ -61,7 +62,7 @@ done
 for id in 1 2 3; do
   cat > "$dev/broker-$id.toml" <<CONF
 node_id = $id
-data_dir = "$dev/data/broker-$id"
+data_dir = "$dev/data-$base/broker-$id"
 nats_url = "nats://127.0.0.1:$nats_port"
 
 [raft]

@@ -15,8 +15,9 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, Caller, rfc3339};
@@ -235,11 +236,9 @@ pub async fn list_commands(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<CommandView>>, ApiError> {
     match state.control(&caller, &id, Op::List(Empty {})).await? {
-        Reply::Commands(list) => Ok(Json(Value::Array(
-            list.commands.iter().map(command_json).collect(),
-        ))),
+        Reply::Commands(list) => Ok(Json(list.commands.iter().map(command_json).collect())),
         _ => Err(ApiError::unavailable(
             "unexpected answer from the session's node",
         )),
@@ -256,7 +255,7 @@ pub async fn get_command(
     caller: Caller,
     Path((id, cid)): Path<(String, String)>,
     Query(wait): Query<Wait>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandView>, ApiError> {
     let wait = Duration::from_millis(wait.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
     // Subscribe before asking, so no state change falls between the answer and the wait.
     let mut updates = if wait.is_zero() {
@@ -330,9 +329,9 @@ pub async fn session_events(
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let events = updates.filter_map(|message| async move {
         match bus::decode(&message) {
-            Ok((_, Body::CommandUpdate(c))) => Some(Ok(Event::default()
-                .event("command")
-                .data(command_json(&c).to_string()))),
+            Ok((_, Body::CommandUpdate(c))) => serde_json::to_string(&command_json(&c))
+                .ok()
+                .map(|data| Ok(Event::default().event("command").data(data))),
             _ => None,
         }
     });
@@ -343,29 +342,40 @@ fn is_terminal(c: &Command) -> bool {
     !matches!(c.state.as_str(), "queued" | "running")
 }
 
-/// The API's JSON form of a command.
-fn command_json(c: &Command) -> Value {
-    let output = if c.output_json.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&c.output_json)
-            .unwrap_or_else(|_| Value::String(c.output_json.clone()))
-    };
-    let time = |ms: u64| {
-        if ms == 0 {
-            Value::Null
-        } else {
-            Value::String(rfc3339(ms))
-        }
-    };
-    let text = |s: &str| {
-        if s.is_empty() {
-            Value::Null
-        } else {
-            Value::String(s.to_string())
-        }
-    };
-    json!({"command_id": c.command_id, "command_line": c.command_line, "state": c.state, "output": output,
-           "error": text(&c.error), "cwd": text(&c.cwd), "submitted_at": time(c.submitted_at_ms),
-           "started_at": time(c.started_at_ms), "finished_at": time(c.finished_at_ms)})
+/// The API's JSON form of a command. The agent's output passes through as raw JSON, so its field
+/// order (the order of table columns in the console) is kept.
+#[derive(Serialize)]
+pub struct CommandView {
+    command_id: String,
+    command_line: String,
+    state: String,
+    output: Option<Box<RawValue>>,
+    error: Option<String>,
+    cwd: Option<String>,
+    submitted_at: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+fn command_json(c: &Command) -> CommandView {
+    let output = (!c.output_json.is_empty()).then(|| {
+        RawValue::from_string(c.output_json.clone()).unwrap_or_else(|_| {
+            // Not JSON: pass it on as a string rather than lose it.
+            RawValue::from_string(Value::String(c.output_json.clone()).to_string())
+                .expect("a JSON string is JSON")
+        })
+    });
+    let time = |ms: u64| (ms != 0).then(|| rfc3339(ms));
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    CommandView {
+        command_id: c.command_id.clone(),
+        command_line: c.command_line.clone(),
+        state: c.state.clone(),
+        output,
+        error: text(&c.error),
+        cwd: text(&c.cwd),
+        submitted_at: time(c.submitted_at_ms),
+        started_at: time(c.started_at_ms),
+        finished_at: time(c.finished_at_ms),
+    }
 }

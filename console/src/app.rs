@@ -1,0 +1,275 @@
+//! What each subcommand does, on top of the API client, the renderer and the signals.
+
+use std::io::Write;
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+
+use crate::api::Client;
+use crate::cli::{Cli, Command, SessionCommand};
+use crate::cmdline;
+use crate::config::{self, Layer};
+use crate::doc::Doc;
+use crate::exit::{Exit, Failure};
+use crate::render::{self, Format};
+use crate::repl;
+use crate::run::{self, Shape};
+use crate::signals::Signals;
+
+/// Attempts at closing a session when the broker is briefly unreachable.
+const CLOSE_ATTEMPTS: u32 = 3;
+const CLOSE_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Resolves settings from flags, environment and config file, builds the client and runs the
+/// command. Everything the user sees on stdout is printed here or below.
+pub fn main(cli: Cli) -> Result<Exit, Failure> {
+    let env = |name: &str| std::env::var(name).ok();
+    let flags = Layer::from_flags(cli.api_url, cli.token, cli.ca_cert, cli.output);
+    let env_layer = Layer::from_env(env).map_err(|e| Failure::usage(e.to_string()))?;
+    let file_layer = match config::config_path(env) {
+        Some((path, required)) => {
+            let layer =
+                Layer::from_file(&path, required).map_err(|e| Failure::usage(e.to_string()))?;
+            if layer.token.is_some() {
+                warn_readable_by_others(&path);
+            }
+            layer
+        }
+        None => Layer::default(),
+    };
+    let settings = flags
+        .over(env_layer)
+        .over(file_layer)
+        .validate(cli.command.needs_token())
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    warn_cleartext(&settings.endpoint.base, settings.endpoint.token.is_some());
+    let api = Client::new(&settings.endpoint)?;
+    let format = settings.output;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(Exit::Unavailable, format!("cannot start the runtime: {e}")))?;
+
+    match cli.command {
+        Command::Connect { device } => {
+            let signals = rt.block_on(async { Signals::install() }).map_err(|e| {
+                Failure::new(Exit::Unavailable, format!("cannot watch signals: {e}"))
+            })?;
+            repl::run(&rt, &api, &device, format, &signals)
+        }
+        command => one_shot(&rt, &api, command, format),
+    }
+}
+
+fn one_shot(rt: &Runtime, api: &Client, command: Command, format: Format) -> Result<Exit, Failure> {
+    let width = render::terminal_width();
+    rt.block_on(async {
+        match command {
+            Command::Health => print_doc(&api.health().await?, format, width),
+            Command::Devices => print_doc(&api.devices().await?, format, width),
+            Command::Sessions => print_doc(&api.sessions().await?, format, width),
+            Command::Exec {
+                device,
+                wait,
+                command_line,
+            } => {
+                let signals = install_signals()?;
+                exec(
+                    api,
+                    &device,
+                    &command_line,
+                    wait.wait,
+                    format,
+                    width,
+                    &signals,
+                )
+                .await
+            }
+            Command::Session(SessionCommand::Run {
+                session_id,
+                wait,
+                command_line,
+            }) => {
+                let signals = install_signals()?;
+                let mark = signals.now();
+                let prepared = cmdline::from_args(&command_line).map_err(Failure::usage)?;
+                let outcome = run::run_command(
+                    api,
+                    &session_id,
+                    &prepared.line,
+                    Duration::from_secs(wait.wait),
+                    &signals,
+                    mark,
+                )
+                .await?;
+                report(&outcome.command, prepared.output.unwrap_or(format), width)
+            }
+            Command::Session(SessionCommand::Open { device }) => {
+                let (opened, doc) = api.open_session(&device).await?;
+                match format {
+                    Format::Json => print_doc(&doc, format, width),
+                    Format::Table => print_text(&format!("{}\n", opened.session_id)),
+                }
+            }
+            Command::Session(SessionCommand::Show { session_id }) => {
+                print_doc(&api.session(&session_id).await?.1, format, width)
+            }
+            Command::Session(SessionCommand::Commands { session_id }) => {
+                print_doc(&api.commands(&session_id).await?, format, width)
+            }
+            Command::Session(SessionCommand::Cancel {
+                session_id,
+                command_id,
+            }) => print_doc(&api.cancel(&session_id, &command_id).await?, format, width),
+            Command::Session(SessionCommand::Close { session_id }) => {
+                api.close_session(&session_id).await?;
+                match format {
+                    Format::Json => print_doc(
+                        &run::status_doc(&[
+                            ("session_id", Doc::String(session_id)),
+                            ("closed", Doc::Bool(true)),
+                        ]),
+                        format,
+                        width,
+                    ),
+                    Format::Table => print_text(&format!("session {session_id} closed\n")),
+                }
+            }
+            Command::Connect { .. } => unreachable!("connect runs the REPL"),
+        }
+    })
+}
+
+fn install_signals() -> Result<Signals, Failure> {
+    Signals::install()
+        .map_err(|e| Failure::new(Exit::Unavailable, format!("cannot watch signals: {e}")))
+}
+
+/// `lr exec`: open a session, run one command, close the session whatever happened.
+async fn exec(
+    api: &Client,
+    device: &str,
+    args: &[String],
+    wait_secs: u64,
+    format: Format,
+    width: Option<u16>,
+    signals: &Signals,
+) -> Result<Exit, Failure> {
+    let prepared = cmdline::from_args(args).map_err(Failure::usage)?;
+    let format = prepared.output.unwrap_or(format);
+    // Signals since here count: during the open (close at once), the submission or the wait.
+    let mark = signals.now();
+    let (opened, _) = api.open_session(device).await?;
+    let session = opened.session_id;
+    let outcome = if signals.now() != mark {
+        Err(Failure::new(
+            Exit::CommandFailed,
+            "interrupted before the command was submitted",
+        ))
+    } else {
+        run::run_command(
+            api,
+            &session,
+            &prepared.line,
+            Duration::from_secs(wait_secs),
+            signals,
+            mark,
+        )
+        .await
+    };
+    close_session(api, &session).await;
+    report(&outcome?.command, format, width)
+}
+
+/// Closes a session, retrying briefly while the broker is unreachable. A session that is already
+/// gone counts as closed. Failures are reported, not returned: closing is cleanup.
+pub async fn close_session(api: &Client, session: &str) {
+    let mut attempt = 1;
+    loop {
+        match api.close_session(session).await {
+            Ok(()) => return,
+            // The id came from the broker: if it no longer knows it, the session is over.
+            Err(e) if matches!(e.code(), Some("not_found" | "session_ended")) => return,
+            Err(e) if e.is_transient() && attempt < CLOSE_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(CLOSE_RETRY_PAUSE).await;
+            }
+            Err(e) => {
+                crate::say!(
+                    "lr: could not close session {session}: {e}; it ends when its lease expires \
+                     (or: lr session close {session})"
+                );
+                return;
+            }
+        }
+    }
+}
+
+fn report(
+    command: &crate::api::Command,
+    format: Format,
+    width: Option<u16>,
+) -> Result<Exit, Failure> {
+    let mut stdout = std::io::stdout().lock();
+    run::report(command, format, Shape::Command, width, &mut stdout).or_else(output_error)
+}
+
+fn print_doc(doc: &Doc, format: Format, width: Option<u16>) -> Result<Exit, Failure> {
+    print_text(&render::render(doc, format, width))
+}
+
+fn print_text(text: &str) -> Result<Exit, Failure> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map(|()| Exit::Success)
+        .or_else(output_error)
+}
+
+/// A reader that went away (`lr devices | head -1`) is not a failure; other write errors are.
+fn output_error(e: std::io::Error) -> Result<Exit, Failure> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(Exit::Success)
+    } else {
+        Err(Failure::new(
+            Exit::Unavailable,
+            format!("cannot write output: {e}"),
+        ))
+    }
+}
+
+/// A token in a file others can read is a token others have.
+fn warn_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            crate::say!(
+                "lr: warning: {} holds a token and others can read it; chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// A bearer token over plain HTTP to anything but this machine can be read on the way.
+fn warn_cleartext(base: &reqwest::Url, has_token: bool) {
+    let host = base.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if base.scheme() == "http" && has_token && !loopback {
+        crate::say!("lr: warning: sending the API token without TLS to {base}; use https://");
+    }
+}

@@ -1,0 +1,181 @@
+//! The command-line surface of `lr` (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::render::Format;
+
+const AFTER_HELP: &str = "\
+Settings: flags override LR_API_URL, LR_TOKEN, LR_CA_CERT and LR_OUTPUT, which override
+~/.config/lr/config.toml (keys api_url, token, ca_cert, output; LR_CONFIG names another file).
+
+Exit codes:
+  0  success
+  1  the command failed on the device (failed, timed_out, rejected, cancelled)
+  2  usage: bad flags or settings, or no such device/session (404), or a malformed request
+  3  refused: bad token or role (401/403), device busy or offline (409), session ended (410)
+  4  broker unreachable (connect, TLS, timeout), unavailable (5xx), or an off-contract answer";
+
+/// Live response console: investigate a device in a remote, audited session.
+#[derive(Debug, Parser)]
+#[command(name = "lr", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Output format: one JSON document, or tables for people [env: LR_OUTPUT] [default: table]
+    #[arg(long, short = 'o', global = true, value_enum, value_name = "FORMAT")]
+    pub output: Option<Format>,
+
+    /// Broker API base URL, e.g. https://broker.example:7601 [env: LR_API_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub api_url: Option<String>,
+
+    /// API bearer token [env: LR_TOKEN]
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// PEM file of the CA to trust, instead of the system's trust store [env: LR_CA_CERT]
+    #[arg(long, global = true, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the devices you can reach, with their online state
+    Devices,
+    /// List the live sessions of your tenant
+    Sessions,
+    /// Open a session, run commands in it, close it
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Run one command on a device in a short session: open, run, print, close (always)
+    #[command(after_help = "Example: lr exec web-07 -- dir /tmp --output json")]
+    Exec {
+        /// Device id, as `lr devices` shows it
+        device: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+        /// The command line, after `--` (a trailing `--output json|table` is lr's own flag)
+        #[arg(last = true, required = true, value_name = "COMMAND LINE")]
+        command_line: Vec<String>,
+    },
+    /// Interactive console on a device (exit, quit or Ctrl+D end it and close the session)
+    Connect {
+        /// Device id, as `lr devices` shows it
+        device: String,
+    },
+    /// Health of the broker node at the API URL (no token needed)
+    Health,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Open a session to a device and print its id
+    Open {
+        /// Device id, as `lr devices` shows it
+        device: String,
+    },
+    /// Run a command in an open session, wait for it and print its output
+    #[command(after_help = "Example: lr session run 0191c1e2-... -- processes")]
+    Run {
+        /// Session id, as `lr session open` printed it
+        session_id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+        /// The command line, after `--` (a trailing `--output json|table` is lr's own flag)
+        #[arg(last = true, required = true, value_name = "COMMAND LINE")]
+        command_line: Vec<String>,
+    },
+    /// Show a session: device, user, node, working directory
+    Show {
+        /// Session id
+        session_id: String,
+    },
+    /// List the commands of a session and their states
+    Commands {
+        /// Session id
+        session_id: String,
+    },
+    /// Cancel a running command of a session
+    Cancel {
+        /// Session id
+        session_id: String,
+        /// Command id
+        command_id: String,
+    },
+    /// Close a session
+    Close {
+        /// Session id
+        session_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct WaitArgs {
+    /// Give up waiting for the command after this many seconds (then cancel it)
+    #[arg(long, value_name = "SECONDS", default_value_t = 2100, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub wait: u64,
+}
+
+impl Command {
+    /// Whether the command calls endpoints that need a token.
+    pub fn needs_token(&self) -> bool {
+        !matches!(self, Command::Health)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exec_takes_the_rest_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "lr", "--output", "json", "exec", "web-07", "--", "dir", "/tmp", "-x",
+        ])
+        .unwrap();
+        assert_eq!(cli.output, Some(Format::Json));
+        let Command::Exec {
+            device,
+            command_line,
+            wait,
+        } = cli.command
+        else {
+            panic!("not exec")
+        };
+        assert_eq!(device, "web-07");
+        assert_eq!(command_line, ["dir", "/tmp", "-x"]);
+        assert_eq!(wait.wait, 2100);
+    }
+
+    #[test]
+    fn global_flags_after_the_subcommand() {
+        let cli =
+            Cli::try_parse_from(["lr", "devices", "--output", "json", "--api-url", "x"]).unwrap();
+        assert_eq!(cli.output, Some(Format::Json));
+        assert_eq!(cli.api_url.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            &["lr"][..],
+            &["lr", "exec", "web-07"],
+            &["lr", "exec", "web-07", "dir"],
+            &["lr", "frobnicate"],
+            &["lr", "devices", "--output", "yaml"],
+            &["lr", "session", "run", "s1", "--wait", "0", "--", "dir"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Console settings: flags over `LR_*` environment over `~/.config/lr/config.toml`, validated once.
+//!
+//! The config file holds the same keys as the flags:
+//!
+//! ```toml
+//! api_url = "https://broker.example:7601"
+//! token = "..."
+//! ca_cert = "/etc/lr/ca.pem"   # relative paths are relative to the config file
+//! output = "table"             # or "json"
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use reqwest::Url;
+use serde::Deserialize;
+
+use crate::api::Endpoint;
+use crate::render::Format;
+
+/// Where a value came from, named in error messages so the user knows what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Flag(&'static str),
+    Env(&'static str),
+    File(PathBuf),
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(name) => write!(f, "flag {name}"),
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+            Origin::File(path) => write!(f, "config file {}", path.display()),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// One source of settings; any key may be missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layer {
+    pub api_url: Option<(String, Origin)>,
+    pub token: Option<(String, Origin)>,
+    pub ca_cert: Option<(PathBuf, Origin)>,
+    pub output: Option<(Format, Origin)>,
+}
+
+/// The file's shape: the same keys, nothing else.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKeys {
+    api_url: Option<String>,
+    token: Option<String>,
+    ca_cert: Option<PathBuf>,
+    output: Option<Format>,
+}
+
+pub const ENV_API_URL: &str = "LR_API_URL";
+pub const ENV_TOKEN: &str = "LR_TOKEN";
+pub const ENV_CA_CERT: &str = "LR_CA_CERT";
+pub const ENV_OUTPUT: &str = "LR_OUTPUT";
+/// Overrides the config file's path; the file must then exist.
+pub const ENV_CONFIG: &str = "LR_CONFIG";
+
+impl Layer {
+    /// The flags given on the command line.
+    pub fn from_flags(
+        api_url: Option<String>,
+        token: Option<String>,
+        ca_cert: Option<PathBuf>,
+        output: Option<Format>,
+    ) -> Layer {
+        Layer {
+            api_url: api_url.map(|v| (v, Origin::Flag("--api-url"))),
+            token: token.map(|v| (v, Origin::Flag("--token"))),
+            ca_cert: ca_cert.map(|v| (v, Origin::Flag("--ca-cert"))),
+            output: output.map(|v| (v, Origin::Flag("--output"))),
+        }
+    }
+
+    /// `LR_API_URL`, `LR_TOKEN`, `LR_CA_CERT`, `LR_OUTPUT` from `get` (the process environment
+    /// in production, a map in tests). Empty values count as unset.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
+        let var = |name: &'static str| {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (v, Origin::Env(name)))
+        };
+        let output = match var(ENV_OUTPUT) {
+            None => None,
+            Some((v, origin)) => Some((
+                Format::parse(&v).ok_or_else(|| ConfigError {
+                    key: "output",
+                    origin: origin.clone(),
+                    problem: format!("{v:?} is neither \"json\" nor \"table\""),
+                })?,
+                origin,
+            )),
+        };
+        Ok(Layer {
+            api_url: var(ENV_API_URL),
+            token: var(ENV_TOKEN),
+            ca_cert: var(ENV_CA_CERT).map(|(v, o)| (PathBuf::from(v), o)),
+            output,
+        })
+    }
+
+    /// Parses a config file's text; a relative `ca_cert` is taken relative to the file.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Layer, ConfigError> {
+        let keys: FileKeys = toml::from_str(text).map_err(|e| ConfigError {
+            key: "config",
+            origin: Origin::File(path.to_owned()),
+            problem: e.message().to_owned(),
+        })?;
+        let origin = || Origin::File(path.to_owned());
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Ok(Layer {
+            api_url: keys.api_url.map(|v| (v, origin())),
+            token: keys.token.map(|v| (v, origin())),
+            ca_cert: keys.ca_cert.map(|v| (dir.join(v), origin())),
+            output: keys.output.map(|v| (v, origin())),
+        })
+    }
+
+    /// Reads the config file at `path`; a missing file is an empty layer unless `required`.
+    pub fn from_file(path: &Path, required: bool) -> Result<Layer, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Layer::from_toml(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Layer::default()),
+            Err(e) => Err(ConfigError {
+                key: "config",
+                origin: Origin::File(path.to_owned()),
+                problem: format!("cannot read it: {e}"),
+            }),
+        }
+    }
+
+    /// This layer, with the keys it lacks taken from `lower`.
+    pub fn over(self, lower: Layer) -> Layer {
+        Layer {
+            api_url: self.api_url.or(lower.api_url),
+            token: self.token.or(lower.token),
+            ca_cert: self.ca_cert.or(lower.ca_cert),
+            output: self.output.or(lower.output),
+        }
+    }
+}
+
+/// The config file's path: `$LR_CONFIG`, else `$XDG_CONFIG_HOME/lr/config.toml`, else
+/// `$HOME/.config/lr/config.toml`. The flag says whether the file must exist.
+pub fn config_path(get: impl Fn(&str) -> Option<String>) -> Option<(PathBuf, bool)> {
+    let set = |name: &str| get(name).filter(|v| !v.is_empty());
+    if let Some(path) = set(ENV_CONFIG) {
+        return Some((PathBuf::from(path), true));
+    }
+    let base = set("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| set("HOME").map(|h| Path::new(&h).join(".config")))?;
+    Some((base.join("lr").join("config.toml"), false))
+}
+
+/// Settings after validation.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub endpoint: Endpoint,
+    pub output: Format,
+    /// Where the endpoint came from, for messages.
+    pub api_url_origin: Origin,
+}
+
+/// A bad or missing setting, naming the key and where the value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub origin: Origin,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key == "config" {
+            write!(f, "{}: {}", self.origin, self.problem)
+        } else {
+            write!(f, "{} (from {}): {}", self.key, self.origin, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Layer {
+    /// Validates the merged settings. `need_token` is false for endpoints without auth.
+    pub fn validate(self, need_token: bool) -> Result<Settings, ConfigError> {
+        let Some((raw_url, url_origin)) = self.api_url else {
+            return Err(ConfigError {
+                key: "api_url",
+                origin: Origin::Default,
+                problem: "no broker address: pass --api-url, set LR_API_URL, or put api_url in \
+                          ~/.config/lr/config.toml"
+                    .to_owned(),
+            });
+        };
+        let base = Url::parse(raw_url.trim()).map_err(|e| ConfigError {
+            key: "api_url",
+            origin: url_origin.clone(),
+            problem: format!("{raw_url:?} is not a URL: {e}"),
+        })?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(ConfigError {
+                key: "api_url",
+                origin: url_origin,
+                problem: format!(
+                    "{raw_url:?} is not an http:// or https:// URL with a host, such as \
+                     https://broker.example:7601"
+                ),
+            });
+        }
+        let token = match self.token {
+            Some((token, origin)) => {
+                let token = token.trim().to_owned();
+                if token.chars().any(|c| c.is_control() || c == ' ') {
+                    return Err(ConfigError {
+                        key: "token",
+                        origin,
+                        problem: "contains spaces or control characters".to_owned(),
+                    });
+                }
+                Some(token)
+            }
+            None if need_token => {
+                return Err(ConfigError {
+                    key: "token",
+                    origin: Origin::Default,
+                    problem: "no API token: pass --token, set LR_TOKEN, or put token in \
+                              ~/.config/lr/config.toml"
+                        .to_owned(),
+                });
+            }
+            None => None,
+        };
+        if let Some((path, origin)) = &self.ca_cert
+            && !path.is_file()
+        {
+            return Err(ConfigError {
+                key: "ca_cert",
+                origin: origin.clone(),
+                problem: format!("{} is not a readable file", path.display()),
+            });
+        }
+        Ok(Settings {
+            endpoint: Endpoint {
+                base,
+                token,
+                ca_cert: self.ca_cert.map(|(p, _)| p),
+            },
+            output: self.output.map_or(Format::Table, |(f, _)| f),
+            api_url_origin: url_origin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const FILE: &str = r#"
+        api_url = "https://file.example:7601"
+        token = "file-token"
+        ca_cert = "ca.pem"
+        output = "json"
+    "#;
+
+    #[test]
+    fn flags_override_env_override_file() {
+        let path = Path::new("/home/a/.config/lr/config.toml");
+        let file = Layer::from_toml(FILE, path).unwrap();
+        let env = Layer::from_env(env(&[
+            ("LR_API_URL", "https://env.example:7601"),
+            ("LR_TOKEN", "env-token"),
+        ]))
+        .unwrap();
+        let flags = Layer::from_flags(None, Some("flag-token".into()), None, None);
+
+        let merged = flags.over(env).over(file);
+        assert_eq!(
+            merged.api_url,
+            Some(("https://env.example:7601".into(), Origin::Env("LR_API_URL")))
+        );
+        assert_eq!(
+            merged.token,
+            Some(("flag-token".into(), Origin::Flag("--token")))
+        );
+        assert_eq!(
+            merged.ca_cert,
+            Some((
+                PathBuf::from("/home/a/.config/lr/ca.pem"),
+                Origin::File(path.to_owned())
+            ))
+        );
+        assert_eq!(merged.output.map(|(f, _)| f), Some(Format::Json));
+    }
+
+    #[test]
+    fn empty_env_values_are_unset() {
+        let layer = Layer::from_env(env(&[("LR_TOKEN", ""), ("LR_API_URL", "  ")])).unwrap();
+        assert_eq!(layer, Layer::default());
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused_by_name() {
+        let err = Layer::from_toml(
+            "api_url = \"https://x\"\ntokn = \"t\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("tokn"), "{err}");
+        assert!(err.to_string().contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_bad_key_and_its_origin() {
+        let missing = Layer::default().validate(true).unwrap_err();
+        assert_eq!(missing.key, "api_url");
+        assert!(missing.to_string().contains("LR_API_URL"));
+
+        let bad = Layer::from_env(env(&[("LR_API_URL", "ftp://x")]))
+            .unwrap()
+            .validate(false)
+            .unwrap_err();
+        assert_eq!(bad.key, "api_url");
+        assert!(
+            bad.to_string().contains("environment variable LR_API_URL"),
+            "{bad}"
+        );
+
+        let no_token = Layer::from_flags(Some("http://127.0.0.1:1".into()), None, None, None)
+            .validate(true)
+            .unwrap_err();
+        assert_eq!(no_token.key, "token");
+
+        let bad_output = Layer::from_env(env(&[("LR_OUTPUT", "yaml")])).unwrap_err();
+        assert_eq!(bad_output.key, "output");
+    }
+
+    #[test]
+    fn valid_settings() {
+        let settings = Layer::from_flags(
+            Some("https://127.0.0.1:7601".into()),
+            Some(" t0k ".into()),
+            None,
+            None,
+        )
+        .validate(true)
+        .unwrap();
+        assert_eq!(settings.endpoint.token.as_deref(), Some("t0k"));
+        assert_eq!(settings.output, Format::Table);
+        assert_eq!(settings.endpoint.base.as_str(), "https://127.0.0.1:7601/");
+    }
+
+    #[test]
+    fn config_path_precedence() {
+        assert_eq!(
+            config_path(env(&[("LR_CONFIG", "/x.toml"), ("HOME", "/h")])),
+            Some((PathBuf::from("/x.toml"), true))
+        );
+        assert_eq!(
+            config_path(env(&[("XDG_CONFIG_HOME", "/xdg"), ("HOME", "/h")])),
+            Some((PathBuf::from("/xdg/lr/config.toml"), false))
+        );
+        assert_eq!(
+            config_path(env(&[("HOME", "/h")])),
+            Some((PathBuf::from("/h/.config/lr/config.toml"), false))
+        );
+        assert_eq!(config_path(env(&[])), None);
+    }
+}

@@ -1,0 +1,177 @@
+//! `lr exec` and `lr session ...`: output, exit codes, and that sessions are always closed.
+
+use std::time::Duration;
+
+use crate::Lr;
+use crate::fake_broker::FakeBroker;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_json_prints_one_document_and_closes_the_session() {
+    let broker = FakeBroker::http().await;
+    let run = Lr::at(&broker)
+        .run(&["exec", "web-07", "--", "dir", "/tmp", "--output", "json"])
+        .await;
+    run.assert_code(0);
+    let doc = run.json();
+    assert_eq!(doc["state"], "completed");
+    assert_eq!(doc["output"]["path"], "/tmp");
+    assert_eq!(doc["command_id"], "c-2");
+    assert_eq!(broker.command_lines(), ["dir /tmp"]);
+    assert!(
+        broker.saw("DELETE /api/v1/sessions/s-1"),
+        "{:?}",
+        broker.requests()
+    );
+    assert_eq!(broker.open_sessions(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_table_renders_the_output() {
+    let broker = FakeBroker::http().await;
+    let run = Lr::at(&broker)
+        .run(&["exec", "web-07", "--", "dir", "/srv/my files"])
+        .await;
+    run.assert_code(0);
+    assert!(run.stdout.starts_with("path: "), "{run:?}");
+    assert!(run.stdout.contains("a.txt"), "{run:?}");
+    assert_eq!(broker.command_lines(), [r#"dir "/srv/my files""#]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_command_exits_1_and_still_closes_the_session() {
+    let broker = FakeBroker::http().await;
+    let run = Lr::at(&broker)
+        .run(&["--output", "json", "exec", "web-07", "--", "fail", "/nope"])
+        .await;
+    run.assert_code(1);
+    assert_eq!(run.json()["state"], "failed");
+    assert!(
+        run.stderr
+            .contains("lr: command failed: no such file or directory: /nope"),
+        "{run:?}"
+    );
+    assert!(
+        broker.saw("DELETE /api/v1/sessions/s-1"),
+        "{:?}",
+        broker.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_command_line_is_usage_and_closes_the_session() {
+    let broker = FakeBroker::http().await;
+    let run = Lr::at(&broker)
+        .run(&["exec", "web-07", "--", "bogus"])
+        .await;
+    run.assert_code(2);
+    assert!(run.stderr.contains("unknown command"), "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert!(
+        broker.saw("DELETE /api/v1/sessions/s-1"),
+        "{:?}",
+        broker.requests()
+    );
+}
+
+/// Ctrl+C (SIGINT) or SIGTERM while the command is being submitted or runs: cancel it, show the
+/// final state, close the session.
+#[tokio::test(flavor = "multi_thread")]
+async fn signals_cancel_the_command_and_close_the_session() {
+    for (signal, moment) in [
+        // While the submission is in flight (the fake answers it slowly).
+        ("-INT", "POST /api/v1/sessions/s-1/commands"),
+        // While waiting for the command.
+        ("-TERM", "GET /api/v1/sessions/s-1/commands/c-2"),
+    ] {
+        let broker = FakeBroker::http().await;
+        let mut lr = Lr::at(&broker);
+        let child = lr.spawn(&["exec", "web-07", "--", "sleep"]);
+        let reached =
+            testkit::wait_until(Duration::from_secs(20), || async { broker.saw(moment) }).await;
+        assert!(reached, "{:?}", broker.requests());
+        let pid = child.id().unwrap().to_string();
+        let killed = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let run = crate::Run::from(
+            tokio::time::timeout(crate::RUN_LIMIT, child.wait_with_output())
+                .await
+                .expect("lr did not end after the signal")
+                .unwrap(),
+        );
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains("command cancelled"),
+            "{signal}: {run:?}"
+        );
+        assert!(
+            broker.saw("POST /api/v1/sessions/s-1/commands/c-2/cancel"),
+            "{signal}: {:?}",
+            broker.requests()
+        );
+        assert!(
+            broker.saw("DELETE /api/v1/sessions/s-1"),
+            "{signal}: {:?}",
+            broker.requests()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_is_bounded_then_the_command_is_cancelled() {
+    let broker = FakeBroker::http().await;
+    let run = Lr::at(&broker)
+        .run(&["exec", "web-07", "--wait", "1", "--", "sleep"])
+        .await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("did not finish within 1s"), "{run:?}");
+    assert!(broker.saw("POST /api/v1/sessions/s-1/commands/c-2/cancel"));
+    assert!(broker.saw("DELETE /api/v1/sessions/s-1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_open_run_close() {
+    let broker = FakeBroker::http().await;
+    let open = Lr::at(&broker)
+        .run(&["session", "open", "web-07", "--output", "json"])
+        .await;
+    open.assert_code(0);
+    let id = open.json()["session_id"].as_str().unwrap().to_owned();
+
+    let plain = Lr::at(&broker).run(&["session", "open", "db-01"]).await;
+    plain.assert_code(0);
+    assert_eq!(plain.stdout, "s-2\n");
+
+    let cd = Lr::at(&broker)
+        .run(&["-o", "json", "session", "run", &id, "--", "cd", "/var/log"])
+        .await;
+    cd.assert_code(0);
+    assert_eq!(cd.json()["cwd"], "/var/log");
+
+    let show = Lr::at(&broker)
+        .run(&["session", "show", &id, "--output", "json"])
+        .await;
+    assert_eq!(show.assert_code(0).json()["cwd"], "/var/log");
+
+    let sessions = Lr::at(&broker).run(&["sessions"]).await;
+    assert!(
+        sessions.assert_code(0).stdout.contains("web-07"),
+        "{sessions:?}"
+    );
+
+    let close = Lr::at(&broker)
+        .run(&["session", "close", &id, "--output", "json"])
+        .await;
+    assert_eq!(close.assert_code(0).json()["closed"], true);
+
+    let gone = Lr::at(&broker)
+        .run(&["session", "run", &id, "--", "dir"])
+        .await;
+    gone.assert_code(2);
+    assert!(
+        gone.stderr.contains(&format!("session {id} not found")),
+        "{gone:?}"
+    );
+}
