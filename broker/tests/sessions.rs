@@ -317,3 +317,52 @@ async fn a_session_whose_analyst_vanished_ends_by_idle_timeout() {
     let (status, body) = stack.open(1, "token-b", "web-07").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_output_streams_live_to_any_node() {
+    use futures::StreamExt;
+
+    let mut stack = Stack::start(3, "").await;
+    stack.start_agent("demo", "web-07", "web-07", &[3]);
+    stack.wait_online("token-a", "web-07", Some(3)).await;
+    let (_, session) = stack.open(1, "token-a", "web-07").await;
+    let id = session["session_id"].as_str().unwrap().to_string();
+
+    // Listen on node 2 while the command runs through node 1.
+    let events = stack
+        .http
+        .get(format!("{}/api/v1/sessions/{id}/events", stack.url(2)))
+        .bearer_auth("token-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    let mut body = events.bytes_stream();
+    let done = stack.run(1, "token-a", &id, "cd /tmp").await;
+    assert_eq!(done["state"], "completed");
+
+    let mut seen = String::new();
+    let streamed = tokio::time::timeout(WAIT, async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains("event: command") && seen.contains("\"state\":\"completed\"") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(streamed, Ok(true), "no completed command event in: {seen}");
+
+    // Another analyst of the tenant cannot listen to this session.
+    let (status, _) = stack
+        .call(
+            2,
+            "token-b",
+            Method::GET,
+            &format!("/api/v1/sessions/{id}/events"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
