@@ -13,7 +13,6 @@ pub mod actors;
 pub mod agents;
 pub mod api;
 pub mod bus;
-pub mod command_line;
 pub mod config;
 pub mod node;
 pub mod registry;

@@ -287,6 +287,7 @@ key = "{key}"
                 .map(|id| format!("127.0.0.1:{}", self.brokers[id].agent_port))
                 .collect(),
             state_dir: state_dir.clone(),
+            system_root: "/".into(),
             tls: agent::config::TlsPaths {
                 ca_cert: self.ca_path(),
                 cert,

@@ -28,7 +28,6 @@ pub use record::{CommandRecord, CommandState};
 
 use super::now_ms;
 use crate::bus::{self, Bus, BusError};
-use crate::command_line;
 use crate::config::SessionsSection;
 
 /// How long a command dispatch waits for the device's node to take it.
@@ -273,16 +272,29 @@ impl SessionState {
 
     async fn run(&mut self, line: String) -> Reply {
         self.last_activity = Instant::now();
-        let parsed = match command_line::parse(&line) {
-            Ok(parsed) => parsed,
+        let invocation = match commands::parse(&line) {
+            Ok(invocation) => invocation,
             Err(e) => return error("invalid_request", e.to_string()),
         };
+        let spec = invocation.spec;
+        if spec.runs == commands::Runs::Console {
+            return error(
+                "invalid_request",
+                format!("{} runs in the console, not on the device", spec.name),
+            );
+        }
+        if invocation.redirect.is_some() {
+            return error(
+                "invalid_request",
+                "writing output to a file (> file) is done by the console; remove it here",
+            );
+        }
         let record = CommandRecord {
             id: uuid::Uuid::now_v7().to_string(),
             line,
-            command: parsed.command,
-            args: parsed.args,
-            timeout_ms: parsed.timeout_ms,
+            command: spec.name.to_string(),
+            args: invocation.device_args(),
+            timeout_ms: u32::try_from(spec.timeout.as_millis()).unwrap_or(u32::MAX),
             state: CommandState::Queued,
             output_json: String::new(),
             error: String::new(),

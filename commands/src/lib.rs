@@ -1,0 +1,15 @@
+//! The live response commands as data: one table ([`TABLE`]) says every command's name, role,
+//! platforms, parameters, flags, default output, timeout, help and examples, and one grammar
+//! ([`parse`]) reads a command line against it. The broker validates with it, the console
+//! completes and explains with it, the agent binds an implementation to each name.
+//!
+//! Adding a command is one entry in [`table`] and one implementation where it runs.
+#![forbid(unsafe_code)]
+
+mod grammar;
+mod suggest;
+mod table;
+
+pub use grammar::{Invocation, ParseError, Redirect, parse};
+pub use suggest::closest;
+pub use table::{Flag, Output, Param, ParamKind, Platform, Role, Runs, Spec, TABLE, find};
