@@ -366,3 +366,68 @@ async fn a_sessions_output_streams_live_to_any_node() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_agent_and_stops_a_search_of_the_whole_disk() {
+    let mut stack = Stack::start(3, "").await;
+    stack.start_agent("demo", "web-07", "web-07", &[3]);
+    stack.wait_online("token-a", "web-07", Some(3)).await;
+    let (_, session) = stack.open(1, "token-a", "web-07").await;
+    let id = session["session_id"].as_str().unwrap().to_string();
+
+    // A search that would take far longer than the test: every file under /, no match limit.
+    let (status, submitted) = stack
+        .call(1, "token-a", Method::POST, &format!("/api/v1/sessions/{id}/commands"), Some(serde_json::json!({"command_line": "findfile *zz-no-such* -path / -max 10000 -xdev false"})))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
+    let cid = submitted["command_id"].as_str().unwrap().to_string();
+    let running = testkit::wait_until(WAIT, || async {
+        let (_, c) = stack
+            .call(
+                2,
+                "token-a",
+                Method::GET,
+                &format!("/api/v1/sessions/{id}/commands/{cid}"),
+                None,
+            )
+            .await;
+        c["state"] == "running"
+    })
+    .await;
+    assert!(running);
+
+    let asked = std::time::Instant::now();
+    let (status, _) = stack
+        .call(
+            2,
+            "token-a",
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/commands/{cid}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, command) = stack
+        .call(
+            2,
+            "token-a",
+            Method::GET,
+            &format!("/api/v1/sessions/{id}/commands/{cid}?wait_ms=10000"),
+            None,
+        )
+        .await;
+    let took = asked.elapsed();
+    assert_eq!(command["state"], "cancelled", "{command}");
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "the cancel took {took:?}"
+    );
+    // What had been done comes back with the cancel.
+    assert!(command["output"]["matches"].is_array(), "{command}");
+
+    let next = stack.run(1, "token-a", &id, "cd /tmp").await;
+    assert_eq!(
+        next["state"], "completed",
+        "the session accepts the next command: {next}"
+    );
+}
