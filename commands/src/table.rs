@@ -140,7 +140,7 @@ fn kind_name(kind: ParamKind) -> &'static str {
 
 const TEN_MINUTES: Duration = Duration::from_secs(10 * 60);
 const THIRTY_MINUTES: Duration = Duration::from_secs(30 * 60);
-const LINUX: &[Platform] = &[Platform::Linux, Platform::Windows];
+const LINUX: &[Platform] = &[Platform::Linux];
 const WINDOWS: &[Platform] = &[Platform::Windows];
 
 const fn param(name: &'static str, kind: ParamKind, required: bool, help: &'static str) -> Param {
@@ -269,7 +269,7 @@ pub static TABLE: &[Spec] = &[
         examples: &["help", "help findfile"],
         ..device("help", "list the commands, or explain one")
     },
-    console("jobs", "this session's commands running in the background"),
+    console("jobs", "this session's commands that are queued or running"),
     device(
         "persistence",
         "every known persistence location: cron, systemd, autostart, shell profiles, keys, preload, udev, at",
@@ -314,7 +314,16 @@ pub static TABLE: &[Spec] = &[
             "the state and output of a command of this session",
         )
     },
-    console("trace", "switch this session's console logging to debug"),
+    Spec {
+        params: &[param(
+            "mode",
+            ParamKind::Text,
+            false,
+            "on or off (default: switch)",
+        )],
+        examples: &["trace", "trace off"],
+        ..console("trace", "switch this session's console logging to debug")
+    },
 ];
 
 /// Looks a command up by name, case-insensitively.

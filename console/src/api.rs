@@ -5,7 +5,9 @@
 //! (ids, state, cwd, error) are read into typed structs beside the document.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
@@ -238,6 +240,8 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    /// `trace` in the REPL: a line on stderr for every request and its answer. Shared by clones.
+    trace: Arc<AtomicBool>,
 }
 
 impl Client {
@@ -264,11 +268,21 @@ impl Client {
             http,
             base: endpoint.base.clone(),
             token: endpoint.token.clone(),
+            trace: Arc::default(),
         })
     }
 
     pub fn base(&self) -> &Url {
         &self.base
+    }
+
+    /// Turns the request trace on or off, for this client and its clones.
+    pub fn set_trace(&self, on: bool) {
+        self.trace.store(on, Ordering::Relaxed);
+    }
+
+    pub fn tracing(&self) -> bool {
+        self.trace.load(Ordering::Relaxed)
     }
 
     /// `GET /healthz` (no token needed).
@@ -417,6 +431,9 @@ impl Client {
         expected: &[StatusCode],
     ) -> Result<Doc, ApiError> {
         let shown = url.to_string();
+        let trace = self
+            .tracing()
+            .then(|| Trace::start(&method, &shown, body.as_ref()));
         let mut request = self
             .http
             .request(method, url)
@@ -428,15 +445,21 @@ impl Client {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| unreachable_error(&shown, &e))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| unreachable_error(&shown, &e))?;
+        let answer = async {
+            let response = request.send().await?;
+            let status = response.status();
+            Ok((status, response.bytes().await?))
+        };
+        let (status, bytes) = answer.await.map_err(|e: reqwest::Error| {
+            let err = unreachable_error(&shown, &e);
+            if let Some(trace) = &trace {
+                trace.end(&err.to_string());
+            }
+            err
+        })?;
+        if let Some(trace) = &trace {
+            trace.end(&format!("HTTP {}, {} bytes", status.as_u16(), bytes.len()));
+        }
         if !status.is_success() {
             return Err(ApiError::from_error_body(status.as_u16(), &bytes));
         }
@@ -459,6 +482,34 @@ impl Client {
                 snippet(&bytes)
             ))
         })
+    }
+}
+
+/// One request in the `trace` of the REPL: a line when it leaves, a line when it is answered.
+struct Trace {
+    request: String,
+    started: Instant,
+}
+
+impl Trace {
+    fn start(method: &Method, url: &str, body: Option<&serde_json::Value>) -> Trace {
+        let request = format!("{method} {url}");
+        match body {
+            Some(body) => crate::say!("lr: trace: {request} {body}"),
+            None => crate::say!("lr: trace: {request}"),
+        }
+        Trace {
+            request,
+            started: Instant::now(),
+        }
+    }
+
+    fn end(&self, outcome: &str) {
+        crate::say!(
+            "lr: trace: {} -> {outcome} in {} ms",
+            self.request,
+            self.started.elapsed().as_millis()
+        );
     }
 }
 

@@ -44,7 +44,7 @@ pub fn main(cli: Cli) -> Result<Exit, Failure> {
         .map_err(|e| Failure::usage(e.to_string()))?;
     warn_cleartext(&settings.endpoint.base, settings.endpoint.token.is_some());
     let api = Client::new(&settings.endpoint)?;
-    let format = settings.output;
+    let setting = settings.output;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -57,14 +57,20 @@ pub fn main(cli: Cli) -> Result<Exit, Failure> {
             let signals = rt.block_on(async { Signals::install() }).map_err(|e| {
                 Failure::new(Exit::Unavailable, format!("cannot watch signals: {e}"))
             })?;
-            repl::run(&rt, &api, &device, format, &signals)
+            repl::run(&rt, &api, &device, setting, &signals)
         }
-        command => one_shot(&rt, &api, command, format),
+        command => one_shot(&rt, &api, command, setting),
     }
 }
 
-fn one_shot(rt: &Runtime, api: &Client, command: Command, format: Format) -> Result<Exit, Failure> {
+fn one_shot(
+    rt: &Runtime,
+    api: &Client,
+    command: Command,
+    setting: Option<Format>,
+) -> Result<Exit, Failure> {
     let width = render::terminal_width();
+    let format = setting.unwrap_or_default();
     rt.block_on(async {
         match command {
             Command::Health => print_doc(&api.health().await?, format, width),
@@ -81,7 +87,7 @@ fn one_shot(rt: &Runtime, api: &Client, command: Command, format: Format) -> Res
                     &device,
                     &command_line,
                     wait.wait,
-                    format,
+                    setting,
                     width,
                     &signals,
                 )
@@ -92,19 +98,24 @@ fn one_shot(rt: &Runtime, api: &Client, command: Command, format: Format) -> Res
                 wait,
                 command_line,
             }) => {
+                let invocation =
+                    cmdline::parse_for_device(&cmdline::line_from_args(&command_line)?)?;
                 let signals = install_signals()?;
                 let mark = signals.now();
-                let prepared = cmdline::from_args(&command_line).map_err(Failure::usage)?;
                 let outcome = run::run_command(
                     api,
                     &session_id,
-                    &prepared.line,
+                    &cmdline::for_broker(&invocation),
                     Duration::from_secs(wait.wait),
                     &signals,
                     mark,
                 )
                 .await?;
-                report(&outcome.command, prepared.output.unwrap_or(format), width)
+                report(
+                    &outcome.command,
+                    cmdline::format_of(&invocation, setting),
+                    width,
+                )
             }
             Command::Session(SessionCommand::Open { device }) => {
                 let (opened, doc) = api.open_session(&device).await?;
@@ -147,18 +158,19 @@ fn install_signals() -> Result<Signals, Failure> {
         .map_err(|e| Failure::new(Exit::Unavailable, format!("cannot watch signals: {e}")))
 }
 
-/// `lr exec`: open a session, run one command, close the session whatever happened.
+/// `lr exec`: read the command line, open a session, run it, close the session whatever happened.
+/// A mistake in the line is reported before anything is sent.
 async fn exec(
     api: &Client,
     device: &str,
     args: &[String],
     wait_secs: u64,
-    format: Format,
+    setting: Option<Format>,
     width: Option<u16>,
     signals: &Signals,
 ) -> Result<Exit, Failure> {
-    let prepared = cmdline::from_args(args).map_err(Failure::usage)?;
-    let format = prepared.output.unwrap_or(format);
+    let invocation = cmdline::parse_for_device(&cmdline::line_from_args(args)?)?;
+    let format = cmdline::format_of(&invocation, setting);
     // Signals since here count: during the open (close at once), the submission or the wait.
     let mark = signals.now();
     let (opened, _) = api.open_session(device).await?;
@@ -172,7 +184,7 @@ async fn exec(
         run::run_command(
             api,
             &session,
-            &prepared.line,
+            &cmdline::for_broker(&invocation),
             Duration::from_secs(wait_secs),
             signals,
             mark,

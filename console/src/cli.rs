@@ -13,7 +13,8 @@ Settings: flags override LR_API_URL, LR_TOKEN, LR_CA_CERT and LR_OUTPUT, which o
 Exit codes:
   0  success
   1  the command failed on the device (failed, timed_out, rejected, cancelled)
-  2  usage: bad flags or settings, or no such device/session (404), or a malformed request
+  2  usage: bad flags or settings, a mistake in the command line (nothing is sent),
+     no such device/session (404), or a request the broker refuses as malformed
   3  refused: bad token or role (401/403), device busy or offline (409), session ended (410)
   4  broker unreachable (connect, TLS, timeout), unavailable (5xx), or an off-contract answer";
 

@@ -1,190 +1,122 @@
-//! The console's share of a command line: quoting `exec` arguments into one line, and taking out
-//! what the console handles itself (`-output json|table`, `> file`, `>> file`) before the line
-//! goes to the broker.
-//!
-//! Syntax (from the seed): words separated by spaces; double quotes group a word with spaces;
-//! inside quotes `\"` is a literal quote.
+//! The console's share of a command line. The grammar and the table are `commands`'; this module
+//! turns `lr exec` arguments into one line, reads a line with [`commands::parse`] before anything
+//! is sent, and splits an [`Invocation`] into what the broker sees (the canonical line) and what
+//! the console keeps (`-output`, `> file`).
 
-use std::path::PathBuf;
+use commands::{Invocation, ParseError, Runs};
 
+use crate::exit::Failure;
 use crate::render::Format;
 
-/// A command line ready to submit, and the directives taken out of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prepared {
-    /// What is sent to the broker.
-    pub line: String,
-    /// `-output json|table` (or `--output`), rendered by the console.
-    pub output: Option<Format>,
-    /// `> file` / `>> file`: write the rendered output to a local file.
-    pub redirect: Option<Redirect>,
-}
+/// The message for a trailing `&` until background jobs exist.
+pub const NO_BACKGROUND: &str = "background jobs come with downloads; run it in the foreground";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Redirect {
-    pub path: PathBuf,
-    pub append: bool,
-}
-
-/// A word of a typed line: its text with quotes resolved, and the text as typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Word {
-    text: String,
-    raw: String,
-    quoted: bool,
-}
-
-/// Splits a typed line into words.
-fn lex(line: &str) -> Result<Vec<Word>, String> {
-    let mut words = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.peek().is_none() {
-            return Ok(words);
-        }
-        let mut word = Word {
-            text: String::new(),
-            raw: String::new(),
-            quoted: false,
-        };
-        let mut in_quotes = false;
-        while let Some(&c) = chars.peek() {
-            if !in_quotes && c.is_whitespace() {
-                break;
-            }
-            chars.next();
-            word.raw.push(c);
-            match c {
-                '"' => {
-                    in_quotes = !in_quotes;
-                    word.quoted = true;
-                }
-                '\\' if in_quotes && chars.peek() == Some(&'"') => {
-                    chars.next();
-                    word.raw.push('"');
-                    word.text.push('"');
-                }
-                c => word.text.push(c),
-            }
-        }
-        if in_quotes {
-            return Err(format!("unterminated quote in: {line}"));
-        }
-        words.push(word);
+/// Reads a line against the command table; a mistake is a usage failure naming it.
+pub fn parse(line: &str) -> Result<Invocation, Failure> {
+    if ends_in_background(line) {
+        return Err(Failure::usage(NO_BACKGROUND));
     }
+    commands::parse(line).map_err(|e: ParseError| Failure::usage(e.to_string()))
 }
 
-/// Quotes one argument as the command-line syntax needs it.
-pub fn quote(arg: &str) -> String {
-    if !arg.is_empty() && !arg.chars().any(|c| c.is_whitespace() || c == '"') {
-        return arg.to_owned();
+/// Reads a line that must run on the device (`lr exec`, `lr session run`).
+pub fn parse_for_device(line: &str) -> Result<Invocation, Failure> {
+    let invocation = parse(line)?;
+    if invocation.spec.runs == Runs::Console {
+        return Err(Failure::usage(format!(
+            "{} runs in the interactive console, not on the device; use it in lr connect",
+            invocation.spec.name
+        )));
     }
-    format!("\"{}\"", arg.replace('"', "\\\""))
+    Ok(invocation)
 }
 
-/// Takes `-output X` / `--output X` / `--output=X` (X is json or table) out of `words`.
-fn take_output(words: &mut Vec<Word>) -> Result<Option<Format>, String> {
-    let mut found = None;
-    let mut i = 0;
-    while i < words.len() {
-        let w = &words[i];
-        if w.quoted {
-            i += 1;
-            continue;
-        }
-        if let Some(value) = w.text.strip_prefix("--output=") {
-            found = Some(
-                Format::parse(value)
-                    .ok_or_else(|| format!("--output takes json or table, not {value:?}"))?,
-            );
-            words.remove(i);
-            continue;
-        }
-        if matches!(w.text.as_str(), "-output" | "--output")
-            && let Some(format) = words.get(i + 1).and_then(|v| Format::parse(&v.text))
-        {
-            found = Some(format);
-            words.drain(i..i + 2);
-            continue;
-        }
-        i += 1;
+/// The line the broker is sent: canonical `-name value` form, without what the console handles.
+pub fn for_broker(invocation: &Invocation) -> String {
+    Invocation {
+        output: None,
+        redirect: None,
+        ..invocation.clone()
     }
-    Ok(found)
+    .to_line()
 }
 
-/// Takes `> file` / `>file` / `>> file` out of `words` (only unquoted `>`).
-fn take_redirect(words: &mut Vec<Word>) -> Result<Option<Redirect>, String> {
-    let Some(i) = words.iter().position(|w| w.raw.starts_with('>')) else {
-        return Ok(None);
-    };
-    let op = words.remove(i);
-    let (append, rest) = match op.text.strip_prefix(">>") {
-        Some(rest) => (true, rest.to_owned()),
-        None => (false, op.text[1..].to_owned()),
-    };
-    let path = if rest.is_empty() {
-        if i >= words.len() {
-            return Err("`>` needs a file name: <command> > file.txt".to_owned());
-        }
-        words.remove(i).text
-    } else {
-        rest
-    };
-    if words.len() > i {
-        return Err(format!(
-            "nothing may follow `> {path}`: put the redirect at the end of the line"
-        ));
+/// The output format of a command: `-output` in its line, else the user's setting (flag,
+/// environment, config file), else the command's default in the table.
+pub fn format_of(invocation: &Invocation, setting: Option<Format>) -> Format {
+    invocation
+        .output
+        .map(Format::from)
+        .or(setting)
+        .unwrap_or_else(|| Format::from(invocation.spec.output))
+}
+
+/// The words after `--` of `lr exec` / `lr session run`, already split by the shell, as one line.
+/// An argument that looks like an option (`-max`, `--`) stays one; anything else is a value and
+/// is quoted when it needs to be. `--output X` and `--output=X` are read as `-output X`.
+pub fn line_from_args(args: &[String]) -> Result<String, Failure> {
+    if args.is_empty() {
+        return Err(Failure::usage("no command line after `--`"));
     }
-    Ok(Some(Redirect {
-        path: PathBuf::from(path),
-        append,
-    }))
-}
-
-fn join(words: &[Word]) -> String {
-    words
+    if args.last().is_some_and(|a| a == "&") {
+        return Err(Failure::usage(NO_BACKGROUND));
+    }
+    let words: Vec<String> = args
         .iter()
-        .map(|w| w.raw.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// A line typed in the REPL.
-pub fn from_line(line: &str) -> Result<Prepared, String> {
-    let mut words = lex(line)?;
-    let redirect = take_redirect(&mut words)?;
-    let output = take_output(&mut words)?;
-    if words.is_empty() {
-        return Err("no command before the redirect".to_owned());
-    }
-    Ok(Prepared {
-        line: join(&words),
-        output,
-        redirect,
-    })
-}
-
-/// The words after `--` of `lr exec` / `lr session run`, already split by the shell. No redirect
-/// here: the shell does that.
-pub fn from_args(args: &[String]) -> Result<Prepared, String> {
-    let mut words: Vec<Word> = args
-        .iter()
-        .map(|a| Word {
-            text: a.clone(),
-            raw: quote(a),
-            quoted: false,
+        .map(|arg| {
+            if arg == "--output" {
+                "-output".to_owned()
+            } else if let Some(format) = arg.strip_prefix("--output=") {
+                format!("-output {}", quote(format))
+            } else if is_option(arg) {
+                arg.clone()
+            } else {
+                quote(arg)
+            }
         })
         .collect();
-    let output = take_output(&mut words)?;
-    if words.is_empty() {
-        return Err("no command line after `--`".to_owned());
+    Ok(words.join(" "))
+}
+
+pub use commands::quote;
+
+fn is_option(arg: &str) -> bool {
+    arg.len() > 1
+        && arg.starts_with('-')
+        && !arg
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+}
+
+/// Whether the line's last word is an unquoted `&` (run in the background). An `&` inside or at
+/// the end of a word is part of it, as in a file name.
+pub fn ends_in_background(line: &str) -> bool {
+    // The last word as (text, quoted or escaped).
+    let mut last: Option<(String, bool)> = None;
+    let mut current: Option<(String, bool)> = None;
+    let mut in_quotes = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() && !in_quotes {
+            if current.is_some() {
+                last = current.take();
+            }
+            continue;
+        }
+        let word = current.get_or_insert_with(|| (String::new(), false));
+        match c {
+            '\\' => {
+                chars.next();
+                word.1 = true;
+            }
+            '"' => {
+                in_quotes = !in_quotes;
+                word.1 = true;
+            }
+            c => word.0.push(c),
+        }
     }
-    Ok(Prepared {
-        line: join(&words),
-        output,
-        redirect: None,
-    })
+    matches!(current.or(last), Some((word, false)) if word == "&")
 }
 
 #[cfg(test)]
@@ -195,70 +127,135 @@ mod tests {
         a.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    #[test]
-    fn exec_args_are_quoted_when_needed() {
-        let p = from_args(&args(&["dir", "/tmp/with space", "plain", ""])).unwrap();
-        assert_eq!(p.line, r#"dir "/tmp/with space" plain """#);
-        let p = from_args(&args(&["findfile", r#"a"b"#])).unwrap();
-        assert_eq!(p.line, r#"findfile "a\"b""#);
+    fn broker_line(a: &[&str]) -> String {
+        for_broker(&parse(&line_from_args(&args(a)).unwrap()).unwrap())
     }
 
     #[test]
-    fn trailing_output_flag_is_for_the_console() {
-        let p = from_args(&args(&["dir", "/tmp", "--output", "json"])).unwrap();
-        assert_eq!(p.line, "dir /tmp");
-        assert_eq!(p.output, Some(Format::Json));
-        let p = from_args(&args(&["processes", "-output", "table"])).unwrap();
+    fn exec_args_become_one_line() {
         assert_eq!(
-            (p.line.as_str(), p.output),
-            ("processes", Some(Format::Table))
+            line_from_args(&args(&["dir", "/tmp/with space"])).unwrap(),
+            r#"dir "/tmp/with space""#
         );
-        let p = from_args(&args(&["dir", "--output=json"])).unwrap();
-        assert_eq!(p.output, Some(Format::Json));
-        // Not a format: the broker decides what it means.
-        let p = from_args(&args(&["dir", "-output", "/tmp"])).unwrap();
-        assert_eq!((p.line.as_str(), p.output), ("dir -output /tmp", None));
-        assert!(from_args(&args(&["--output", "json"])).is_err());
-    }
-
-    #[test]
-    fn repl_line_directives() {
-        let p = from_line(r#"dir "/var/log/my dir" -output json > out.json"#).unwrap();
-        assert_eq!(p.line, r#"dir "/var/log/my dir""#);
-        assert_eq!(p.output, Some(Format::Json));
         assert_eq!(
-            p.redirect,
-            Some(Redirect {
-                path: "out.json".into(),
-                append: false
-            })
+            broker_line(&["findfile", "*.so", "-path", "/tmp", "-nocase"]),
+            "findfile -name *.so -path /tmp -nocase"
         );
-        let p = from_line("processes >>procs.txt").unwrap();
-        assert_eq!(p.line, "processes");
-        assert!(p.redirect.unwrap().append);
+        assert_eq!(
+            broker_line(&["findfile", r#"a"b"#]),
+            r#"findfile -name "a\"b""#
+        );
+        // After `--` a value may start with a dash.
+        assert_eq!(
+            broker_line(&["fileinfo", "--", "-x"]),
+            r#"fileinfo -path "-x""#
+        );
+        // A `>` from the shell is a value, never a redirection.
+        assert_eq!(broker_line(&["fileinfo", ">x"]), r#"fileinfo -path ">x""#);
+        assert!(line_from_args(&[]).is_err());
+        assert!(line_from_args(&args(&["findfile", "x", "&"])).is_err());
     }
 
     #[test]
-    fn quoted_directives_are_left_alone() {
-        let p = from_line(r#"findfile ">x" "-output" json"#).unwrap();
-        assert_eq!(p.line, r#"findfile ">x" "-output" json"#);
-        assert_eq!((p.output, p.redirect), (None, None));
+    fn quoted_values_read_back_as_themselves() {
+        for value in [
+            "a",
+            "a b",
+            r#"x"y"#,
+            r"back\slash",
+            r#"\""#,
+            "-dash",
+            ">gt",
+            "tab\there",
+        ] {
+            let invocation = parse(&format!("fileinfo {}", quote(value))).unwrap();
+            assert_eq!(invocation.value("path"), Some(value), "{value:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any value the grammar accepts survives quoting, so `exec` arguments arrive as typed.
+        #[test]
+        fn any_value_survives_quoting(value in "[^\\p{Cc}]{1,40}") {
+            // A leading dash makes an option of an argument, by design; a lone `&` is refused.
+            proptest::prop_assume!(!value.starts_with('-') && value != "&");
+            let line = line_from_args(&["fileinfo".to_owned(), value.clone()]).unwrap();
+            let invocation = parse(&line).unwrap();
+            proptest::prop_assert_eq!(invocation.value("path"), Some(value.as_str()));
+        }
     }
 
     #[test]
-    fn bad_lines() {
-        assert!(from_line(r#"dir "/tmp"#).is_err());
-        assert!(from_line("dir >").is_err());
-        assert!(from_line("dir > a b").is_err());
-        assert!(from_line("> a").is_err());
+    fn output_is_the_consoles_in_either_spelling() {
+        for a in [
+            &["dir", "/tmp", "--output", "json"][..],
+            &["dir", "/tmp", "-output", "json"],
+            &["dir", "/tmp", "--output=json"],
+        ] {
+            let invocation = parse(&line_from_args(&args(a)).unwrap()).unwrap();
+            assert_eq!(format_of(&invocation, None), Format::Json, "{a:?}");
+            assert_eq!(for_broker(&invocation), "dir -path /tmp", "{a:?}");
+        }
     }
 
     #[test]
-    fn lex_roundtrips_quote() {
-        for arg in ["a", "a b", "", r#"x"y"#, r#"" "#, "tab\there"] {
-            let words = lex(&quote(arg)).unwrap();
-            assert_eq!(words.len(), 1, "{arg:?}");
-            assert_eq!(words[0].text, arg);
+    fn format_precedence_line_then_setting_then_table() {
+        let plain = parse("dir").unwrap();
+        assert_eq!(format_of(&plain, None), Format::Table);
+        assert_eq!(format_of(&plain, Some(Format::Json)), Format::Json);
+        let table = parse("dir -output table").unwrap();
+        assert_eq!(format_of(&table, Some(Format::Json)), Format::Table);
+    }
+
+    #[test]
+    fn repl_line_keeps_output_and_redirect_apart() {
+        let invocation = parse(r#"dir "/var/log/my dir" -output json > out.json"#).unwrap();
+        assert_eq!(for_broker(&invocation), r#"dir -path "/var/log/my dir""#);
+        assert_eq!(invocation.output, Some(commands::Output::Json));
+        let redirect = invocation.redirect.unwrap();
+        assert_eq!(
+            (redirect.path.as_str(), redirect.append),
+            ("out.json", false)
+        );
+        assert!(
+            parse("processes >>procs.txt")
+                .unwrap()
+                .redirect
+                .unwrap()
+                .append
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named_before_anything_is_sent() {
+        let message = |line: &str| parse(line).unwrap_err().message;
+        assert!(message("proceses").contains("did you mean processes?"));
+        assert!(message("dir -pth /tmp").contains("did you mean path?"));
+        assert!(message("findfile").contains("findfile needs <name>"));
+        assert!(message("findfile x -max 0").contains("at least 1"));
+        assert!(message(r#"dir "/tmp"#).contains("unbalanced double quote"));
+        assert!(message("dir >").contains("needs a file name"));
+        assert_eq!(parse("dir").unwrap().spec.name, "dir");
+        let console_only = parse_for_device("cls").unwrap_err();
+        assert_eq!(console_only.exit, crate::exit::Exit::Usage);
+        assert!(console_only.message.contains("lr connect"));
+    }
+
+    #[test]
+    fn trailing_ampersand_means_background() {
+        for line in ["findfile x &", "findfile x & ", "findfile x\t&"] {
+            assert!(ends_in_background(line), "{line}");
+            assert_eq!(parse(line).unwrap_err().message, NO_BACKGROUND);
+        }
+        for line in [
+            r#"findfile "x &""#,
+            "findfile a&b",
+            "findfile x&",
+            r#"findfile x \&"#,
+            r#"findfile x "&""#,
+            "dir",
+        ] {
+            assert!(!ends_in_background(line), "{line}");
         }
     }
 }

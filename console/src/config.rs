@@ -165,7 +165,8 @@ pub fn config_path(get: impl Fn(&str) -> Option<String>) -> Option<(PathBuf, boo
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub endpoint: Endpoint,
-    pub output: Format,
+    /// The output format the user chose, if any; commands fall back to their table default.
+    pub output: Option<Format>,
     /// Where the endpoint came from, for messages.
     pub api_url_origin: Origin,
 }
@@ -255,7 +256,7 @@ impl Layer {
                 token,
                 ca_cert: self.ca_cert.map(|(p, _)| p),
             },
-            output: self.output.map_or(Format::Table, |(f, _)| f),
+            output: self.output.map(|(f, _)| f),
             api_url_origin: url_origin,
         })
     }
@@ -365,7 +366,7 @@ mod tests {
         .validate(true)
         .unwrap();
         assert_eq!(settings.endpoint.token.as_deref(), Some("t0k"));
-        assert_eq!(settings.output, Format::Table);
+        assert_eq!(settings.output, None);
         assert_eq!(settings.endpoint.base.as_str(), "https://127.0.0.1:7601/");
     }
 

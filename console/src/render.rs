@@ -23,6 +23,15 @@ pub enum Format {
     Json,
 }
 
+impl From<commands::Output> for Format {
+    fn from(output: commands::Output) -> Format {
+        match output {
+            commands::Output::Table => Format::Table,
+            commands::Output::Json => Format::Json,
+        }
+    }
+}
+
 impl Format {
     pub fn parse(s: &str) -> Option<Format> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -102,7 +111,7 @@ fn object(fields: &[(String, Doc)], width: Option<u16>) -> String {
             .all(|(_, v)| v.is_scalar() || is_empty_list(v));
     if tables.is_empty() && !lists_only_empty {
         let mut table = new_table(width);
-        table.set_header(vec!["key", "value"]);
+        table.set_header(one_line_row(vec!["key".to_owned(), "value".to_owned()]));
         for (key, value) in fields {
             table.add_row(one_line_row(vec![key.clone(), plain(value)]));
         }
@@ -159,7 +168,9 @@ fn grid(items: &[Doc], width: Option<u16>) -> String {
     }
     lead_with_identity(&mut columns);
     let mut table = new_table(width);
-    table.set_header(columns.clone());
+    table.set_header(one_line_row(
+        columns.iter().map(|c| (*c).to_owned()).collect(),
+    ));
     let mut numeric = vec![true; columns.len()];
     for item in items {
         let cells: Vec<String> = columns
@@ -237,12 +248,21 @@ fn new_table(width: Option<u16>) -> Table {
     table
 }
 
-/// A row whose cells each stay on one line: the table cuts what does not fit.
+/// Splits nothing: [`one_line`] turns every control character into a visible one, so this never
+/// occurs in a cell.
+const NO_DELIMITER: char = '\u{1f}';
+
+/// A row whose cells each stay on one line: the table cuts what does not fit, with `…`.
+///
+/// comfy-table wraps a long cell at its delimiter (a space by default) and `max_height(1)` keeps
+/// the first wrapped line, which would end the cell at the last whole word and waste the rest of
+/// the column. With a delimiter that never occurs the cell is one word, split at the column's
+/// width, so the cut keeps as much of the cell as fits.
 fn one_line_row(cells: Vec<String>) -> Row {
     let mut row = Row::from(
         cells
             .into_iter()
-            .map(|c| Cell::new(one_line(&c)))
+            .map(|c| Cell::new(one_line(&c)).set_delimiter(NO_DELIMITER))
             .collect::<Vec<_>>(),
     );
     row.max_height(1);
@@ -328,6 +348,23 @@ mod tests {
         }
         // Two data rows, a header, its separator and two borders: nothing wrapped.
         assert_eq!(out.lines().count(), 6, "{out}");
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn wide_table_fits_80_columns_and_cuts_long_cells() {
+        let procs = doc(
+            r#"[{"pid":1,"ppid":0,"user":"root","name":"systemd","started":"2025-06-01T08:00:00Z","cmdline":"/sbin/init splash","image":"/usr/lib/systemd/systemd"},
+                {"pid":812,"ppid":1,"user":"www-data","name":"nginx","started":"2025-06-01T08:00:05Z","cmdline":"nginx: worker process with a very long command line that cannot fit in any terminal","image":"/usr/sbin/nginx"},
+                {"pid":4242,"ppid":812,"user":"analyst-with-a-rather-long-name","name":"sshd","started":"2025-06-01T10:42:00Z","cmdline":"sshd: analyst [priv]","image":"/usr/sbin/sshd"}]"#,
+        );
+        let out = text(&procs, Some(80));
+        for line in out.lines() {
+            assert!(line.chars().count() <= 80, "too wide: {line:?}");
+        }
+        // Three rows, a header, its separator and two borders: nothing wrapped.
+        assert_eq!(out.lines().count(), 7, "{out}");
+        assert!(out.contains('…'), "{out}");
         insta::assert_snapshot!(out);
     }
 

@@ -1,36 +1,43 @@
 //! `lr connect <device>`: the interactive console.
 //!
-//! Opens a session, reads lines (reedline on a terminal, plain lines from a pipe), runs each as a
-//! command and shows its output; the prompt `<device> <cwd>> ` follows the command's `cwd`.
-//! `exit`, `quit` and Ctrl+D end it; `cls` clears the screen; Ctrl+C at the prompt clears the line
-//! and while a command runs cancels it. However the console ends, it closes the session.
+//! Opens a session, reads lines (reedline on a terminal, with completion from the command table;
+//! plain lines from a pipe), reads each against the table, and either answers it here (`help`,
+//! `cls`, `trace`, `status`, `jobs`) or runs it on the device and shows its output, on the
+//! screen or in a local file (`> file`, `>> file`). A mistake in a line is shown and nothing is
+//! sent. The prompt `<device> <cwd>> ` follows the command's `cwd`. `exit`, `quit` and Ctrl+D end
+//! it; Ctrl+C at the prompt clears the line and while a command runs cancels it. However the
+//! console ends, it closes the session.
 
 use std::borrow::Cow;
-use std::fs::OpenOptions;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use commands::{Invocation, Runs};
 use reedline::{
-    FileBackedHistory, Prompt, PromptEditMode, PromptHistorySearch, PromptHistorySearchStatus,
-    Reedline, Signal,
+    ColumnarMenu, Emacs, FileBackedHistory, KeyCode, KeyModifiers, MenuBuilder, Prompt,
+    PromptEditMode, PromptHistorySearch, PromptHistorySearchStatus, Reedline, ReedlineEvent,
+    ReedlineMenu, Signal, default_emacs_keybindings,
 };
 use tokio::runtime::Runtime;
 
 use crate::api::Client;
 use crate::app::close_session;
-use crate::cmdline::{self, Prepared};
+use crate::cmdline;
+use crate::complete::TableCompleter;
 use crate::exit::{Exit, Failure};
 use crate::render::{self, Format};
 use crate::run::{self, Shape};
 use crate::signals::Signals;
+use crate::{help, local, sink};
 
 /// The longest a REPL command may run before the console gives up and cancels it: longer than
 /// the longest device-side timeout (30 minutes for getfile, findfile, run).
 const COMMAND_WAIT: Duration = Duration::from_secs(35 * 60);
 const HISTORY_SIZE: usize = 10_000;
+const COMPLETION_MENU: &str = "completion_menu";
 /// Grace for the main loop to notice SIGTERM/SIGHUP itself before the watchdog acts.
 const TERMINATE_GRACE: Duration = Duration::from_millis(500);
 
@@ -40,7 +47,7 @@ pub fn run(
     rt: &Runtime,
     api: &Client,
     device: &str,
-    format: Format,
+    setting: Option<Format>,
     signals: &Signals,
 ) -> Result<Exit, Failure> {
     let (opened, _) = rt.block_on(api.open_session(device))?;
@@ -71,7 +78,7 @@ pub fn run(
         device,
         session: &session,
         cwd,
-        format,
+        setting,
         signals,
         at_prompt,
     };
@@ -94,7 +101,8 @@ struct Repl<'a> {
     device: &'a str,
     session: &'a str,
     cwd: String,
-    format: Format,
+    /// The output format the user chose with `--output`, `LR_OUTPUT` or the config file.
+    setting: Option<Format>,
     signals: &'a Signals,
     at_prompt: Arc<AtomicBool>,
 }
@@ -124,27 +132,129 @@ impl Repl<'_> {
                     return Ok(Exit::Success);
                 }
             };
-            match line.trim() {
+            let line = line.trim();
+            match line {
                 "" => continue,
                 "exit" | "quit" => return Ok(Exit::Success),
-                "cls" | "clear" => {
-                    input.clear_screen();
-                    continue;
-                }
-                trimmed => match cmdline::from_line(trimmed) {
-                    Ok(prepared) => self.command(&prepared)?,
-                    Err(message) => crate::say!("lr: {message}"),
-                },
+                _ => {}
+            }
+            match cmdline::parse(line) {
+                Ok(invocation) => self.dispatch(&invocation, input)?,
+                Err(mistake) => mistake.print(),
             }
         }
     }
 
-    /// Runs one line. Only a session that is gone ends the console; other failures are shown.
-    fn command(&mut self, prepared: &Prepared) -> Result<(), Failure> {
+    /// Answers a console-side command here, or runs the command on the device.
+    fn dispatch(&mut self, invocation: &Invocation, input: &mut Input) -> Result<(), Failure> {
+        let format = cmdline::format_of(invocation, self.setting);
+        let spec = invocation.spec;
+        // `help` also runs on the device, but the table is here: no round trip.
+        if spec.name == "help" {
+            let name = invocation.values.first().map(|(_, v)| v.as_str());
+            match help::help(name, format) {
+                Ok(text) => sink::deliver(&text, invocation.redirect.as_ref()),
+                Err(mistake) => crate::say!("lr: {mistake}"),
+            }
+            return Ok(());
+        }
+        if spec.runs == Runs::Device {
+            return self.command(invocation, format);
+        }
+        match spec.name {
+            "cls" => input.clear_screen(),
+            "trace" => self.trace(invocation),
+            "status" => self.status(invocation, format)?,
+            "jobs" => self.jobs(invocation, format)?,
+            other => crate::say!("lr: {other} is not available in this version of lr"),
+        }
+        Ok(())
+    }
+
+    /// The terminal's width for output on the screen; none for a file.
+    fn width(invocation: &Invocation) -> Option<u16> {
+        match invocation.redirect {
+            Some(_) => None,
+            None => render::terminal_width(),
+        }
+    }
+
+    /// `trace [on|off]`: every API request and its answer on stderr, from now on.
+    fn trace(&self, invocation: &Invocation) {
+        let value = invocation.values.first().map(|(_, v)| v.as_str());
+        match local::trace_switch(self.api.tracing(), value) {
+            Ok(true) => {
+                self.api.set_trace(true);
+                crate::say!(
+                    "lr: trace on: each API request and answer is shown here; trace again turns it off"
+                );
+            }
+            Ok(false) => {
+                self.api.set_trace(false);
+                crate::say!("lr: trace off");
+            }
+            Err(mistake) => crate::say!("lr: {mistake}"),
+        }
+    }
+
+    /// `status <command id>`: one command of this session, as it is now.
+    fn status(&self, invocation: &Invocation, format: Format) -> Result<(), Failure> {
+        let Some((_, id)) = invocation.values.first() else {
+            crate::say!(
+                "lr: status needs a command id; usage: {}",
+                invocation.spec.usage()
+            );
+            return Ok(());
+        };
+        match self
+            .rt
+            .block_on(self.api.command(self.session, id, Duration::ZERO))
+        {
+            Ok(command) => sink::deliver(
+                &local::status_body(&command, format, Self::width(invocation)),
+                invocation.redirect.as_ref(),
+            ),
+            // The generic hint of a 404 (lr devices, lr sessions) does not help here.
+            Err(e) if e.code() == Some("not_found") => crate::say!(
+                "lr: {e}; lr session commands {} lists the commands of this session",
+                self.session
+            ),
+            Err(e) => self.shown_unless_session_ended(e.into())?,
+        }
+        Ok(())
+    }
+
+    /// `jobs`: this session's commands that are queued or running.
+    fn jobs(&self, invocation: &Invocation, format: Format) -> Result<(), Failure> {
+        match self.rt.block_on(self.api.commands(self.session)) {
+            Ok(list) => match local::jobs_body(&list, format, Self::width(invocation)) {
+                Some(body) => sink::deliver(&body, invocation.redirect.as_ref()),
+                None => crate::say!(
+                    "lr: unexpected answer from the broker: the command list is not a list"
+                ),
+            },
+            Err(e) => self.shown_unless_session_ended(e.into())?,
+        }
+        Ok(())
+    }
+
+    /// A failure of a console-side command is shown, unless the session is over: that ends the
+    /// console.
+    fn shown_unless_session_ended(&self, failure: Failure) -> Result<(), Failure> {
+        if failure.api_code.as_deref() == Some("session_ended") {
+            return Err(failure);
+        }
+        failure.print();
+        Ok(())
+    }
+
+    /// Runs one command on the device. Only a session that is gone ends the console; other
+    /// failures are shown.
+    fn command(&mut self, invocation: &Invocation, format: Format) -> Result<(), Failure> {
         let outcome = self.rt.block_on(run::run_command(
             self.api,
             self.session,
-            &prepared.line,
+            &cmdline::for_broker(invocation),
             COMMAND_WAIT,
             self.signals,
             self.signals.now(),
@@ -171,38 +281,9 @@ impl Repl<'_> {
         if outcome.cancel_requested && command.state == crate::api::CommandState::Completed {
             crate::say!("lr: the command completed before the cancel reached it");
         }
-        let format = prepared.output.unwrap_or(self.format);
-        match &prepared.redirect {
-            None => {
-                let mut stdout = std::io::stdout().lock();
-                let width = render::terminal_width();
-                if let Err(e) = run::report(command, format, Shape::OutputOnly, width, &mut stdout)
-                {
-                    crate::say!("lr: cannot write output: {e}");
-                }
-            }
-            Some(redirect) => {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .append(redirect.append)
-                    .truncate(!redirect.append)
-                    .open(&redirect.path);
-                match file {
-                    Ok(mut file) => {
-                        match run::report(command, format, Shape::OutputOnly, None, &mut file) {
-                            Ok(_) => {
-                                crate::say!("lr: output written to {}", redirect.path.display())
-                            }
-                            Err(e) => {
-                                crate::say!("lr: cannot write {}: {e}", redirect.path.display())
-                            }
-                        }
-                    }
-                    Err(e) => crate::say!("lr: cannot open {}: {e}", redirect.path.display()),
-                }
-            }
-        }
+        let body = run::body(command, format, Shape::OutputOnly, Self::width(invocation));
+        sink::deliver(&body, invocation.redirect.as_ref());
+        run::conclude(command);
         Ok(())
     }
 }
@@ -238,7 +319,24 @@ impl Input {
         if !std::io::stdin().is_terminal() {
             return Ok(Input::Plain(std::io::stdin().lock()));
         }
-        let mut editor = Reedline::create().with_history_exclusion_prefix(Some(" ".to_owned()));
+        let mut keybindings = default_emacs_keybindings();
+        keybindings.add_binding(
+            KeyModifiers::NONE,
+            KeyCode::Tab,
+            ReedlineEvent::UntilFound(vec![
+                ReedlineEvent::Menu(COMPLETION_MENU.to_owned()),
+                ReedlineEvent::MenuNext,
+            ]),
+        );
+        let mut editor = Reedline::create()
+            .with_history_exclusion_prefix(Some(" ".to_owned()))
+            .with_completer(Box::new(TableCompleter))
+            .with_menu(ReedlineMenu::EngineCompleter(Box::new(
+                ColumnarMenu::default()
+                    .with_name(COMPLETION_MENU)
+                    .with_marker("> "),
+            )))
+            .with_edit_mode(Box::new(Emacs::new(keybindings)));
         if let Some(path) = history_path() {
             let history = path
                 .parent()

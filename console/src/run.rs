@@ -156,18 +156,27 @@ pub fn report(
     width: Option<u16>,
     out: &mut dyn Write,
 ) -> std::io::Result<Exit> {
-    let body = match (format, shape) {
+    out.write_all(body(command, format, shape, width).as_bytes())?;
+    out.flush()?;
+    Ok(conclude(command))
+}
+
+/// What of a finished command is printed on stdout, rendered.
+pub fn body(command: &Command, format: Format, shape: Shape, width: Option<u16>) -> String {
+    match (format, shape) {
         (Format::Json, Shape::Command) => render::json(&command.doc),
         (Format::Json, Shape::OutputOnly) => render::json(command.output()),
         (Format::Table, _) => render::text(command.output(), width),
-    };
-    out.write_all(body.as_bytes())?;
-    out.flush()?;
+    }
+}
+
+/// The exit code of a finished command, saying on stderr why it did not complete.
+pub fn conclude(command: &Command) -> Exit {
     if command.state == CommandState::Completed {
-        return Ok(Exit::Success);
+        return Exit::Success;
     }
     crate::say!("lr: {}", failure_line(command));
-    Ok(Exit::CommandFailed)
+    Exit::CommandFailed
 }
 
 /// `command failed: <error>` and the like, for a command that did not complete.

@@ -16,7 +16,11 @@ async fn exec_json_prints_one_document_and_closes_the_session() {
     assert_eq!(doc["state"], "completed");
     assert_eq!(doc["output"]["path"], "/tmp");
     assert_eq!(doc["command_id"], "c-2");
-    assert_eq!(broker.command_lines(), ["dir /tmp"]);
+    assert_eq!(
+        broker.command_lines(),
+        ["dir -path /tmp"],
+        "the broker sees the canonical line, without -output"
+    );
     assert!(
         broker.saw("DELETE /api/v1/sessions/s-1"),
         "{:?}",
@@ -34,14 +38,16 @@ async fn exec_table_renders_the_output() {
     run.assert_code(0);
     assert!(run.stdout.starts_with("path: "), "{run:?}");
     assert!(run.stdout.contains("a.txt"), "{run:?}");
-    assert_eq!(broker.command_lines(), [r#"dir "/srv/my files""#]);
+    assert_eq!(broker.command_lines(), [r#"dir -path "/srv/my files""#]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_command_exits_1_and_still_closes_the_session() {
     let broker = FakeBroker::http().await;
     let run = Lr::at(&broker)
-        .run(&["--output", "json", "exec", "web-07", "--", "fail", "/nope"])
+        .run(&[
+            "--output", "json", "exec", "web-07", "--", "fileinfo", "/nope",
+        ])
         .await;
     run.assert_code(1);
     assert_eq!(run.json()["state"], "failed");
@@ -57,14 +63,64 @@ async fn failed_command_exits_1_and_still_closes_the_session() {
     );
 }
 
+/// A mistake in the command line is named, with a suggestion, before anything is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn mistakes_exit_2_and_send_nothing() {
+    let broker = FakeBroker::http().await;
+    for (line, said) in [
+        (
+            &["proceses"][..],
+            "unknown command 'proceses' (did you mean processes?)",
+        ),
+        (
+            &["dir", "-pth", "/tmp"],
+            "dir has no parameter -pth (did you mean path?)",
+        ),
+        (
+            &["findfile"],
+            "findfile needs <name>; usage: findfile <name>",
+        ),
+        (&["findfile", "x", "-max"], "-max needs a value"),
+        (
+            &["findfile", "x", "-max", "none"],
+            "-max must be a whole number",
+        ),
+        (
+            &["dir", "/a", "/b"],
+            "dir takes no more values, but got '/b'",
+        ),
+        (&["dir", "-output", "yaml"], "-output must be json or table"),
+        (&["cls"], "cls runs in the interactive console"),
+        (
+            &["findfile", "x", "&"],
+            "background jobs come with downloads",
+        ),
+    ] {
+        let mut args = vec!["exec", "web-07", "--"];
+        args.extend_from_slice(line);
+        let run = Lr::at(&broker).run(&args).await;
+        run.assert_code(2);
+        assert!(run.stderr.starts_with("lr: "), "{line:?}: {run:?}");
+        assert!(run.stderr.contains(said), "{line:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{line:?}: {run:?}");
+    }
+    let run = Lr::at(&broker)
+        .run(&["session", "run", "s-1", "--", "bogus"])
+        .await;
+    run.assert_code(2);
+    assert!(run.stderr.contains("unknown command 'bogus'"), "{run:?}");
+    assert!(broker.requests().is_empty(), "{:?}", broker.requests());
+}
+
+/// A line the table accepts but the broker refuses (here: not on this device's platform).
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_command_line_is_usage_and_closes_the_session() {
     let broker = FakeBroker::http().await;
     let run = Lr::at(&broker)
-        .run(&["exec", "web-07", "--", "bogus"])
+        .run(&["exec", "web-07", "--", "registry"])
         .await;
     run.assert_code(2);
-    assert!(run.stderr.contains("unknown command"), "{run:?}");
+    assert!(run.stderr.contains("not supported on linux"), "{run:?}");
     assert!(run.stdout.is_empty(), "{run:?}");
     assert!(
         broker.saw("DELETE /api/v1/sessions/s-1"),
@@ -85,7 +141,7 @@ async fn signals_cancel_the_command_and_close_the_session() {
     ] {
         let broker = FakeBroker::http().await;
         let mut lr = Lr::at(&broker);
-        let child = lr.spawn(&["exec", "web-07", "--", "sleep"]);
+        let child = lr.spawn(&["exec", "web-07", "--", "findfile", "*.log"]);
         let reached =
             testkit::wait_until(Duration::from_secs(20), || async { broker.saw(moment) }).await;
         assert!(reached, "{:?}", broker.requests());
@@ -123,7 +179,7 @@ async fn signals_cancel_the_command_and_close_the_session() {
 async fn waiting_is_bounded_then_the_command_is_cancelled() {
     let broker = FakeBroker::http().await;
     let run = Lr::at(&broker)
-        .run(&["exec", "web-07", "--wait", "1", "--", "sleep"])
+        .run(&["exec", "web-07", "--wait", "1", "--", "findfile", "x"])
         .await;
     run.assert_code(1);
     assert!(run.stderr.contains("did not finish within 1s"), "{run:?}");

@@ -1,10 +1,13 @@
 //! A small in-test broker implementing part of the analyst API contract, over HTTP or HTTPS, that
 //! records every request so tests can check what `lr` did (did it close the session? cancel?).
 //!
-//! Its "device" understands a few command lines: `dir [path]`, `cd <path>`, `processes`,
-//! `fail ...` (fails), `sleep` (answers its submission slowly, then runs until cancelled); anything else is refused at submission
-//! with 400 invalid_request. Devices: `busy` (409 session_refused), `offline` (409
-//! device_offline), `ghost` (404), anything else opens.
+//! Like the real broker it reads each submitted line with `commands::parse` and refuses a mistake
+//! or a console-side command with 400 invalid_request. Its "device" answers `dir`, `cd` and
+//! `processes`; `fileinfo` fails (no such file); `findfile` answers its submission slowly, then
+//! runs until cancelled; anything else is refused with 400 (as `registry` would be on linux).
+//! Devices: `busy` (409 session_refused), `offline` (409 device_offline), `ghost` (404), `jobs-07`
+//! (opens with a command already running in the session, as if submitted elsewhere), anything
+//! else opens.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -285,6 +288,19 @@ async fn open_session(State(st): State<St>, Json(body): Json<OpenBody>) -> Respo
         },
     );
     let token = inner.next;
+    if body.device == "jobs-07" {
+        inner.next += 1;
+        let cid = format!("c-{}", inner.next);
+        let running = Cmd {
+            session: id.clone(),
+            line: "findfile -name *.log -path /var".into(),
+            state: "running",
+            output: Value::Null,
+            error: None,
+            cwd: Some("/root".into()),
+        };
+        inner.commands.insert(cid, running);
+    }
     (
         StatusCode::CREATED,
         Json(
@@ -337,7 +353,28 @@ async fn submit(
     Path(id): Path<String>,
     Json(body): Json<SubmitBody>,
 ) -> Response {
-    if body.command_line.starts_with("sleep") {
+    let line = body.command_line;
+    let invocation = match commands::parse(&line) {
+        Ok(invocation) => invocation,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &e.to_string(),
+                json!({}),
+            );
+        }
+    };
+    let verb = invocation.spec.name;
+    if invocation.spec.runs == commands::Runs::Console {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("{verb} runs in the console, not on the device"),
+            json!({}),
+        );
+    }
+    if verb == "findfile" {
         // A slow submission: room for a signal to land before the client knows the command id.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -345,15 +382,12 @@ async fn submit(
     let Some(session) = inner.sessions.get(&id).cloned() else {
         return not_found(&format!("session {id}"));
     };
-    let line = body.command_line;
-    let mut words = line.split_whitespace();
-    let verb = words.next().unwrap_or_default();
-    let arg = words.next();
+    let path = invocation.value("path").map(str::to_owned);
     let (state, output, err, cwd): (&'static str, Value, Option<String>, Option<String>) =
         match verb {
             "dir" => (
                 "completed",
-                json!({"path": arg.unwrap_or(&session.cwd), "entries": [
+                json!({"path": path.as_deref().unwrap_or(&session.cwd), "entries": [
                     {"name": "a.txt", "type": "file", "size": 12, "mode": "0644"},
                     {"name": "cache", "type": "dir", "size": 4096, "mode": "0755"}
                 ]}),
@@ -367,24 +401,27 @@ async fn submit(
                 Some(session.cwd.clone()),
             ),
             "cd" => {
-                let to = arg.unwrap_or("/").to_owned();
+                let to = path.unwrap_or_else(|| "/".into());
                 if let Some(s) = inner.sessions.get_mut(&id) {
                     s.cwd.clone_from(&to);
                 }
                 ("completed", Value::Null, None, Some(to))
             }
-            "fail" => (
+            "fileinfo" => (
                 "failed",
                 Value::Null,
-                Some("no such file or directory: /nope".into()),
+                Some(format!(
+                    "no such file or directory: {}",
+                    path.unwrap_or_default()
+                )),
                 Some(session.cwd.clone()),
             ),
-            "sleep" => ("running", Value::Null, None, Some(session.cwd.clone())),
+            "findfile" => ("running", Value::Null, None, Some(session.cwd.clone())),
             _ => {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
-                    &format!("unknown command {verb:?}; `help` lists the commands"),
+                    &format!("{verb} is not supported on linux"),
                     json!({}),
                 );
             }
