@@ -10,9 +10,16 @@ dev="$root/.lr/dev"
 profile_flag=${LR_SMOKE_PROFILE:---debug}
 
 fail() { echo "smoke: FAIL: $*" >&2; exit 1; }
-trap 'deploy/local/down.sh >/dev/null 2>&1 || true' EXIT
+if [ -s "$dev/pids" ]; then
+  fail "a local stack is already running ($dev/pids); stop it with deploy/local/down.sh first"
+fi
+# Only a stack this script started is stopped on exit.
+trap '[ -f "$dev/pids.smoke" ] && deploy/local/down.sh >/dev/null 2>&1; rm -f "$dev/pids.smoke"' EXIT
 
-LR_PORT_BASE=${LR_PORT_BASE:-30000} deploy/local/up.sh --detach "$profile_flag"
+LR_PORT_BASE=${LR_PORT_BASE:-30000} deploy/local/up.sh --detach "$profile_flag" || {
+  cp "$dev/pids" "$dev/pids.smoke" 2>/dev/null || true
+  fail "up.sh failed; logs are in $dev/logs"
+}
 cp "$dev/pids" "$dev/pids.smoke"
 # shellcheck disable=SC1091
 . "$dev/env"

@@ -93,7 +93,7 @@ cat > "$dev/agent.toml" <<CONF
 device_id = "$device"
 tenant = "demo"
 brokers = ["127.0.0.1:$((base + 7501))", "127.0.0.1:$((base + 7502))", "127.0.0.1:$((base + 7503))"]
-state_dir = "$dev/agent-state"
+state_dir = "$dev/data-$base/agent-state"
 
 [tls]
 ca_cert = "$dev/certs/ca.pem"
