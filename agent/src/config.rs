@@ -5,6 +5,7 @@
 //! tenant = "demo"
 //! brokers = ["10.0.0.1:7501", "10.0.0.2:7501"]
 //! state_dir = "/var/lib/lr-agent"
+//! system_root = "/"          # optional; where system state commands read /etc, /var, /home
 //!
 //! [tls]
 //! ca_cert = "/etc/lr-agent/ca.pem"
@@ -37,6 +38,12 @@ pub struct Config {
     pub brokers: Vec<String>,
     /// Where the fencing state lives; one directory per agent.
     pub state_dir: PathBuf,
+    /// The directory system state commands (`services`, `scheduledtasks`, `startupfolders`,
+    /// `persistence`) read `/etc`, `/var`, `/run`, `/lib` and homes under: "/" (the default) on a
+    /// live device; a mounted disk image or a fixture tree otherwise. Live state (systemctl) is
+    /// only queried when it is "/".
+    #[serde(default = "default_system_root")]
+    pub system_root: PathBuf,
     pub tls: TlsPaths,
     #[serde(default)]
     pub connection: ConnectionConfig,
@@ -53,6 +60,10 @@ pub struct TlsPaths {
     /// The name the broker's certificate must carry.
     #[serde(default = "default_server_name")]
     pub server_name: String,
+}
+
+fn default_system_root() -> PathBuf {
+    PathBuf::from("/")
 }
 
 fn default_server_name() -> String {
@@ -190,6 +201,15 @@ impl Config {
         }
         if self.state_dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid("state_dir", "must not be empty"));
+        }
+        if !self.system_root.is_absolute() {
+            return Err(ConfigError::invalid(
+                "system_root",
+                format!(
+                    "'{}' is not an absolute path; use \"/\" for this system",
+                    self.system_root.display()
+                ),
+            ));
         }
         for (key, path) in [
             ("tls.ca_cert", &self.tls.ca_cert),

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use crate::commands::{self, CommandContext};
 use crate::fencing::{Admission, Ledger, PersistedState, StateStore};
 use crate::model::{Completion, Invocation, Outcome, Status};
+use crate::sys::root::SystemRoot;
 
 /// Where results for one connection go.
 pub type ResultSink = mpsc::UnboundedSender<Completion>;
@@ -40,8 +41,13 @@ pub struct ExecutorHandle {
 }
 
 impl ExecutorHandle {
-    /// Starts the executor task with the state loaded from `store`.
-    pub fn spawn(store: StateStore, state: PersistedState) -> (Self, JoinHandle<()>) {
+    /// Starts the executor task with the state loaded from `store`; commands read system state
+    /// under `system_root` ("/" unless configured otherwise).
+    pub fn spawn(
+        store: StateStore,
+        state: PersistedState,
+        system_root: SystemRoot,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(256);
         let (highest_tx, highest) = watch::channel(state.highest_token);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -51,6 +57,7 @@ impl ExecutorHandle {
             running: HashMap::new(),
             highest: highest_tx,
             done_tx,
+            system_root,
         };
         let join = tokio::spawn(task.run(rx, done_rx));
         (Self { tx, highest }, join)
@@ -83,6 +90,7 @@ struct Executor {
     running: HashMap<String, Running>,
     highest: watch::Sender<u64>,
     done_tx: mpsc::UnboundedSender<Completion>,
+    system_root: SystemRoot,
 }
 
 impl Executor {
@@ -194,7 +202,8 @@ impl Executor {
 
     fn start(&mut self, inv: Invocation, reply: ResultSink) {
         let timeout = commands::timeout_for(&inv.command, inv.timeout);
-        let ctx = CommandContext::new(inv.cwd.clone(), timeout);
+        let ctx = CommandContext::new(inv.cwd.clone(), timeout)
+            .with_system_root(self.system_root.clone());
         info!(
             command_id = %inv.command_id, session = %inv.session_id, token = inv.token,
             command = %inv.command, "command started"

@@ -48,7 +48,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         device = %config.device_id, tenant = %config.tenant, highest_token = state.highest_token,
         brokers = ?config.brokers, "agent starting"
     );
-    let (executor, executor_task) = ExecutorHandle::spawn(store, state);
+    let (executor, executor_task) = ExecutorHandle::spawn(
+        store,
+        state,
+        sys::root::SystemRoot::new(&config.system_root),
+    );
     let info = AgentInfo {
         device_id: config.device_id.clone(),
         tenant: config.tenant.clone(),

@@ -1,5 +1,6 @@
-//! What a running command can see: its working directory, and whether it must stop (cancelled by
-//! the analyst or past its deadline), checkable cheaply from blocking threads.
+//! What a running command can see: its working directory, the system root it reads system state
+//! from, and whether it must stop (cancelled by the analyst or past its deadline), checkable
+//! cheaply from blocking threads.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::sys::root::SystemRoot;
 
 /// Why a command was told to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,7 @@ pub struct CommandContext {
     timeout: Duration,
     token: CancellationToken,
     reason: Arc<AtomicU8>,
+    system_root: SystemRoot,
 }
 
 impl CommandContext {
@@ -45,7 +49,20 @@ impl CommandContext {
             timeout,
             token: CancellationToken::new(),
             reason: Arc::new(AtomicU8::new(RUNNING)),
+            system_root: SystemRoot::live(),
         }
+    }
+
+    /// Reads system state (unit files, crontabs, passwd) under `root` instead of "/": the agent's
+    /// `system_root` setting, for a mounted image or a test fixture. Paths the analyst gives
+    /// (`dir`, `getfile`) are not affected.
+    pub fn with_system_root(mut self, root: SystemRoot) -> Self {
+        self.system_root = root;
+        self
+    }
+
+    pub fn system_root(&self) -> &SystemRoot {
+        &self.system_root
     }
 
     pub fn cwd(&self) -> &Path {

@@ -7,12 +7,20 @@ mod context;
 mod error;
 
 pub mod cd;
+pub mod connections;
 pub mod dir;
+pub mod drivers;
 pub mod fileinfo;
 pub mod findfile;
 mod glob;
 pub mod help;
+mod linux;
+pub mod persistence;
 pub mod processes;
+pub mod registry;
+pub mod scheduledtasks;
+pub mod services;
+pub mod startupfolders;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,10 +68,17 @@ pub const THIRTY_MINUTES: Duration = Duration::from_secs(30 * 60);
 /// Every command this agent implements, in the order `help` lists them.
 pub static REGISTRY: &[CommandSpec] = &[
     cd::SPEC,
+    connections::SPEC,
     dir::SPEC,
+    drivers::SPEC,
     fileinfo::SPEC,
     findfile::SPEC,
+    persistence::SPEC,
     processes::SPEC,
+    registry::SPEC,
+    scheduledtasks::SPEC,
+    services::SPEC,
+    startupfolders::SPEC,
     help::SPEC,
 ];
 

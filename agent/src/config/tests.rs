@@ -30,6 +30,18 @@ fn loads_with_defaults() {
     assert_eq!(c.brokers.len(), 3);
     assert_eq!(c.tls.server_name, "localhost");
     assert_eq!(c.connection, ConnectionConfig::default());
+    assert_eq!(c.system_root, Path::new("/"));
+}
+
+#[test]
+fn system_root_is_an_absolute_directory() {
+    let c =
+        load(&GOOD.replace("state_dir =", "system_root = \"/mnt/image\"\nstate_dir =")).unwrap();
+    assert_eq!(c.system_root, Path::new("/mnt/image"));
+    expect_key(
+        &GOOD.replace("state_dir =", "system_root = \"mnt\"\nstate_dir ="),
+        "system_root",
+    );
 }
 
 #[test]

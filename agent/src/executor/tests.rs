@@ -23,7 +23,7 @@ async fn recv(rx: &mut mpsc::UnboundedReceiver<Completion>) -> Completion {
 
 fn spawn(dir: &std::path::Path) -> (ExecutorHandle, JoinHandle<()>) {
     let (store, state) = StateStore::open(dir).unwrap();
-    ExecutorHandle::spawn(store, state)
+    ExecutorHandle::spawn(store, state, SystemRoot::live())
 }
 
 #[tokio::test]

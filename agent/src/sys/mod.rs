@@ -5,4 +5,5 @@ pub mod hash;
 pub mod magic;
 pub mod meta;
 pub mod procfs;
+pub mod root;
 pub mod users;

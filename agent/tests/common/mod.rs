@@ -305,6 +305,7 @@ pub fn agent_config(pki: &Pki, brokers: &[SocketAddr], state_dir: &Path) -> Conf
         tenant: "demo".into(),
         brokers: brokers.iter().map(ToString::to_string).collect(),
         state_dir: state_dir.to_owned(),
+        system_root: "/".into(),
         tls: pki.tls_paths(),
         connection: ConnectionConfig {
             connect_timeout_ms: 2_000,
