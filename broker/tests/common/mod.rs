@@ -277,6 +277,18 @@ key = "{key}"
         device_in_cert: &str,
         brokers: &[u64],
     ) -> PathBuf {
+        self.start_agent_on(tenant, device, device_in_cert, brokers, Path::new("/"))
+    }
+
+    /// The same, with the agent reading configuration files (cron, keys, units) under `system_root`.
+    pub fn start_agent_on(
+        &mut self,
+        tenant: &str,
+        device: &str,
+        device_in_cert: &str,
+        brokers: &[u64],
+        system_root: &Path,
+    ) -> PathBuf {
         let (cert, key) = self.agent_cert(tenant, device_in_cert);
         let state_dir = self.dir.path().join(format!("agent-{device}"));
         let config = agent::Config {
@@ -287,7 +299,7 @@ key = "{key}"
                 .map(|id| format!("127.0.0.1:{}", self.brokers[id].agent_port))
                 .collect(),
             state_dir: state_dir.clone(),
-            system_root: "/".into(),
+            system_root: system_root.to_path_buf(),
             tls: agent::config::TlsPaths {
                 ca_cert: self.ca_path(),
                 cert,
