@@ -158,9 +158,23 @@ pub fn parse(line: &str) -> Result<Invocation, ParseError> {
     }
     let mut words = split(line)?.into_iter();
     let name = words.next().ok_or(ParseError::Empty)?;
-    let spec = find(&name.text).ok_or_else(|| ParseError::UnknownCommand {
-        suggestion: closest(&name.text, TABLE.iter().map(|s| s.name)),
-        name: name.text.clone(),
+    read(&name.text, words)
+}
+
+/// Reads arguments as a device receives them (already split, see [`Invocation::device_args`])
+/// against the table entry of `command`.
+pub fn parse_args(command: &str, args: &[String]) -> Result<Invocation, ParseError> {
+    let words = args.iter().map(|a| Word {
+        text: a.clone(),
+        quoted: false,
+    });
+    read(command, words)
+}
+
+fn read(command: &str, mut words: impl Iterator<Item = Word>) -> Result<Invocation, ParseError> {
+    let spec = find(command).ok_or_else(|| ParseError::UnknownCommand {
+        suggestion: closest(command, TABLE.iter().map(|s| s.name)),
+        name: command.to_string(),
     })?;
     let usage = || spec.usage();
     let mut invocation = Invocation {

@@ -10,6 +10,6 @@ mod grammar;
 mod suggest;
 mod table;
 
-pub use grammar::{Invocation, ParseError, Redirect, parse, quote};
+pub use grammar::{Invocation, ParseError, Redirect, parse, parse_args, quote};
 pub use suggest::closest;
 pub use table::{Flag, Output, Param, ParamKind, Platform, Role, Runs, Spec, TABLE, find};

@@ -248,10 +248,16 @@ pub static TABLE: &[Spec] = &[
                 "stay on the starting filesystem (default true)",
             ),
         ],
-        flags: &[Flag {
-            name: "nocase",
-            help: "match names case-insensitively",
-        }],
+        flags: &[
+            Flag {
+                name: "allfs",
+                help: "cross into other filesystems (same as -xdev false)",
+            },
+            Flag {
+                name: "nocase",
+                help: "match names case-insensitively",
+            },
+        ],
         timeout: THIRTY_MINUTES,
         examples: &["findfile *.so -path /tmp", "findfile passwd -max 10"],
         ..device(

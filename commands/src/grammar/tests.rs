@@ -53,6 +53,18 @@ fn positional_named_flags_quotes_and_output() {
 }
 
 #[test]
+fn device_arguments_read_back_as_the_same_invocation() {
+    let line = parse(r#"findfile "my *.log" -path /var -allfs -output json"#).unwrap();
+    let device = parse_args("findfile", &line.device_args()).unwrap();
+    assert_eq!(device.values, line.values);
+    assert_eq!(device.flags, line.flags);
+    assert!(matches!(
+        parse_args("nope", &[]),
+        Err(ParseError::UnknownCommand { .. })
+    ));
+}
+
+#[test]
 fn mistakes_are_named_with_a_suggestion() {
     let err = parse("proceses").unwrap_err();
     assert_eq!(
