@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(one["name"], "findfile");
         assert_eq!(one["default_timeout_seconds"], 1800);
         assert_eq!(one["parameters"][0]["name"], "name");
-        assert_eq!(one["flags"][0]["name"], "nocase");
+        assert_eq!(one["flags"][1]["name"], "nocase");
     }
 
     #[test]
