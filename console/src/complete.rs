@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(offered("findfile *.so -m"), ["-max"]);
         assert_eq!(
             offered("findfile *.so -max 10 -nocase -"),
-            ["-name", "-path", "-xdev", "-output"],
+            ["-name", "-path", "-xdev", "-allfs", "-output"],
             "options given are not offered again"
         );
         assert_eq!(offered("processes -"), ["-hash", "-output"]);
