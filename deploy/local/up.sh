@@ -32,7 +32,7 @@ if [ "$profile" = release ]; then
 else
   cargo build --locked --bin lr-broker --bin lr-agent --bin lr
 fi
-bin="$root/target/$profile"
+bin="${CARGO_TARGET_DIR:-$root/target}/$profile"
 
 # Ports: NATS 14222, Raft 17401-3, agents 17501-3, API 17601-3 (LR_PORT_BASE moves them all).
 # Raft data remembers peer addresses, so each port base keeps its own data folder.
