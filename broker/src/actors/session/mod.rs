@@ -61,6 +61,8 @@ pub struct SessionState {
     running: Option<String>,
     last_activity: Instant,
     last_renewal: Instant,
+    /// Set once the lease is released, so it is released exactly once.
+    released: bool,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -163,6 +165,7 @@ impl Actor for SessionActor {
             running: None,
             last_activity: Instant::now(),
             last_renewal: Instant::now(),
+            released: false,
             tasks,
         })
     }
@@ -189,18 +192,8 @@ impl Actor for SessionActor {
         for task in &state.tasks {
             task.abort();
         }
+        state.release().await;
         let lease = &state.args.lease;
-        match state
-            .args
-            .leases
-            .release(&lease.tenant, &lease.session, lease.token)
-            .await
-        {
-            Ok(_) | Err(ClusterError::Rejected(_)) => {}
-            Err(error) => {
-                tracing::warn!(session = %lease.session, %error, "cannot release the lease; it will expire")
-            }
-        }
         tracing::info!(tenant = %lease.tenant, session = %lease.session, "session ended");
         Ok(())
     }
@@ -244,6 +237,8 @@ impl SessionState {
                 }),
                 Some(Op::Describe(_)) => Reply::Session(self.info()),
                 Some(Op::End(_)) => {
+                    // The device is free by the time the analyst hears the session ended.
+                    self.release().await;
                     myself.stop(Some("ended by the analyst".into()));
                     Reply::Ended(Empty {})
                 }
@@ -254,6 +249,24 @@ impl SessionState {
         let body = Body::SessionReply(SessionReply { body: Some(reply) });
         if let Err(e) = self.args.bus.reply(&message, &tenant, body).await {
             tracing::warn!(%session, error = %e, "cannot answer a control request");
+        }
+    }
+
+    async fn release(&mut self) {
+        if self.released {
+            return;
+        }
+        let lease = &self.args.lease;
+        match self
+            .args
+            .leases
+            .release(&lease.tenant, &lease.session, lease.token)
+            .await
+        {
+            Ok(_) | Err(ClusterError::Rejected(_)) => self.released = true,
+            Err(error) => {
+                tracing::warn!(session = %lease.session, %error, "cannot release the lease; it will expire")
+            }
         }
     }
 
