@@ -2,7 +2,8 @@
 //!
 //! Entry point: [`run`]. Modules: [`config`] (validated once), `connection` (the stream task and
 //! reconnects), `executor` (the task that owns running commands), [`fencing`] (tokens and
-//! idempotency), [`commands`] (one module per command, a registry table) and [`sys`] (Linux helpers).
+//! idempotency), [`commands`] (one module per command, bound by name to the shared command table)
+//! and [`sys`] (Linux helpers).
 #![forbid(unsafe_code)]
 
 pub mod commands;

@@ -6,32 +6,13 @@
 //!
 //! Output: `{"cwd": "/abs/path"}`; the result's cwd is set to the same path.
 
+use ::commands::Invocation;
 use serde_json::json;
 
-use super::args::{self, ArgSpec};
-use super::{CommandContext, CommandError, CommandResult, CommandSpec, TEN_MINUTES, blocking};
+use super::{CommandContext, CommandError, CommandResult, blocking, required};
 
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "cd",
-    summary: "change the working directory of this session",
-    usage: "cd <path>",
-    examples: &["cd /var/log", "cd ..", "cd \"/home/alice/My Documents\""],
-    default_timeout: TEN_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
-
-const ARGS: ArgSpec = ArgSpec {
-    positional: &["path"],
-    named: &[],
-    flags: &[],
-};
-
-pub async fn run(ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    let parsed = args::parse(&ARGS, &args).map_err(CommandError::invalid)?;
-    let Some(arg) = parsed.get("path") else {
-        return Err(CommandError::invalid("missing the directory to change to"));
-    };
-    let target = ctx.resolve(arg);
+pub async fn run(ctx: CommandContext, args: Invocation) -> CommandResult {
+    let target = ctx.resolve(required(&args, "path")?);
     blocking(move || {
         // metadata() follows symlinks: a link to a directory is a fine cwd.
         let md = std::fs::metadata(&target)

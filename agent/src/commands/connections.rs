@@ -38,25 +38,14 @@ use std::collections::HashSet;
 use std::io::BufRead;
 use std::path::Path;
 
+use ::commands::Invocation;
 use serde_json::{Value, json};
 
-use super::args::{self, ArgSpec};
-use super::{
-    CommandContext, CommandError, CommandResult, CommandSpec, TEN_MINUTES, blocking, io_message,
-};
+use super::{CommandContext, CommandError, CommandResult, blocking, io_message};
 use crate::sys::procfs::ProcRoot;
 use crate::sys::users::Names;
 use net::{InetSocket, Proto, UnixSocket};
 use owners::Owners;
-
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "connections",
-    summary: "list TCP, UDP and unix sockets with their state, addresses and owning processes",
-    usage: "connections",
-    examples: &["connections"],
-    default_timeout: TEN_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
 
 /// The most entries each list (IP sockets, unix sockets) returns.
 pub const MAX_SOCKETS: usize = 20_000;
@@ -66,8 +55,7 @@ const LINES_PER_STOP_CHECK: usize = 1024;
 /// The most characters of a malformed line quoted in an error.
 const QUOTE_CHARS: usize = 120;
 
-pub async fn run(ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    args::parse(&ArgSpec::NONE, &args).map_err(CommandError::invalid)?;
+pub async fn run(ctx: CommandContext, _args: Invocation) -> CommandResult {
     blocking(move || scan(&ctx, &ProcRoot::default(), &Names::load(), MAX_SOCKETS)).await
 }
 

@@ -18,37 +18,19 @@
 use std::fs::DirEntry;
 use std::path::Path;
 
+use ::commands::Invocation;
 use serde_json::{Value, json};
 
-use super::args::{self, ArgSpec};
-use super::{
-    CommandContext, CommandError, CommandResult, CommandSpec, TEN_MINUTES, blocking, io_message,
-};
+use super::{CommandContext, CommandError, CommandResult, blocking, io_message};
 use crate::sys::{meta, users::Names};
-
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "dir",
-    summary: "list the files and subdirectories of a directory",
-    usage: "dir [path]",
-    examples: &["dir", "dir /etc", "dir -path ../log"],
-    default_timeout: TEN_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
 
 /// The most entries one listing returns.
 pub const MAX_ENTRIES: usize = 10_000;
 /// Errors beyond this many are counted in the last message only.
 const MAX_ERRORS: usize = 100;
 
-const ARGS: ArgSpec = ArgSpec {
-    positional: &["path"],
-    named: &[],
-    flags: &[],
-};
-
-pub async fn run(ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    let parsed = args::parse(&ARGS, &args).map_err(CommandError::invalid)?;
-    let target = ctx.resolve(parsed.get("path").unwrap_or("."));
+pub async fn run(ctx: CommandContext, args: Invocation) -> CommandResult {
+    let target = ctx.resolve(args.value("path").unwrap_or("."));
     blocking(move || list(&ctx, &target)).await
 }
 

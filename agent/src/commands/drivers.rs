@@ -24,23 +24,12 @@ mod sources;
 
 use std::path::{Path, PathBuf};
 
+use ::commands::Invocation;
 use serde_json::{Value, json};
 
-use super::args::{self, ArgSpec};
-use super::{
-    CommandContext, CommandError, CommandResult, CommandSpec, TEN_MINUTES, blocking, io_message,
-};
+use super::{CommandContext, CommandError, CommandResult, blocking, io_message};
 use crate::sys::procfs::ProcRoot;
 use sources::{FileErrors, Module, ModulesDep};
-
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "drivers",
-    summary: "list loaded kernel modules with their users, dependencies, state and file",
-    usage: "drivers",
-    examples: &["drivers"],
-    default_timeout: TEN_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
 
 /// The most modules listed.
 pub const MAX_MODULES: usize = 10_000;
@@ -66,8 +55,7 @@ impl Default for Roots {
 const PROC_SOURCE: &str = "/proc/modules";
 const SYS_SOURCE: &str = "/sys/module";
 
-pub async fn run(ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    args::parse(&ArgSpec::NONE, &args).map_err(CommandError::invalid)?;
+pub async fn run(ctx: CommandContext, _args: Invocation) -> CommandResult {
     blocking(move || scan(&ctx, &Roots::default(), MAX_MODULES)).await
 }
 

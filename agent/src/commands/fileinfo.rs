@@ -25,38 +25,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
+use ::commands::Invocation;
 use serde_json::{Map, Value, json};
 
-use super::args::{self, ArgSpec};
-use super::{
-    CommandContext, CommandError, CommandResult, CommandSpec, TEN_MINUTES, blocking, io_message,
-};
+use super::{CommandContext, CommandError, CommandResult, blocking, io_message, required};
 use crate::sys::hash::{self, OpenRefused, Streamed};
 use crate::sys::{magic, meta, users::Names};
 
 pub use crate::sys::hash::HASH_LIMIT_BYTES;
 
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "fileinfo",
-    summary: "show a file's metadata and its MD5, SHA1 and SHA256",
-    usage: "fileinfo <path>",
-    examples: &["fileinfo /usr/bin/ssh", "fileinfo ./suspicious.sh"],
-    default_timeout: TEN_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
-
-const ARGS: ArgSpec = ArgSpec {
-    positional: &["path"],
-    named: &[],
-    flags: &[],
-};
-
-pub async fn run(ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    let parsed = args::parse(&ARGS, &args).map_err(CommandError::invalid)?;
-    let Some(arg) = parsed.get("path") else {
-        return Err(CommandError::invalid("missing the file to look at"));
-    };
-    let path = ctx.resolve(arg);
+pub async fn run(ctx: CommandContext, args: Invocation) -> CommandResult {
+    let path = ctx.resolve(required(&args, "path")?);
     blocking(move || inspect(&ctx, &path)).await
 }
 

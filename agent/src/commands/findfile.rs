@@ -18,38 +18,18 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use ::commands::Invocation;
 use serde_json::{Value, json};
 
-use super::args::{self, ArgSpec};
 use super::glob::Glob;
-use super::{CommandContext, CommandError, CommandResult, CommandSpec, THIRTY_MINUTES, blocking};
+use super::{CommandContext, CommandError, CommandResult, blocking, required};
 use crate::sys::meta;
-
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "findfile",
-    summary: "find files by name or glob under a directory, without following symlinks",
-    usage: "findfile <name> [-path <root>] [-max <n>] [-xdev true|false] [-allfs] [-nocase]",
-    examples: &[
-        "findfile authorized_keys",
-        "findfile *.php -path /var/www",
-        "findfile \"*.so*\" -path /tmp -max 50 -allfs",
-        "findfile *.LOG -nocase",
-    ],
-    default_timeout: THIRTY_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
 
 pub const DEFAULT_MAX: usize = 1000;
 /// Keeps a result well under the size one message may carry.
 pub const MAX_MAX: usize = 10_000;
 /// Pseudo filesystems whose walk is slow and meaningless for a file search.
 const SKIPPED: &[&str] = &["/proc", "/sys"];
-
-const ARGS: ArgSpec = ArgSpec {
-    positional: &["name"],
-    named: &["path", "max", "xdev"],
-    flags: &["allfs", "nocase"],
-};
 
 /// A parsed request.
 #[derive(Debug)]
@@ -61,49 +41,38 @@ struct Search {
     one_fs: bool,
 }
 
-pub async fn run(ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    let search = parse(&ctx, &args)?;
+pub async fn run(ctx: CommandContext, args: Invocation) -> CommandResult {
+    let search = search(&ctx, &args)?;
     blocking(move || walk(&ctx, &search)).await
 }
 
-fn parse(ctx: &CommandContext, args: &[String]) -> Result<Search, CommandError> {
-    let a = args::parse(&ARGS, args).map_err(CommandError::invalid)?;
-    let Some(pattern) = a.get("name") else {
-        return Err(CommandError::invalid(
-            "missing the file name or glob to find",
-        ));
-    };
+/// The checks the table cannot express; the grammar has already checked the types.
+fn search(ctx: &CommandContext, args: &Invocation) -> Result<Search, CommandError> {
+    let pattern = required(args, "name")?;
     if pattern.contains('/') {
         return Err(CommandError::invalid(format!(
             "'{pattern}' holds a '/': findfile matches file names only; give the directory with -path"
         )));
     }
-    let glob = Glob::new(pattern, a.flag("nocase")).map_err(CommandError::invalid)?;
-    let max = match a.get("max") {
+    let glob = Glob::new(pattern, args.flag("nocase")).map_err(CommandError::invalid)?;
+    let max = match args.value("max") {
         None => DEFAULT_MAX,
         Some(v) => v
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=MAX_MAX).contains(n))
+            .filter(|n| *n <= MAX_MAX)
             .ok_or_else(|| {
-                CommandError::invalid(format!("-max '{v}' must be a number from 1 to {MAX_MAX}"))
+                CommandError::invalid(format!(
+                    "-max {v} is above the limit of {MAX_MAX}; narrow the search with -path or a more precise name"
+                ))
             })?,
     };
-    let xdev = match a.get("xdev").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("true" | "yes" | "1") => true,
-        Some("false" | "no" | "0") => false,
-        Some(other) => {
-            return Err(CommandError::invalid(format!(
-                "-xdev '{other}' must be true or false"
-            )));
-        }
-    };
     Ok(Search {
-        root: ctx.resolve(a.get("path").unwrap_or("/")),
+        root: ctx.resolve(args.value("path").unwrap_or("/")),
         pattern: pattern.to_owned(),
         glob,
         max,
-        one_fs: xdev && !a.flag("allfs"),
+        one_fs: args.value("xdev") != Some("false") && !args.flag("allfs"),
     })
 }
 

@@ -1,4 +1,5 @@
-//! `help [command]`: the command list with one-line summaries, or one command's usage and examples.
+//! `help [command]`: the commands this agent runs with one-line summaries, or one command's usage,
+//! parameters, flags, examples and default timeout. Everything comes from the shared table.
 //!
 //! Output without a name:
 //! ```json
@@ -6,105 +7,144 @@
 //! ```
 //! With a name:
 //! ```json
-//! {"name": "findfile", "summary": "...", "usage": "findfile <name> [-path <root>] ...",
+//! {"name": "findfile", "summary": "...", "usage": "findfile <name> [-path <path>] ...",
+//!  "params": [{"name": "name", "kind": "text", "required": true, "positional": true,
+//!              "help": "..."}],
+//!  "flags": [{"name": "nocase", "help": "..."}],
 //!  "examples": ["..."], "default_timeout_seconds": 1800}
 //! ```
+//! `kind` is `path`, `text`, `count` (a whole number of at least 1) or `bool` (`true|false`).
 
+use ::commands::{Invocation, ParamKind, TABLE};
 use serde_json::json;
 
-use super::args::{self, ArgSpec};
-use super::{CommandContext, CommandError, CommandResult, CommandSpec, REGISTRY, TEN_MINUTES};
+use super::{CommandContext, CommandError, CommandResult, lookup};
 
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "help",
-    summary: "list the commands, or show one command's usage and examples",
-    usage: "help [command]",
-    examples: &["help", "help findfile"],
-    default_timeout: TEN_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
-
-const ARGS: ArgSpec = ArgSpec {
-    positional: &["command"],
-    named: &[],
-    flags: &[],
-};
-
-pub async fn run(_ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    let parsed = args::parse(&ARGS, &args).map_err(CommandError::invalid)?;
-    let Some(name) = parsed.get("command") else {
-        let list: Vec<_> = REGISTRY
+pub async fn run(_ctx: CommandContext, args: Invocation) -> CommandResult {
+    let Some(name) = args.value("command") else {
+        let list: Vec<_> = TABLE
             .iter()
-            .map(|c| json!({"name": c.name, "summary": c.summary}))
+            .filter(|s| lookup(s.name).is_ok())
+            .map(|s| json!({"name": s.name, "summary": s.summary}))
             .collect();
         return Ok(json!({ "commands": list }).into());
     };
-    let Some(c) = super::find(name) else {
-        return Err(CommandError::failed(format!(
-            "no command named '{name}'; run help for the list"
-        )));
-    };
+    let (spec, _) = lookup(name).map_err(|(_, why)| CommandError::failed(why))?;
+    let params: Vec<_> = spec
+        .params
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "kind": kind_name(p.kind),
+                "required": p.required,
+                "positional": p.positional,
+                "help": p.help,
+            })
+        })
+        .collect();
+    let flags: Vec<_> = spec
+        .flags
+        .iter()
+        .map(|f| json!({"name": f.name, "help": f.help}))
+        .collect();
     Ok(json!({
-        "name": c.name,
-        "summary": c.summary,
-        "usage": c.usage,
-        "examples": c.examples,
-        "default_timeout_seconds": c.default_timeout.as_secs(),
+        "name": spec.name,
+        "summary": spec.summary,
+        "usage": spec.usage(),
+        "params": params,
+        "flags": flags,
+        "examples": spec.examples,
+        "default_timeout_seconds": spec.timeout.as_secs(),
     })
     .into())
 }
 
+fn kind_name(kind: ParamKind) -> &'static str {
+    match kind {
+        ParamKind::Path => "path",
+        ParamKind::Text => "text",
+        ParamKind::Count => "count",
+        ParamKind::Bool => "bool",
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use ::commands::TABLE;
+
     use crate::commands::REGISTRY;
     use crate::commands::testutil::run;
     use crate::model::Status;
 
     #[tokio::test]
-    async fn lists_every_command() {
+    async fn lists_the_implemented_commands_in_table_order() {
         let o = run("help", "/", &[]).await;
         let out = o.output.unwrap();
-        let names: Vec<_> = out["commands"]
+        let listed: Vec<_> = out["commands"]
             .as_array()
             .unwrap()
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, REGISTRY.iter().map(|c| c.name).collect::<Vec<_>>());
+        let in_table_order: Vec<_> = TABLE
+            .iter()
+            .map(|s| s.name)
+            .filter(|n| REGISTRY.iter().any(|i| i.name == *n))
+            .collect();
+        assert_eq!(listed, in_table_order);
+        assert_eq!(listed.len(), REGISTRY.len());
+        let cd = TABLE.iter().find(|s| s.name == "cd").unwrap();
+        assert_eq!(out["commands"][0]["summary"], cd.summary);
     }
 
     #[tokio::test]
-    async fn shows_one_command_and_refuses_unknown_ones() {
-        let o = run("help", "/", &["FindFile"]).await;
-        let out = o.output.unwrap();
-        assert_eq!(out["name"], "findfile");
-        assert_eq!(out["default_timeout_seconds"], 1800);
-        assert!(!out["examples"].as_array().unwrap().is_empty());
-        let o = run("help", "/", &["nope"]).await;
-        assert_eq!(o.status, Status::Failed);
+    async fn explains_one_command_from_the_table() {
+        // Positional as typed, and `-command` as the broker sends it; names in any case.
+        for args in [&["FindFile"][..], &["-command", "findfile"]] {
+            let o = run("help", "/", args).await;
+            assert_eq!(o.status, Status::Ok, "{}", o.error);
+            let out = o.output.unwrap();
+            let spec = ::commands::find("findfile").unwrap();
+            assert_eq!(out["name"], "findfile");
+            assert_eq!(out["summary"], spec.summary);
+            assert_eq!(out["usage"], spec.usage());
+            assert_eq!(out["default_timeout_seconds"], 1800);
+            assert_eq!(
+                out["examples"].as_array().unwrap().len(),
+                spec.examples.len()
+            );
+            let max = &out["params"][2];
+            assert_eq!(max["name"], "max");
+            assert_eq!(max["kind"], "count");
+            assert_eq!(max["positional"], false);
+            assert!(max["help"].as_str().unwrap().contains("1000"));
+            assert_eq!(out["params"][0]["required"], true);
+            let flags: Vec<_> = out["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(flags, ["allfs", "nocase"]);
+        }
+        let o = run("help", "/", &["dir"]).await;
+        assert_eq!(o.output.unwrap()["default_timeout_seconds"], 600);
     }
 
     #[tokio::test]
-    async fn unknown_command_says_what_to_do() {
-        let o = run("frobnicate", "/tmp", &[]).await;
-        assert_eq!(o.status, Status::UnknownCommand);
-        assert_eq!(
-            o.error,
-            "unknown command 'frobnicate'; run help for the list"
-        );
-        assert_eq!(o.cwd, "/tmp");
-    }
-
-    #[test]
-    fn registry_rows_are_complete_and_unique() {
-        let mut seen = std::collections::HashSet::new();
-        for c in REGISTRY {
-            assert!(seen.insert(c.name), "duplicate {}", c.name);
-            assert!(c.usage.starts_with(c.name));
-            assert!(!c.summary.is_empty() && !c.examples.is_empty());
-            // House style: starts lowercase, no trailing period (acronyms such as MD5 stay).
-            assert!(c.summary.starts_with(|ch: char| ch.is_ascii_lowercase()));
-            assert!(!c.summary.ends_with('.'));
+    async fn says_why_a_command_is_not_explained_here() {
+        for (name, error) in [
+            ("nope", "unknown command 'nope'; run help for the list"),
+            ("cls", "cls runs in the console, not on the device"),
+            (
+                "registry",
+                "registry is a Windows command; not supported on linux",
+            ),
+        ] {
+            let o = run("help", "/", &[name]).await;
+            assert_eq!(o.status, Status::Failed, "{name}");
+            assert_eq!(o.error, error);
         }
     }
 }

@@ -42,26 +42,14 @@ mod authkeys;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use ::commands::Invocation;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::args::{self, ArgSpec};
 use super::linux::systemd::{self, Enablement, Wants};
 use super::linux::{Capped, FileFacts, Scan, show};
 use super::scheduledtasks::{self, Kind};
-use super::{
-    CommandContext, CommandError, CommandResult, CommandSpec, TEN_MINUTES, blocking, services,
-    startupfolders,
-};
-
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "persistence",
-    summary: "list persistence mechanisms: cron, systemd units and timers, autostart, shell startup, rc.local, init.d, authorized_keys, ld.so.preload, udev, at",
-    usage: "persistence",
-    examples: &["persistence"],
-    default_timeout: TEN_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
+use super::{CommandContext, CommandResult, blocking, services, startupfolders};
 
 /// A command shown in one entry is cut at this many characters (an rc.local can be long).
 const MAX_COMMAND_CHARS: usize = 2_000;
@@ -77,8 +65,7 @@ const AT_DIRS: [&str; 2] = ["/var/spool/cron/atjobs", "/var/spool/at"];
 
 const DEFAULT_KEY_FILES: [&str; 2] = [".ssh/authorized_keys", ".ssh/authorized_keys2"];
 
-pub async fn run(ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    args::parse(&ArgSpec::NONE, &args).map_err(CommandError::invalid)?;
+pub async fn run(ctx: CommandContext, _args: Invocation) -> CommandResult {
     blocking(move || {
         let mut scan = Scan::new(&ctx);
         let entries = collect(&mut scan, Timestamp::now());

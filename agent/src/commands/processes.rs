@@ -21,36 +21,18 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use ::commands::Invocation;
 use serde_json::json;
 
-use super::args::{self, ArgSpec};
-use super::{
-    CommandContext, CommandError, CommandResult, CommandSpec, TEN_MINUTES, blocking, io_message,
-};
+use super::{CommandContext, CommandError, CommandResult, blocking, io_message};
 use crate::sys::hash::{self, HASH_LIMIT_BYTES, Streamed};
 use crate::sys::procfs::{self, ProcRoot};
 use crate::sys::{meta, users::Names};
 
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "processes",
-    summary: "list running processes with their user, command line, image and resource use",
-    usage: "processes [-hash]",
-    examples: &["processes", "processes -hash"],
-    default_timeout: TEN_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
-
-const ARGS: ArgSpec = ArgSpec {
-    positional: &[],
-    named: &[],
-    flags: &["hash"],
-};
-
 const MAX_ERRORS: usize = 100;
 
-pub async fn run(ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    let parsed = args::parse(&ARGS, &args).map_err(CommandError::invalid)?;
-    let with_hash = parsed.flag("hash");
+pub async fn run(ctx: CommandContext, args: Invocation) -> CommandResult {
+    let with_hash = args.flag("hash");
     blocking(move || scan(&ctx, &ProcRoot::default(), &Names::load(), with_hash)).await
 }
 

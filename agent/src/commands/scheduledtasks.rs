@@ -33,25 +33,16 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use ::commands::Invocation;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
-use super::args::{self, ArgSpec};
 use super::linux::cron::{self, CronLine};
 use super::linux::cronexpr::Schedule;
 use super::linux::systemd::{self, Enablement, Unit, Wants};
 use super::linux::{Capped, FileFacts, Scan, show};
-use super::{CommandContext, CommandError, CommandResult, CommandSpec, TEN_MINUTES, blocking};
-
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "scheduledtasks",
-    summary: "list cron entries, cron script directories and systemd timers with their next run",
-    usage: "scheduledtasks",
-    examples: &["scheduledtasks"],
-    default_timeout: TEN_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
+use super::{CommandContext, CommandResult, blocking};
 
 /// Time zone files are small; anything bigger is not one.
 const TZIF_LIMIT: u64 = 1024 * 1024;
@@ -72,8 +63,7 @@ const TIMER_TRIGGERS: [&str; 6] = [
     "OnUnitInactiveSec",
 ];
 
-pub async fn run(ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    args::parse(&ArgSpec::NONE, &args).map_err(CommandError::invalid)?;
+pub async fn run(ctx: CommandContext, _args: Invocation) -> CommandResult {
     blocking(move || {
         let mut scan = Scan::new(&ctx);
         let wants = Wants::load(&mut scan);

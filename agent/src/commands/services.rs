@@ -25,24 +25,14 @@
 //! is `User=` (null means root); `owner`/`modified` are those of the file the unit path leads to.
 //! Paths are as the system sees them, also under a configured `system_root`.
 
+use ::commands::Invocation;
 use serde_json::{Value, json};
 
-use super::args::{self, ArgSpec};
 use super::linux::systemd::{self, Enablement, Unit, Wants};
 use super::linux::{Capped, Scan, show};
-use super::{CommandContext, CommandError, CommandResult, CommandSpec, TEN_MINUTES, blocking};
+use super::{CommandContext, CommandResult, blocking};
 
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "services",
-    summary: "list systemd services: unit file, ExecStart, enabled state and live state",
-    usage: "services",
-    examples: &["services", "services -output table"],
-    default_timeout: TEN_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
-
-pub async fn run(ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    args::parse(&ArgSpec::NONE, &args).map_err(CommandError::invalid)?;
+pub async fn run(ctx: CommandContext, _args: Invocation) -> CommandResult {
     blocking(move || {
         let mut scan = Scan::new(&ctx);
         let report = collect(&mut scan);

@@ -25,21 +25,12 @@
 
 use std::path::{Path, PathBuf};
 
+use ::commands::Invocation;
 use serde_json::{Value, json};
 
-use super::args::{self, ArgSpec};
 use super::linux::systemd::UnitFile;
 use super::linux::{Capped, FileFacts, Scan, show};
-use super::{CommandContext, CommandError, CommandResult, CommandSpec, TEN_MINUTES, blocking};
-
-pub const SPEC: CommandSpec = CommandSpec {
-    name: "startupfolders",
-    summary: "list XDG autostart entries and shell startup files of the system and every user",
-    usage: "startupfolders",
-    examples: &["startupfolders"],
-    default_timeout: TEN_MINUTES,
-    run: |ctx, args| Box::pin(run(ctx, args)),
-};
+use super::{CommandContext, CommandResult, blocking};
 
 pub const USER_SHELL_FILES: [&str; 10] = [
     ".bashrc",
@@ -67,8 +58,7 @@ const SYSTEM_SHELL_FILES: [&str; 8] = [
 
 const SYSTEM_SHELL_DIRS: [&str; 2] = ["/etc/profile.d", "/etc/zsh"];
 
-pub async fn run(ctx: CommandContext, args: Vec<String>) -> CommandResult {
-    args::parse(&ArgSpec::NONE, &args).map_err(CommandError::invalid)?;
+pub async fn run(ctx: CommandContext, _args: Invocation) -> CommandResult {
     blocking(move || {
         let mut scan = Scan::new(&ctx);
         let r = collect(&mut scan);

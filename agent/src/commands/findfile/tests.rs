@@ -86,12 +86,24 @@ async fn bad_arguments() {
         vec!["x", "-max", "0"],
         vec!["x", "-max", "lots"],
         vec!["x", "-xdev", "maybe"],
+        vec!["x", "-xdev", "yes"],
+        vec!["x", "-max", "10001"],
+        vec!["x", "-path", ""],
         vec!["[x"],
     ] {
         let o = run("findfile", "/", &args).await;
         assert_eq!(o.status, Status::InvalidArguments, "{args:?}");
         assert!(o.error.contains("usage: findfile"), "{}", o.error);
     }
+    let o = run("findfile", "/", &["a/b"]).await;
+    assert!(o.error.starts_with("'a/b' holds a '/'"), "{}", o.error);
+    let o = run("findfile", "/", &["x", "-max", "10001"]).await;
+    assert!(
+        o.error
+            .starts_with("-max 10001 is above the limit of 10000"),
+        "{}",
+        o.error
+    );
     let o = run("findfile", "/", &["x", "-path", "/nonexistent-root"]).await;
     assert_eq!(o.status, Status::Failed);
 }
@@ -154,4 +166,23 @@ async fn deadline_gives_timed_out_with_partial_result() {
     assert_eq!(o.status, Status::TimedOut, "{}", o.error);
     assert!(o.error.contains("timed out"), "{}", o.error);
     assert!(o.output.unwrap()["matches"].is_array());
+}
+
+#[test]
+fn stays_on_one_filesystem_unless_told() {
+    let ctx = CommandContext::new("/", Duration::from_secs(60));
+    for (args, one_fs) in [
+        (&["x"][..], true),
+        (&["x", "-xdev", "true"], true),
+        (&["x", "-xdev", "false"], false),
+        (&["x", "-allfs"], false),
+        (&["x", "-xdev", "true", "-allfs"], false),
+    ] {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let invocation = ::commands::parse_args("findfile", &args).unwrap();
+        let search = super::search(&ctx, &invocation).unwrap();
+        assert_eq!(search.one_fs, one_fs, "{args:?}");
+        assert_eq!(search.max, super::DEFAULT_MAX);
+        assert_eq!(search.root, std::path::Path::new("/"));
+    }
 }
