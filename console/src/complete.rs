@@ -186,11 +186,15 @@ mod tests {
     fn options_after_a_command() {
         assert_eq!(
             offered("findfile "),
-            ["-name", "-path", "-max", "-xdev", "-allfs", "-nocase", "-output"]
+            [
+                "-name", "-path", "-max", "-xdev", "-allfs", "-nocase", "-output"
+            ]
         );
         assert_eq!(
             offered("findfile *.so -"),
-            ["-name", "-path", "-max", "-xdev", "-allfs", "-nocase", "-output"]
+            [
+                "-name", "-path", "-max", "-xdev", "-allfs", "-nocase", "-output"
+            ]
         );
         assert_eq!(offered("findfile *.so -m"), ["-max"]);
         assert_eq!(
