@@ -199,10 +199,13 @@ pub static TABLE: &[Spec] = &[
         ..device("cd", "change the session's working directory on the device")
     },
     console("cls", "clear the console screen"),
-    device(
-        "connections",
-        "TCP, UDP and unix sockets with their state, addresses and owning process",
-    ),
+    Spec {
+        examples: &["connections", "connections -output json > sockets.json"],
+        ..device(
+            "connections",
+            "TCP, UDP and unix sockets with their state, addresses and owning process",
+        )
+    },
     Spec {
         params: &[param(
             "path",
@@ -216,10 +219,13 @@ pub static TABLE: &[Spec] = &[
             "files and subdirectories with type, size, mode, owner and times",
         )
     },
-    device(
-        "drivers",
-        "loaded kernel modules with size, references, dependencies and state",
-    ),
+    Spec {
+        examples: &["drivers", "drivers -output json"],
+        ..device(
+            "drivers",
+            "loaded kernel modules with size, references, dependencies and state",
+        )
+    },
     Spec {
         params: &[param("path", ParamKind::Path, true, "the file to describe")],
         examples: &["fileinfo /usr/bin/ssh", "fileinfo \"/tmp/my file\""],
@@ -276,10 +282,13 @@ pub static TABLE: &[Spec] = &[
         ..device("help", "list the commands, or explain one")
     },
     console("jobs", "this session's commands that are queued or running"),
-    device(
-        "persistence",
-        "every known persistence location: cron, systemd, autostart, shell profiles, keys, preload, udev, at",
-    ),
+    Spec {
+        examples: &["persistence", "persistence -output json > persistence.json"],
+        ..device(
+            "persistence",
+            "every known persistence location: cron, systemd, autostart, shell profiles, keys, preload, udev, at",
+        )
+    },
     Spec {
         flags: &[Flag {
             name: "hash",
@@ -301,18 +310,27 @@ pub static TABLE: &[Spec] = &[
         )],
         ..device("registry", "registry keys and values")
     },
-    device(
-        "scheduledtasks",
-        "cron entries and systemd timers with their next run",
-    ),
-    device(
-        "services",
-        "systemd services with state, enablement, main pid and command",
-    ),
-    device(
-        "startupfolders",
-        "XDG autostart entries and every user's shell startup files",
-    ),
+    Spec {
+        examples: &["scheduledtasks", "scheduledtasks -output json"],
+        ..device(
+            "scheduledtasks",
+            "cron entries and systemd timers with their next run",
+        )
+    },
+    Spec {
+        examples: &["services", "services -output json"],
+        ..device(
+            "services",
+            "systemd services with state, enablement, main pid and command",
+        )
+    },
+    Spec {
+        examples: &["startupfolders", "startupfolders -output json"],
+        ..device(
+            "startupfolders",
+            "XDG autostart entries and every user's shell startup files",
+        )
+    },
     Spec {
         params: &[param("id", ParamKind::Text, true, "the command id")],
         ..console(
