@@ -13,7 +13,7 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{blocking, io};
+use super::{Db, blocking, io};
 use crate::raft_types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 /// Log entries by index, each the JSON of an openraft `Entry`.
@@ -31,12 +31,12 @@ type MakeError = fn(AnyError) -> StorageIOError<NodeId>;
 /// log reader that replication tasks use.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
 }
 
 impl LogStore {
-    pub(super) fn database(&self) -> std::sync::Weak<Database> {
-        Arc::downgrade(&self.db)
+    pub(super) fn database(&self) -> &Db {
+        &self.db
     }
 
     /// Opens the log file at `path`, creating it if missing.
@@ -53,7 +53,9 @@ impl LogStore {
                         .map_err(io(StorageIOError::write_logs))?;
                     Ok(())
                 })?;
-                Ok(LogStore { db: Arc::new(db) })
+                Ok(LogStore {
+                    db: Arc::new(Db::new(db)),
+                })
             },
             StorageIOError::write_logs,
         )

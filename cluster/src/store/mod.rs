@@ -12,7 +12,8 @@ mod log_store;
 mod state_machine;
 
 use std::path::Path;
-use std::sync::Weak;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use openraft::{AnyError, StorageIOError};
 use redb::Database;
@@ -40,22 +41,62 @@ pub async fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StorageEr
     Ok((log, sm))
 }
 
-/// Tells when every handle on a node's store files is dropped, so the files can be opened again:
-/// redb allows one open handle per file, and openraft's tasks release theirs a moment after shutdown.
+/// A redb database that records when it is really closed. redb allows one open handle per file,
+/// and its file lock is released only at the end of `Database`'s own drop, after the last `Arc`
+/// is gone; reopening must wait for that, not for the reference count.
+pub(crate) struct Db {
+    inner: Option<Database>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Db {
+    pub(crate) fn new(database: Database) -> Self {
+        Self {
+            inner: Some(database),
+            closed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub(crate) fn closed_flag(&self) -> Arc<AtomicBool> {
+        self.closed.clone()
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        self.inner
+            .as_ref()
+            .expect("the database is only taken in drop")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        drop(self.inner.take());
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+/// Tells when both of a node's store files are closed, so the node can start again from them
+/// (openraft's tasks drop their handles a moment after shutdown).
 #[derive(Clone, Debug)]
 pub struct StoreFiles {
-    handles: [Weak<Database>; 2],
+    closed: [Arc<AtomicBool>; 2],
 }
 
 impl StoreFiles {
     pub fn of(log: &LogStore, state_machine: &StateMachineStore) -> Self {
         Self {
-            handles: [log.database(), state_machine.database()],
+            closed: [
+                log.database().closed_flag(),
+                state_machine.database().closed_flag(),
+            ],
         }
     }
 
     pub fn closed(&self) -> bool {
-        self.handles.iter().all(|h| h.strong_count() == 0)
+        self.closed.iter().all(|c| c.load(Ordering::Acquire))
     }
 }
 

@@ -11,7 +11,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
-use super::{blocking, io};
+use super::{Db, blocking, io};
 use crate::lease::{LeaseQuery, LeaseTable, Millis, QueryAnswer};
 use crate::raft_types::{
     Entry, LogId, NodeId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
@@ -46,13 +46,13 @@ struct Applied {
 /// openraft's state machine: the lease table in memory, snapshots in a redb file.
 pub struct StateMachineStore {
     state: Arc<RwLock<Applied>>,
-    db: Arc<Database>,
+    db: Arc<Db>,
 }
 
 /// Builds snapshots from a copy of the state, so applying goes on while the copy is written.
 pub struct SnapshotBuilder {
     state: Arc<RwLock<Applied>>,
-    db: Arc<Database>,
+    db: Arc<Db>,
 }
 
 /// A cheap, clonable read handle on the applied lease state, for the rest of the node.
@@ -65,8 +65,8 @@ pub struct StateReader {
 }
 
 impl StateMachineStore {
-    pub(super) fn database(&self) -> std::sync::Weak<Database> {
-        Arc::downgrade(&self.db)
+    pub(super) fn database(&self) -> &Db {
+        &self.db
     }
 
     /// Opens the snapshot file at `path`, creating it if missing, and loads its snapshot if any.
@@ -93,7 +93,7 @@ impl StateMachineStore {
         tracing::info!(last_applied = ?applied.last_applied, "state machine loaded from snapshot");
         Ok(StateMachineStore {
             state: Arc::new(RwLock::new(applied)),
-            db: Arc::new(db),
+            db: Arc::new(Db::new(db)),
         })
     }
 
