@@ -7,6 +7,7 @@
 //! - [`api`]: the analysts' REST/SSE API over HTTPS.
 //! - [`bus`]: NATS subjects and envelopes between nodes.
 //! - [`registry`]: devices, their presence and connection epochs, in JetStream.
+//! - [`transfers`]: file transfer chunks in JetStream, verified per chunk and as a whole.
 #![forbid(unsafe_code)]
 
 pub mod actors;
@@ -16,6 +17,7 @@ pub mod bus;
 pub mod config;
 pub mod node;
 pub mod registry;
+pub mod transfers;
 
 pub use config::BrokerConfig;
 pub use node::BrokerNode;

@@ -10,7 +10,6 @@ use agent_proto::agent::{AgentMessage, BrokerMessage, Hello};
 use bytes::{BufMut, Bytes};
 use common::{Stack, WAIT};
 use futures::StreamExt;
-use reqwest::Method;
 use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -96,9 +95,7 @@ fn hello(device: &str) -> Bytes {
 }
 
 async fn online(stack: &Stack, device: &str) -> Option<bool> {
-    let (_, devices) = stack
-        .call(1, "token-a", Method::GET, "/api/v1/devices", None)
-        .await;
+    let (_, devices) = stack.get(1, "token-a", "/api/v1/devices").await;
     devices
         .as_array()?
         .iter()

@@ -3,22 +3,18 @@
 mod common;
 
 use common::{Stack, TENANT};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_need_a_token_and_see_only_their_tenant() {
     let stack = Stack::start(3, "").await;
 
-    let (status, body) = stack
-        .call(1, "wrong", Method::GET, "/api/v1/devices", None)
-        .await;
+    let (status, body) = stack.get(1, "wrong", "/api/v1/devices").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "unauthorized");
 
-    let (status, body) = stack
-        .call(2, "token-a", Method::GET, "/api/v1/devices", None)
-        .await;
+    let (status, body) = stack.get(2, "token-a", "/api/v1/devices").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!([]));
 
@@ -32,15 +28,12 @@ async fn requests_need_a_token_and_see_only_their_tenant() {
             .contains("no device nope in tenant demo"),
         "{body}"
     );
-    let (status, body) = stack
-        .call(1, "token-a", Method::GET, "/api/v1/sessions/0190-abc", None)
-        .await;
+    let (status, body) = stack.get(1, "token-a", "/api/v1/sessions/0190-abc").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, _) = stack
-        .call(
+        .post(
             1,
             "token-a",
-            Method::POST,
             "/api/v1/sessions/x/commands",
             Some(json!({"command_line": "dir"})),
         )
@@ -49,10 +42,9 @@ async fn requests_need_a_token_and_see_only_their_tenant() {
 
     // Malformed and oversized bodies.
     let (status, body) = stack
-        .call(
+        .post(
             1,
             "token-a",
-            Method::POST,
             "/api/v1/sessions",
             Some(json!({"devise": "x"})),
         )
@@ -61,23 +53,18 @@ async fn requests_need_a_token_and_see_only_their_tenant() {
     assert_eq!(body["error"]["code"], "invalid_request");
     let huge = "x".repeat(100_000);
     let (status, body) = stack
-        .call(
+        .post(
             1,
             "token-a",
-            Method::POST,
             "/api/v1/sessions",
             Some(json!({ "device": huge })),
         )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
 
-    let (status, body) = stack
-        .call(1, "token-c", Method::GET, "/api/v1/sessions", None)
-        .await;
+    let (status, body) = stack.get(1, "token-c", "/api/v1/sessions").await;
     assert_eq!((status, body), (StatusCode::OK, json!([])));
-    let (status, doc) = stack
-        .call(2, "", Method::GET, "/api/v1/openapi.json", None)
-        .await;
+    let (status, doc) = stack.get(2, "", "/api/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["paths"]["/api/v1/sessions/{id}/commands"].is_object());
     let _ = TENANT;

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::{Stack, WAIT};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::Value;
 
 fn tool_hash(tool: &str, path: &str) -> String {
@@ -85,20 +85,18 @@ async fn an_analyst_on_node_1_investigates_a_device_on_node_3() {
 
     // Bad input: a malformed line and an unknown command change nothing and say why.
     let (status, body) = stack
-        .call(
+        .post(
             1,
             "token-a",
-            Method::POST,
             &format!("/api/v1/sessions/{id}/commands"),
             Some(serde_json::json!({"command_line": "cd \"/tmp"})),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, body) = stack
-        .call(
+        .post(
             2,
             "token-a",
-            Method::POST,
             &format!("/api/v1/sessions/{id}/commands"),
             Some(serde_json::json!({"command_line": "rm -rf /"})),
         )
@@ -115,31 +113,18 @@ async fn an_analyst_on_node_1_investigates_a_device_on_node_3() {
     let (status, _) = stack.open(2, "token-c", "web-07").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = stack
-        .call(
-            2,
-            "token-c",
-            Method::GET,
-            &format!("/api/v1/sessions/{id}"),
-            None,
-        )
+        .get(2, "token-c", &format!("/api/v1/sessions/{id}"))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (status, _) = stack
-        .call(
-            2,
-            "token-a",
-            Method::DELETE,
-            &format!("/api/v1/sessions/{id}"),
-            None,
-        )
+        .delete(2, "token-a", &format!("/api/v1/sessions/{id}"))
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = stack
-        .call(
+        .post(
             1,
             "token-a",
-            Method::POST,
             &format!("/api/v1/sessions/{id}/commands"),
             Some(serde_json::json!({"command_line": "dir"})),
         )
@@ -190,20 +175,12 @@ async fn session_limits_name_the_holder_and_ending_frees_the_device() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["invariant"], "sessions_per_tenant");
 
-    let (_, sessions) = stack
-        .call(2, "token-b", Method::GET, "/api/v1/sessions", None)
-        .await;
+    let (_, sessions) = stack.get(2, "token-b", "/api/v1/sessions").await;
     assert_eq!(sessions.as_array().unwrap().len(), 2);
 
     let id = first["session_id"].as_str().unwrap();
     let (status, _) = stack
-        .call(
-            3,
-            "token-a",
-            Method::DELETE,
-            &format!("/api/v1/sessions/{id}"),
-            None,
-        )
+        .delete(3, "token-a", &format!("/api/v1/sessions/{id}"))
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = stack.open(2, "token-d", "d1").await;
@@ -219,9 +196,7 @@ async fn killed_nodes_free_their_sessions_and_agents_move_to_another_node() {
     let mut stack = Stack::start(3, "[sessions]\nlease_ttl_ms = 3000\n").await;
     stack.start_agent("demo", "web-07", "web-07", &[2, 3]);
     stack.wait_online("token-a", "web-07", None).await;
-    let (_, devices) = stack
-        .call(1, "token-a", Method::GET, "/api/v1/devices", None)
-        .await;
+    let (_, devices) = stack.get(1, "token-a", "/api/v1/devices").await;
     let agent_node = devices[0]["node"].as_u64().unwrap();
     let other = if agent_node == 2 { 3 } else { 2 };
 
@@ -234,9 +209,7 @@ async fn killed_nodes_free_their_sessions_and_agents_move_to_another_node() {
     })
     .await;
     assert!(freed, "the dead node's session did not expire");
-    let (_, sessions) = stack
-        .call(other, "token-b", Method::GET, "/api/v1/sessions", None)
-        .await;
+    let (_, sessions) = stack.get(other, "token-b", "/api/v1/sessions").await;
     let session = sessions
         .as_array()
         .unwrap()
@@ -275,9 +248,7 @@ async fn an_agent_whose_certificate_does_not_match_its_hello_is_refused() {
         "the broker did not refuse the mismatched hello:\n{}",
         stack.log(1)
     );
-    let (_, devices) = stack
-        .call(1, "token-a", Method::GET, "/api/v1/devices", None)
-        .await;
+    let (_, devices) = stack.get(1, "token-a", "/api/v1/devices").await;
     let names: Vec<&Value> = devices
         .as_array()
         .unwrap()
@@ -300,13 +271,7 @@ async fn a_session_whose_analyst_vanished_ends_by_idle_timeout() {
     let id = session["session_id"].as_str().unwrap().to_string();
     let ended = testkit::wait_until(WAIT, || async {
         stack
-            .call(
-                1,
-                "token-a",
-                Method::GET,
-                &format!("/api/v1/sessions/{id}"),
-                None,
-            )
+            .get(1, "token-a", &format!("/api/v1/sessions/{id}"))
             .await
             .0
             == StatusCode::NOT_FOUND
@@ -356,13 +321,7 @@ async fn a_sessions_output_streams_live_to_any_node() {
 
     // Another analyst of the tenant cannot listen to this session.
     let (status, _) = stack
-        .call(
-            2,
-            "token-b",
-            Method::GET,
-            &format!("/api/v1/sessions/{id}/events"),
-            None,
-        )
+        .get(2, "token-b", &format!("/api/v1/sessions/{id}/events"))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -377,18 +336,16 @@ async fn a_cancel_reaches_the_agent_and_stops_a_search_of_the_whole_disk() {
 
     // A search that would take far longer than the test: every file under /, no match limit.
     let (status, submitted) = stack
-        .call(1, "token-a", Method::POST, &format!("/api/v1/sessions/{id}/commands"), Some(serde_json::json!({"command_line": "findfile *zz-no-such* -path / -max 10000 -xdev false"})))
+        .post(1, "token-a", &format!("/api/v1/sessions/{id}/commands"), Some(serde_json::json!({"command_line": "findfile *zz-no-such* -path / -max 10000 -xdev false"})))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
     let cid = submitted["command_id"].as_str().unwrap().to_string();
     let running = testkit::wait_until(WAIT, || async {
         let (_, c) = stack
-            .call(
+            .get(
                 2,
                 "token-a",
-                Method::GET,
                 &format!("/api/v1/sessions/{id}/commands/{cid}"),
-                None,
             )
             .await;
         c["state"] == "running"
@@ -398,22 +355,19 @@ async fn a_cancel_reaches_the_agent_and_stops_a_search_of_the_whole_disk() {
 
     let asked = std::time::Instant::now();
     let (status, _) = stack
-        .call(
+        .post(
             2,
             "token-a",
-            Method::POST,
             &format!("/api/v1/sessions/{id}/commands/{cid}/cancel"),
             None,
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (_, command) = stack
-        .call(
+        .get(
             2,
             "token-a",
-            Method::GET,
             &format!("/api/v1/sessions/{id}/commands/{cid}?wait_ms=10000"),
-            None,
         )
         .await;
     let took = asked.elapsed();

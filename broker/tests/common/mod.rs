@@ -207,6 +207,24 @@ key = "{key}"
         )
     }
 
+    pub async fn get(&self, id: u64, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(id, token, Method::GET, path, None).await
+    }
+
+    pub async fn post(
+        &self,
+        id: u64,
+        token: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call(id, token, Method::POST, path, body).await
+    }
+
+    pub async fn delete(&self, id: u64, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(id, token, Method::DELETE, path, None).await
+    }
+
     /// Opens a session; returns (status, body).
     pub async fn open(&self, id: u64, token: &str, device: &str) -> (StatusCode, Value) {
         self.call(
