@@ -1,12 +1,13 @@
-//! The one place protobuf types meet domain types: requests in, results and hello out.
+//! The one place protobuf types meet domain types: requests in; results, chunks and hello out.
 
 use std::time::Duration;
 
 use agent_proto::agent::{
-    AgentMessage, CommandRequest, CommandResult, Heartbeat, Hello, agent_message, command_result,
+    AgentMessage, Chunk, ChunkRequest, CommandRequest, CommandResult, Heartbeat, Hello,
+    TransferEnded, agent_message, command_result,
 };
 
-use crate::model::{Completion, Invocation, Status};
+use crate::model::{Completion, Invocation, Status, TransferEvent, WindowRequest};
 
 /// What the hello says about this agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,37 @@ pub fn result(c: Completion) -> AgentMessage {
     }
 }
 
+pub fn window_request(req: ChunkRequest) -> WindowRequest {
+    WindowRequest {
+        transfer_id: req.transfer_id,
+        session_id: req.session_id,
+        token: req.token,
+        path: req.path,
+        size: req.size,
+        sha256: req.sha256,
+        chunk_size: req.chunk_size,
+        first_index: req.first_index,
+        count: req.count,
+    }
+}
+
+pub fn transfer_event(event: TransferEvent) -> AgentMessage {
+    let body = match event {
+        TransferEvent::Chunk(c) => agent_message::Body::Chunk(Chunk {
+            transfer_id: c.transfer_id,
+            index: c.index,
+            data: c.data,
+            sha256: c.sha256,
+        }),
+        TransferEvent::Ended(e) => agent_message::Body::TransferEnded(TransferEnded {
+            transfer_id: e.transfer_id,
+            status: status(e.status) as i32,
+            error: e.error,
+        }),
+    };
+    AgentMessage { body: Some(body) }
+}
+
 fn status(s: Status) -> command_result::Status {
     use command_result::Status as Pb;
     match s {
@@ -108,6 +140,32 @@ mod tests {
         assert_eq!(r.status, command_result::Status::TimedOut as i32);
         assert_eq!(r.output_json, r#"{"a":1}"#);
         assert_eq!(r.cwd, "/tmp");
+    }
+
+    #[test]
+    fn transfer_events_keep_their_fields() {
+        use crate::model::{ChunkData, TransferEnd};
+        let msg = transfer_event(TransferEvent::Chunk(ChunkData {
+            transfer_id: "t1".into(),
+            index: 3,
+            data: vec![1, 2],
+            sha256: "ab".into(),
+        }));
+        let Some(agent_message::Body::Chunk(c)) = msg.body else {
+            panic!("not a chunk")
+        };
+        assert_eq!((c.transfer_id.as_str(), c.index), ("t1", 3));
+        assert_eq!((c.data, c.sha256), (vec![1, 2], "ab".to_owned()));
+        let msg = transfer_event(TransferEvent::Ended(TransferEnd {
+            transfer_id: "t1".into(),
+            status: Status::StaleToken,
+            error: "old".into(),
+        }));
+        let Some(agent_message::Body::TransferEnded(e)) = msg.body else {
+            panic!("not an end")
+        };
+        assert_eq!(e.status, command_result::Status::StaleToken as i32);
+        assert_eq!(e.error, "old");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The executor: one task that owns the fencing ledger, the state file and the running commands;
-//! connections hold an [`ExecutorHandle`] and send it requests and cancels.
+//! The executor: one task that owns the fencing ledger, the state file, the running commands and
+//! the file transfers; connections hold an [`ExecutorHandle`] and send it requests, chunk requests
+//! and cancels. A chunk request is fenced here like a command (a higher token is persisted before
+//! anything is read), then handed to [`Transfers`].
 //!
 //! Commands outlive connections. A result goes to every connection that asked for the id while it
 //! ran; if none of them is still open, the result waits in the ledger until the broker asks again.
@@ -13,9 +15,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::commands::{self, CommandContext};
-use crate::fencing::{Admission, Ledger, PersistedState, StateStore};
-use crate::model::{Completion, Invocation, Outcome, Status};
+use crate::fencing::{Admission, Fence, Ledger, PersistedState, StateStore};
+use crate::model::{Completion, Invocation, Outcome, Status, WindowRequest};
 use crate::sys::root::SystemRoot;
+use crate::transfer::{self, Refusal, TransferSink, Transfers};
 
 /// Where results for one connection go.
 pub type ResultSink = mpsc::UnboundedSender<Completion>;
@@ -29,8 +32,18 @@ pub const MAX_OUTPUT_BYTES: usize = 3 * 1024 * 1024;
 pub const MAX_RUNNING: usize = 32;
 
 enum ExecMsg {
-    Submit { inv: Invocation, reply: ResultSink },
-    Cancel { command_id: String },
+    Submit {
+        inv: Invocation,
+        reply: ResultSink,
+    },
+    Chunks {
+        req: WindowRequest,
+        sink: TransferSink,
+    },
+    /// Cancels a command or a transfer with this id.
+    Cancel {
+        command_id: String,
+    },
 }
 
 /// Cheap to clone; the executor stops when every handle is dropped.
@@ -55,6 +68,7 @@ impl ExecutorHandle {
             ledger: Ledger::new(state),
             store: Arc::new(store),
             running: HashMap::new(),
+            transfers: Transfers::default(),
             highest: highest_tx,
             done_tx,
             system_root,
@@ -66,6 +80,12 @@ impl ExecutorHandle {
     pub async fn submit(&self, inv: Invocation, reply: ResultSink) {
         if self.tx.send(ExecMsg::Submit { inv, reply }).await.is_err() {
             warn!("executor has stopped; request dropped");
+        }
+    }
+
+    pub async fn chunks(&self, req: WindowRequest, sink: TransferSink) {
+        if self.tx.send(ExecMsg::Chunks { req, sink }).await.is_err() {
+            warn!("executor has stopped; chunk request dropped");
         }
     }
 
@@ -88,6 +108,7 @@ struct Executor {
     ledger: Ledger,
     store: Arc<StateStore>,
     running: HashMap<String, Running>,
+    transfers: Transfers,
     highest: watch::Sender<u64>,
     done_tx: mpsc::UnboundedSender<Completion>,
     system_root: SystemRoot,
@@ -103,6 +124,7 @@ impl Executor {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(ExecMsg::Submit { inv, reply }) => self.submit(inv, reply).await,
+                    Some(ExecMsg::Chunks { req, sink }) => self.chunks(req, sink).await,
                     Some(ExecMsg::Cancel { command_id }) => self.cancel(&command_id),
                     None => break,
                 },
@@ -113,6 +135,7 @@ impl Executor {
         for r in self.running.values() {
             r.ctx.cancel();
         }
+        self.transfers.stop_all();
     }
 
     async fn submit(&mut self, inv: Invocation, reply: ResultSink) {
@@ -193,6 +216,37 @@ impl Executor {
         }
     }
 
+    /// Fences a chunk request by its token alone (it is asked again by design, so it has no id to
+    /// run once), persisting a higher token before any chunk is read, then starts its window.
+    async fn chunks(&mut self, req: WindowRequest, sink: TransferSink) {
+        if let Err(refusal) = transfer::check_id(&req.transfer_id) {
+            return Transfers::refuse_detached(&req.transfer_id, refusal, sink);
+        }
+        match self.ledger.fence(req.token) {
+            Fence::Stale { highest } => {
+                warn!(transfer = %req.transfer_id, token = req.token, highest, "refused a stale fencing token");
+                return Transfers::refuse_detached(
+                    &req.transfer_id,
+                    Refusal::stale(req.token, highest),
+                    sink,
+                );
+            }
+            Fence::Raise { state } => {
+                if let Err(e) = self.persist(state).await {
+                    warn!(transfer = %req.transfer_id, error = %e, "cannot persist fencing state");
+                    let refusal = Refusal::failed(format!(
+                        "cannot save the fencing state in state_dir ({e}); no chunk was sent; free space or fix permissions there, then retry"
+                    ));
+                    return self.transfers.refuse(&req.transfer_id, refusal, sink);
+                }
+                self.ledger.raise(req.token);
+                self.highest.send_replace(self.ledger.highest_token());
+            }
+            Fence::Accept => {}
+        }
+        self.transfers.request(req, sink, self.highest.subscribe());
+    }
+
     async fn persist(&self, state: PersistedState) -> std::io::Result<()> {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || store.save(&state))
@@ -254,12 +308,14 @@ impl Executor {
     }
 
     fn cancel(&mut self, id: &str) {
+        let transfer = self.transfers.cancel(id);
         match self.running.get(id) {
             Some(r) => {
                 info!(command_id = %id, "cancel requested");
                 r.ctx.cancel();
             }
-            None => debug!(command_id = %id, "cancel for a command that is not running"),
+            None if transfer => {}
+            None => debug!(command_id = %id, "cancel for nothing that is running"),
         }
     }
 

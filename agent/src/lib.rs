@@ -1,9 +1,10 @@
 //! The endpoint agent: holds one gRPC stream to a broker node and runs live response commands.
 //!
 //! Entry point: [`run`]. Modules: [`config`] (validated once), `connection` (the stream task and
-//! reconnects), `executor` (the task that owns running commands), [`fencing`] (tokens and
-//! idempotency), [`commands`] (one module per command, bound by name to the shared command table)
-//! and [`sys`] (Linux helpers).
+//! reconnects), `executor` (the task that owns running commands and transfers), [`fencing`]
+//! (tokens and idempotency), [`commands`] (one module per command, bound by name to the shared
+//! command table), [`transfer`] (getfile: chunk windows the broker pulls) and [`sys`] (Linux
+//! helpers). With the cargo feature `test-hooks`, `testing` holds hooks for tests only.
 #![forbid(unsafe_code)]
 
 pub mod commands;
@@ -14,6 +15,9 @@ mod executor;
 pub mod fencing;
 pub mod model;
 pub mod sys;
+#[cfg(feature = "test-hooks")]
+pub mod testing;
+pub mod transfer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +43,13 @@ pub fn check(config: &Config) -> Result<TlsMaterial, ConfigError> {
     TlsMaterial::load(&config.tls)
 }
 
+/// What the hello announces: the commands, and `getfile` for chunk requests.
+pub fn capabilities() -> Vec<String> {
+    let mut names = commands::names();
+    names.push(transfer::CAPABILITY.to_owned());
+    names
+}
+
 /// Runs the agent until `shutdown` resolves: loads the fencing state, connects to the brokers and
 /// keeps reconnecting. Returns an error only for what retrying cannot fix (bad config, state_dir
 /// unusable).
@@ -60,7 +71,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         hostname: hostname(),
         os: std::env::consts::OS.to_owned(),
         agent_version: VERSION.to_owned(),
-        capabilities: commands::names(),
+        capabilities: capabilities(),
     };
     let link = Arc::new(Link {
         config,

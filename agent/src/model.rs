@@ -1,5 +1,5 @@
-//! Domain types of a command's life on the agent: what the broker asked and what came of it.
-//! The protobuf forms are converted in [`crate::convert`] only.
+//! Domain types of a command's life on the agent, and of a file transfer's: what the broker asked
+//! and what came of it. The protobuf forms are converted in [`crate::convert`] only.
 
 use std::time::Duration;
 
@@ -58,4 +58,44 @@ impl Outcome {
 pub struct Completion {
     pub command_id: String,
     pub outcome: Outcome,
+}
+
+/// One window of a file transfer as the broker asked for it: chunks
+/// `[first_index, first_index + count)` of `path`, cut in `chunk_size` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowRequest {
+    pub transfer_id: String,
+    pub session_id: String,
+    pub token: u64,
+    pub path: String,
+    /// The size and SHA-256 `fileinfo` declared.
+    pub size: u64,
+    pub sha256: String,
+    pub chunk_size: u32,
+    pub first_index: u64,
+    pub count: u32,
+}
+
+/// One chunk of a transfer, with the hex SHA-256 of its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkData {
+    pub transfer_id: String,
+    pub index: u64,
+    pub data: Vec<u8>,
+    pub sha256: String,
+}
+
+/// The agent sends nothing more for a transfer until it is asked again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferEnd {
+    pub transfer_id: String,
+    pub status: Status,
+    pub error: String,
+}
+
+/// What a transfer sends the broker, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferEvent {
+    Chunk(ChunkData),
+    Ended(TransferEnd),
 }

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! run_link ──► session::serve(broker i) ──► ends ──► backoff ──► session::serve(broker i+1) ...
-//!                 │ hello → welcome → {commands, cancels} in; {heartbeats, results} out
-//!                 └─► ExecutorHandle (commands outlive the session)
+//!                 │ hello → welcome → {commands, chunk requests, cancels} in;
+//!                 │                   {heartbeats, results, chunks, transfer ends} out
+//!                 └─► ExecutorHandle (commands outlive the session; chunk windows end with it)
 //! ```
 
 mod backoff;

@@ -1,18 +1,25 @@
 //! One attached stream to one broker: dial with mutual TLS, hello, wait for welcome, then carry
-//! commands in and heartbeats and results out until the stream ends.
+//! commands and chunk requests in, and heartbeats, results and chunks out, until the stream ends.
+//!
+//! The outgoing stream merges two channels: an unbounded one for the hello, heartbeats and results
+//! (small, and they must never wait behind a file), and the bounded [`TransferSink`] for chunks,
+//! which gRPC drains only as the network takes them, so reading a file never outruns the link.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent_proto::agent::agent_link_client::AgentLinkClient;
 use agent_proto::agent::{BrokerMessage, Welcome, broker_message};
+use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 use super::Link;
 use crate::convert::{self, PROTOCOL_VERSION};
 use crate::model::Completion;
+use crate::transfer::TransferSink;
 
 /// The heartbeat interval when the broker's welcome leaves it at 0.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
@@ -69,15 +76,20 @@ pub async fn serve(link: &Link, addr: &str) -> Result<SessionEnd, SessionError> 
 
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let _ = out_tx.send(convert::hello(&link.info, link.executor.highest_token()));
+    // Windows still sending when this session ends stop at once rather than wait for room.
+    let closed = CancellationToken::new();
+    let _close_on_return = closed.clone().drop_guard();
+    let (transfers, chunk_rx) = TransferSink::channel(closed);
+    let outgoing = futures::stream::select(
+        UnboundedReceiverStream::new(out_rx),
+        ReceiverStream::new(chunk_rx).map(convert::transfer_event),
+    );
     let mut client = AgentLinkClient::new(channel);
     let welcome_timeout = c.welcome_timeout();
-    let response = tokio::time::timeout(
-        welcome_timeout,
-        client.attach(UnboundedReceiverStream::new(out_rx)),
-    )
-    .await
-    .map_err(|_| SessionError::Timeout(welcome_timeout))?
-    .map_err(SessionError::Rejected)?;
+    let response = tokio::time::timeout(welcome_timeout, client.attach(outgoing))
+        .await
+        .map_err(|_| SessionError::Timeout(welcome_timeout))?
+        .map_err(SessionError::Rejected)?;
     let mut inbound = response.into_inner();
     let welcome = match tokio::time::timeout(welcome_timeout, inbound.message()).await {
         Err(_) => return Err(SessionError::Timeout(welcome_timeout)),
@@ -112,7 +124,7 @@ pub async fn serve(link: &Link, addr: &str) -> Result<SessionEnd, SessionError> 
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {
-                Ok(Some(m)) => handle(link, m, &res_tx).await,
+                Ok(Some(m)) => handle(link, m, &res_tx, &transfers).await,
                 Ok(None) => return Ok(end("the broker ended the stream".into())),
                 Err(status) => return Ok(end(format!("{} ({:?})", status.message(), status.code()))),
             },
@@ -147,11 +159,21 @@ fn heartbeat_interval(w: &Welcome) -> Duration {
     }
 }
 
-async fn handle(link: &Link, msg: BrokerMessage, results: &mpsc::UnboundedSender<Completion>) {
+async fn handle(
+    link: &Link,
+    msg: BrokerMessage,
+    results: &mpsc::UnboundedSender<Completion>,
+    transfers: &TransferSink,
+) {
     match msg.body {
         Some(broker_message::Body::Command(req)) => {
             link.executor
                 .submit(convert::invocation(req), results.clone())
+                .await;
+        }
+        Some(broker_message::Body::ChunkRequest(req)) => {
+            link.executor
+                .chunks(convert::window_request(req), transfers.clone())
                 .await;
         }
         Some(broker_message::Body::Cancel(c)) => link.executor.cancel(c.command_id).await,

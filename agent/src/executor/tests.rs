@@ -118,3 +118,60 @@ fn oversized_output_becomes_an_error() {
     let small = Outcome::error(Status::Ok, "", "/");
     assert_eq!(limit_output(small.clone()), small);
 }
+
+#[tokio::test]
+async fn chunk_requests_are_fenced_like_commands_and_a_higher_token_is_persisted_first() {
+    use crate::model::{TransferEvent, WindowRequest};
+    use tokio_util::sync::CancellationToken;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (exec, _join) = spawn(tmp.path());
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("evidence.bin");
+    std::fs::write(&path, vec![5u8; 1000]).unwrap();
+    let window = |token| WindowRequest {
+        transfer_id: "t1".into(),
+        session_id: "s".into(),
+        token,
+        path: path.to_str().unwrap().into(),
+        size: 1000,
+        sha256: "0".repeat(64),
+        chunk_size: 64 * 1024,
+        first_index: 0,
+        count: 1,
+    };
+    let (sink, mut rx) = TransferSink::channel(CancellationToken::new());
+    let next = async |rx: &mut mpsc::Receiver<TransferEvent>| {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an event in time")
+            .expect("sink open")
+    };
+
+    exec.chunks(window(5), sink.clone()).await;
+    let TransferEvent::Chunk(c) = next(&mut rx).await else {
+        panic!("expected a chunk")
+    };
+    assert_eq!((c.index, c.data.len()), (0, 1000));
+    assert_eq!(exec.highest_token(), 5);
+    let on_disk: PersistedState = serde_json::from_slice(
+        &std::fs::read(tmp.path().join(crate::fencing::STATE_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(on_disk.highest_token, 5);
+
+    exec.chunks(window(4), sink).await;
+    let TransferEvent::Ended(end) = next(&mut rx).await else {
+        panic!("expected the end")
+    };
+    assert_eq!(end.status, Status::StaleToken);
+    assert!(
+        end.error.contains("token 4 is lower than 5"),
+        "{}",
+        end.error
+    );
+    // One fence for both: a command of the older session is refused too.
+    let (tx, mut results) = mpsc::unbounded_channel();
+    exec.submit(inv("c", 4, "help", &[], "/"), tx).await;
+    assert_eq!(recv(&mut results).await.outcome.status, Status::StaleToken);
+}

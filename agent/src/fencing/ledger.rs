@@ -8,6 +8,9 @@
 //!    run again (at most once beats exactly once for remediation-like commands);
 //! 4. a token lower than the highest accepted is refused;
 //! 5. anything else starts, once the new state is persisted.
+//!
+//! A file transfer's chunk request has no id to run once (it is asked for again by design), so it
+//! is fenced by its token alone: [`Ledger::fence`], then [`Ledger::raise`] once persisted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -39,6 +42,20 @@ pub enum Admission {
     /// Persist `state`, then call [`Ledger::begin`] and run the command.
     Start {
         state: PersistedState,
+    },
+}
+
+/// The decision for a request fenced by its token alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// The token is the highest already: nothing to persist.
+    Accept,
+    /// A new highest token: persist `state`, then call [`Ledger::raise`].
+    Raise {
+        state: PersistedState,
+    },
+    Stale {
+        highest: u64,
     },
 }
 
@@ -100,6 +117,28 @@ impl Ledger {
                 started,
             },
         }
+    }
+
+    pub fn fence(&self, token: u64) -> Fence {
+        if token < self.highest {
+            Fence::Stale {
+                highest: self.highest,
+            }
+        } else if token == self.highest {
+            Fence::Accept
+        } else {
+            Fence::Raise {
+                state: PersistedState {
+                    highest_token: token,
+                    started: self.started.iter().cloned().collect(),
+                },
+            }
+        }
+    }
+
+    /// Records `token` as accepted; call only after the state from [`Ledger::fence`] is persisted.
+    pub fn raise(&mut self, token: u64) {
+        self.highest = self.highest.max(token);
     }
 
     /// Records that `id` runs with `token`; call only after the state from `admit` is persisted.

@@ -10,8 +10,8 @@ use std::time::Duration;
 use agent::{Config, ConnectionConfig, TlsPaths};
 use agent_proto::agent::agent_link_server::{AgentLink, AgentLinkServer};
 use agent_proto::agent::{
-    AgentMessage, BrokerMessage, Cancel, CommandRequest, CommandResult, Hello, Welcome,
-    agent_message, broker_message,
+    AgentMessage, BrokerMessage, Cancel, Chunk, ChunkRequest, CommandRequest, CommandResult, Hello,
+    TransferEnded, Welcome, agent_message, broker_message,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +22,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// Long enough for a loaded 2-core machine; every wait in these tests is bounded by it.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Messages from the agent the test broker holds before it stops reading the stream, so a test
+/// that does not read stalls the agent's sending as a slow network would.
+pub const INBOUND_BUFFER: usize = 16;
 
 /// A CA, a broker certificate for "localhost" and an agent client certificate, as PEM files.
 pub struct Pki {
@@ -79,7 +83,7 @@ impl Pki {
 pub struct Conn {
     pub hello: Hello,
     to_agent: mpsc::Sender<Result<BrokerMessage, Status>>,
-    from_agent: mpsc::UnboundedReceiver<AgentMessage>,
+    from_agent: mpsc::Receiver<AgentMessage>,
     pub heartbeats: u64,
 }
 
@@ -126,6 +130,42 @@ impl Conn {
         }
     }
 
+    pub async fn chunk_request(&self, req: ChunkRequest) {
+        self.send(broker_message::Body::ChunkRequest(req)).await;
+    }
+
+    /// The next chunk or transfer end, counting heartbeats on the way; panics after [`WAIT`].
+    pub async fn transfer(&mut self) -> Transfer {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.from_agent.recv())
+                .await
+                .expect("a message from the agent in time")
+                .expect("agent stream open");
+            match msg.body {
+                Some(agent_message::Body::Chunk(c)) => return Transfer::Chunk(c),
+                Some(agent_message::Body::TransferEnded(e)) => return Transfer::Ended(e),
+                Some(agent_message::Body::Heartbeat(_)) => self.heartbeats += 1,
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+    }
+
+    /// The next chunk; panics on a transfer end.
+    pub async fn chunk(&mut self) -> Chunk {
+        match self.transfer().await {
+            Transfer::Chunk(c) => c,
+            Transfer::Ended(e) => panic!("expected a chunk, the transfer ended: {e:?}"),
+        }
+    }
+
+    /// The next transfer end; panics on a chunk.
+    pub async fn transfer_ended(&mut self) -> TransferEnded {
+        match self.transfer().await {
+            Transfer::Ended(e) => e,
+            Transfer::Chunk(c) => panic!("expected the transfer's end, got chunk {}", c.index),
+        }
+    }
+
     /// Waits for one heartbeat.
     pub async fn heartbeat(&mut self) {
         let start = self.heartbeats;
@@ -140,6 +180,13 @@ impl Conn {
             }
         }
     }
+}
+
+/// What the agent sends about a transfer.
+#[derive(Debug)]
+pub enum Transfer {
+    Chunk(Chunk),
+    Ended(TransferEnded),
 }
 
 /// What the test broker does with a hello.
@@ -196,10 +243,10 @@ impl AgentLink for Service {
             }))
             .await
             .unwrap();
-        let (tx, from_agent) = mpsc::unbounded_channel();
+        let (tx, from_agent) = mpsc::channel(INBOUND_BUFFER);
         tokio::spawn(async move {
             while let Ok(Some(m)) = inbound.message().await {
-                if tx.send(m).is_err() {
+                if tx.send(m).await.is_err() {
                     break;
                 }
             }

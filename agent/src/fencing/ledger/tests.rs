@@ -35,6 +35,24 @@ fn stale_tokens_are_refused_equal_and_higher_accepted() {
 }
 
 #[test]
+fn transfers_are_fenced_by_token_alone_and_keep_the_started_ids() {
+    let mut l = Ledger::default();
+    start(&mut l, "a", 5);
+    assert_eq!(l.fence(4), Fence::Stale { highest: 5 });
+    assert_eq!(l.fence(5), Fence::Accept);
+    let Fence::Raise { state } = l.fence(8) else {
+        panic!("a higher token raises")
+    };
+    assert_eq!(state.highest_token, 8);
+    assert_eq!(state.started, ["a"], "the started ids survive the raise");
+    // Not raised until persisted.
+    assert_eq!(l.highest_token(), 5);
+    l.raise(8);
+    assert_eq!(l.highest_token(), 8);
+    assert_eq!(l.admit("b", 7), Admission::Stale { highest: 8 });
+}
+
+#[test]
 fn ids_run_once() {
     let mut l = Ledger::default();
     start(&mut l, "a", 1);
