@@ -12,4 +12,8 @@ mod table;
 
 pub use grammar::{Invocation, ParseError, Redirect, parse, parse_args, quote};
 pub use suggest::closest;
+/// Field names of every device command's JSON output: top-level fields, and for lists of objects
+/// the fields of their rows. The agent's tests check its real output against it.
+pub const OUTPUT_SCHEMA: &str = include_str!("../output-schema.json");
+
 pub use table::{Flag, Output, Param, ParamKind, Platform, Role, Runs, Spec, TABLE, find};

@@ -289,3 +289,6 @@ pub async fn blocking<T: Send + 'static>(
 mod tests;
 #[cfg(test)]
 pub(crate) mod testutil;
+
+#[cfg(test)]
+mod schema_tests;
