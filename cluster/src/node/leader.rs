@@ -1,6 +1,6 @@
 //! What a node does with a client request when it believes it leads: stamp, propose, confirm, answer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -181,16 +181,6 @@ impl LeaderOps {
             },
             RaftError::Fatal(f) => ClusterError::Fatal(f.to_string()),
         }
-    }
-
-    /// The voters of the initial membership, keyed by id, for `Raft::initialize`.
-    pub(crate) fn initial_members(
-        members: &BTreeMap<NodeId, String>,
-    ) -> BTreeMap<NodeId, BasicNode> {
-        members
-            .iter()
-            .map(|(id, addr)| (*id, BasicNode::new(addr)))
-            .collect()
     }
 }
 

@@ -9,6 +9,7 @@ mod leader;
 mod request;
 mod service;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -249,13 +250,18 @@ async fn bootstrap(raft: &Raft, config: &ClusterConfig) -> Result<(), StartError
     {
         return Ok(());
     }
-    match raft
-        .initialize(LeaderOps::initial_members(&config.members))
-        .await
-    {
+    match raft.initialize(initial_members(&config.members)).await {
         Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
         Err(e) => Err(StartError::Raft(e.to_string())),
     }
+}
+
+/// The voters of the initial membership, keyed by id, for `Raft::initialize`.
+fn initial_members(members: &BTreeMap<NodeId, String>) -> BTreeMap<NodeId, openraft::BasicNode> {
+    members
+        .iter()
+        .map(|(id, addr)| (*id, openraft::BasicNode::new(addr)))
+        .collect()
 }
 
 /// While this node leads, proposes an expiry sweep whenever a lease has run out by the leader's clock.
