@@ -16,7 +16,7 @@ fi
 # Only a stack this script started is stopped on exit.
 trap '[ -f "$dev/pids.smoke" ] && deploy/local/down.sh >/dev/null 2>&1; rm -f "$dev/pids.smoke"' EXIT
 
-LR_PORT_BASE=${LR_PORT_BASE:-30000} deploy/local/up.sh --detach "$profile_flag" || {
+LR_PORT_BASE=${LR_PORT_BASE:-21000} deploy/local/up.sh --detach "$profile_flag" || {
   cp "$dev/pids" "$dev/pids.smoke" 2>/dev/null || true
   fail "up.sh failed; logs are in $dev/logs"
 }

@@ -11,12 +11,34 @@ pub struct NatsServer {
     _store: tempfile::TempDir,
 }
 
-/// A port nobody listens on right now.
+/// Test ports come from below the kernel's ephemeral range (32768 and up on Linux), so a client
+/// socket's local port can never take one between the moment it is chosen and the moment a
+/// server process binds it.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port nobody listens on, never handed out twice by this process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Spread processes apart: start from a point derived from the pid and the clock.
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    let span = u64::from(PORTS.end - PORTS.start);
+    for step in 0..span {
+        let port = PORTS.start + ((seed.wrapping_add(step.wrapping_mul(7919))) % span) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORTS:?}");
 }
 
 impl NatsServer {

@@ -29,7 +29,13 @@ pub struct Broker {
     pub agent_port: u16,
 }
 
+/// Stacks running at once in one test binary: each is a nats-server and three broker processes,
+/// and more than two at a time starve a 2-core machine into missed elections.
+static STACKS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(2)));
+
 pub struct Stack {
+    _turn: tokio::sync::OwnedSemaphorePermit,
     pub dir: TempDir,
     pub nats: NatsServer,
     pub certs: PathBuf,
@@ -43,6 +49,11 @@ impl Stack {
     pub async fn start(n: u64, extra_toml: &str) -> Self {
         testkit::init_tracing();
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let turn = STACKS
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let dir = tempfile::tempdir().unwrap();
         let nats = NatsServer::start();
         let certs = dir.path().join("certs");
@@ -117,6 +128,7 @@ key = "{key}"
             .build()
             .unwrap();
         let mut stack = Stack {
+            _turn: turn,
             dir,
             nats,
             certs,
@@ -171,11 +183,12 @@ key = "{key}"
             }
         })
         .await;
-        assert!(
-            ok,
-            "broker {id} did not become healthy; see {}",
-            self.brokers[&id].config.with_extension("log").display()
-        );
+        if !ok {
+            let log = self.log(id);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+            panic!("broker {id} did not become healthy within {WAIT:?}; its log ends:\n{tail}");
+        }
     }
 
     pub fn url(&self, id: u64) -> String {
