@@ -49,7 +49,10 @@ impl TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut listeners = BTreeMap::new();
         for id in 1..=n {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            // Below the ephemeral range: a restart rebinds this port, and no client socket may take it meanwhile.
+            let listener = TcpListener::bind(("127.0.0.1", testkit::free_port()))
+                .await
+                .unwrap();
             listeners.insert(id, listener);
         }
         let members: BTreeMap<NodeId, String> = listeners
