@@ -28,6 +28,17 @@ pub struct DeviceRecord {
     pub last_seen_ms: u64,
 }
 
+/// A connection whose node has not refreshed `last_seen` for this long is taken as gone (the node
+/// died without marking it offline). Nodes refresh it every 30 s while heartbeats arrive.
+pub const STALE_AFTER_MS: u64 = 90_000;
+
+impl DeviceRecord {
+    /// Online as far as anyone can tell at `now_ms`: marked online and refreshed recently.
+    pub fn is_online(&self, now_ms: u64) -> bool {
+        self.online && now_ms.saturating_sub(self.last_seen_ms) < STALE_AFTER_MS
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("device registry: {0}")]
 pub struct RegistryError(String);
@@ -155,5 +166,32 @@ impl DeviceRegistry {
         }
         devices.sort_by(|a, b| a.device.cmp(&b.device));
         Ok(devices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_not_refreshed_for_long_counts_as_offline() {
+        let record = DeviceRecord {
+            device: "web-07".into(),
+            tenant: "demo".into(),
+            hostname: "web-07".into(),
+            os: "linux".into(),
+            agent_version: "0.1.0".into(),
+            online: true,
+            node: 1,
+            epoch: 1,
+            last_seen_ms: 1_000_000,
+        };
+        assert!(record.is_online(1_000_000 + STALE_AFTER_MS - 1));
+        assert!(!record.is_online(1_000_000 + STALE_AFTER_MS));
+        let offline = DeviceRecord {
+            online: false,
+            ..record
+        };
+        assert!(!offline.is_online(1_000_000));
     }
 }

@@ -86,7 +86,7 @@ pub async fn list_devices(
         .iter()
         .map(|d| {
             json!({"device": d.device, "tenant": d.tenant, "hostname": d.hostname, "os": d.os,
-                   "agent_version": d.agent_version, "online": d.online, "node": d.node,
+                   "agent_version": d.agent_version, "online": d.is_online(now_ms()), "node": d.node,
                    "last_seen": rfc3339(d.last_seen_ms)})
         })
         .collect();
@@ -119,7 +119,7 @@ pub async fn open_session(
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?
         .ok_or_else(missing)?;
-    if !device.online {
+    if !device.is_online(now_ms()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "device_offline",

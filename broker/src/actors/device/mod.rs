@@ -24,6 +24,9 @@ use crate::registry::DeviceRegistry;
 
 /// How many heartbeat intervals may pass without one before the agent counts as gone.
 const MISSED_HEARTBEATS: u32 = 3;
+/// How often `last_seen` is written to the registry: often enough for people, rarely enough that
+/// a fleet's heartbeats do not become a stream of registry writes.
+const LAST_SEEN_EVERY: Duration = Duration::from_secs(30);
 
 pub struct DeviceActor;
 
@@ -52,6 +55,8 @@ pub struct DeviceState {
     /// Session of each command sent to the agent and not yet answered.
     in_flight: HashMap<String, String>,
     last_heartbeat: Instant,
+    /// When `last_seen` was last written to the registry.
+    last_recorded: Instant,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -108,6 +113,7 @@ impl Actor for DeviceActor {
             args,
             in_flight: HashMap::new(),
             last_heartbeat: Instant::now(),
+            last_recorded: Instant::now(),
             tasks,
         })
     }
@@ -122,6 +128,10 @@ impl Actor for DeviceActor {
             DeviceMsg::Bus(message) => state.on_bus(&myself, message).await,
             DeviceMsg::Heartbeat => {
                 state.last_heartbeat = Instant::now();
+                if state.last_recorded.elapsed() < LAST_SEEN_EVERY {
+                    return Ok(());
+                }
+                state.last_recorded = Instant::now();
                 let a = &state.args;
                 if let Err(error) = a
                     .registry
