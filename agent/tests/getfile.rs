@@ -69,8 +69,7 @@ async fn a_file_comes_over_in_windows_and_reassembles_to_its_sha256() {
     testkit::init_tracing();
     let pki = Pki::new();
     let mut broker = TestBroker::start(&pki, 1).await;
-    let (_state, state_dir) = tempdir();
-    let agent = RunningAgent::start(agent_config(&pki, &[broker.addr], &state_dir));
+    let (_state, agent) = RunningAgent::start_on(&pki, &[broker.addr]);
     let (_files, dir) = tempdir();
     let (path, data) = random_file(&dir, 5 * 1024 * 1024);
 
@@ -155,8 +154,7 @@ async fn cancel_stops_a_window_between_chunks_and_the_transfer_resumes_after() {
     testkit::init_tracing();
     let pki = Pki::new();
     let mut broker = TestBroker::start(&pki, 1).await;
-    let (_state, state_dir) = tempdir();
-    let agent = RunningAgent::start(agent_config(&pki, &[broker.addr], &state_dir));
+    let (_state, agent) = RunningAgent::start_on(&pki, &[broker.addr]);
     let (_files, dir) = tempdir();
     // 64 chunks of 64 KiB, each read 100 ms apart: the window would take over 6 s.
     let (path, data) = random_file(&dir, 64 * 64 * KIB as usize);
@@ -218,8 +216,7 @@ async fn a_transfer_resumes_from_an_index_on_another_broker_after_a_reconnect() 
     let pki = Pki::new();
     let mut a = TestBroker::start(&pki, 1).await;
     let mut b = TestBroker::start(&pki, 2).await;
-    let (_state, state_dir) = tempdir();
-    let agent = RunningAgent::start(agent_config(&pki, &[a.addr, b.addr], &state_dir));
+    let (_state, agent) = RunningAgent::start_on(&pki, &[a.addr, b.addr]);
     let (_files, dir) = tempdir();
     let (path, data) = random_file(&dir, 16 * 64 * KIB as usize + 1000);
     testing::delay_chunks(&path, Duration::from_millis(50));
@@ -261,8 +258,7 @@ async fn the_test_hook_corrupts_a_chunk_once() {
     testkit::init_tracing();
     let pki = Pki::new();
     let mut broker = TestBroker::start(&pki, 1).await;
-    let (_state, state_dir) = tempdir();
-    let agent = RunningAgent::start(agent_config(&pki, &[broker.addr], &state_dir));
+    let (_state, agent) = RunningAgent::start_on(&pki, &[broker.addr]);
     let (_files, dir) = tempdir();
     let (path, data) = random_file(&dir, 3 * 64 * KIB as usize);
     let slice = |i: usize| &data[i * 64 * KIB as usize..(i + 1) * 64 * KIB as usize];
@@ -311,8 +307,7 @@ async fn a_stalled_stream_stalls_the_reads() {
     testkit::init_tracing();
     let pki = Pki::new();
     let mut broker = TestBroker::start(&pki, 1).await;
-    let (_state, state_dir) = tempdir();
-    let agent = RunningAgent::start(agent_config(&pki, &[broker.addr], &state_dir));
+    let (_state, agent) = RunningAgent::start_on(&pki, &[broker.addr]);
     let (_files, dir) = tempdir();
     // 64 chunks of 256 KiB (16 MiB) in one window, and a broker that stops reading.
     let (path, data) = random_file(&dir, 64 * 256 * KIB as usize);

@@ -12,8 +12,7 @@ async fn hello_command_and_heartbeats() {
     testkit::init_tracing();
     let pki = Pki::new();
     let mut broker = TestBroker::start(&pki, 1).await;
-    let (_state, state_dir) = tempdir();
-    let agent = RunningAgent::start(agent_config(&pki, &[broker.addr], &state_dir));
+    let (_state, agent) = RunningAgent::start_on(&pki, &[broker.addr]);
 
     let mut conn = broker.accept().await;
     let h = &conn.hello;
@@ -91,8 +90,7 @@ async fn a_resent_command_id_is_not_executed_twice_even_across_reconnects() {
     testkit::init_tracing();
     let pki = Pki::new();
     let mut broker = TestBroker::start(&pki, 1).await;
-    let (_state, state_dir) = tempdir();
-    let agent = RunningAgent::start(agent_config(&pki, &[broker.addr], &state_dir));
+    let (_state, agent) = RunningAgent::start_on(&pki, &[broker.addr]);
     let (_files, root) = tempdir();
     let target = root.join("case-42");
     std::fs::create_dir(&target).unwrap();
@@ -130,8 +128,7 @@ async fn reconnects_to_the_other_broker_when_one_goes_away() {
     let pki = Pki::new();
     let mut a = TestBroker::start(&pki, 1).await;
     let mut b = TestBroker::start(&pki, 2).await;
-    let (_state, state_dir) = tempdir();
-    let agent = RunningAgent::start(agent_config(&pki, &[a.addr, b.addr], &state_dir));
+    let (_state, agent) = RunningAgent::start_on(&pki, &[a.addr, b.addr]);
 
     // The agent starts at a random broker; whichever it picked is the one that dies.
     let (conn, survivor, dead) = tokio::select! {
@@ -177,8 +174,7 @@ async fn cancel_stops_a_findfile_on_a_big_tree() {
     testkit::init_tracing();
     let pki = Pki::new();
     let mut broker = TestBroker::start(&pki, 1).await;
-    let (_state, state_dir) = tempdir();
-    let agent = RunningAgent::start(agent_config(&pki, &[broker.addr], &state_dir));
+    let (_state, agent) = RunningAgent::start_on(&pki, &[broker.addr]);
     let (_tree, root) = big_tree();
 
     let mut conn = broker.accept().await;
@@ -225,8 +221,7 @@ async fn a_command_outlives_its_stream_and_its_result_comes_on_the_next_one() {
     testkit::init_tracing();
     let pki = Pki::new();
     let mut broker = TestBroker::start(&pki, 1).await;
-    let (_state, state_dir) = tempdir();
-    let agent = RunningAgent::start(agent_config(&pki, &[broker.addr], &state_dir));
+    let (_state, agent) = RunningAgent::start_on(&pki, &[broker.addr]);
     let (_tree, root) = big_tree();
     std::fs::write(root.join("d50/e50/needle.txt"), b"x").unwrap();
 
@@ -271,8 +266,7 @@ async fn a_refused_identity_is_retried_with_backoff() {
         ),
     )
     .await;
-    let (_state, state_dir) = tempdir();
-    let agent = RunningAgent::start(agent_config(&pki, &[broker.addr], &state_dir));
+    let (_state, agent) = RunningAgent::start_on(&pki, &[broker.addr]);
     // Refused, then tried again: the agent neither gives up nor spins.
     assert_eq!(broker.refused_hello().await.device_id, "web-07");
     assert_eq!(broker.refused_hello().await.device_id, "web-07");

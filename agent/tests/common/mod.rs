@@ -371,6 +371,12 @@ pub struct RunningAgent {
 }
 
 impl RunningAgent {
+    /// An agent dialling `brokers`, with a fresh state dir that lives as long as the guard.
+    pub fn start_on(pki: &Pki, brokers: &[SocketAddr]) -> (tempfile::TempDir, Self) {
+        let (guard, state_dir) = tempdir();
+        (guard, Self::start(agent_config(pki, brokers, &state_dir)))
+    }
+
     pub fn start(config: Config) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(agent::run(config, async {
