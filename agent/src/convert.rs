@@ -99,6 +99,7 @@ pub fn transfer_event(event: TransferEvent) -> AgentMessage {
             transfer_id: e.transfer_id,
             status: status(e.status) as i32,
             error: e.error,
+            path: String::new(),
         }),
     };
     AgentMessage { body: Some(body) }

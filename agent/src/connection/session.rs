@@ -178,6 +178,9 @@ async fn handle(
         }
         Some(broker_message::Body::Cancel(c)) => link.executor.cancel(c.command_id).await,
         Some(broker_message::Body::Welcome(_)) => warn!("ignoring a second welcome"),
+        Some(broker_message::Body::PutOffer(_) | broker_message::Body::PutChunk(_)) => {
+            warn!("putfile is not supported by this agent yet; ignored")
+        }
         None => debug!("ignoring an empty broker message"),
     }
 }
