@@ -2,10 +2,11 @@
 //! of them out of order, flags such as `-hash`, double quotes around values with spaces (a
 //! backslash before `"` or `\` stands for that character), `-output json|table` for any command,
 //! `--` before a value that starts with `-`, and `> file` / `>> file` at the end to write the
-//! output to a file on the analyst's machine.
+//! output to a file on the analyst's machine, or `&` at the end to run a transfer in the
+//! background.
 
 use crate::suggest::closest;
-use crate::table::{Output, ParamKind, Spec, TABLE, find};
+use crate::table::{Output, ParamKind, Runs, Spec, TABLE, find};
 
 /// Longest command line accepted.
 pub const MAX_LEN: usize = 8 * 1024;
@@ -28,6 +29,8 @@ pub struct Invocation {
     /// `-output`, when given.
     pub output: Option<Output>,
     pub redirect: Option<Redirect>,
+    /// `&` at the end: a transfer the console runs in the background.
+    pub background: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +83,8 @@ pub enum ParseError {
     InvalidValue { name: &'static str, reason: String },
     #[error("> needs a file name, and nothing may follow it")]
     BadRedirect,
+    #[error("{0}")]
+    BadBackground(String),
 }
 
 fn hint(suggestion: &Option<&'static str>) -> String {
@@ -183,6 +188,7 @@ fn read(command: &str, mut words: impl Iterator<Item = Word>) -> Result<Invocati
         flags: Vec::new(),
         output: None,
         redirect: None,
+        background: false,
     };
     let mut given: Vec<(&'static str, String)> = Vec::new();
     let mut positional = spec.params.iter().filter(|p| p.positional);
@@ -199,6 +205,19 @@ fn read(command: &str, mut words: impl Iterator<Item = Word>) -> Result<Invocati
             if word.text == "--" {
                 options_ended = true;
                 continue;
+            }
+            if word.text == "&" {
+                if words.next().is_some() {
+                    return Err(ParseError::BadBackground("& must end the line".into()));
+                }
+                if spec.runs != Runs::Broker {
+                    return Err(ParseError::BadBackground(format!(
+                        "{} cannot run in the background; only transfers (getfile, download, putfile) can, remove &",
+                        spec.name
+                    )));
+                }
+                invocation.background = true;
+                break;
             }
             if let Some(option) = word.text.strip_prefix('-').filter(|o| !o.is_empty()) {
                 if option.eq_ignore_ascii_case("output") {
@@ -378,6 +397,9 @@ impl Invocation {
             line.push_str(if redirect.append { " >> " } else { " > " });
             line.push_str(&quote(&redirect.path));
         }
+        if self.background {
+            line.push_str(" &");
+        }
         line
     }
 }
@@ -385,6 +407,7 @@ impl Invocation {
 /// Quotes a value when it would otherwise read differently.
 pub fn quote(value: &str) -> String {
     let plain = !value.is_empty()
+        && value != "&"
         && !value.starts_with(['-', '>'])
         && !value
             .chars()

@@ -24,10 +24,12 @@ impl Platform {
     }
 }
 
-/// Where a command runs: on the device (through the broker) or in the console alone.
+/// Where a command runs: on the device (through the broker), on the brokers (transfers and the
+/// library, which the brokers drive and the agent takes part in), or in the console alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runs {
     Device,
+    Broker,
     Console,
 }
 
@@ -179,6 +181,39 @@ const fn device(name: &'static str, summary: &'static str) -> Spec {
     }
 }
 
+const fn broker(name: &'static str, summary: &'static str) -> Spec {
+    Spec {
+        runs: Runs::Broker,
+        ..device(name, summary)
+    }
+}
+
+const GETFILE_PARAMS: &[Param] = &[param(
+    "path",
+    ParamKind::Path,
+    true,
+    "the file to download, absolute or relative",
+)];
+
+/// `getfile` and its alias `download`.
+const fn getfile(name: &'static str, examples: &'static [&'static str]) -> Spec {
+    Spec {
+        params: GETFILE_PARAMS,
+        flags: &[Flag {
+            name: "auto",
+            help: "run fileinfo first instead of requiring it",
+        }],
+        prerequisite: Some("fileinfo"),
+        output: Output::Json,
+        timeout: THIRTY_MINUTES,
+        examples,
+        ..broker(
+            name,
+            "download a file from the device (3 GB limit); end the line with & to run it in the background",
+        )
+    }
+}
+
 const fn console(name: &'static str, summary: &'static str) -> Spec {
     Spec {
         runs: Runs::Console,
@@ -219,11 +254,31 @@ pub static TABLE: &[Spec] = &[
             "files and subdirectories with type, size, mode, owner and times",
         )
     },
+    getfile(
+        "download",
+        &[
+            "download /var/log/syslog -auto",
+            "download /tmp/sample.bin &",
+        ],
+    ),
     Spec {
         examples: &["drivers", "drivers -output json"],
         ..device(
             "drivers",
             "loaded kernel modules with size, references, dependencies and state",
+        )
+    },
+    Spec {
+        params: &[param(
+            "id",
+            ParamKind::Text,
+            true,
+            "the job id shown by jobs",
+        )],
+        examples: &["fg 1"],
+        ..console(
+            "fg",
+            "bring a background job to the foreground with its progress",
         )
     },
     Spec {
@@ -271,6 +326,13 @@ pub static TABLE: &[Spec] = &[
             "find files by name or glob under a directory; cancellable",
         )
     },
+    getfile(
+        "getfile",
+        &[
+            "getfile /tmp/sample.bin",
+            "getfile /var/log/auth.log -auto &",
+        ],
+    ),
     Spec {
         params: &[param(
             "command",
@@ -281,7 +343,19 @@ pub static TABLE: &[Spec] = &[
         examples: &["help", "help findfile"],
         ..device("help", "list the commands, or explain one")
     },
-    console("jobs", "this session's commands that are queued or running"),
+    console(
+        "jobs",
+        "this session's background jobs (downloads, uploads) with their progress",
+    ),
+    Spec {
+        role: Role::Advanced,
+        output: Output::Table,
+        examples: &["library", "library -output json"],
+        ..broker(
+            "library",
+            "the tenant's library of scripts and tools: name, description, size, SHA256, uploader",
+        )
+    },
     Spec {
         examples: &["persistence", "persistence -output json > persistence.json"],
         ..device(
@@ -298,6 +372,32 @@ pub static TABLE: &[Spec] = &[
         ..device(
             "processes",
             "running processes with user, command line, image, start time, CPU and memory",
+        )
+    },
+    Spec {
+        role: Role::Advanced,
+        params: &[param(
+            "name",
+            ParamKind::Text,
+            true,
+            "the library file to copy",
+        )],
+        flags: &[
+            Flag {
+                name: "keep",
+                help: "keep the file when the device restarts",
+            },
+            Flag {
+                name: "overwrite",
+                help: "replace a file of the same name in the working folder",
+            },
+        ],
+        output: Output::Json,
+        timeout: THIRTY_MINUTES,
+        examples: &["putfile collector.sh", "putfile tool.bin -keep -overwrite"],
+        ..broker(
+            "putfile",
+            "copy a library file to the device's working folder (deleted at restart unless -keep)",
         )
     },
     Spec {

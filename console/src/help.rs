@@ -104,6 +104,7 @@ fn role(role: Role) -> &'static str {
 fn runs(spec: &Spec) -> &'static str {
     match spec.runs {
         Runs::Device => "the device",
+        Runs::Broker => "the brokers, with the device's agent",
         Runs::Console => "this console",
     }
 }
@@ -250,6 +251,7 @@ fn spec_doc(spec: &Spec) -> Doc {
             "runs",
             text(match spec.runs {
                 Runs::Device => "device",
+                Runs::Broker => "broker",
                 Runs::Console => "console",
             }),
         ),

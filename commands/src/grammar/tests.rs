@@ -188,21 +188,24 @@ fn invocation() -> impl Strategy<Value = Invocation> {
                 (value_strategy(), any::<bool>())
                     .prop_map(|(path, append)| Redirect { path, append }),
             );
-            (Just(spec), values, flags, output, redirect)
+            (Just(spec), values, flags, output, redirect, any::<bool>())
         })
-        .prop_map(|(spec, values, flags, output, redirect)| Invocation {
-            spec,
-            values: values.into_iter().flatten().collect(),
-            flags: spec
-                .flags
-                .iter()
-                .zip(flags)
-                .filter(|(_, on)| *on)
-                .map(|(f, _)| f.name)
-                .collect(),
-            output,
-            redirect,
-        })
+        .prop_map(
+            |(spec, values, flags, output, redirect, background)| Invocation {
+                spec,
+                values: values.into_iter().flatten().collect(),
+                flags: spec
+                    .flags
+                    .iter()
+                    .zip(flags)
+                    .filter(|(_, on)| *on)
+                    .map(|(f, _)| f.name)
+                    .collect(),
+                output,
+                background: background && redirect.is_none() && spec.runs == Runs::Broker,
+                redirect,
+            },
+        )
 }
 
 proptest! {
