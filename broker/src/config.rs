@@ -23,6 +23,8 @@ pub struct BrokerConfig {
     pub tls: TlsSection,
     #[serde(default)]
     pub sessions: SessionsSection,
+    #[serde(default)]
+    pub transfers: TransfersSection,
     /// Session limits per tenant, written to the replicated state at start; tenants not listed
     /// keep the defaults (10 per tenant, 1 per user).
     #[serde(default)]
@@ -32,8 +34,52 @@ pub struct BrokerConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSection {
+    #[serde(default = "default_sessions_per_tenant")]
     pub max_sessions_per_tenant: u32,
+    #[serde(default = "default_sessions_per_user")]
     pub max_sessions_per_user: u32,
+    /// Overrides `transfers.max_getfile_bytes` for this tenant.
+    #[serde(default)]
+    pub max_getfile_bytes: Option<u64>,
+}
+
+/// File transfers and the library.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransfersSection {
+    /// Bytes per chunk: every chunk is one JetStream message (nats-server's max_payload must
+    /// carry it) and one gRPC message.
+    pub chunk_size: u32,
+    /// Chunks in flight per transfer.
+    pub window_chunks: u32,
+    /// Largest file getfile fetches, unless the tenant says otherwise (3 GB, as in the seed).
+    pub max_getfile_bytes: u64,
+    /// Largest library file (250 MB, as in the seed).
+    pub max_library_file_bytes: u64,
+    /// JetStream replicas of chunks and transfer records: 1 for one NATS server, 3 for a cluster.
+    pub replicas: usize,
+}
+
+impl Default for TransfersSection {
+    fn default() -> Self {
+        Self {
+            chunk_size: 1024 * 1024,
+            window_chunks: 16,
+            max_getfile_bytes: 3_000_000_000,
+            max_library_file_bytes: 250_000_000,
+            replicas: 1,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// The getfile size limit of `tenant`.
+    pub fn max_getfile_bytes(&self, tenant: &str) -> u64 {
+        self.tenants
+            .get(tenant)
+            .and_then(|t| t.max_getfile_bytes)
+            .unwrap_or(self.transfers.max_getfile_bytes)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,6 +150,14 @@ impl Default for SessionsSection {
             idle_timeout_ms: 30 * 60 * 1000,
         }
     }
+}
+
+fn default_sessions_per_tenant() -> u32 {
+    10
+}
+
+fn default_sessions_per_user() -> u32 {
+    1
 }
 
 fn default_heartbeat_ms() -> u32 {
@@ -224,6 +278,19 @@ impl BrokerConfig {
             };
             cluster::lease::validate(&op)
                 .map_err(|e| bad(&format!("tenants.{tenant}"), e.to_string()))?;
+        }
+        let t = &self.transfers;
+        if !(64 * 1024..=4 * 1024 * 1024 - 64 * 1024).contains(&t.chunk_size) {
+            return Err(bad(
+                "transfers.chunk_size",
+                "must be between 65536 and 4128768 bytes",
+            ));
+        }
+        if !(1..=64).contains(&t.window_chunks) {
+            return Err(bad("transfers.window_chunks", "must be between 1 and 64"));
+        }
+        if !(1..=5).contains(&t.replicas) {
+            return Err(bad("transfers.replicas", "must be between 1 and 5"));
         }
         if self.agents.heartbeat_interval_ms < 100 {
             return Err(bad("agents.heartbeat_interval_ms", "must be at least 100"));

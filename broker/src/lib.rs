@@ -2,12 +2,13 @@
 //!
 //! - [`node`]: lifecycle, wiring the parts below together.
 //! - [`config`]: TOML + `LR_*` environment + flags, validated once.
-//! - [`actors`]: `DeviceActor` and `SessionActor` (ractor), under one supervisor per kind.
+//! - [`actors`]: `DeviceActor`, `SessionActor` and `TransferActor` (ractor), one supervisor per kind.
 //! - [`agents`]: the gRPC service agents dial (mutual TLS).
 //! - [`api`]: the analysts' REST/SSE API over HTTPS.
 //! - [`bus`]: NATS subjects and envelopes between nodes.
 //! - [`registry`]: devices, their presence and connection epochs, in JetStream.
-//! - [`transfers`]: file transfer chunks in JetStream, verified per chunk and as a whole.
+//! - [`transfers`]: file transfer chunks and records in JetStream, verified per chunk and as a whole.
+//! - [`library`]: the tenant library of scripts and tools, as chunked blobs in JetStream.
 #![forbid(unsafe_code)]
 
 pub mod actors;
@@ -15,6 +16,7 @@ pub mod agents;
 pub mod api;
 pub mod bus;
 pub mod config;
+pub mod library;
 pub mod node;
 pub mod registry;
 pub mod transfers;

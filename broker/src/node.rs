@@ -22,11 +22,14 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::actors::Supervisor;
+use crate::actors::transfer::{TransferContext, takeover};
 use crate::agents::AgentService;
 use crate::api::{self, ApiState, Tokens};
 use crate::bus::Bus;
 use crate::config::BrokerConfig;
+use crate::library::Library;
 use crate::registry::DeviceRegistry;
+use crate::transfers::{ChunkStore, ChunkStoreConfig, TransferBook};
 
 /// How long start waits for the NATS server.
 const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -83,9 +86,33 @@ impl BrokerNode {
         .map_err(|_| anyhow::anyhow!("no nats server answered at {} within {NATS_CONNECT_TIMEOUT:?}; start it or fix nats_url", config.nats_url))?
         .with_context(|| format!("cannot connect to nats at {}", config.nats_url))?;
         let bus = Bus::new(nats.clone());
-        let registry = DeviceRegistry::open(nats, 1).await.context(
+        let registry = DeviceRegistry::open(nats.clone(), 1).await.context(
             "cannot open the device registry in jetstream; is jetstream enabled (nats-server -js)?",
         )?;
+        let settings = config.transfers.clone();
+        let store = ChunkStore::open_with(
+            nats.clone(),
+            ChunkStoreConfig {
+                replicas: settings.replicas,
+                max_chunk_size: settings.chunk_size as usize,
+                ..ChunkStoreConfig::default()
+            },
+        )
+        .await
+        .context("cannot open the transfer chunk store in jetstream")?;
+        if (store.max_chunk_size() as u64) < u64::from(settings.chunk_size) {
+            anyhow::bail!(
+                "transfers.chunk_size is {} bytes but nats carries at most {}; raise max_payload in nats-server.conf or lower transfers.chunk_size",
+                settings.chunk_size,
+                store.max_chunk_size()
+            );
+        }
+        let book = TransferBook::open(nats.clone(), settings.replicas)
+            .await
+            .context("cannot open the transfer records in jetstream")?;
+        let library = Library::open(nats, store.clone(), settings.replicas)
+            .await
+            .context("cannot open the library in jetstream")?;
 
         let (devices, _) = Actor::spawn(None, Supervisor, "devices")
             .await
@@ -93,6 +120,26 @@ impl BrokerNode {
         let (sessions, _) = Actor::spawn(None, Supervisor, "sessions")
             .await
             .context("cannot start the session supervisor")?;
+        let (transfers_supervisor, _) = Actor::spawn(None, Supervisor, "transfers")
+            .await
+            .context("cannot start the transfer supervisor")?;
+        let transfers = TransferContext {
+            node_id: config.node_id,
+            bus: bus.clone(),
+            store: store.clone(),
+            book,
+            library,
+            settings,
+            getfile_limits: Arc::new(
+                config
+                    .tenants
+                    .iter()
+                    .filter_map(|(t, s)| Some((t.clone(), s.max_getfile_bytes?)))
+                    .collect(),
+            ),
+            supervisor: transfers_supervisor.get_cell(),
+        };
+        let takeover_task = tokio::spawn(takeover::run(transfers.clone()));
         let (stop, stopped) = watch::channel(false);
 
         let agents_listener = TcpListener::bind(config.agents.listen)
@@ -104,6 +151,7 @@ impl BrokerNode {
             heartbeat: Duration::from_millis(u64::from(config.agents.heartbeat_interval_ms)),
             bus: bus.clone(),
             registry: registry.clone(),
+            store,
             supervisor: devices.get_cell(),
         };
         let agent_tls = ServerTlsConfig::new()
@@ -136,6 +184,7 @@ impl BrokerNode {
             leases,
             settings: config.sessions.clone(),
             sessions: sessions.get_cell(),
+            transfers,
             tokens: Tokens::new(&config.api.tokens),
             limits_applied,
         });
@@ -152,9 +201,9 @@ impl BrokerNode {
             api_addr,
             agents_addr,
             cluster,
-            supervisors: vec![devices, sessions],
+            supervisors: vec![devices, sessions, transfers_supervisor],
             stop,
-            servers: vec![agents_task, api_task],
+            servers: vec![agents_task, api_task, takeover_task],
         })
     }
 

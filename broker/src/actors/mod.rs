@@ -6,6 +6,7 @@
 //! ```text
 //! Supervisor("devices") ── DeviceActor (one per agent stream held by this node)
 //! Supervisor("sessions") ── SessionActor (one per session created through this node)
+//! Supervisor("transfers") ── TransferActor (one per transfer this node owns)
 //! ```
 //!
 //! A supervisor logs every child that fails. A failed DeviceActor drops the agent's stream, so the
@@ -15,6 +16,7 @@
 pub mod device;
 pub mod session;
 mod supervisor;
+pub mod transfer;
 
 pub use supervisor::Supervisor;
 

@@ -15,10 +15,15 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+mod chunks;
+
+pub use chunks::ChunkIntake;
+
 use crate::actors::device::{DeviceActor, DeviceArgs, DeviceMsg};
 use crate::actors::now_ms;
 use crate::bus::Bus;
 use crate::registry::{DeviceRecord, DeviceRegistry};
+use crate::transfers::ChunkStore;
 
 /// The protocol versions this broker speaks.
 const PROTOCOL_VERSION: u32 = 1;
@@ -32,6 +37,7 @@ pub struct AgentService {
     pub heartbeat: Duration,
     pub bus: Bus,
     pub registry: DeviceRegistry,
+    pub store: ChunkStore,
     pub supervisor: ActorCell,
 }
 
@@ -102,7 +108,14 @@ impl AgentLink for AgentService {
                 body: Some(ToAgent::Welcome(welcome)),
             }))
             .await;
+        let intake = ChunkIntake::new(
+            hello.tenant.clone(),
+            hello.device_id.clone(),
+            self.store.clone(),
+            self.bus.clone(),
+        );
         let args = DeviceArgs {
+            intake: intake.clone(),
             node_id: self.node_id,
             tenant: hello.tenant.clone(),
             device: hello.device_id.clone(),
@@ -131,6 +144,24 @@ impl AgentLink for AgentService {
                     })) => {
                         let _ = actor.cast(DeviceMsg::Result(result));
                     }
+                    Some(Ok(AgentMessage {
+                        body: Some(FromAgent::Chunk(chunk)),
+                    })) => {
+                        intake
+                            .chunk(
+                                chunk.transfer_id,
+                                chunk.index,
+                                chunk.data.into(),
+                                chunk.sha256,
+                            )
+                            .await;
+                    }
+                    Some(Ok(AgentMessage {
+                        body: Some(FromAgent::TransferEnded(ended)),
+                    })) => intake.ended(ended).await,
+                    Some(Ok(AgentMessage {
+                        body: Some(FromAgent::PutProgress(progress)),
+                    })) => intake.put_progress(progress).await,
                     Some(Ok(_)) => tracing::warn!("unexpected message from an agent; ignored"),
                     Some(Err(status)) => break format!("stream error: {}", status.message()),
                     None => break "agent closed the stream".to_string(),

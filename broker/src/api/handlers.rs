@@ -141,6 +141,7 @@ pub async fn open_session(
         state.bus.clone(),
         state.leases.clone(),
         state.settings.clone(),
+        state.transfers.clone(),
         state.sessions.clone(),
     )
     .await?;

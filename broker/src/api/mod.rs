@@ -24,6 +24,7 @@ pub use auth::{Caller, Tokens, sha256_hex};
 pub use error::ApiError;
 pub use serve::serve_https;
 
+use crate::actors::transfer::TransferContext;
 use crate::bus::{self, Bus, BusError};
 use crate::config::SessionsSection;
 use crate::registry::DeviceRegistry;
@@ -43,6 +44,7 @@ pub struct Inner {
     pub leases: LeaseService,
     pub settings: SessionsSection,
     pub sessions: ActorCell,
+    pub transfers: TransferContext,
     pub tokens: Tokens,
     /// True once the configured tenant limits are in the replicated state.
     pub limits_applied: tokio::sync::watch::Receiver<bool>,

@@ -13,7 +13,9 @@ use async_nats::{Client, RequestErrorKind, Subscriber};
 use bytes::Bytes;
 use prost::Message as _;
 
-pub use subjects::{device_cmd, device_online, session_ctl, session_evt, session_out, tenant_of};
+pub use subjects::{
+    device_cmd, device_online, session_ctl, session_evt, session_out, tenant_of, transfer_evt,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

@@ -21,6 +21,11 @@ pub fn session_out(tenant: &str, session: &str) -> String {
     format!("lr.{tenant}.sess.{session}.out")
 }
 
+/// Events of one transfer, for the node that owns it.
+pub fn transfer_evt(tenant: &str, transfer: &str) -> String {
+    format!("lr.{tenant}.xfer.{transfer}.evt")
+}
+
 /// The tenant a subject belongs to.
 pub fn tenant_of(subject: &str) -> Option<&str> {
     subject

@@ -3,14 +3,18 @@
 //! [`ChunkStore`] stores and reads chunks, checks each against its own SHA-256 and a whole file
 //! against the SHA-256 declared for it, and serves byte ranges for downloads. Chunks live on
 //! `lr.<tenant>.xfer.<transfer>.chunk.<index>` in the stream `LR_CHUNKS`, so a transfer of another
-//! tenant is simply not found. Ownership and progress checkpoints of a transfer belong to its
-//! `TransferActor` and the replicated control state, not to this module.
+//! tenant is simply not found. [`TransferBook`] holds each transfer's record: owner, progress
+//! checkpoint and outcome, fenced by the record's revision.
 
+mod book;
 mod error;
 mod names;
 mod range;
 mod store;
 
+pub use book::{
+    BookError, TransferBook, TransferKind, TransferRecord, TransferState, Versioned, valid_id,
+};
 pub use error::StoreError;
 pub use names::MAX_ID_LEN;
 pub use range::chunk_count;
@@ -18,6 +22,14 @@ pub use store::{
     CHECKSUM_HEADER, ChunkStore, ChunkStoreConfig, DEFAULT_MAX_CHUNK_SIZE, PutOutcome, RangeRead,
     STREAM,
 };
+
+/// SHA-256 of `data` as 64 lowercase hex digits.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    names::Sha256Hex::from_digest(&Sha256::digest(data))
+        .as_str()
+        .to_string()
+}
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! `DeviceActor`: owns one agent's gRPC stream on the node the agent dialled.
 //!
-//! It takes commands and cancels for its device from NATS (`lr.<tenant>.dev.<device>.cmd`), writes
-//! them to the agent's stream, and publishes the agent's results to the session's subject. A newer
+//! It takes commands, cancels and transfer requests for its device from NATS
+//! (`lr.<tenant>.dev.<device>.cmd`), writes them to the agent's stream, and publishes the agent's results to the session's subject. A newer
 //! connection of the same device (a higher epoch, announced on `.online`) supersedes it; so does a
 //! stream that closes or an agent that stops heartbeating.
 
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::now_ms;
+use crate::agents::ChunkIntake;
 use crate::bus::{self, Bus};
 use crate::registry::DeviceRegistry;
 
@@ -48,6 +49,8 @@ pub struct DeviceArgs {
     pub to_agent: mpsc::Sender<Result<BrokerMessage, tonic::Status>>,
     pub bus: Bus,
     pub registry: DeviceRegistry,
+    /// Where chunks this connection is asked for are checked and stored.
+    pub intake: ChunkIntake,
 }
 
 pub struct DeviceState {
@@ -203,6 +206,23 @@ impl DeviceState {
                     }
                     Err(ack) => ack,
                 }
+            }
+            Body::ChunkRequest(request) => {
+                self.args.intake.expect(&request);
+                self.to_agent(ToAgent::ChunkRequest(request))
+                    .await
+                    .err()
+                    .unwrap_or_default()
+            }
+            Body::PutOffer(offer) => self
+                .to_agent(ToAgent::PutOffer(offer))
+                .await
+                .err()
+                .unwrap_or_default(),
+            Body::PutChunk(chunk) => {
+                // Sent without a reply: the agent's progress answers it.
+                let _ = self.to_agent(ToAgent::PutChunk(chunk)).await;
+                return;
             }
             Body::Cancel(cancel) => self
                 .to_agent(ToAgent::Cancel(cancel))

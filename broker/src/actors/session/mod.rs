@@ -8,8 +8,9 @@
 //! its cache if it already ran it.
 
 mod record;
+mod transfers;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use agent_proto::agent::{Cancel, CommandRequest};
@@ -27,8 +28,10 @@ use tokio::time::Instant;
 pub use record::{CommandRecord, CommandState};
 
 use super::now_ms;
+use crate::actors::transfer::TransferContext;
 use crate::bus::{self, Bus, BusError};
 use crate::config::SessionsSection;
+use transfers::{FileFacts, Requester};
 
 /// How long a command dispatch waits for the device's node to take it.
 const DISPATCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,6 +39,8 @@ const DISPATCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_COMMANDS: usize = 1000;
 /// Grace beyond a command's own timeout before the broker gives up on the agent's answer.
 const RESULT_GRACE_MS: u64 = 30_000;
+/// Files whose fileinfo a session remembers for getfile.
+const MAX_FILE_FACTS: usize = 1000;
 
 pub struct SessionActor;
 
@@ -51,6 +56,7 @@ pub struct SessionArgs {
     pub bus: Bus,
     pub leases: LeaseService,
     pub settings: SessionsSection,
+    pub transfers: TransferContext,
 }
 
 pub struct SessionState {
@@ -59,6 +65,8 @@ pub struct SessionState {
     commands: BTreeMap<String, CommandRecord>,
     queue: VecDeque<String>,
     running: Option<String>,
+    /// What fileinfo reported, by absolute path: getfile's prerequisite.
+    file_facts: HashMap<String, FileFacts>,
     last_activity: Instant,
     last_renewal: Instant,
     /// Set once the lease is released, so it is released exactly once.
@@ -80,6 +88,7 @@ pub async fn open(
     bus: Bus,
     leases: LeaseService,
     settings: SessionsSection,
+    transfers: TransferContext,
     supervisor: ActorCell,
 ) -> Result<Lease, ClusterError> {
     let lease = leases
@@ -98,6 +107,7 @@ pub async fn open(
         bus,
         leases: leases.clone(),
         settings,
+        transfers,
     };
     if let Err(error) = Actor::spawn_linked(None, SessionActor, args, supervisor).await {
         tracing::error!(session = %lease.session, %error, "cannot start a session actor; releasing its lease");
@@ -163,6 +173,7 @@ impl Actor for SessionActor {
             commands: BTreeMap::new(),
             queue: VecDeque::new(),
             running: None,
+            file_facts: HashMap::new(),
             last_activity: Instant::now(),
             last_renewal: Instant::now(),
             released: false,
@@ -302,7 +313,7 @@ impl SessionState {
                 "writing output to a file (> file) is done by the console; remove it here",
             );
         }
-        let record = CommandRecord {
+        let mut record = CommandRecord {
             id: uuid::Uuid::now_v7().to_string(),
             line,
             command: spec.name.to_string(),
@@ -315,7 +326,32 @@ impl SessionState {
             submitted_at_ms: now_ms(),
             started_at_ms: 0,
             finished_at_ms: 0,
+            then_getfile: false,
         };
+        if spec.runs == commands::Runs::Broker {
+            match self.run_on_broker(&invocation, &mut record).await {
+                // Done at once, without the device's queue.
+                Some(outcome) => {
+                    let (state, output, error) = match outcome {
+                        Ok(output) => (CommandState::Completed, output, String::new()),
+                        Err(error) => (CommandState::Failed, String::new(), error),
+                    };
+                    record.state = state;
+                    record.output_json = output;
+                    record.error = error;
+                    record.started_at_ms = record.submitted_at_ms;
+                    record.finished_at_ms = now_ms();
+                    let reply = Reply::Command(record.to_wire());
+                    let id = record.id.clone();
+                    self.commands.insert(id.clone(), record);
+                    self.forget_old_commands();
+                    self.publish(&id).await;
+                    return reply;
+                }
+                // getfile -auto: fileinfo goes through the queue first.
+                None => {}
+            }
+        }
         let reply = Reply::Command(record.to_wire());
         self.queue.push_back(record.id.clone());
         self.commands.insert(record.id.clone(), record);
@@ -367,17 +403,24 @@ impl SessionState {
                 if self.running.as_deref() != Some(result.command_id.as_str()) {
                     return;
                 }
-                let state = CommandState::of(result.status());
+                let mut state = CommandState::of(result.status());
                 let cwd = (state == CommandState::Completed && !result.cwd.is_empty())
                     .then_some(result.cwd);
-                self.finish(
-                    &result.command_id,
-                    state,
-                    result.output_json,
-                    result.error,
-                    cwd,
-                )
-                .await;
+                let (mut output, mut error) = (result.output_json, result.error);
+                let record = &self.commands[&result.command_id];
+                if state == CommandState::Completed
+                    && (record.command == "fileinfo" || record.then_getfile)
+                    && let Some(facts) = FileFacts::from_fileinfo(&output)
+                {
+                    self.remember(facts);
+                }
+                if self.commands[&result.command_id].then_getfile {
+                    (state, output, error) = self
+                        .getfile_after_fileinfo(&result.command_id, state, &output, error)
+                        .await;
+                }
+                self.finish(&result.command_id, state, output, error, cwd)
+                    .await;
                 self.dispatch().await;
             }
             // The device reconnected: send the running command again; the agent will not run it twice.
@@ -536,6 +579,101 @@ impl SessionState {
         {
             tracing::debug!(command = %id, error = %e, "cannot publish a command update");
         }
+    }
+
+    /// Runs a broker command. `None` means it was turned into a device command to queue
+    /// (`getfile -auto` runs `fileinfo` first).
+    async fn run_on_broker(
+        &mut self,
+        invocation: &commands::Invocation,
+        record: &mut CommandRecord,
+    ) -> Option<Result<String, String>> {
+        let value = |name: &str| {
+            invocation
+                .values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let flag = |name: &str| invocation.flags.contains(&name);
+        let context = self.args.transfers.clone();
+        let lease = &self.args.lease;
+        let who = Requester {
+            tenant: &lease.tenant,
+            user: &lease.user,
+            session: &lease.session,
+            device: &lease.device,
+            token: lease.token,
+        };
+        match invocation.spec.name {
+            "library" => Some(transfers::library_listing(&context, &lease.tenant).await),
+            "putfile" => Some(
+                transfers::start_putfile(
+                    &context,
+                    &who,
+                    &value("name"),
+                    flag("keep"),
+                    flag("overwrite"),
+                )
+                .await,
+            ),
+            _ => {
+                let path = transfers::resolve(&self.cwd, &value("path"));
+                if flag("auto") {
+                    record.command = "fileinfo".into();
+                    record.args = vec!["-path".into(), path];
+                    record.then_getfile = true;
+                    return None;
+                }
+                Some(match self.file_facts.get(&path) {
+                    Some(facts) => transfers::start_getfile(&context, &who, facts).await,
+                    None => Err(format!(
+                        "getfile needs the size and SHA-256 of {path} first: run `fileinfo {}` or add -auto",
+                        commands::quote(&path)
+                    )),
+                })
+            }
+        }
+    }
+
+    /// The fileinfo of `getfile -auto` finished: start the transfer, or say why not.
+    async fn getfile_after_fileinfo(
+        &mut self,
+        id: &str,
+        state: CommandState,
+        fileinfo_output: &str,
+        error: String,
+    ) -> (CommandState, String, String) {
+        if state != CommandState::Completed {
+            return (state, String::new(), format!("fileinfo failed: {error}"));
+        }
+        let Some(facts) = FileFacts::from_fileinfo(fileinfo_output) else {
+            return (
+                CommandState::Failed,
+                String::new(),
+                format!("fileinfo gave no size or path for command {id}; run fileinfo to see why"),
+            );
+        };
+        let lease = &self.args.lease;
+        let who = Requester {
+            tenant: &lease.tenant,
+            user: &lease.user,
+            session: &lease.session,
+            device: &lease.device,
+            token: lease.token,
+        };
+        match transfers::start_getfile(&self.args.transfers, &who, &facts).await {
+            Ok(output) => (CommandState::Completed, output, String::new()),
+            Err(error) => (CommandState::Failed, String::new(), error),
+        }
+    }
+
+    fn remember(&mut self, facts: FileFacts) {
+        if self.file_facts.len() >= MAX_FILE_FACTS {
+            self.file_facts.clear();
+        }
+        self.file_facts.insert(facts.path.clone(), facts);
     }
 
     fn forget_old_commands(&mut self) {

@@ -60,6 +60,8 @@ pub struct CommandRecord {
     pub submitted_at_ms: u64,
     pub started_at_ms: u64,
     pub finished_at_ms: u64,
+    /// `getfile -auto`: this is its `fileinfo`, and the transfer starts when it completes.
+    pub then_getfile: bool,
 }
 
 impl CommandRecord {

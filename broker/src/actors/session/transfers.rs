@@ -1,0 +1,273 @@
+//! The session's broker-run commands: `getfile`/`download`, `putfile` and `library`.
+//!
+//! `getfile` needs the file's size and SHA-256 first (the seed's `fileinfo` prerequisite): the
+//! session remembers what every completed `fileinfo` reported, and `-auto` runs `fileinfo` on the
+//! device first. A transfer command completes as soon as its transfer has started; the transfer
+//! goes on by itself (see `actors::transfer`), so the session's queue is free for other commands.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::now_ms;
+use crate::actors::transfer::{TransferContext, drive};
+use crate::api::rfc3339;
+use crate::transfers::{TransferKind, TransferRecord, TransferState};
+
+/// What `fileinfo` reported about a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileFacts {
+    pub path: String,
+    pub kind: String,
+    pub size: u64,
+    /// Empty when fileinfo could not hash the file.
+    pub sha256: String,
+    pub hashes_note: String,
+}
+
+impl FileFacts {
+    /// Reads a `fileinfo` output document.
+    pub fn from_fileinfo(output_json: &str) -> Option<Self> {
+        let v: Value = serde_json::from_str(output_json).ok()?;
+        Some(Self {
+            path: v.get("path")?.as_str()?.to_string(),
+            kind: v.get("type")?.as_str().unwrap_or_default().to_string(),
+            size: v.get("size")?.as_u64()?,
+            sha256: v
+                .pointer("/hashes/sha256")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            hashes_note: v
+                .get("hashes_note")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        })
+    }
+}
+
+/// `path` against the working directory, with `.` and `..` folded as the agent folds them.
+pub fn resolve(cwd: &str, path: &str) -> String {
+    let mut out = PathBuf::from("/");
+    for component in Path::new(cwd).join(path).components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(part) => out.push(part),
+            _ => {}
+        }
+    }
+    out.to_string_lossy().into_owned()
+}
+
+/// Who asks for a transfer, in which session.
+pub struct Requester<'a> {
+    pub tenant: &'a str,
+    pub user: &'a str,
+    pub session: &'a str,
+    pub device: &'a str,
+    pub token: u64,
+}
+
+/// Checks `facts` against what getfile may fetch, records the transfer and starts driving it.
+/// Returns the command's output document, or why not.
+pub async fn start_getfile(
+    context: &TransferContext,
+    who: &Requester<'_>,
+    facts: &FileFacts,
+) -> Result<String, String> {
+    if facts.kind != "file" {
+        return Err(format!(
+            "{} is a {}, not a regular file; getfile fetches regular files only",
+            facts.path,
+            if facts.kind.is_empty() {
+                "special file"
+            } else {
+                &facts.kind
+            }
+        ));
+    }
+    if facts.sha256.is_empty() {
+        return Err(format!(
+            "fileinfo could not hash {} ({}); getfile needs its SHA-256",
+            facts.path,
+            if facts.hashes_note.is_empty() {
+                "no reason given"
+            } else {
+                &facts.hashes_note
+            }
+        ));
+    }
+    let limit = context.max_getfile_bytes(who.tenant);
+    if facts.size > limit {
+        return Err(format!(
+            "{} is {} bytes, over the getfile limit of {limit} bytes for tenant {}; ask an administrator to raise max_getfile_bytes",
+            facts.path, facts.size, who.tenant
+        ));
+    }
+    let name = safe_name(&facts.path);
+    let mut record = new_record(
+        context,
+        who,
+        TransferKind::Getfile,
+        facts.size,
+        &facts.sha256,
+    );
+    record.path = facts.path.clone();
+    record.name = name;
+    start(context, record).await
+}
+
+/// Records a putfile of a library file and starts driving it.
+pub async fn start_putfile(
+    context: &TransferContext,
+    who: &Requester<'_>,
+    name: &str,
+    keep: bool,
+    overwrite: bool,
+) -> Result<String, String> {
+    let entry = context
+        .library
+        .get(who.tenant, name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut record = new_record(
+        context,
+        who,
+        TransferKind::Putfile,
+        entry.size,
+        &entry.sha256,
+    );
+    record.name = entry.name;
+    record.source = entry.blob;
+    record.chunk_size = entry.chunk_size;
+    record.keep = keep;
+    record.overwrite = overwrite;
+    start(context, record).await
+}
+
+/// The `library` command's output.
+pub async fn library_listing(context: &TransferContext, tenant: &str) -> Result<String, String> {
+    let entries = context
+        .library
+        .list(tenant)
+        .await
+        .map_err(|e| e.to_string())?;
+    let files: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!({"name": e.name, "description": e.description, "size": e.size, "sha256": e.sha256,
+                   "uploaded_by": e.uploaded_by, "uploaded_at": rfc3339(e.uploaded_at_ms),
+                   "parameters_description": e.parameters_description})
+        })
+        .collect();
+    Ok(json!({ "files": files }).to_string())
+}
+
+fn new_record(
+    context: &TransferContext,
+    who: &Requester<'_>,
+    kind: TransferKind,
+    size: u64,
+    sha256: &str,
+) -> TransferRecord {
+    let now = now_ms();
+    TransferRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind,
+        tenant: who.tenant.to_string(),
+        user: who.user.to_string(),
+        session: who.session.to_string(),
+        device: who.device.to_string(),
+        token: who.token,
+        path: String::new(),
+        name: String::new(),
+        size,
+        sha256: sha256.to_ascii_lowercase(),
+        chunk_size: context.chunk_size(),
+        source: String::new(),
+        keep: false,
+        overwrite: false,
+        state: TransferState::Running,
+        chunks_done: 0,
+        error: String::new(),
+        owner: context.node_id,
+        heartbeat_ms: now,
+        created_at_ms: now,
+        finished_at_ms: 0,
+    }
+}
+
+async fn start(context: &TransferContext, record: TransferRecord) -> Result<String, String> {
+    let owned = context
+        .book
+        .create(&record)
+        .await
+        .map_err(|e| e.to_string())?;
+    drive(context, owned)
+        .await
+        .map_err(|e| format!("cannot start the transfer: {e}; retry"))?;
+    Ok(
+        json!({"transfer_id": record.id, "path": record.path, "name": record.name,
+              "size": record.size, "sha256": record.sha256})
+        .to_string(),
+    )
+}
+
+/// A file name for the analyst's copy: the last path component, with anything that could escape
+/// a downloads folder or confuse a shell replaced.
+pub fn safe_name(device_path: &str) -> String {
+    let last = device_path.rsplit('/').next().unwrap_or_default();
+    let cleaned: String = last
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '\\' || c == ':' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        "download".to_string()
+    } else {
+        cleaned.chars().take(200).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_like_the_agent_resolves_them() {
+        assert_eq!(resolve("/var/log", "syslog"), "/var/log/syslog");
+        assert_eq!(resolve("/var/log", "../tmp/./x"), "/var/tmp/x");
+        assert_eq!(resolve("/var", "/etc/passwd"), "/etc/passwd");
+        assert_eq!(resolve("/", "../../etc"), "/etc");
+    }
+
+    #[test]
+    fn download_names_cannot_escape_a_folder() {
+        assert_eq!(safe_name("/tmp/sample.bin"), "sample.bin");
+        assert_eq!(safe_name("/tmp/..hidden"), "hidden");
+        assert_eq!(safe_name("/tmp/a\\b:c\u{0}d"), "a_b_c_d");
+        assert_eq!(safe_name("/"), "download");
+        assert_eq!(safe_name("/tmp/.."), "download");
+    }
+
+    #[test]
+    fn fileinfo_output_gives_the_facts_getfile_needs() {
+        let out = r#"{"path":"/tmp/x","type":"file","size":5,"hashes":{"sha256":"ab"},"hashes_note":null}"#;
+        let facts = FileFacts::from_fileinfo(out).unwrap();
+        assert_eq!(facts.size, 5);
+        assert_eq!(facts.sha256, "ab");
+        let fifo = r#"{"path":"/tmp/p","type":"fifo","size":0,"hashes":null,"hashes_note":"not a regular file"}"#;
+        let facts = FileFacts::from_fileinfo(fifo).unwrap();
+        assert_eq!(facts.sha256, "");
+        assert_eq!(facts.hashes_note, "not a regular file");
+    }
+}

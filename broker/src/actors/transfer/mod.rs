@@ -1,0 +1,539 @@
+//! `TransferActor`: drives one file transfer, on the node that owns it.
+//!
+//! getfile: the actor asks the device's node for a window of chunks (`ChunkRequest` on the
+//! device's subject); that node takes the chunks off the agent's stream, stores each in the
+//! [`ChunkStore`] and tells the owner (`chunk_stored` on `lr.<t>.xfer.<id>.evt`). When the window
+//! is stored the actor asks for the next one; when every chunk is stored it reads the file back
+//! through SHA-256 and only then calls the transfer complete.
+//!
+//! putfile: the actor offers the file to the agent, which answers how many chunks it holds; the
+//! actor reads chunks from the library blob and sends them a window ahead of the agent's progress.
+//!
+//! Progress is checkpointed in the [`TransferBook`] every second; each write is a compare-and-set
+//! on the record's revision. Another node takes a transfer over when its record has not been
+//! written for [`takeover::STALE_AFTER`] ([`takeover`]); the old owner's next write then fails and
+//! it stops. A new owner resumes getfile from the contiguous chunks already stored, so the agent
+//! re-sends at most the one window that was in flight.
+
+pub mod takeover;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_proto::agent::command_result::Status;
+use agent_proto::agent::{Cancel, ChunkRequest, PutChunk, PutOffer};
+use agent_proto::bus::envelope::Body;
+use agent_proto::bus::transfer_event::Event;
+use futures::StreamExt;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::now_ms;
+use crate::bus::{self, Bus, BusError};
+use crate::config::TransfersSection;
+use crate::library::Library;
+use crate::transfers::{
+    BookError, ChunkStore, StoreError, TransferBook, TransferKind, TransferState, Versioned,
+};
+
+/// How long a window may go without progress before it is asked for again.
+const STALL: Duration = Duration::from_secs(10);
+/// How long a request to the device's node may take.
+const DEVICE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the owner writes its record even without progress (its heartbeat).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// What every transfer of a node shares: where data and records live, and the limits.
+#[derive(Clone)]
+pub struct TransferContext {
+    pub node_id: u64,
+    pub bus: Bus,
+    pub store: ChunkStore,
+    pub book: TransferBook,
+    pub library: Library,
+    pub settings: TransfersSection,
+    /// getfile size limits of tenants that do not use the default.
+    pub getfile_limits: Arc<BTreeMap<String, u64>>,
+    pub supervisor: ActorCell,
+}
+
+impl TransferContext {
+    pub fn max_getfile_bytes(&self, tenant: &str) -> u64 {
+        self.getfile_limits
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.settings.max_getfile_bytes)
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        u64::from(self.settings.chunk_size)
+    }
+}
+
+/// The local actor's name for a transfer: at most one per node.
+fn actor_name(id: &str) -> String {
+    format!("transfer-{id}")
+}
+
+/// Whether this node runs the actor of transfer `id`.
+pub fn is_driven_here(id: &str) -> bool {
+    ractor::registry::where_is(actor_name(id)).is_some()
+}
+
+/// Starts the actor of a transfer this node owns (the record says so at `revision`).
+pub async fn drive(context: &TransferContext, owned: Versioned) -> Result<(), ActorProcessingErr> {
+    let name = actor_name(&owned.record.id);
+    let args = TransferArgs {
+        context: context.clone(),
+        owned,
+    };
+    Actor::spawn_linked(Some(name), TransferActor, args, context.supervisor.clone()).await?;
+    Ok(())
+}
+
+pub struct TransferActor;
+
+pub enum TransferMsg {
+    Start,
+    Event(async_nats::Message),
+    DeviceOnline,
+    Tick,
+    Verified(Result<(), StoreError>),
+}
+
+pub struct TransferArgs {
+    context: TransferContext,
+    owned: Versioned,
+}
+
+pub struct TransferRun {
+    context: TransferContext,
+    owned: Versioned,
+    /// getfile: chunks at or past `chunks_done` stored out of order.
+    stored: BTreeSet<u64>,
+    /// One past the last chunk asked for (getfile) or sent (putfile).
+    sent_up_to: u64,
+    last_progress: Instant,
+    last_written: Instant,
+    changed: bool,
+    verifying: bool,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Actor for TransferActor {
+    type Msg = TransferMsg;
+    type State = TransferRun;
+    type Arguments = TransferArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TransferMsg>,
+        args: TransferArgs,
+    ) -> Result<TransferRun, ActorProcessingErr> {
+        let record = &args.owned.record;
+        let bus = &args.context.bus;
+        let mut tasks = Vec::new();
+        let mut events = bus
+            .subscribe(bus::transfer_evt(&record.tenant, &record.id))
+            .await?;
+        let me = myself.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(message) = events.next().await {
+                if me.cast(TransferMsg::Event(message)).is_err() {
+                    break;
+                }
+            }
+        }));
+        let mut online = bus
+            .subscribe(bus::device_online(&record.tenant, &record.device))
+            .await?;
+        let me = myself.clone();
+        tasks.push(tokio::spawn(async move {
+            while online.next().await.is_some() {
+                if me.cast(TransferMsg::DeviceOnline).is_err() {
+                    break;
+                }
+            }
+        }));
+        bus.client().flush().await?;
+        let me = myself.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(HEARTBEAT);
+            loop {
+                ticks.tick().await;
+                if me.cast(TransferMsg::Tick).is_err() {
+                    break;
+                }
+            }
+        }));
+        myself.cast(TransferMsg::Start)?;
+        tracing::info!(tenant = %record.tenant, transfer = %record.id, kind = ?record.kind, node = args.context.node_id, done = record.chunks_done, chunks = record.chunks(), "driving transfer");
+        Ok(TransferRun {
+            context: args.context,
+            owned: args.owned,
+            stored: BTreeSet::new(),
+            sent_up_to: 0,
+            last_progress: Instant::now(),
+            last_written: Instant::now(),
+            changed: false,
+            verifying: false,
+            tasks,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TransferMsg>,
+        msg: TransferMsg,
+        run: &mut TransferRun,
+    ) -> Result<(), ActorProcessingErr> {
+        let outcome = match msg {
+            TransferMsg::Start => run.start(&myself).await,
+            TransferMsg::Event(message) => run.on_event(&myself, message).await,
+            TransferMsg::DeviceOnline => run.resume().await,
+            TransferMsg::Tick => run.on_tick(&myself).await,
+            TransferMsg::Verified(result) => run.on_verified(result).await,
+        };
+        match outcome {
+            Ok(()) if run.owned.record.state.is_terminal() => myself.stop(None),
+            Ok(()) => {}
+            Err(BookError::Superseded(_)) => {
+                tracing::info!(transfer = %run.owned.record.id, "another node drives this transfer now; stopping");
+                myself.stop(Some("superseded".into()));
+            }
+            Err(error) => {
+                tracing::warn!(transfer = %run.owned.record.id, %error, "cannot record transfer progress; will retry");
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<TransferMsg>,
+        run: &mut TransferRun,
+    ) -> Result<(), ActorProcessingErr> {
+        for task in &run.tasks {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+impl TransferRun {
+    fn kind(&self) -> TransferKind {
+        self.owned.record.kind
+    }
+
+    async fn start(&mut self, myself: &ActorRef<TransferMsg>) -> Result<(), BookError> {
+        if self.owned.record.state == TransferState::Verifying {
+            return self.verify(myself).await;
+        }
+        match self.kind() {
+            TransferKind::Getfile => {
+                let r = &self.owned.record;
+                match self.context.store.contiguous_count(&r.tenant, &r.id).await {
+                    Ok(done) => self.owned.record.chunks_done = done.min(r.chunks()),
+                    Err(error) => {
+                        tracing::warn!(transfer = %r.id, %error, "cannot read stored chunks; resuming from the checkpoint")
+                    }
+                }
+                self.changed = true;
+                if self.owned.record.chunks_done >= self.owned.record.chunks() {
+                    return self.verify(myself).await;
+                }
+                self.request_window().await;
+            }
+            TransferKind::Putfile => self.offer().await,
+        }
+        self.write().await
+    }
+
+    /// Asks again from where the transfer stands: after a reconnect, a refusal or a stall.
+    async fn resume(&mut self) -> Result<(), BookError> {
+        if self.verifying || self.owned.record.state.is_terminal() {
+            return Ok(());
+        }
+        match self.kind() {
+            TransferKind::Getfile => self.request_window().await,
+            TransferKind::Putfile => self.offer().await,
+        }
+        Ok(())
+    }
+
+    async fn on_event(
+        &mut self,
+        myself: &ActorRef<TransferMsg>,
+        message: async_nats::Message,
+    ) -> Result<(), BookError> {
+        let event = match bus::decode(&message) {
+            Ok((_, Body::TransferEvent(event))) if event.transfer_id == self.owned.record.id => {
+                event
+            }
+            Ok(_) => return Ok(()),
+            Err(error) => {
+                tracing::warn!(transfer = %self.owned.record.id, %error, "dropped a transfer event");
+                return Ok(());
+            }
+        };
+        if self.verifying || self.owned.record.state.is_terminal() {
+            return Ok(());
+        }
+        match event.event {
+            Some(Event::ChunkStored(index)) => {
+                let done = self.owned.record.chunks_done;
+                if index >= done {
+                    self.stored.insert(index);
+                }
+                self.advance_stored();
+                if self.owned.record.chunks_done >= self.owned.record.chunks() {
+                    return self.verify(myself).await;
+                }
+                if self.owned.record.chunks_done >= self.sent_up_to {
+                    self.request_window().await;
+                }
+            }
+            Some(Event::ChunkRefused(refused)) => {
+                tracing::warn!(transfer = %self.owned.record.id, index = refused.index, reason = %refused.reason, "chunk refused; asking for it again");
+                if refused.index >= self.owned.record.chunks_done {
+                    self.request_window().await;
+                }
+            }
+            Some(Event::PutProgress(progress)) => {
+                let before = self.owned.record.chunks_done;
+                self.owned.record.chunks_done = progress.received.min(self.owned.record.chunks());
+                if self.owned.record.chunks_done != before {
+                    self.changed = true;
+                    self.last_progress = Instant::now();
+                } else if self.sent_up_to > before && progress.received == before {
+                    // The agent refused a chunk (or lost its partial file): send from there again.
+                    self.sent_up_to = before;
+                }
+                self.send_put_chunks().await;
+            }
+            Some(Event::Ended(ended)) => {
+                let status = ended.status();
+                if status == Status::Ok {
+                    if self.kind() == TransferKind::Putfile {
+                        self.owned.record.path = ended.path;
+                        self.owned.record.chunks_done = self.owned.record.chunks();
+                        return self.finish(TransferState::Completed, String::new()).await;
+                    }
+                } else {
+                    let error = if status == Status::StaleToken {
+                        format!(
+                            "a newer session holds device {} now, so the transfer stopped: {}",
+                            self.owned.record.device, ended.error
+                        )
+                    } else {
+                        ended.error
+                    };
+                    return self.finish(TransferState::Failed, error).await;
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    async fn on_tick(&mut self, myself: &ActorRef<TransferMsg>) -> Result<(), BookError> {
+        if self.owned.record.state.is_terminal() {
+            return Ok(());
+        }
+        if !self.verifying && self.last_progress.elapsed() > STALL {
+            tracing::info!(transfer = %self.owned.record.id, done = self.owned.record.chunks_done, "no progress; asking again");
+            self.resume().await?;
+        }
+        if self.owned.record.state == TransferState::Verifying && !self.verifying {
+            // A verification that could not reach the store: try again.
+            self.verify(myself).await?;
+        }
+        if self.changed || self.last_written.elapsed() >= HEARTBEAT {
+            self.write().await?;
+        }
+        Ok(())
+    }
+
+    fn advance_stored(&mut self) {
+        let before = self.owned.record.chunks_done;
+        while self.stored.remove(&self.owned.record.chunks_done) {
+            self.owned.record.chunks_done += 1;
+        }
+        if self.owned.record.chunks_done != before {
+            self.changed = true;
+            self.last_progress = Instant::now();
+        }
+    }
+
+    async fn request_window(&mut self) {
+        let r = &self.owned.record;
+        let first = r.chunks_done;
+        let count =
+            u64::from(self.context.settings.window_chunks).min(r.chunks().saturating_sub(first));
+        self.sent_up_to = first + count;
+        self.last_progress = Instant::now();
+        let request = ChunkRequest {
+            transfer_id: r.id.clone(),
+            session_id: r.session.clone(),
+            token: r.token,
+            path: r.path.clone(),
+            size: r.size,
+            sha256: r.sha256.clone(),
+            chunk_size: u32::try_from(r.chunk_size).unwrap_or(u32::MAX),
+            first_index: first,
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+        };
+        self.to_device(Body::ChunkRequest(request)).await;
+    }
+
+    async fn offer(&mut self) {
+        let r = &self.owned.record;
+        self.last_progress = Instant::now();
+        self.sent_up_to = r.chunks_done;
+        let offer = PutOffer {
+            transfer_id: r.id.clone(),
+            session_id: r.session.clone(),
+            token: r.token,
+            name: r.name.clone(),
+            size: r.size,
+            sha256: r.sha256.clone(),
+            chunk_size: u32::try_from(r.chunk_size).unwrap_or(u32::MAX),
+            keep: r.keep,
+            overwrite: r.overwrite,
+        };
+        self.to_device(Body::PutOffer(offer)).await;
+    }
+
+    /// Sends library chunks up to a window past what the agent has.
+    async fn send_put_chunks(&mut self) {
+        let r = &self.owned.record;
+        let end = (r.chunks_done + u64::from(self.context.settings.window_chunks)).min(r.chunks());
+        let from = self.sent_up_to.max(r.chunks_done);
+        for index in from..end {
+            let data = match self
+                .context
+                .store
+                .read_chunk(&r.tenant, &r.source, index)
+                .await
+            {
+                Ok(data) => data,
+                Err(error) => {
+                    tracing::warn!(transfer = %r.id, index, %error, "cannot read a library chunk; will retry");
+                    return;
+                }
+            };
+            let chunk = PutChunk {
+                transfer_id: r.id.clone(),
+                index,
+                sha256: crate::transfers::sha256_hex(&data),
+                data: data.to_vec(),
+            };
+            let subject = bus::device_cmd(&r.tenant, &r.device);
+            if let Err(error) = self
+                .context
+                .bus
+                .publish(subject, &r.tenant, Body::PutChunk(chunk))
+                .await
+            {
+                tracing::warn!(transfer = %r.id, %error, "cannot send a chunk to the device's node");
+                return;
+            }
+            self.sent_up_to = index + 1;
+        }
+    }
+
+    async fn to_device(&self, body: Body) {
+        let r = &self.owned.record;
+        let subject = bus::device_cmd(&r.tenant, &r.device);
+        match self
+            .context
+            .bus
+            .request(subject, &r.tenant, body, DEVICE_TIMEOUT)
+            .await
+        {
+            Ok(Body::Ack(ack)) if ack.error_code.is_empty() => {}
+            Ok(Body::Ack(ack)) => {
+                tracing::info!(transfer = %r.id, error = %ack.error, "device's node refused; will retry")
+            }
+            Ok(_) => tracing::warn!(transfer = %r.id, "unexpected answer from the device's node"),
+            Err(BusError::NoResponders(_)) => {
+                tracing::info!(transfer = %r.id, device = %r.device, "device offline; the transfer waits for it")
+            }
+            Err(error) => tracing::warn!(transfer = %r.id, %error, "device's node did not answer"),
+        }
+    }
+
+    async fn verify(&mut self, myself: &ActorRef<TransferMsg>) -> Result<(), BookError> {
+        self.verifying = true;
+        if self.owned.record.state != TransferState::Verifying {
+            self.owned.record.state = TransferState::Verifying;
+            self.write().await?;
+        }
+        let r = self.owned.record.clone();
+        let store = self.context.store.clone();
+        let me = myself.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let result = store
+                .write_file(&r.tenant, &r.id, r.chunks(), &r.sha256, tokio::io::sink())
+                .await;
+            let _ = me.cast(TransferMsg::Verified(result));
+        }));
+        Ok(())
+    }
+
+    async fn on_verified(&mut self, result: Result<(), StoreError>) -> Result<(), BookError> {
+        self.verifying = false;
+        match result {
+            Ok(()) => self.finish(TransferState::Completed, String::new()).await,
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(transfer = %self.owned.record.id, %error, "cannot verify yet; will retry");
+                Ok(())
+            }
+            Err(StoreError::Mismatch {
+                expected, actual, ..
+            }) => {
+                let error = format!(
+                    "the file received hashes to {actual}, not the {expected} fileinfo declared: it changed on the device during the transfer; nothing was kept, run fileinfo again and getfile"
+                );
+                self.finish(TransferState::Failed, error).await
+            }
+            Err(error) => self.finish(TransferState::Failed, error.to_string()).await,
+        }
+    }
+
+    async fn finish(&mut self, state: TransferState, error: String) -> Result<(), BookError> {
+        let r = &mut self.owned.record;
+        r.state = state;
+        r.error = error;
+        r.finished_at_ms = now_ms();
+        if state != TransferState::Completed {
+            if r.kind == TransferKind::Getfile
+                && let Err(e) = self.context.store.delete(&r.tenant, &r.id).await
+            {
+                tracing::warn!(transfer = %r.id, error = %e, "cannot delete the chunks of a failed transfer");
+            }
+            let subject = bus::device_cmd(&r.tenant, &r.device);
+            let cancel = Body::Cancel(Cancel {
+                command_id: r.id.clone(),
+            });
+            let _ = self.context.bus.publish(subject, &r.tenant, cancel).await;
+        }
+        tracing::info!(tenant = %r.tenant, transfer = %r.id, state = state.as_str(), error = %r.error, "transfer ended");
+        self.write().await
+    }
+
+    async fn write(&mut self) -> Result<(), BookError> {
+        self.owned.record.owner = self.context.node_id;
+        self.owned.record.heartbeat_ms = now_ms();
+        self.owned = self
+            .context
+            .book
+            .update(&self.owned.record, self.owned.revision)
+            .await?;
+        self.changed = false;
+        self.last_written = Instant::now();
+        Ok(())
+    }
+}

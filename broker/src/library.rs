@@ -1,0 +1,336 @@
+//! The tenant library: scripts and tools analysts upload once and `putfile` to devices.
+//!
+//! A file is stored as a chunked blob in the [`ChunkStore`] (like a getfile transfer, under its own
+//! blob id) and described by an entry in the JetStream key-value bucket `lr-library`, keyed by
+//! tenant and name. A name is claimed with a create (refused when it exists) or replaced with a
+//! compare-and-set, so two uploads of one name never both win; the blob of a replaced or deleted
+//! entry is deleted after the entry no longer points to it.
+
+use async_nats::jetstream::{self, kv};
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::transfers::{ChunkStore, sha256_hex};
+
+const BUCKET: &str = "lr-library";
+/// Longest library name.
+pub const MAX_NAME_LEN: usize = 128;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibraryEntry {
+    pub name: String,
+    pub description: String,
+    pub parameters_description: String,
+    pub size: u64,
+    pub sha256: String,
+    pub chunk_size: u64,
+    /// The blob holding the file's chunks.
+    pub blob: String,
+    pub uploaded_by: String,
+    pub uploaded_at_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    #[error("library name {name:?} refused: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("{0} is already in the library; upload with overwrite to replace it")]
+    Exists(String),
+    #[error("no library file named {0}; list the library with `library`")]
+    NotFound(String),
+    #[error("the file is over the library limit of {limit} bytes; upload a smaller file")]
+    TooLarge { limit: u64 },
+    #[error("reading the upload failed: {0}; upload again")]
+    Body(String),
+    #[error("library unavailable: {0}; retry when NATS JetStream answers")]
+    Unavailable(String),
+}
+
+fn unavailable(e: impl std::fmt::Display) -> LibraryError {
+    LibraryError::Unavailable(e.to_string())
+}
+
+/// What an upload says about the file besides its bytes.
+pub struct Upload {
+    pub tenant: String,
+    pub user: String,
+    pub name: String,
+    pub description: String,
+    pub parameters_description: String,
+    pub overwrite: bool,
+    pub limit: u64,
+    pub chunk_size: u64,
+    pub now_ms: u64,
+}
+
+#[derive(Clone)]
+pub struct Library {
+    kv: kv::Store,
+    store: ChunkStore,
+}
+
+impl Library {
+    pub async fn open(
+        client: async_nats::Client,
+        store: ChunkStore,
+        replicas: usize,
+    ) -> Result<Self, LibraryError> {
+        let js = jetstream::new(client);
+        let kv = match js.get_key_value(BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: BUCKET.into(),
+                    description: "live response library: one entry per tenant and name".into(),
+                    history: 1,
+                    num_replicas: replicas,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable)?,
+        };
+        Ok(Self { kv, store })
+    }
+
+    pub fn store(&self) -> &ChunkStore {
+        &self.store
+    }
+
+    pub async fn list(&self, tenant: &str) -> Result<Vec<LibraryEntry>, LibraryError> {
+        let prefix = format!("{tenant}.");
+        let keys: Vec<String> = match self.kv.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(unavailable)?,
+            Err(_) => Vec::new(),
+        };
+        let mut entries = Vec::new();
+        for key in keys.into_iter().filter(|k| k.starts_with(&prefix)) {
+            if let Some(value) = self.kv.get(&key).await.map_err(unavailable)?
+                && let Ok(entry) = serde_json::from_slice::<LibraryEntry>(&value)
+            {
+                entries.push(entry);
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    pub async fn get(&self, tenant: &str, name: &str) -> Result<LibraryEntry, LibraryError> {
+        check_name(name)?;
+        self.entry(tenant, name)
+            .await?
+            .map(|(entry, _)| entry)
+            .ok_or_else(|| LibraryError::NotFound(name.to_string()))
+    }
+
+    /// Stores an upload, chunk by chunk as it arrives, then claims its name. Nothing of a refused
+    /// or failed upload stays behind.
+    pub async fn upload<S, E>(
+        &self,
+        upload: Upload,
+        body: S,
+    ) -> Result<(LibraryEntry, bool), LibraryError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        check_name(&upload.name)?;
+        let existing = self.entry(&upload.tenant, &upload.name).await?;
+        if existing.is_some() && !upload.overwrite {
+            return Err(LibraryError::Exists(upload.name));
+        }
+        let blob = format!("lib-{}", uuid::Uuid::now_v7().simple());
+        let stored = self.store_blob(&upload, &blob, body).await;
+        let (size, sha256) = match stored {
+            Ok(stored) => stored,
+            Err(error) => {
+                let _ = self.store.delete(&upload.tenant, &blob).await;
+                return Err(error);
+            }
+        };
+        let entry = LibraryEntry {
+            name: upload.name.clone(),
+            description: upload.description,
+            parameters_description: upload.parameters_description,
+            size,
+            sha256,
+            chunk_size: upload.chunk_size,
+            blob: blob.clone(),
+            uploaded_by: upload.user,
+            uploaded_at_ms: upload.now_ms,
+        };
+        let value = Bytes::from(serde_json::to_vec(&entry).map_err(unavailable)?);
+        let key = key(&upload.tenant, &upload.name);
+        let claimed = match &existing {
+            None => self.kv.create(&key, value).await.map_err(|e| {
+                if e.kind() == kv::CreateErrorKind::AlreadyExists {
+                    LibraryError::Exists(upload.name.clone())
+                } else {
+                    unavailable(e)
+                }
+            }),
+            Some((_, revision)) => self.kv.update(&key, value, *revision).await.map_err(|_| {
+                LibraryError::Unavailable(format!(
+                    "{} was changed by another upload at the same time",
+                    upload.name
+                ))
+            }),
+        };
+        if let Err(error) = claimed {
+            let _ = self.store.delete(&upload.tenant, &blob).await;
+            return Err(error);
+        }
+        if let Some((old, _)) = &existing {
+            let _ = self.store.delete(&upload.tenant, &old.blob).await;
+        }
+        tracing::info!(tenant = %upload.tenant, name = %entry.name, size = entry.size, replaced = existing.is_some(), "library file stored");
+        Ok((entry, existing.is_some()))
+    }
+
+    pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), LibraryError> {
+        check_name(name)?;
+        let Some((entry, revision)) = self.entry(tenant, name).await? else {
+            return Err(LibraryError::NotFound(name.to_string()));
+        };
+        self.kv
+            .delete_expect_revision(key(tenant, name), Some(revision))
+            .await
+            .map_err(unavailable)?;
+        let _ = self.store.delete(tenant, &entry.blob).await;
+        tracing::info!(tenant, name, "library file deleted");
+        Ok(())
+    }
+
+    async fn entry(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<(LibraryEntry, u64)>, LibraryError> {
+        let Some(entry) = self
+            .kv
+            .entry(key(tenant, name))
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        if entry.operation != kv::Operation::Put {
+            return Ok(None);
+        }
+        Ok(serde_json::from_slice(&entry.value)
+            .ok()
+            .map(|e| (e, entry.revision)))
+    }
+
+    /// Cuts the body into chunks and stores them; returns the size and SHA-256 of the whole.
+    async fn store_blob<S, E>(
+        &self,
+        upload: &Upload,
+        blob: &str,
+        mut body: S,
+    ) -> Result<(u64, String), LibraryError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let chunk_size = usize::try_from(upload.chunk_size).unwrap_or(usize::MAX);
+        let mut hash = Sha256::new();
+        let mut size = 0u64;
+        let mut index = 0u64;
+        let mut pending = BytesMut::new();
+        loop {
+            let next = body.next().await;
+            let finished = next.is_none();
+            if let Some(part) = next {
+                let part = part.map_err(|e| LibraryError::Body(e.to_string()))?;
+                size += part.len() as u64;
+                if size > upload.limit {
+                    return Err(LibraryError::TooLarge {
+                        limit: upload.limit,
+                    });
+                }
+                hash.update(&part);
+                pending.extend_from_slice(&part);
+            }
+            while pending.len() >= chunk_size || (finished && !pending.is_empty()) {
+                let take = pending.len().min(chunk_size);
+                let chunk = pending.split_to(take).freeze();
+                let sha = sha256_hex(&chunk);
+                self.store
+                    .put_chunk(&upload.tenant, blob, index, chunk, &sha)
+                    .await
+                    .map_err(unavailable)?;
+                index += 1;
+            }
+            if finished {
+                break;
+            }
+        }
+        let digest = hash.finalize();
+        Ok((size, sha256_hex_of_digest(&digest)))
+    }
+}
+
+fn sha256_hex_of_digest(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// KV keys allow few characters; a name is hex-encoded so any allowed name maps to one key.
+fn key(tenant: &str, name: &str) -> String {
+    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{tenant}.{hex}")
+}
+
+/// A library name is a plain file name: it becomes the file's name on the device.
+pub fn check_name(name: &str) -> Result<(), LibraryError> {
+    let reason = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > MAX_NAME_LEN {
+        Some("it is longer than 128 bytes")
+    } else if name.contains(['/', '\\']) {
+        Some("it holds a slash; a library name is a file name, not a path")
+    } else if name.chars().any(char::is_control) {
+        Some("it holds a control character or NUL")
+    } else if name.starts_with('.') {
+        Some("it starts with '.'")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(LibraryError::InvalidName {
+            name: name.chars().take(MAX_NAME_LEN).collect(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_plain_file_names() {
+        for good in ["collector.sh", "tool v2.bin", "a", "ÿ-script.py"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "../x", "a/b", "a\\b", ".hidden", "nul\0x", "tab\tx", "/abs",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn keys_never_collide_or_hold_odd_characters() {
+        assert_ne!(key("t", "a.b"), key("t", "a_b"));
+        assert!(
+            key("demo", "my tool (1).sh")
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        );
+    }
+}

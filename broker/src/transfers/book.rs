@@ -1,0 +1,258 @@
+//! `TransferBook`: every transfer's record (what, whose, who drives it, how far) in the JetStream
+//! key-value bucket `lr-transfers`.
+//!
+//! Ownership is fenced by the entry's revision: a node writes a record only with a
+//! compare-and-set on the revision it last wrote or read, so once another node has taken a
+//! transfer over (its own compare-and-set bumped the revision), the old owner's next write fails
+//! and it stops. Why a KV entry and not a Raft record: a transfer writes a checkpoint every window
+//! and a heartbeat every second, which would crowd the lease log; the record lives in the same
+//! JetStream as the chunks it describes, and the revision is all the fencing it needs.
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+const BUCKET: &str = "lr-transfers";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferKind {
+    Getfile,
+    Putfile,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferState {
+    Running,
+    /// Every chunk is stored; the whole file is being checked against its SHA-256.
+    Verifying,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl TransferState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Verifying => "verifying",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRecord {
+    pub id: String,
+    pub kind: TransferKind,
+    pub tenant: String,
+    pub user: String,
+    pub session: String,
+    pub device: String,
+    /// The session's fencing token: the agent refuses the transfer once a newer session reached it.
+    pub token: u64,
+    /// getfile: the file on the device. putfile: where the file landed, once it has.
+    pub path: String,
+    /// getfile: a safe file name for the analyst's copy. putfile: the library name.
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    pub chunk_size: u64,
+    /// putfile: the library blob the chunks are read from.
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub keep: bool,
+    #[serde(default)]
+    pub overwrite: bool,
+    pub state: TransferState,
+    /// Chunks `0..chunks_done` are committed (stored, or written on the device for putfile).
+    pub chunks_done: u64,
+    pub error: String,
+    /// The node driving the transfer.
+    pub owner: u64,
+    /// When the owner last wrote this record (wall clock, for people).
+    pub heartbeat_ms: u64,
+    pub created_at_ms: u64,
+    pub finished_at_ms: u64,
+}
+
+impl TransferRecord {
+    pub fn chunks(&self) -> u64 {
+        super::chunk_count(self.size, self.chunk_size)
+    }
+
+    pub fn bytes_done(&self) -> u64 {
+        (self.chunks_done * self.chunk_size).min(self.size)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BookError {
+    #[error("transfer {0} was taken over by another node")]
+    Superseded(String),
+    #[error("transfer records unavailable: {0}; retry when NATS JetStream answers")]
+    Unavailable(String),
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BookError {
+    BookError::Unavailable(e.to_string())
+}
+
+/// A record and the revision it was read or written at.
+#[derive(Clone, Debug)]
+pub struct Versioned {
+    pub record: TransferRecord,
+    pub revision: u64,
+}
+
+#[derive(Clone)]
+pub struct TransferBook {
+    kv: kv::Store,
+}
+
+fn key(tenant: &str, id: &str) -> String {
+    format!("{tenant}.{id}")
+}
+
+impl TransferBook {
+    /// Opens the bucket, creating it on first use with `replicas` copies.
+    pub async fn open(client: async_nats::Client, replicas: usize) -> Result<Self, BookError> {
+        let js = jetstream::new(client);
+        let kv = match js.get_key_value(BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: BUCKET.into(),
+                    description: "live response transfers: owner, progress, outcome".into(),
+                    history: 1,
+                    num_replicas: replicas,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable)?,
+        };
+        Ok(Self { kv })
+    }
+
+    pub async fn create(&self, record: &TransferRecord) -> Result<Versioned, BookError> {
+        let revision = self
+            .kv
+            .create(key(&record.tenant, &record.id), encode(record)?)
+            .await
+            .map_err(unavailable)?;
+        Ok(Versioned {
+            record: record.clone(),
+            revision,
+        })
+    }
+
+    /// Writes `record` over the revision last seen; fails with [`BookError::Superseded`] when
+    /// someone else wrote since.
+    pub async fn update(
+        &self,
+        record: &TransferRecord,
+        revision: u64,
+    ) -> Result<Versioned, BookError> {
+        match self
+            .kv
+            .update(key(&record.tenant, &record.id), encode(record)?, revision)
+            .await
+        {
+            Ok(revision) => Ok(Versioned {
+                record: record.clone(),
+                revision,
+            }),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Err(BookError::Superseded(record.id.clone()))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// A transfer of `tenant`; another tenant's transfer reads as missing.
+    pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<Versioned>, BookError> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        let Some(entry) = self.kv.entry(key(tenant, id)).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        if entry.operation != kv::Operation::Put {
+            return Ok(None);
+        }
+        Ok(decode(&entry.value).map(|record| Versioned {
+            record,
+            revision: entry.revision,
+        }))
+    }
+
+    pub async fn list(&self, tenant: &str) -> Result<Vec<TransferRecord>, BookError> {
+        let prefix = format!("{tenant}.");
+        let keys: Vec<String> = match self.kv.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(unavailable)?,
+            Err(_) => Vec::new(),
+        };
+        let mut records = Vec::new();
+        for key in keys.into_iter().filter(|k| k.starts_with(&prefix)) {
+            if let Some(value) = self.kv.get(&key).await.map_err(unavailable)?
+                && let Some(record) = decode(&value)
+            {
+                records.push(record);
+            }
+        }
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(records)
+    }
+
+    /// Every write to any record, as it happens (the current value of each first).
+    pub async fn watch_all(&self) -> Result<impl Stream<Item = Versioned> + use<>, BookError> {
+        let watch = self.kv.watch_all().await.map_err(unavailable)?;
+        Ok(watch.filter_map(|entry| async move {
+            let entry = entry.ok()?;
+            if entry.operation != kv::Operation::Put {
+                return None;
+            }
+            Some(Versioned {
+                record: decode(&entry.value)?,
+                revision: entry.revision,
+            })
+        }))
+    }
+
+    /// Writes to one record, as they happen.
+    pub async fn watch(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<impl Stream<Item = TransferRecord> + use<>, BookError> {
+        let watch = self.kv.watch(key(tenant, id)).await.map_err(unavailable)?;
+        Ok(watch.filter_map(|entry| async move { decode(&entry.ok()?.value) }))
+    }
+}
+
+/// Transfer ids are uuids; anything else names no transfer (and never reaches a KV key).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= super::MAX_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn encode(record: &TransferRecord) -> Result<Bytes, BookError> {
+    serde_json::to_vec(record)
+        .map(Bytes::from)
+        .map_err(unavailable)
+}
+
+fn decode(value: &[u8]) -> Option<TransferRecord> {
+    serde_json::from_slice(value).ok()
+}
