@@ -6,6 +6,7 @@
 //! brokers = ["10.0.0.1:7501", "10.0.0.2:7501"]
 //! state_dir = "/var/lib/lr-agent"
 //! system_root = "/"          # optional; where system state commands read /etc, /var, /home
+//! work_dir = "/var/lib/lr-agent/work"   # optional; putfile's working folder, <state_dir>/work by default
 //!
 //! [tls]
 //! ca_cert = "/etc/lr-agent/ca.pem"
@@ -44,6 +45,10 @@ pub struct Config {
     /// only queried when it is "/".
     #[serde(default = "default_system_root")]
     pub system_root: PathBuf,
+    /// The working folder putfile writes files into (created with mode 0700 when first needed);
+    /// `<state_dir>/work` when not set. See [`Config::work_dir`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<PathBuf>,
     pub tls: TlsPaths,
     #[serde(default)]
     pub connection: ConnectionConfig,
@@ -185,6 +190,13 @@ impl Config {
         Ok(config)
     }
 
+    /// putfile's working folder: `work_dir`, or `<state_dir>/work` when it is not set.
+    pub fn work_dir(&self) -> PathBuf {
+        self.work_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("work"))
+    }
+
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_name("device_id", &self.device_id)?;
@@ -208,6 +220,17 @@ impl Config {
                 format!(
                     "'{}' is not an absolute path; use \"/\" for this system",
                     self.system_root.display()
+                ),
+            ));
+        }
+        if let Some(dir) = &self.work_dir
+            && !dir.is_absolute()
+        {
+            return Err(ConfigError::invalid(
+                "work_dir",
+                format!(
+                    "'{}' is not an absolute path; give an absolute directory, or leave it out for <state_dir>/work",
+                    dir.display()
                 ),
             ));
         }

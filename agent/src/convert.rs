@@ -1,13 +1,16 @@
-//! The one place protobuf types meet domain types: requests in; results, chunks and hello out.
+//! The one place protobuf types meet domain types: requests, put offers and chunks in; results,
+//! chunks, put progress and hello out.
 
 use std::time::Duration;
 
 use agent_proto::agent::{
-    AgentMessage, Chunk, ChunkRequest, CommandRequest, CommandResult, Heartbeat, Hello,
-    TransferEnded, agent_message, command_result,
+    AgentMessage, Chunk, ChunkRequest, CommandRequest, CommandResult, Heartbeat, Hello, PutChunk,
+    PutOffer, PutProgress, TransferEnded, agent_message, command_result,
 };
 
-use crate::model::{Completion, Invocation, Status, TransferEvent, WindowRequest};
+use crate::model::{
+    ChunkData, Completion, Invocation, PutOfferRequest, Status, TransferEvent, WindowRequest,
+};
 
 /// What the hello says about this agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +90,29 @@ pub fn window_request(req: ChunkRequest) -> WindowRequest {
     }
 }
 
+pub fn put_offer(req: PutOffer) -> PutOfferRequest {
+    PutOfferRequest {
+        transfer_id: req.transfer_id,
+        session_id: req.session_id,
+        token: req.token,
+        name: req.name,
+        size: req.size,
+        sha256: req.sha256,
+        chunk_size: req.chunk_size,
+        keep: req.keep,
+        overwrite: req.overwrite,
+    }
+}
+
+pub fn put_chunk(c: PutChunk) -> ChunkData {
+    ChunkData {
+        transfer_id: c.transfer_id,
+        index: c.index,
+        data: c.data,
+        sha256: c.sha256,
+    }
+}
+
 pub fn transfer_event(event: TransferEvent) -> AgentMessage {
     let body = match event {
         TransferEvent::Chunk(c) => agent_message::Body::Chunk(Chunk {
@@ -99,7 +125,14 @@ pub fn transfer_event(event: TransferEvent) -> AgentMessage {
             transfer_id: e.transfer_id,
             status: status(e.status) as i32,
             error: e.error,
-            path: String::new(),
+            path: e
+                .path
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }),
+        TransferEvent::Progress(p) => agent_message::Body::PutProgress(PutProgress {
+            transfer_id: p.transfer_id,
+            received: p.received,
         }),
     };
     AgentMessage { body: Some(body) }
@@ -161,12 +194,37 @@ mod tests {
             transfer_id: "t1".into(),
             status: Status::StaleToken,
             error: "old".into(),
+            path: None,
         }));
         let Some(agent_message::Body::TransferEnded(e)) = msg.body else {
             panic!("not an end")
         };
         assert_eq!(e.status, command_result::Status::StaleToken as i32);
         assert_eq!(e.error, "old");
+        assert_eq!(e.path, "");
+    }
+
+    #[test]
+    fn put_events_carry_progress_and_the_final_path() {
+        use crate::model::{PutProgress as Progress, TransferEnd};
+        let msg = transfer_event(TransferEvent::Progress(Progress {
+            transfer_id: "p1".into(),
+            received: 7,
+        }));
+        let Some(agent_message::Body::PutProgress(p)) = msg.body else {
+            panic!("not progress")
+        };
+        assert_eq!((p.transfer_id.as_str(), p.received), ("p1", 7));
+        let msg = transfer_event(TransferEvent::Ended(TransferEnd {
+            transfer_id: "p1".into(),
+            status: Status::Ok,
+            error: String::new(),
+            path: Some("/var/lib/lr-agent/work/tool.sh".into()),
+        }));
+        let Some(agent_message::Body::TransferEnded(e)) = msg.body else {
+            panic!("not an end")
+        };
+        assert_eq!(e.path, "/var/lib/lr-agent/work/tool.sh");
     }
 
     #[test]

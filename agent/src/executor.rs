@@ -1,7 +1,8 @@
 //! The executor: one task that owns the fencing ledger, the state file, the running commands and
-//! the file transfers; connections hold an [`ExecutorHandle`] and send it requests, chunk requests
-//! and cancels. A chunk request is fenced here like a command (a higher token is persisted before
-//! anything is read), then handed to [`Transfers`].
+//! the file transfers; connections hold an [`ExecutorHandle`] and send it requests, chunk requests,
+//! put offers and chunks, and cancels. A chunk request or a put offer is fenced here like a command
+//! (a higher token is persisted before anything is read or written), then handed to [`Transfers`]
+//! (getfile) or [`Puts`] (putfile). Put chunks carry no token: their put checks the fence itself.
 //!
 //! Commands outlive connections. A result goes to every connection that asked for the id while it
 //! ran; if none of them is still open, the result waits in the ledger until the broker asks again.
@@ -16,8 +17,11 @@ use tracing::{debug, info, warn};
 
 use crate::commands::{self, CommandContext};
 use crate::fencing::{Admission, Fence, Ledger, PersistedState, StateStore};
-use crate::model::{Completion, Invocation, Outcome, Status, WindowRequest};
+use crate::model::{
+    ChunkData, Completion, Invocation, Outcome, PutOfferRequest, Status, WindowRequest,
+};
 use crate::sys::root::SystemRoot;
+use crate::transfer::put::{self, Puts, WorkDir};
 use crate::transfer::{self, Refusal, TransferSink, Transfers};
 
 /// Where results for one connection go.
@@ -40,9 +44,18 @@ enum ExecMsg {
         req: WindowRequest,
         sink: TransferSink,
     },
-    /// Cancels a command or a transfer with this id.
+    PutOffer {
+        req: PutOfferRequest,
+        sink: TransferSink,
+    },
+    PutChunk {
+        chunk: ChunkData,
+        sink: TransferSink,
+    },
+    /// Cancels a command or a transfer with this id; a cancelled put answers on `sink`.
     Cancel {
         command_id: String,
+        sink: TransferSink,
     },
 }
 
@@ -55,11 +68,12 @@ pub struct ExecutorHandle {
 
 impl ExecutorHandle {
     /// Starts the executor task with the state loaded from `store`; commands read system state
-    /// under `system_root` ("/" unless configured otherwise).
+    /// under `system_root` ("/" unless configured otherwise); puts write into `work`.
     pub fn spawn(
         store: StateStore,
         state: PersistedState,
         system_root: SystemRoot,
+        work: WorkDir,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(256);
         let (highest_tx, highest) = watch::channel(state.highest_token);
@@ -69,6 +83,7 @@ impl ExecutorHandle {
             store: Arc::new(store),
             running: HashMap::new(),
             transfers: Transfers::default(),
+            puts: Puts::new(work),
             highest: highest_tx,
             done_tx,
             system_root,
@@ -89,8 +104,26 @@ impl ExecutorHandle {
         }
     }
 
-    pub async fn cancel(&self, command_id: String) {
-        let _ = self.tx.send(ExecMsg::Cancel { command_id }).await;
+    pub async fn put_offer(&self, req: PutOfferRequest, sink: TransferSink) {
+        if self.tx.send(ExecMsg::PutOffer { req, sink }).await.is_err() {
+            warn!("executor has stopped; put offer dropped");
+        }
+    }
+
+    pub async fn put_chunk(&self, chunk: ChunkData, sink: TransferSink) {
+        if self
+            .tx
+            .send(ExecMsg::PutChunk { chunk, sink })
+            .await
+            .is_err()
+        {
+            warn!("executor has stopped; put chunk dropped");
+        }
+    }
+
+    /// Cancels the command or transfer `command_id`; a cancelled put answers on `sink`.
+    pub async fn cancel(&self, command_id: String, sink: TransferSink) {
+        let _ = self.tx.send(ExecMsg::Cancel { command_id, sink }).await;
     }
 
     /// The highest fencing token accepted so far (what the hello announces).
@@ -109,6 +142,7 @@ struct Executor {
     store: Arc<StateStore>,
     running: HashMap<String, Running>,
     transfers: Transfers,
+    puts: Puts,
     highest: watch::Sender<u64>,
     done_tx: mpsc::UnboundedSender<Completion>,
     system_root: SystemRoot,
@@ -125,7 +159,11 @@ impl Executor {
                 msg = rx.recv() => match msg {
                     Some(ExecMsg::Submit { inv, reply }) => self.submit(inv, reply).await,
                     Some(ExecMsg::Chunks { req, sink }) => self.chunks(req, sink).await,
-                    Some(ExecMsg::Cancel { command_id }) => self.cancel(&command_id),
+                    Some(ExecMsg::PutOffer { req, sink }) => self.put_offer(req, sink).await,
+                    Some(ExecMsg::PutChunk { chunk, sink }) => self.puts.chunk(chunk, sink).await,
+                    Some(ExecMsg::Cancel { command_id, sink }) => {
+                        self.cancel(&command_id, sink).await
+                    }
                     None => break,
                 },
                 Some(done) = done_rx.recv() => self.finish(done),
@@ -136,6 +174,7 @@ impl Executor {
             r.ctx.cancel();
         }
         self.transfers.stop_all();
+        self.puts.stop_all();
     }
 
     async fn submit(&mut self, inv: Invocation, reply: ResultSink) {
@@ -222,29 +261,63 @@ impl Executor {
         if let Err(refusal) = transfer::check_id(&req.transfer_id) {
             return Transfers::refuse_detached(&req.transfer_id, refusal, sink);
         }
-        match self.ledger.fence(req.token) {
+        match self.fence(&req.transfer_id, req.token).await {
+            Ok(()) => self.transfers.request(req, sink, self.highest.subscribe()),
+            Err(Fenced::Stale(refusal)) => {
+                Transfers::refuse_detached(&req.transfer_id, refusal, sink)
+            }
+            Err(Fenced::NotSaved(e)) => {
+                let refusal = Refusal::failed(format!(
+                    "cannot save the fencing state in state_dir ({e}); no chunk was sent; free space or fix permissions there, then retry"
+                ));
+                self.transfers.refuse(&req.transfer_id, refusal, sink);
+            }
+        }
+    }
+
+    /// Fences a put offer like a chunk request, then hands it to its put.
+    async fn put_offer(&mut self, req: PutOfferRequest, sink: TransferSink) {
+        if let Err(refusal) = put::check_id(&req.transfer_id) {
+            return put::refuse(&req.transfer_id, refusal, sink);
+        }
+        match self.fence(&req.transfer_id, req.token).await {
+            Ok(()) => {
+                let fence = self.highest.subscribe();
+                self.puts.offer(req, sink, fence).await;
+            }
+            Err(Fenced::Stale(mut refusal)) => {
+                refusal.error = refusal
+                    .error
+                    .replace("no chunk was sent", "nothing was written");
+                put::refuse(&req.transfer_id, refusal, sink);
+            }
+            Err(Fenced::NotSaved(e)) => {
+                let refusal = Refusal::failed(format!(
+                    "cannot save the fencing state in state_dir ({e}); nothing was written; free space or fix permissions there, then retry"
+                ));
+                put::refuse(&req.transfer_id, refusal, sink);
+            }
+        }
+    }
+
+    /// Accepts `token` for a transfer, persisting it first when it is a new highest one.
+    async fn fence(&mut self, transfer_id: &str, token: u64) -> Result<(), Fenced> {
+        match self.ledger.fence(token) {
             Fence::Stale { highest } => {
-                warn!(transfer = %req.transfer_id, token = req.token, highest, "refused a stale fencing token");
-                return Transfers::refuse_detached(
-                    &req.transfer_id,
-                    Refusal::stale(req.token, highest),
-                    sink,
-                );
+                warn!(transfer = %transfer_id, token, highest, "refused a stale fencing token");
+                Err(Fenced::Stale(Refusal::stale(token, highest)))
             }
             Fence::Raise { state } => {
                 if let Err(e) = self.persist(state).await {
-                    warn!(transfer = %req.transfer_id, error = %e, "cannot persist fencing state");
-                    let refusal = Refusal::failed(format!(
-                        "cannot save the fencing state in state_dir ({e}); no chunk was sent; free space or fix permissions there, then retry"
-                    ));
-                    return self.transfers.refuse(&req.transfer_id, refusal, sink);
+                    warn!(transfer = %transfer_id, error = %e, "cannot persist fencing state");
+                    return Err(Fenced::NotSaved(e));
                 }
-                self.ledger.raise(req.token);
+                self.ledger.raise(token);
                 self.highest.send_replace(self.ledger.highest_token());
+                Ok(())
             }
-            Fence::Accept => {}
+            Fence::Accept => Ok(()),
         }
-        self.transfers.request(req, sink, self.highest.subscribe());
     }
 
     async fn persist(&self, state: PersistedState) -> std::io::Result<()> {
@@ -307,8 +380,8 @@ impl Executor {
         });
     }
 
-    fn cancel(&mut self, id: &str) {
-        let transfer = self.transfers.cancel(id);
+    async fn cancel(&mut self, id: &str, sink: TransferSink) {
+        let transfer = self.transfers.cancel(id) | self.puts.cancel(id, sink).await;
         match self.running.get(id) {
             Some(r) => {
                 info!(command_id = %id, "cancel requested");
@@ -329,6 +402,12 @@ impl Executor {
             let _ = w.send(done.clone());
         }
     }
+}
+
+/// Why a transfer's token was not accepted.
+enum Fenced {
+    Stale(Refusal),
+    NotSaved(std::io::Error),
 }
 
 /// Replaces an output too large for one message by an error saying how to narrow the request.

@@ -3,8 +3,8 @@
 //! Entry point: [`run`]. Modules: [`config`] (validated once), `connection` (the stream task and
 //! reconnects), `executor` (the task that owns running commands and transfers), [`fencing`]
 //! (tokens and idempotency), [`commands`] (one module per command, bound by name to the shared
-//! command table), [`transfer`] (getfile: chunk windows the broker pulls) and [`sys`] (Linux
-//! helpers). With the cargo feature `test-hooks`, `testing` holds hooks for tests only.
+//! command table), [`transfer`] (getfile: chunk windows the broker pulls; putfile: chunks the
+//! broker pushes into the working folder) and [`sys`] (Linux helpers). With the cargo feature `test-hooks`, `testing` holds hooks for tests only.
 #![forbid(unsafe_code)]
 
 pub mod commands;
@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::{Config, ConfigError, ConnectionConfig, Overrides, TlsOverrides, TlsPaths};
 pub use connection::{TlsMaterial, hostname};
@@ -32,6 +32,8 @@ pub use convert::{AgentInfo, PROTOCOL_VERSION};
 use crate::connection::Link;
 use crate::executor::ExecutorHandle;
 use crate::fencing::StateStore;
+use crate::transfer::put::WorkDir;
+use crate::transfer::put::volatile::Volatile;
 
 /// The agent's version, announced in the hello.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -43,11 +45,49 @@ pub fn check(config: &Config) -> Result<TlsMaterial, ConfigError> {
     TlsMaterial::load(&config.tls)
 }
 
-/// What the hello announces: the commands, and `getfile` for chunk requests.
+/// What the hello announces: the commands, `getfile` for chunk requests and `putfile` for put
+/// offers.
 pub fn capabilities() -> Vec<String> {
     let mut names = commands::names();
     names.push(transfer::CAPABILITY.to_owned());
+    names.push(transfer::put::CAPABILITY.to_owned());
     names
+}
+
+/// putfile's working folder, after deleting the files put without `keep` if the device restarted
+/// since they were put.
+async fn start_work_dir(
+    config: &Config,
+    system_root: &sys::root::SystemRoot,
+) -> anyhow::Result<WorkDir> {
+    let dir = std::path::absolute(config.work_dir()).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot resolve the working folder '{}': {e}; set work_dir to an absolute path",
+            config.work_dir().display()
+        )
+    })?;
+    let volatile = Volatile::new(&config.state_dir, system_root);
+    let (volatile, cleaned) = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let cleaned = volatile.clean_at_start(&dir);
+            (volatile, cleaned)
+        })
+        .await?
+    };
+    match cleaned {
+        Ok(c) if c.rebooted => info!(
+            work_dir = %dir.display(), deleted = c.deleted.len(),
+            "the device restarted: files put without -keep were deleted"
+        ),
+        Ok(_) => {}
+        // Not fatal: the agent must still answer; the files stay until the next start.
+        Err(e) => warn!(
+            path = %volatile.path().display(), error = %e,
+            "cannot check the files put without -keep; none were deleted; fix state_dir's permissions"
+        ),
+    }
+    Ok(WorkDir::new(dir, volatile))
 }
 
 /// Runs the agent until `shutdown` resolves: loads the fencing state, connects to the brokers and
@@ -60,11 +100,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         device = %config.device_id, tenant = %config.tenant, highest_token = state.highest_token,
         brokers = ?config.brokers, "agent starting"
     );
-    let (executor, executor_task) = ExecutorHandle::spawn(
-        store,
-        state,
-        sys::root::SystemRoot::new(&config.system_root),
-    );
+    let system_root = sys::root::SystemRoot::new(&config.system_root);
+    let work = start_work_dir(&config, &system_root).await?;
+    let (executor, executor_task) = ExecutorHandle::spawn(store, state, system_root, work);
     let info = AgentInfo {
         device_id: config.device_id.clone(),
         tenant: config.tenant.clone(),

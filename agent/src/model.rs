@@ -1,6 +1,7 @@
 //! Domain types of a command's life on the agent, and of a file transfer's: what the broker asked
 //! and what came of it. The protobuf forms are converted in [`crate::convert`] only.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -76,7 +77,8 @@ pub struct WindowRequest {
     pub count: u32,
 }
 
-/// One chunk of a transfer, with the hex SHA-256 of its data.
+/// One chunk of a transfer, with the hex SHA-256 of its data: sent by the agent for getfile,
+/// received by it for putfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkData {
     pub transfer_id: String,
@@ -91,6 +93,33 @@ pub struct TransferEnd {
     pub transfer_id: String,
     pub status: Status,
     pub error: String,
+    /// putfile: where the file now is on the device (set when `status` is OK).
+    pub path: Option<PathBuf>,
+}
+
+/// A file the broker offers to push to the device (putfile), as it offered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOfferRequest {
+    pub transfer_id: String,
+    pub session_id: String,
+    pub token: u64,
+    /// A plain file name in the working folder.
+    pub name: String,
+    pub size: u64,
+    /// Hex SHA-256 of the whole file.
+    pub sha256: String,
+    pub chunk_size: u32,
+    /// Keep the file across a reboot of the device.
+    pub keep: bool,
+    /// Replace a file of the same name.
+    pub overwrite: bool,
+}
+
+/// How many chunks `0..received` of a put the agent holds, written and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutProgress {
+    pub transfer_id: String,
+    pub received: u64,
 }
 
 /// What a transfer sends the broker, in order.
@@ -98,4 +127,5 @@ pub struct TransferEnd {
 pub enum TransferEvent {
     Chunk(ChunkData),
     Ended(TransferEnd),
+    Progress(PutProgress),
 }

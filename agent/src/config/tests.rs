@@ -31,6 +31,18 @@ fn loads_with_defaults() {
     assert_eq!(c.tls.server_name, "localhost");
     assert_eq!(c.connection, ConnectionConfig::default());
     assert_eq!(c.system_root, Path::new("/"));
+    assert_eq!(c.work_dir, None);
+    assert_eq!(c.work_dir(), Path::new("/var/lib/lr-agent/work"));
+}
+
+#[test]
+fn work_dir_is_an_absolute_directory() {
+    let c = load(&GOOD.replace("state_dir =", "work_dir = \"/srv/lr-work\"\nstate_dir =")).unwrap();
+    assert_eq!(c.work_dir(), Path::new("/srv/lr-work"));
+    expect_key(
+        &GOOD.replace("state_dir =", "work_dir = \"work\"\nstate_dir ="),
+        "work_dir",
+    );
 }
 
 #[test]

@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! run_link ──► session::serve(broker i) ──► ends ──► backoff ──► session::serve(broker i+1) ...
-//!                 │ hello → welcome → {commands, chunk requests, cancels} in;
-//!                 │                   {heartbeats, results, chunks, transfer ends} out
-//!                 └─► ExecutorHandle (commands outlive the session; chunk windows end with it)
+//!                 │ hello → welcome → {commands, chunk requests, put offers and chunks, cancels} in;
+//!                 │                   {heartbeats, results, chunks, put progress, transfer ends} out
+//!                 └─► ExecutorHandle (commands and puts outlive the session; chunk windows end with it)
 //! ```
 
 mod backoff;

@@ -1,9 +1,10 @@
 //! One attached stream to one broker: dial with mutual TLS, hello, wait for welcome, then carry
-//! commands and chunk requests in, and heartbeats, results and chunks out, until the stream ends.
+//! commands, chunk requests, put offers and put chunks in, and heartbeats, results, chunks and
+//! put progress out, until the stream ends.
 //!
 //! The outgoing stream merges two channels: an unbounded one for the hello, heartbeats and results
 //! (small, and they must never wait behind a file), and the bounded [`TransferSink`] for chunks,
-//! which gRPC drains only as the network takes them, so reading a file never outruns the link.
+//! put progress and transfer ends, which gRPC drains only as the network takes them, so reading a file never outruns the link.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -176,11 +177,20 @@ async fn handle(
                 .chunks(convert::window_request(req), transfers.clone())
                 .await;
         }
-        Some(broker_message::Body::Cancel(c)) => link.executor.cancel(c.command_id).await,
-        Some(broker_message::Body::Welcome(_)) => warn!("ignoring a second welcome"),
-        Some(broker_message::Body::PutOffer(_) | broker_message::Body::PutChunk(_)) => {
-            warn!("putfile is not supported by this agent yet; ignored")
+        Some(broker_message::Body::PutOffer(offer)) => {
+            link.executor
+                .put_offer(convert::put_offer(offer), transfers.clone())
+                .await;
         }
+        Some(broker_message::Body::PutChunk(chunk)) => {
+            link.executor
+                .put_chunk(convert::put_chunk(chunk), transfers.clone())
+                .await;
+        }
+        Some(broker_message::Body::Cancel(c)) => {
+            link.executor.cancel(c.command_id, transfers.clone()).await
+        }
+        Some(broker_message::Body::Welcome(_)) => warn!("ignoring a second welcome"),
         None => debug!("ignoring an empty broker message"),
     }
 }

@@ -23,7 +23,15 @@ async fn recv(rx: &mut mpsc::UnboundedReceiver<Completion>) -> Completion {
 
 fn spawn(dir: &std::path::Path) -> (ExecutorHandle, JoinHandle<()>) {
     let (store, state) = StateStore::open(dir).unwrap();
-    ExecutorHandle::spawn(store, state, SystemRoot::live())
+    let work = WorkDir::new(
+        dir.join("work"),
+        put::volatile::Volatile::new(dir, &SystemRoot::live()),
+    );
+    ExecutorHandle::spawn(store, state, SystemRoot::live(), work)
+}
+
+fn no_sink() -> TransferSink {
+    TransferSink::channel(tokio_util::sync::CancellationToken::new()).0
 }
 
 #[tokio::test]
@@ -83,7 +91,7 @@ async fn running_id_is_not_restarted_and_result_reaches_every_asker() {
     // The first connection goes away; a second one asks again for the same id.
     rx1.close();
     exec.submit(long, tx2).await;
-    exec.cancel("f".into()).await;
+    exec.cancel("f".into(), no_sink()).await;
     let c = recv(&mut rx2).await;
     assert_eq!(c.outcome.status, Status::Cancelled);
     assert!(rx2.try_recv().is_err(), "one result only");
@@ -174,4 +182,48 @@ async fn chunk_requests_are_fenced_like_commands_and_a_higher_token_is_persisted
     let (tx, mut results) = mpsc::unbounded_channel();
     exec.submit(inv("c", 4, "help", &[], "/"), tx).await;
     assert_eq!(recv(&mut results).await.outcome.status, Status::StaleToken);
+}
+
+#[tokio::test]
+async fn put_offers_are_fenced_like_commands() {
+    use crate::model::{PutOfferRequest, TransferEvent};
+    use tokio_util::sync::CancellationToken;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (exec, _join) = spawn(tmp.path());
+    let offer = |token| PutOfferRequest {
+        transfer_id: "p1".into(),
+        session_id: "s".into(),
+        token,
+        name: "tool.sh".into(),
+        size: 10,
+        sha256: "0".repeat(64),
+        chunk_size: 64 * 1024,
+        keep: false,
+        overwrite: false,
+    };
+    let (sink, mut rx) = TransferSink::channel(CancellationToken::new());
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an event in time")
+            .expect("sink open")
+    };
+    exec.put_offer(offer(7), sink.clone()).await;
+    let TransferEvent::Progress(p) = next().await else {
+        panic!("expected progress")
+    };
+    assert_eq!((p.transfer_id.as_str(), p.received), ("p1", 0));
+    assert_eq!(exec.highest_token(), 7);
+
+    exec.put_offer(offer(6), sink).await;
+    let TransferEvent::Ended(end) = next().await else {
+        panic!("expected the end")
+    };
+    assert_eq!(end.status, Status::StaleToken);
+    assert!(
+        end.error.contains("token 6 is lower than 7") && end.error.contains("nothing was written"),
+        "{}",
+        end.error
+    );
 }

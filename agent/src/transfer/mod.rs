@@ -1,6 +1,9 @@
-//! getfile, the agent's half: the broker pulls a file in windows of chunks; the agent sends exactly
-//! the chunks asked for, in order, each with the SHA-256 of its data, then waits for the next
-//! request. A transfer resumes from any chunk index, on any connection.
+//! File transfers, the agent's half. getfile (this module): the broker pulls a file in windows of
+//! chunks; the agent sends exactly the chunks asked for, in order, each with the SHA-256 of its
+//! data, then waits for the next request. A transfer resumes from any chunk index, on any
+//! connection. putfile ([`put`]): the broker pushes a file into the agent's working folder, chunk
+//! by chunk, resuming from what the agent already holds; both share the chunk size bounds, the
+//! [`TransferSink`] and [`Refusal`].
 //!
 //! ```text
 //! session ──ChunkRequest──► executor: fence the token (a higher one is persisted first)
@@ -30,6 +33,7 @@
 //! [`MAX_REMEMBERED_TRANSFERS`] most recently used ones: after an agent restart, a resumed transfer
 //! is checked against its declared size only, and the broker's whole-file hash catches the rest.
 
+pub mod put;
 mod reader;
 mod window;
 
@@ -113,6 +117,7 @@ impl Refusal {
             transfer_id: transfer_id.to_owned(),
             status: self.status,
             error: self.error,
+            path: None,
         }
     }
 }

@@ -66,14 +66,14 @@ async fn next(rx: &mut mpsc::Receiver<TransferEvent>) -> TransferEvent {
 async fn chunk(rx: &mut mpsc::Receiver<TransferEvent>) -> ChunkData {
     match next(rx).await {
         TransferEvent::Chunk(c) => c,
-        TransferEvent::Ended(e) => panic!("expected a chunk, got {e:?}"),
+        other => panic!("expected a chunk, got {other:?}"),
     }
 }
 
 async fn ended(rx: &mut mpsc::Receiver<TransferEvent>) -> TransferEnd {
     match next(rx).await {
         TransferEvent::Ended(e) => e,
-        TransferEvent::Chunk(c) => panic!("expected the end, got chunk {}", c.index),
+        other => panic!("expected the end, got {other:?}"),
     }
 }
 
@@ -304,6 +304,7 @@ async fn cancel_stops_a_window_blocked_on_a_full_stream() {
         match next(&mut rx).await {
             TransferEvent::Chunk(c) => got.push(c.index),
             TransferEvent::Ended(e) => break e,
+            TransferEvent::Progress(p) => panic!("getfile sends no put progress: {p:?}"),
         }
     };
     assert_eq!(got, (0..SINK_CAPACITY as u64).collect::<Vec<_>>());

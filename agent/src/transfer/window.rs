@@ -54,6 +54,7 @@ impl WindowTask {
                             transfer_id: id.clone(),
                             status: Status::Cancelled,
                             error: cancelled(w.first, next),
+                            path: None,
                         })
                         .await;
                 }

@@ -353,6 +353,7 @@ pub fn agent_config(pki: &Pki, brokers: &[SocketAddr], state_dir: &Path) -> Conf
         brokers: brokers.iter().map(ToString::to_string).collect(),
         state_dir: state_dir.to_owned(),
         system_root: "/".into(),
+        work_dir: None,
         tls: pki.tls_paths(),
         connection: ConnectionConfig {
             connect_timeout_ms: 2_000,

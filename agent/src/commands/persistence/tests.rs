@@ -258,7 +258,11 @@ async fn the_executor_runs_commands_under_its_system_root() {
     let tmp = fixture::build();
     let state = tempfile::tempdir().unwrap();
     let (store, persisted) = StateStore::open(state.path()).unwrap();
-    let (exec, join) = ExecutorHandle::spawn(store, persisted, SystemRoot::new(tmp.path()));
+    let work = crate::transfer::put::WorkDir::new(
+        state.path().join("work"),
+        crate::transfer::put::volatile::Volatile::new(state.path(), &SystemRoot::new(tmp.path())),
+    );
+    let (exec, join) = ExecutorHandle::spawn(store, persisted, SystemRoot::new(tmp.path()), work);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     exec.submit(
         Invocation {
