@@ -234,6 +234,14 @@ fn typed<T: DeserializeOwned>(doc: &Doc, what: &str) -> Result<T, ApiError> {
         .map_err(|e| ApiError::Protocol(format!("{what} object does not match the API: {e}")))
 }
 
+/// What `PUT /library/{name}` is told besides the file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LibraryUpload<'a> {
+    pub description: Option<&'a str>,
+    pub parameters_description: Option<&'a str>,
+    pub overwrite: bool,
+}
+
 /// The analyst API of one broker deployment.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -394,6 +402,143 @@ impl Client {
         .await
     }
 
+    /// `GET /api/v1/transfers/{id}?wait_ms=N`: long-polls up to `wait` (capped at [`MAX_WAIT`])
+    /// for progress or a change of state.
+    pub async fn transfer(&self, transfer: &str, wait: Duration) -> Result<Doc, ApiError> {
+        let wait = wait.min(MAX_WAIT);
+        let mut url = self.api(&["transfers", transfer]);
+        if !wait.is_zero() {
+            url.query_pairs_mut()
+                .append_pair("wait_ms", &wait.as_millis().to_string());
+        }
+        self.call(
+            Method::GET,
+            url,
+            None,
+            wait + LONG_POLL_SLACK,
+            &[StatusCode::OK],
+        )
+        .await
+    }
+
+    /// `GET /api/v1/transfers?session=<id>`: the caller's transfers in a session.
+    pub async fn transfers(&self, session: &str) -> Result<Doc, ApiError> {
+        let mut url = self.api(&["transfers"]);
+        url.query_pairs_mut().append_pair("session", session);
+        self.call(Method::GET, url, None, REQUEST_TIMEOUT, &[StatusCode::OK])
+            .await
+    }
+
+    /// `DELETE /api/v1/transfers/{id}` → 204: cancels a running transfer and deletes its data.
+    pub async fn cancel_transfer(&self, transfer: &str) -> Result<(), ApiError> {
+        self.call(
+            Method::DELETE,
+            self.api(&["transfers", transfer]),
+            None,
+            REQUEST_TIMEOUT,
+            &[StatusCode::NO_CONTENT, StatusCode::OK],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `GET /api/v1/transfers/{id}/content` from byte `from` on (`Range: bytes=<from>-` when it
+    /// is not 0). Returns the response once its headers are in, to be read as a stream: 200 for
+    /// the whole file, 206 for the asked range, 416 when `from` is at or past the end.
+    pub async fn content(&self, transfer: &str, from: u64) -> Result<reqwest::Response, ApiError> {
+        let url = self.api(&["transfers", transfer, "content"]);
+        let shown = url.to_string();
+        let trace = self.tracing().then(|| {
+            Trace::start(
+                &Method::GET,
+                &format!("{shown} (Range: bytes={from}-)"),
+                None,
+            )
+        });
+        let mut request = self
+            .request(Method::GET, url)
+            .header(reqwest::header::ACCEPT, "application/octet-stream");
+        if from > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, request.send())
+            .await
+            .map_err(|_| ApiError::Unreachable {
+                url: shown.clone(),
+                reason: format!("no answer in {} s", REQUEST_TIMEOUT.as_secs()),
+                tls: false,
+            })?
+            .map_err(|e| unreachable_error(&shown, &e))?;
+        let status = response.status();
+        if let Some(trace) = &trace {
+            trace.end(&format!("HTTP {}", status.as_u16()));
+        }
+        if status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.unwrap_or_default();
+        Err(ApiError::from_error_body(status.as_u16(), &bytes))
+    }
+
+    /// `GET /api/v1/library`
+    pub async fn library(&self) -> Result<Doc, ApiError> {
+        self.get(&["library"]).await
+    }
+
+    /// `PUT /api/v1/library/{name}` with the file streamed as the body. Returns the entry and
+    /// whether it is new (201) rather than a replacement (200).
+    pub async fn library_put(
+        &self,
+        name: &str,
+        upload: LibraryUpload<'_>,
+        body: reqwest::Body,
+        length: u64,
+    ) -> Result<(Doc, bool), ApiError> {
+        let mut url = self.api(&["library", name]);
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(d) = upload.description {
+                query.append_pair("description", d);
+            }
+            if let Some(p) = upload.parameters_description {
+                query.append_pair("parameters_description", p);
+            }
+            query.append_pair("overwrite", if upload.overwrite { "true" } else { "false" });
+        }
+        let shown = url.to_string();
+        let trace = self
+            .tracing()
+            .then(|| Trace::start(&Method::PUT, &format!("{shown} ({length} bytes)"), None));
+        // No overall time limit: a big file on a slow link takes as long as it takes.
+        let request = self
+            .request(Method::PUT, url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(body);
+        let (status, doc) = self
+            .exchange(
+                request,
+                &shown,
+                trace,
+                &[StatusCode::CREATED, StatusCode::OK],
+            )
+            .await?;
+        Ok((doc, status == StatusCode::CREATED))
+    }
+
+    /// `DELETE /api/v1/library/{name}` → 204
+    pub async fn library_delete(&self, name: &str) -> Result<(), ApiError> {
+        self.call(
+            Method::DELETE,
+            self.api(&["library", name]),
+            None,
+            REQUEST_TIMEOUT,
+            &[StatusCode::NO_CONTENT, StatusCode::OK],
+        )
+        .await
+        .map(drop)
+    }
+
     async fn get(&self, segments: &[&str]) -> Result<Doc, ApiError> {
         self.call(
             Method::GET,
@@ -434,24 +579,43 @@ impl Client {
         let trace = self
             .tracing()
             .then(|| Trace::start(&method, &shown, body.as_ref()));
+        let mut request = self.request(method, url).timeout(timeout);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.exchange(request, &shown, trace, expected)
+            .await
+            .map(|(_, doc)| doc)
+    }
+
+    /// A request with the token and `Accept: application/json`, without a time limit.
+    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
         let mut request = self
             .http
             .request(method, url)
-            .timeout(timeout)
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
+        request
+    }
+
+    /// Sends `request` and reads its JSON answer: an error body of the contract becomes
+    /// [`ApiError::Api`], a status outside `expected` or a body that is not JSON a protocol error.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        shown: &str,
+        trace: Option<Trace>,
+        expected: &[StatusCode],
+    ) -> Result<(StatusCode, Doc), ApiError> {
         let answer = async {
             let response = request.send().await?;
             let status = response.status();
             Ok((status, response.bytes().await?))
         };
         let (status, bytes) = answer.await.map_err(|e: reqwest::Error| {
-            let err = unreachable_error(&shown, &e);
+            let err = unreachable_error(shown, &e);
             if let Some(trace) = &trace {
                 trace.end(&err.to_string());
             }
@@ -474,9 +638,9 @@ impl Client {
             )));
         }
         if bytes.is_empty() || status == StatusCode::NO_CONTENT {
-            return Ok(Doc::Null);
+            return Ok((status, Doc::Null));
         }
-        Doc::parse(&bytes).map_err(|e| {
+        Doc::parse(&bytes).map(|doc| (status, doc)).map_err(|e| {
             ApiError::Protocol(format!(
                 "{shown} answered HTTP {status} with a body that is not JSON ({e}): {}",
                 snippet(&bytes)

@@ -5,16 +5,19 @@ use std::time::Duration;
 
 use tokio::runtime::Runtime;
 
-use crate::api::Client;
-use crate::cli::{Cli, Command, SessionCommand};
+use crate::api::{Client, CommandState};
+use crate::cli::{Cli, Command, LibraryCommand, SessionCommand, TransferCommand};
 use crate::cmdline;
 use crate::config::{self, Layer};
 use crate::doc::Doc;
 use crate::exit::{Exit, Failure};
+use crate::jobs::{self, Job, Notifier, Watched};
+use crate::library;
 use crate::render::{self, Format};
 use crate::repl;
 use crate::run::{self, Shape};
 use crate::signals::Signals;
+use crate::transfer::{Started, TransferView};
 
 /// Attempts at closing a session when the broker is briefly unreachable.
 const CLOSE_ATTEMPTS: u32 = 3;
@@ -24,7 +27,13 @@ const CLOSE_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// command. Everything the user sees on stdout is printed here or below.
 pub fn main(cli: Cli) -> Result<Exit, Failure> {
     let env = |name: &str| std::env::var(name).ok();
-    let flags = Layer::from_flags(cli.api_url, cli.token, cli.ca_cert, cli.output);
+    let flags = Layer::from_flags(
+        cli.api_url,
+        cli.token,
+        cli.ca_cert,
+        cli.output,
+        cli.downloads_dir,
+    );
     let env_layer = Layer::from_env(env).map_err(|e| Failure::usage(e.to_string()))?;
     let file_layer = match config::config_path(env) {
         Some((path, required)) => {
@@ -45,6 +54,7 @@ pub fn main(cli: Cli) -> Result<Exit, Failure> {
     warn_cleartext(&settings.endpoint.base, settings.endpoint.token.is_some());
     let api = Client::new(&settings.endpoint)?;
     let setting = settings.output;
+    let downloads = settings.downloads_dir.clone();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -54,12 +64,14 @@ pub fn main(cli: Cli) -> Result<Exit, Failure> {
 
     match cli.command {
         Command::Connect { device } => {
-            let signals = rt.block_on(async { Signals::install() }).map_err(|e| {
-                Failure::new(Exit::Unavailable, format!("cannot watch signals: {e}"))
-            })?;
-            repl::run(&rt, &api, &device, setting, &signals)
+            let signals = rt
+                .block_on(async { Signals::install_with_suspend() })
+                .map_err(|e| {
+                    Failure::new(Exit::Unavailable, format!("cannot watch signals: {e}"))
+                })?;
+            repl::run(&rt, &api, &device, setting, &downloads, &signals)
         }
-        command => one_shot(&rt, &api, command, setting),
+        command => one_shot(&rt, &api, command, setting, &downloads),
     }
 }
 
@@ -68,6 +80,7 @@ fn one_shot(
     api: &Client,
     command: Command,
     setting: Option<Format>,
+    downloads: &std::path::Path,
 ) -> Result<Exit, Failure> {
     let width = render::terminal_width();
     let format = setting.unwrap_or_default();
@@ -88,7 +101,7 @@ fn one_shot(
                     &command_line,
                     wait.wait,
                     setting,
-                    width,
+                    downloads,
                     &signals,
                 )
                 .await
@@ -111,11 +124,16 @@ fn one_shot(
                     mark,
                 )
                 .await?;
-                report(
+                finish(
+                    api,
+                    &invocation,
                     &outcome.command,
-                    cmdline::format_of(&invocation, setting),
+                    setting,
                     width,
+                    downloads,
+                    &signals,
                 )
+                .await
             }
             Command::Session(SessionCommand::Open { device }) => {
                 let (opened, doc) = api.open_session(&device).await?;
@@ -148,6 +166,78 @@ fn one_shot(
                     Format::Table => print_text(&format!("session {session_id} closed\n")),
                 }
             }
+            Command::Library(LibraryCommand::List) => {
+                print_doc(&api.library().await?, format, width)
+            }
+            Command::Library(LibraryCommand::Upload {
+                file,
+                name,
+                description,
+                parameters_description,
+                overwrite,
+            }) => {
+                let options = library::Upload {
+                    name,
+                    description,
+                    parameters_description,
+                    overwrite,
+                };
+                let (entry, created) = library::upload(api, &file, &options).await?;
+                crate::say!(
+                    "lr: {} {} in the library",
+                    if created { "added" } else { "replaced" },
+                    entry.get("name").and_then(Doc::as_str).unwrap_or_default()
+                );
+                print_doc(&entry, format, width)
+            }
+            Command::Library(LibraryCommand::Delete { name }) => {
+                library::delete(api, &name).await?;
+                match format {
+                    Format::Json => print_doc(
+                        &run::status_doc(&[
+                            ("name", Doc::String(name)),
+                            ("deleted", Doc::Bool(true)),
+                        ]),
+                        format,
+                        width,
+                    ),
+                    Format::Table => print_text(&format!("{name} deleted from the library\n")),
+                }
+            }
+            Command::Transfer(TransferCommand::List { session_id }) => {
+                print_doc(&api.transfers(&session_id).await?, format, width)
+            }
+            Command::Transfer(TransferCommand::Show { transfer_id }) => print_doc(
+                &api.transfer(&transfer_id, Duration::ZERO).await?,
+                format,
+                width,
+            ),
+            Command::Transfer(TransferCommand::Cancel { transfer_id }) => {
+                api.cancel_transfer(&transfer_id).await?;
+                match format {
+                    Format::Json => print_doc(
+                        &run::status_doc(&[
+                            ("transfer_id", Doc::String(transfer_id)),
+                            ("cancelled", Doc::Bool(true)),
+                        ]),
+                        format,
+                        width,
+                    ),
+                    Format::Table => print_text(&format!("transfer {transfer_id} cancelled\n")),
+                }
+            }
+            Command::Transfer(TransferCommand::Download { transfer_id }) => {
+                let doc = api.transfer(&transfer_id, Duration::ZERO).await?;
+                let view = TransferView::from_doc(&doc)?;
+                let started = Started {
+                    transfer_id: view.transfer_id.clone(),
+                    put: view.is_put(),
+                    name: view.name.clone(),
+                    size: view.size,
+                };
+                let signals = install_signals()?;
+                watch_transfer(api, started, String::new(), format, downloads, &signals).await
+            }
             Command::Connect { .. } => unreachable!("connect runs the REPL"),
         }
     })
@@ -166,11 +256,11 @@ async fn exec(
     args: &[String],
     wait_secs: u64,
     setting: Option<Format>,
-    width: Option<u16>,
+    downloads: &std::path::Path,
     signals: &Signals,
 ) -> Result<Exit, Failure> {
+    let width = render::terminal_width();
     let invocation = cmdline::parse_for_device(&cmdline::line_from_args(args)?)?;
-    let format = cmdline::format_of(&invocation, setting);
     // Signals since here count: during the open (close at once), the submission or the wait.
     let mark = signals.now();
     let (opened, _) = api.open_session(device).await?;
@@ -191,8 +281,71 @@ async fn exec(
         )
         .await
     };
+    // A transfer is followed to its end before the session closes.
+    let result = match outcome {
+        Ok(outcome) => {
+            finish(
+                api,
+                &invocation,
+                &outcome.command,
+                setting,
+                width,
+                downloads,
+                signals,
+            )
+            .await
+        }
+        Err(failure) => Err(failure),
+    };
     close_session(api, &session).await;
-    report(&outcome?.command, format, width)
+    result
+}
+
+/// Prints a finished command; a completed getfile, download or putfile is then followed in the
+/// foreground (progress bar, Ctrl+C cancels) until the file is saved or on the device.
+async fn finish(
+    api: &Client,
+    invocation: &commands::Invocation,
+    command: &crate::api::Command,
+    setting: Option<Format>,
+    width: Option<u16>,
+    downloads: &std::path::Path,
+    signals: &Signals,
+) -> Result<Exit, Failure> {
+    if command.state == CommandState::Completed
+        && let Some(started) = Started::from_command(invocation.spec.name, command)
+    {
+        let line = cmdline::for_broker(invocation);
+        let format = cmdline::transfer_format(invocation, setting);
+        return watch_transfer(api, started?, line, format, downloads, signals).await;
+    }
+    report(command, cmdline::format_of(invocation, setting), width)
+}
+
+/// Follows one transfer in the foreground and prints how it ended.
+async fn watch_transfer(
+    api: &Client,
+    started: Started,
+    line: String,
+    format: Format,
+    downloads: &std::path::Path,
+    signals: &Signals,
+) -> Result<Exit, Failure> {
+    let job = Job::start(
+        1,
+        line,
+        api,
+        started,
+        downloads.to_owned(),
+        true,
+        Notifier::Stderr,
+    );
+    let progress = match job.watch(api, signals, signals.now(), false).await {
+        Watched::Ended(progress) => progress,
+        Watched::Detached => unreachable!("not detachable"),
+    };
+    let mut stdout = std::io::stdout().lock();
+    jobs::report(&progress, format, &mut stdout).or_else(output_error)
 }
 
 /// Closes a session, retrying briefly while the broker is unreachable. A session that is already

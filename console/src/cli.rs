@@ -7,8 +7,9 @@ use clap::{Parser, Subcommand};
 use crate::render::Format;
 
 const AFTER_HELP: &str = "\
-Settings: flags override LR_API_URL, LR_TOKEN, LR_CA_CERT and LR_OUTPUT, which override
-~/.config/lr/config.toml (keys api_url, token, ca_cert, output; LR_CONFIG names another file).
+Settings: flags override LR_API_URL, LR_TOKEN, LR_CA_CERT, LR_OUTPUT and LR_DOWNLOADS_DIR,
+which override ~/.config/lr/config.toml (keys api_url, token, ca_cert, output, downloads_dir;
+LR_CONFIG names another file). getfile saves files in downloads_dir, by default ~/lr-downloads.
 
 Exit codes:
   0  success
@@ -37,6 +38,10 @@ pub struct Cli {
     /// PEM file of the CA to trust, instead of the system's trust store [env: LR_CA_CERT]
     #[arg(long, global = true, value_name = "PEM")]
     pub ca_cert: Option<PathBuf>,
+
+    /// Folder where getfile saves files [env: LR_DOWNLOADS_DIR] [default: ~/lr-downloads]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub downloads_dir: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -69,6 +74,67 @@ pub enum Command {
     },
     /// Health of the broker node at the API URL (no token needed)
     Health,
+    /// The tenant's library of files for putfile and run: list, upload, delete
+    #[command(subcommand)]
+    Library(LibraryCommand),
+    /// Transfers started by getfile, download and putfile: show, download again, cancel
+    #[command(subcommand)]
+    Transfer(TransferCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LibraryCommand {
+    /// List the library's files
+    List,
+    /// Upload a file to the library (streamed; the broker's limit applies, 250 MB by default)
+    #[command(
+        after_help = "Example: lr library upload ./collect.sh --description \"collect logs\" --parameters-description \"-days N\""
+    )]
+    Upload {
+        /// The file on this machine
+        file: PathBuf,
+        /// Name in the library [default: the file's name]
+        #[arg(long)]
+        name: Option<String>,
+        /// What the file is for
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+        /// The parameters a script takes, for analysts who run it
+        #[arg(long, value_name = "TEXT")]
+        parameters_description: Option<String>,
+        /// Replace a file of the same name
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Delete a file from the library
+    Delete {
+        /// Name in the library
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TransferCommand {
+    /// List your transfers in a session
+    List {
+        /// Session id
+        session_id: String,
+    },
+    /// Show a transfer: state, progress, size, SHA-256
+    Show {
+        /// Transfer id, as the command that started it printed it
+        transfer_id: String,
+    },
+    /// Wait for a getfile transfer and save it in the downloads folder (resumes a partial file)
+    Download {
+        /// Transfer id
+        transfer_id: String,
+    },
+    /// Cancel a running transfer and delete its data on the brokers
+    Cancel {
+        /// Transfer id
+        transfer_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,19 +8,22 @@ use commands::{Invocation, ParseError, Runs};
 use crate::exit::Failure;
 use crate::render::Format;
 
-/// The message for a trailing `&` until background jobs exist.
-pub const NO_BACKGROUND: &str = "background jobs come with downloads; run it in the foreground";
+/// The message for a trailing `&` outside the interactive console.
+pub const NO_BACKGROUND: &str = "& runs a transfer in the background of lr connect; lr exec and \
+                                 lr session run wait for the transfer, so drop the &";
 
-/// Reads a line against the command table; a mistake is a usage failure naming it.
+/// Reads a line against the command table; a mistake is a usage failure naming it. A trailing
+/// `&` sets [`Invocation::background`] (transfers only; the grammar refuses it elsewhere).
 pub fn parse(line: &str) -> Result<Invocation, Failure> {
-    if ends_in_background(line) {
-        return Err(Failure::usage(NO_BACKGROUND));
-    }
     commands::parse(line).map_err(|e: ParseError| Failure::usage(e.to_string()))
 }
 
-/// Reads a line that must run on the device (`lr exec`, `lr session run`).
+/// Reads a line that runs on the device or the brokers, in the foreground (`lr exec`,
+/// `lr session run`).
 pub fn parse_for_device(line: &str) -> Result<Invocation, Failure> {
+    if ends_in_background(line) {
+        return Err(Failure::usage(NO_BACKGROUND));
+    }
     let invocation = parse(line)?;
     if invocation.spec.runs == Runs::Console {
         return Err(Failure::usage(format!(
@@ -31,11 +34,13 @@ pub fn parse_for_device(line: &str) -> Result<Invocation, Failure> {
     Ok(invocation)
 }
 
-/// The line the broker is sent: canonical `-name value` form, without what the console handles.
+/// The line the broker is sent: canonical `-name value` form, without what the console handles
+/// (`-output`, `> file`, and `&`: the broker runs every transfer the same way).
 pub fn for_broker(invocation: &Invocation) -> String {
     Invocation {
         output: None,
         redirect: None,
+        background: false,
         ..invocation.clone()
     }
     .to_line()
@@ -49,6 +54,16 @@ pub fn format_of(invocation: &Invocation, setting: Option<Format>) -> Format {
         .map(Format::from)
         .or(setting)
         .unwrap_or_else(|| Format::from(invocation.spec.output))
+}
+
+/// The output format of how a transfer ended: `-output` in its line, else the user's setting,
+/// else a line for people (the table default of the command is for its start, not its end).
+pub fn transfer_format(invocation: &Invocation, setting: Option<Format>) -> Format {
+    invocation
+        .output
+        .map(Format::from)
+        .or(setting)
+        .unwrap_or(Format::Table)
 }
 
 /// The words after `--` of `lr exec` / `lr session run`, already split by the shell, as one line.
@@ -243,10 +258,19 @@ mod tests {
 
     #[test]
     fn trailing_ampersand_means_background() {
-        for line in ["findfile x &", "findfile x & ", "findfile x\t&"] {
+        for line in ["getfile /x &", "getfile /x & ", "getfile /x\t&"] {
             assert!(ends_in_background(line), "{line}");
-            assert_eq!(parse(line).unwrap_err().message, NO_BACKGROUND);
+            assert!(parse(line).unwrap().background, "{line}");
+            assert_eq!(parse_for_device(line).unwrap_err().message, NO_BACKGROUND);
         }
+        let background = parse("download /var/log/a.log -output json &").unwrap();
+        assert_eq!(for_broker(&background), "download -path /var/log/a.log");
+        assert!(
+            parse("findfile x &")
+                .unwrap_err()
+                .message
+                .contains("cannot run in the background")
+        );
         for line in [
             r#"findfile "x &""#,
             "findfile a&b",

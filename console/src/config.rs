@@ -7,6 +7,7 @@
 //! token = "..."
 //! ca_cert = "/etc/lr/ca.pem"   # relative paths are relative to the config file
 //! output = "table"             # or "json"
+//! downloads_dir = "~/lr-downloads"   # where getfile saves files (the default)
 //! ```
 
 use std::fmt;
@@ -45,6 +46,7 @@ pub struct Layer {
     pub token: Option<(String, Origin)>,
     pub ca_cert: Option<(PathBuf, Origin)>,
     pub output: Option<(Format, Origin)>,
+    pub downloads_dir: Option<(PathBuf, Origin)>,
 }
 
 /// The file's shape: the same keys, nothing else.
@@ -55,12 +57,16 @@ struct FileKeys {
     token: Option<String>,
     ca_cert: Option<PathBuf>,
     output: Option<Format>,
+    downloads_dir: Option<PathBuf>,
 }
 
 pub const ENV_API_URL: &str = "LR_API_URL";
 pub const ENV_TOKEN: &str = "LR_TOKEN";
 pub const ENV_CA_CERT: &str = "LR_CA_CERT";
 pub const ENV_OUTPUT: &str = "LR_OUTPUT";
+pub const ENV_DOWNLOADS_DIR: &str = "LR_DOWNLOADS_DIR";
+/// Where downloads go when no setting says otherwise, under the home directory.
+pub const DEFAULT_DOWNLOADS_DIR: &str = "lr-downloads";
 /// Overrides the config file's path; the file must then exist.
 pub const ENV_CONFIG: &str = "LR_CONFIG";
 
@@ -71,16 +77,18 @@ impl Layer {
         token: Option<String>,
         ca_cert: Option<PathBuf>,
         output: Option<Format>,
+        downloads_dir: Option<PathBuf>,
     ) -> Layer {
         Layer {
             api_url: api_url.map(|v| (v, Origin::Flag("--api-url"))),
             token: token.map(|v| (v, Origin::Flag("--token"))),
             ca_cert: ca_cert.map(|v| (v, Origin::Flag("--ca-cert"))),
             output: output.map(|v| (v, Origin::Flag("--output"))),
+            downloads_dir: downloads_dir.map(|v| (v, Origin::Flag("--downloads-dir"))),
         }
     }
 
-    /// `LR_API_URL`, `LR_TOKEN`, `LR_CA_CERT`, `LR_OUTPUT` from `get` (the process environment
+    /// `LR_API_URL`, `LR_TOKEN`, `LR_CA_CERT`, `LR_OUTPUT`, `LR_DOWNLOADS_DIR` from `get` (the process environment
     /// in production, a map in tests). Empty values count as unset.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
         let var = |name: &'static str| {
@@ -104,6 +112,7 @@ impl Layer {
             token: var(ENV_TOKEN),
             ca_cert: var(ENV_CA_CERT).map(|(v, o)| (PathBuf::from(v), o)),
             output,
+            downloads_dir: var(ENV_DOWNLOADS_DIR).map(|(v, o)| (PathBuf::from(v), o)),
         })
     }
 
@@ -121,6 +130,10 @@ impl Layer {
             token: keys.token.map(|v| (v, origin())),
             ca_cert: keys.ca_cert.map(|v| (dir.join(v), origin())),
             output: keys.output.map(|v| (v, origin())),
+            downloads_dir: keys.downloads_dir.map(|v| {
+                let v = if v.starts_with("~") { v } else { dir.join(v) };
+                (v, origin())
+            }),
         })
     }
 
@@ -144,6 +157,7 @@ impl Layer {
             token: self.token.or(lower.token),
             ca_cert: self.ca_cert.or(lower.ca_cert),
             output: self.output.or(lower.output),
+            downloads_dir: self.downloads_dir.or(lower.downloads_dir),
         }
     }
 }
@@ -169,6 +183,8 @@ pub struct Settings {
     pub output: Option<Format>,
     /// Where the endpoint came from, for messages.
     pub api_url_origin: Origin,
+    /// Where getfile saves files.
+    pub downloads_dir: PathBuf,
 }
 
 /// A bad or missing setting, naming the key and where the value came from.
@@ -192,8 +208,17 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Layer {
-    /// Validates the merged settings. `need_token` is false for endpoints without auth.
+    /// Validates the merged settings. `need_token` is false for endpoints without auth; `home`
+    /// is the home directory, for `~/` and the default downloads folder.
     pub fn validate(self, need_token: bool) -> Result<Settings, ConfigError> {
+        self.validate_in(need_token, std::env::var_os("HOME").map(PathBuf::from))
+    }
+
+    pub fn validate_in(
+        self,
+        need_token: bool,
+        home: Option<PathBuf>,
+    ) -> Result<Settings, ConfigError> {
         let Some((raw_url, url_origin)) = self.api_url else {
             return Err(ConfigError {
                 key: "api_url",
@@ -250,7 +275,26 @@ impl Layer {
                 problem: format!("{} is not a readable file", path.display()),
             });
         }
+        let downloads_dir = match self.downloads_dir {
+            Some((path, origin)) => {
+                let path = expand_home(&path, home.as_deref()).ok_or_else(|| ConfigError {
+                    key: "downloads_dir",
+                    origin: origin.clone(),
+                    problem: format!("{} starts with ~ but HOME is not set", path.display()),
+                })?;
+                if path.as_os_str().is_empty() || (path.exists() && !path.is_dir()) {
+                    return Err(ConfigError {
+                        key: "downloads_dir",
+                        origin,
+                        problem: format!("{} is not a folder", path.display()),
+                    });
+                }
+                path
+            }
+            None => home.unwrap_or_default().join(DEFAULT_DOWNLOADS_DIR),
+        };
         Ok(Settings {
+            downloads_dir,
             endpoint: Endpoint {
                 base,
                 token,
@@ -259,6 +303,14 @@ impl Layer {
             output: self.output.map(|(f, _)| f),
             api_url_origin: url_origin,
         })
+    }
+}
+
+/// `~` and `~/x` under `home`; other paths as they are. `None` for `~` without a home.
+fn expand_home(path: &Path, home: Option<&Path>) -> Option<PathBuf> {
+    match path.strip_prefix("~") {
+        Ok(rest) => home.map(|h| h.join(rest)),
+        Err(_) => Some(path.to_owned()),
     }
 }
 
@@ -292,7 +344,7 @@ mod tests {
             ("LR_TOKEN", "env-token"),
         ]))
         .unwrap();
-        let flags = Layer::from_flags(None, Some("flag-token".into()), None, None);
+        let flags = Layer::from_flags(None, Some("flag-token".into()), None, None, None);
 
         let merged = flags.over(env).over(file);
         assert_eq!(
@@ -346,7 +398,7 @@ mod tests {
             "{bad}"
         );
 
-        let no_token = Layer::from_flags(Some("http://127.0.0.1:1".into()), None, None, None)
+        let no_token = Layer::from_flags(Some("http://127.0.0.1:1".into()), None, None, None, None)
             .validate(true)
             .unwrap_err();
         assert_eq!(no_token.key, "token");
@@ -362,12 +414,49 @@ mod tests {
             Some(" t0k ".into()),
             None,
             None,
+            None,
         )
         .validate(true)
         .unwrap();
         assert_eq!(settings.endpoint.token.as_deref(), Some("t0k"));
         assert_eq!(settings.output, None);
         assert_eq!(settings.endpoint.base.as_str(), "https://127.0.0.1:7601/");
+    }
+
+    #[test]
+    fn downloads_dir_default_and_overrides() {
+        let base =
+            || Layer::from_flags(Some("https://x".into()), Some("t".into()), None, None, None);
+        let home = Some(PathBuf::from("/h"));
+        let settings = base().validate_in(true, home.clone()).unwrap();
+        assert_eq!(settings.downloads_dir, PathBuf::from("/h/lr-downloads"));
+
+        let env = Layer::from_env(env(&[("LR_DOWNLOADS_DIR", "~/cases/42")])).unwrap();
+        let settings = base().over(env).validate_in(true, home.clone()).unwrap();
+        assert_eq!(settings.downloads_dir, PathBuf::from("/h/cases/42"));
+
+        let file = Layer::from_toml(
+            "downloads_dir = \"evidence\"\n",
+            Path::new("/etc/lr/config.toml"),
+        )
+        .unwrap();
+        let settings = base().over(file).validate_in(true, home).unwrap();
+        assert_eq!(settings.downloads_dir, PathBuf::from("/etc/lr/evidence"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("f");
+        std::fs::write(&not_a_dir, "").unwrap();
+        let err = Layer::from_flags(
+            Some("https://x".into()),
+            Some("t".into()),
+            None,
+            None,
+            Some(not_a_dir),
+        )
+        .validate_in(true, None)
+        .unwrap_err();
+        assert_eq!(err.key, "downloads_dir");
+        assert!(err.to_string().contains("flag --downloads-dir"), "{err}");
     }
 
     #[test]

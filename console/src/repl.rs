@@ -2,24 +2,28 @@
 //!
 //! Opens a session, reads lines (reedline on a terminal, with completion from the command table;
 //! plain lines from a pipe), reads each against the table, and either answers it here (`help`,
-//! `cls`, `trace`, `status`, `jobs`) or runs it on the device and shows its output, on the
+//! `cls`, `trace`, `status`, `jobs`, `fg`) or runs it on the device and shows its output, on the
 //! screen or in a local file (`> file`, `>> file`). A mistake in a line is shown and nothing is
 //! sent. The prompt `<device> <cwd>> ` follows the command's `cwd`. `exit`, `quit` and Ctrl+D end
 //! it; Ctrl+C at the prompt clears the line and while a command runs cancels it. However the
 //! console ends, it closes the session.
+//!
+//! Transfers (getfile, download, putfile) become jobs (see [`crate::jobs`]): watched with a
+//! progress bar, or in the background after `&` or Ctrl+Z. The console waits for background
+//! transfers before it closes the session.
 
 use std::borrow::Cow;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use commands::{Invocation, Runs};
 use reedline::{
-    ColumnarMenu, Emacs, FileBackedHistory, KeyCode, KeyModifiers, MenuBuilder, Prompt,
-    PromptEditMode, PromptHistorySearch, PromptHistorySearchStatus, Reedline, ReedlineEvent,
-    ReedlineMenu, Signal, default_emacs_keybindings,
+    ColumnarMenu, Emacs, ExternalPrinter, FileBackedHistory, KeyCode, KeyModifiers, MenuBuilder,
+    Prompt, PromptEditMode, PromptHistorySearch, PromptHistorySearchStatus, Reedline,
+    ReedlineEvent, ReedlineMenu, Signal, default_emacs_keybindings,
 };
 use tokio::runtime::Runtime;
 
@@ -28,9 +32,11 @@ use crate::app::close_session;
 use crate::cmdline;
 use crate::complete::TableCompleter;
 use crate::exit::{Exit, Failure};
+use crate::jobs::{self, Job, Jobs, Notifier, Watched};
 use crate::render::{self, Format};
 use crate::run::{self, Shape};
 use crate::signals::Signals;
+use crate::transfer::Started;
 use crate::{help, local, sink};
 
 /// The longest a REPL command may run before the console gives up and cancels it: longer than
@@ -48,6 +54,7 @@ pub fn run(
     api: &Client,
     device: &str,
     setting: Option<Format>,
+    downloads: &Path,
     signals: &Signals,
 ) -> Result<Exit, Failure> {
     let (opened, _) = rt.block_on(api.open_session(device))?;
@@ -81,14 +88,23 @@ pub fn run(
         setting,
         signals,
         at_prompt,
+        downloads: downloads.to_owned(),
+        jobs: Jobs::default(),
+        notifier: Notifier::Stderr,
     };
     let result = match Input::open() {
-        Ok(mut input) => state.lines(&mut input),
+        Ok((mut input, notifier)) => {
+            state.notifier = notifier;
+            state.lines(&mut input)
+        }
         Err(e) => Err(Failure::new(
             Exit::Usage,
             format!("cannot read from the terminal: {e}"),
         )),
     };
+    if !signals.terminating() {
+        state.finish_jobs();
+    }
     watchdog.abort();
     rt.block_on(close_session(api, &session));
     crate::say!("lr: session {session} closed");
@@ -105,6 +121,9 @@ struct Repl<'a> {
     setting: Option<Format>,
     signals: &'a Signals,
     at_prompt: Arc<AtomicBool>,
+    downloads: PathBuf,
+    jobs: Jobs,
+    notifier: Notifier,
 }
 
 impl Repl<'_> {
@@ -158,14 +177,15 @@ impl Repl<'_> {
             }
             return Ok(());
         }
-        if spec.runs == Runs::Device {
+        if matches!(spec.runs, Runs::Device | Runs::Broker) {
             return self.command(invocation, format);
         }
         match spec.name {
             "cls" => input.clear_screen(),
             "trace" => self.trace(invocation),
             "status" => self.status(invocation, format)?,
-            "jobs" => self.jobs(invocation, format)?,
+            "jobs" => self.jobs(invocation, format),
+            "fg" => self.fg(invocation, format),
             other => crate::say!("lr: {other} is not available in this version of lr"),
         }
         Ok(())
@@ -224,18 +244,109 @@ impl Repl<'_> {
         Ok(())
     }
 
-    /// `jobs`: this session's commands that are queued or running.
-    fn jobs(&self, invocation: &Invocation, format: Format) -> Result<(), Failure> {
-        match self.rt.block_on(self.api.commands(self.session)) {
-            Ok(list) => match local::jobs_body(&list, format, Self::width(invocation)) {
-                Some(body) => sink::deliver(&body, invocation.redirect.as_ref()),
-                None => crate::say!(
-                    "lr: unexpected answer from the broker: the command list is not a list"
-                ),
-            },
-            Err(e) => self.shown_unless_session_ended(e.into())?,
+    /// `jobs`: this console's transfers, running or ended.
+    fn jobs(&self, invocation: &Invocation, format: Format) {
+        let body = jobs::jobs_body(&self.jobs.rows(), format, Self::width(invocation));
+        sink::deliver(&body, invocation.redirect.as_ref());
+    }
+
+    /// `fg <id>`: watch a job again; Ctrl+Z sends it back, Ctrl+C cancels it.
+    fn fg(&self, invocation: &Invocation, format: Format) {
+        let Some((_, id)) = invocation.values.first() else {
+            crate::say!("lr: fg needs a job id; usage: {}", invocation.spec.usage());
+            return;
+        };
+        let job = match self.jobs.get(id) {
+            Ok(job) => job.clone(),
+            Err(mistake) => {
+                crate::say!("lr: {mistake}");
+                return;
+            }
+        };
+        if !job.is_running() {
+            crate::say!("lr: job {} has ended", job.id);
+            self.show_end(&job.progress(), format);
+            return;
         }
-        Ok(())
+        crate::say!("lr: [{}] {}", job.id, job.line);
+        self.watch(&job, format);
+    }
+
+    /// Watches a job until it ends (prints the result) or Ctrl+Z (back to the background).
+    fn watch(&self, job: &Job, format: Format) {
+        let mark = self.signals.now();
+        match self
+            .rt
+            .block_on(job.watch(self.api, self.signals, mark, true))
+        {
+            Watched::Ended(progress) => self.show_end(&progress, format),
+            Watched::Detached => {
+                crate::say!(
+                    "lr: [{}] {} continues in the background; jobs lists it, fg {} brings it back",
+                    job.id,
+                    job.line,
+                    job.id
+                );
+                job.detached(&self.notifier);
+            }
+        }
+    }
+
+    fn show_end(&self, progress: &crate::transfer::Progress, format: Format) {
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = jobs::report(progress, format, &mut stdout) {
+            crate::say!("lr: cannot write output: {e}");
+        }
+    }
+
+    /// Starts following the transfer a completed command began: in the foreground, or in the
+    /// background for a line that ended in `&`.
+    fn transfer(&mut self, invocation: &Invocation, started: Started, format: Format) {
+        let id = self.jobs.next_id();
+        let line = cmdline::for_broker(invocation);
+        let transfer_id = started.transfer_id.clone();
+        let job = {
+            let _guard = self.rt.enter();
+            Job::start(
+                id,
+                line.clone(),
+                self.api,
+                started,
+                self.downloads.clone(),
+                !invocation.background,
+                self.notifier.clone(),
+            )
+        };
+        self.jobs.add(job.clone());
+        if invocation.background {
+            crate::say!("[{id}] {transfer_id} {line}");
+        } else {
+            self.watch(&job, format);
+        }
+    }
+
+    /// At the end of the console: background transfers are followed to their end (Ctrl+C
+    /// cancels them) before the session closes.
+    fn finish_jobs(&self) {
+        let running: Vec<Job> = self.jobs.running().into_iter().cloned().collect();
+        if running.is_empty() {
+            return;
+        }
+        crate::say!(
+            "lr: waiting for {} background transfer{} to end before closing the session; Ctrl+C cancels {}",
+            running.len(),
+            if running.len() == 1 { "" } else { "s" },
+            if running.len() == 1 { "it" } else { "them" }
+        );
+        let mark = self.signals.now();
+        for job in running {
+            if let Watched::Ended(progress) =
+                self.rt
+                    .block_on(job.watch(self.api, self.signals, mark, false))
+            {
+                crate::say!("{}", jobs::notice(job.id, &job.line, &progress));
+            }
+        }
     }
 
     /// A failure of a console-side command is shown, unless the session is over: that ends the
@@ -251,6 +362,10 @@ impl Repl<'_> {
     /// Runs one command on the device. Only a session that is gone ends the console; other
     /// failures are shown.
     fn command(&mut self, invocation: &Invocation, format: Format) -> Result<(), Failure> {
+        if invocation.background && invocation.spec.name == "library" {
+            crate::say!("lr: library cannot run in the background; remove &");
+            return Ok(());
+        }
         let outcome = self.rt.block_on(run::run_command(
             self.api,
             self.session,
@@ -280,6 +395,19 @@ impl Repl<'_> {
         }
         if outcome.cancel_requested && command.state == crate::api::CommandState::Completed {
             crate::say!("lr: the command completed before the cancel reached it");
+        }
+        if command.state == crate::api::CommandState::Completed
+            && let Some(started) = Started::from_command(invocation.spec.name, command)
+        {
+            match started {
+                Ok(started) => self.transfer(
+                    invocation,
+                    started,
+                    cmdline::transfer_format(invocation, self.setting),
+                ),
+                Err(failure) => failure.print(),
+            }
+            return Ok(());
         }
         let body = run::body(command, format, Shape::OutputOnly, Self::width(invocation));
         sink::deliver(&body, invocation.redirect.as_ref());
@@ -315,10 +443,13 @@ enum Input {
 }
 
 impl Input {
-    fn open() -> std::io::Result<Input> {
+    /// The input, and where background jobs announce their end: above the prompt on a terminal.
+    fn open() -> std::io::Result<(Input, Notifier)> {
         if !std::io::stdin().is_terminal() {
-            return Ok(Input::Plain(std::io::stdin().lock()));
+            return Ok((Input::Plain(std::io::stdin().lock()), Notifier::Stderr));
         }
+        let printer = ExternalPrinter::<String>::new(64);
+        let notifier = Notifier::Printer(printer.sender());
         let mut keybindings = default_emacs_keybindings();
         keybindings.add_binding(
             KeyModifiers::NONE,
@@ -329,6 +460,7 @@ impl Input {
             ]),
         );
         let mut editor = Reedline::create()
+            .with_external_printer(printer)
             .with_history_exclusion_prefix(Some(" ".to_owned()))
             .with_completer(Box::new(TableCompleter))
             .with_menu(ReedlineMenu::EngineCompleter(Box::new(
@@ -351,7 +483,7 @@ impl Input {
                 Err(e) => crate::say!("lr: no command history ({}: {e})", path.display()),
             }
         }
-        Ok(Input::Editor(Box::new(editor)))
+        Ok((Input::Editor(Box::new(editor)), notifier))
     }
 
     fn read(&mut self, prompt: &LrPrompt) -> std::io::Result<Read> {

@@ -14,6 +14,9 @@ pub struct Received {
     pub interrupts: u64,
     /// SIGTERM or SIGHUP: the process should end.
     pub terminate: bool,
+    /// Ctrl+Z (SIGTSTP), when the console watches it: a foreground transfer goes to the
+    /// background instead of the whole console being stopped.
+    pub suspends: u64,
 }
 
 /// A cheap clonable view of the received signals.
@@ -28,6 +31,17 @@ impl Signals {
     /// Starts listening. Must be called inside the tokio runtime. The handlers are registered
     /// before this returns, so a signal right after it is already ours.
     pub fn install() -> std::io::Result<Signals> {
+        Signals::listen(false)
+    }
+
+    /// As [`Signals::install`], and Ctrl+Z no longer stops the process but counts as
+    /// [`Received::suspends`] (the interactive console, where it detaches a transfer). At the
+    /// line editor's prompt the terminal is raw and Ctrl+Z is a key, not a signal.
+    pub fn install_with_suspend() -> std::io::Result<Signals> {
+        Signals::listen(true)
+    }
+
+    fn listen(suspend: bool) -> std::io::Result<Signals> {
         let (tx, rx) = watch::channel(Received::default());
         #[cfg(unix)]
         {
@@ -35,9 +49,17 @@ impl Signals {
             let mut int = signal(SignalKind::interrupt())?;
             let mut term = signal(SignalKind::terminate())?;
             let mut hup = signal(SignalKind::hangup())?;
+            let mut tstp = if suspend {
+                Some(signal(SignalKind::from_raw(libc::SIGTSTP))?)
+            } else {
+                None
+            };
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
+                        Some(()) = async { tstp.as_mut()?.recv().await } => {
+                            tx.send_modify(|r| r.suspends += 1);
+                        }
                         got = int.recv() => match got {
                             Some(()) => tx.send_modify(|r| r.interrupts += 1),
                             None => break,
@@ -54,6 +76,8 @@ impl Signals {
                 }
             });
         }
+        #[cfg(not(unix))]
+        let _ = suspend;
         #[cfg(not(unix))]
         tokio::spawn(async move {
             while tokio::signal::ctrl_c().await.is_ok() {
@@ -88,6 +112,14 @@ impl Signals {
             .await;
         if fired.is_err() {
             // The listener is gone: no signal can come any more.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Resolves at the first Ctrl+Z after `mark` (never, unless installed with suspend).
+    pub async fn suspended_after(&self, mark: Received) {
+        let mut rx = self.rx.clone();
+        if rx.wait_for(|r| r.suspends > mark.suspends).await.is_err() {
             std::future::pending::<()>().await;
         }
     }

@@ -92,8 +92,8 @@ async fn mistakes_exit_2_and_send_nothing() {
         (&["dir", "-output", "yaml"], "-output must be json or table"),
         (&["cls"], "cls runs in the interactive console"),
         (
-            &["findfile", "x", "&"],
-            "background jobs come with downloads",
+            &["getfile", "/x", "&"],
+            "& runs a transfer in the background of lr connect",
         ),
     ] {
         let mut args = vec!["exec", "web-07", "--"];

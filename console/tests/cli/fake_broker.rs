@@ -5,6 +5,11 @@
 //! or a console-side command with 400 invalid_request. Its "device" answers `dir`, `cd` and
 //! `processes`; `fileinfo` fails (no such file); `findfile` answers its submission slowly, then
 //! runs until cancelled; anything else is refused with 400 (as `registry` would be on linux).
+//!
+//! Transfers: `getfile`/`download` of `/data/report.bin`, `/data/flaky.bin` (its first content
+//! request is cut half-way) and `/data/bad.bin` (announced with a wrong SHA-256) start a transfer
+//! that completes on its second poll; `putfile NAME` does the same for a library file. The
+//! library lives in memory.
 //! Devices: `busy` (409 session_refused), `offline` (409 device_offline), `ghost` (404), `jobs-07`
 //! (opens with a command already running in the session, as if submitted elsewhere), anything
 //! else opens.
@@ -19,7 +24,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -33,6 +38,42 @@ struct Inner {
     sessions: HashMap<String, Session>,
     commands: HashMap<String, Cmd>,
     next: u64,
+    transfers: HashMap<String, Xfer>,
+    /// The `Range` header of every content request, in order.
+    ranges: Vec<Option<String>>,
+    library: std::collections::BTreeMap<String, Value>,
+}
+
+#[derive(Clone)]
+struct Xfer {
+    session: String,
+    kind: &'static str,
+    path: String,
+    name: String,
+    content: Vec<u8>,
+    sha256: String,
+    state: &'static str,
+    polls: u32,
+    /// Cut the next content stream half-way.
+    cut: bool,
+}
+
+/// The bytes of the fake device's files.
+pub fn file_content(path: &str) -> Option<Vec<u8>> {
+    match path {
+        "/data/report.bin" | "/data/flaky.bin" | "/data/bad.bin" => {
+            Some((0..300_000u32).map(|i| (i * 31 % 251) as u8).collect())
+        }
+        _ => None,
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[derive(Clone)]
@@ -152,6 +193,23 @@ impl FakeBroker {
     pub fn open_sessions(&self) -> usize {
         self.shared.inner.lock().unwrap().sessions.len()
     }
+
+    /// The `Range` header of each content request, in order.
+    pub fn content_ranges(&self) -> Vec<Option<String>> {
+        self.shared.inner.lock().unwrap().ranges.clone()
+    }
+
+    /// The state of every transfer, by id.
+    pub fn transfer_states(&self) -> Vec<(String, String)> {
+        let inner = self.shared.inner.lock().unwrap();
+        let mut all: Vec<(String, String)> = inner
+            .transfers
+            .iter()
+            .map(|(id, x)| (id.clone(), x.state.to_owned()))
+            .collect();
+        all.sort();
+        all
+    }
 }
 
 /// TLS on top of a TCP listener, for `axum::serve`.
@@ -190,6 +248,11 @@ fn router(shared: St) -> Router {
         .route("/sessions/{id}/commands", get(list_commands).post(submit))
         .route("/sessions/{id}/commands/{cid}", get(command))
         .route("/sessions/{id}/commands/{cid}/cancel", post(cancel))
+        .route("/transfers", get(list_transfers))
+        .route("/transfers/{id}", get(transfer).delete(cancel_transfer))
+        .route("/transfers/{id}/content", get(content))
+        .route("/library", get(list_library))
+        .route("/library/{name}", put(put_library).delete(delete_library))
         .route_layer(middleware::from_fn(auth));
     Router::new()
         .route(
@@ -417,6 +480,65 @@ async fn submit(
                 Some(session.cwd.clone()),
             ),
             "findfile" => ("running", Value::Null, None, Some(session.cwd.clone())),
+            "getfile" | "download" | "putfile" => {
+                let (kind, path, name, content) = if verb == "putfile" {
+                    let name = invocation.value("name").unwrap_or_default().to_owned();
+                    let content = inner
+                        .library
+                        .get(&name)
+                        .and_then(|e| e["content"].as_str())
+                        .map(|c| c.as_bytes().to_vec());
+                    ("putfile", String::new(), name, content)
+                } else {
+                    let path = path.clone().unwrap_or_default();
+                    let name = path.rsplit('/').next().unwrap_or_default().to_owned();
+                    let content = file_content(&path);
+                    ("getfile", path, name, content)
+                };
+                match content {
+                    None => (
+                        "failed",
+                        Value::Null,
+                        Some(format!(
+                            "no such file: {}",
+                            if kind == "putfile" { &name } else { &path }
+                        )),
+                        Some(session.cwd.clone()),
+                    ),
+                    Some(content) => {
+                        inner.next += 1;
+                        let tid = format!("t-{}", inner.next);
+                        let sha256 = if path == "/data/bad.bin" {
+                            "0".repeat(64)
+                        } else {
+                            sha256_hex(&content)
+                        };
+                        let output = json!({"transfer_id": tid, "path": path, "name": name,
+                                            "size": content.len(), "sha256": sha256});
+                        inner.transfers.insert(
+                            tid,
+                            Xfer {
+                                session: id.clone(),
+                                kind,
+                                cut: path == "/data/flaky.bin",
+                                path,
+                                name,
+                                content,
+                                sha256,
+                                state: "running",
+                                polls: 0,
+                            },
+                        );
+                        ("completed", output, None, Some(session.cwd.clone()))
+                    }
+                }
+            }
+            "library" => (
+                "completed",
+                Value::Array(inner.library.values().map(public_entry).collect()),
+                None,
+                Some(session.cwd.clone()),
+            ),
             _ => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -510,4 +632,222 @@ async fn cancel(State(st): State<St>, Path((id, cid)): Path<(String, String)>) -
         Json(json!({"command_id": cid, "state": state})),
     )
         .into_response()
+}
+
+fn transfer_json(id: &str, x: &Xfer) -> Value {
+    let size = x.content.len() as u64;
+    let done = match x.state {
+        "completed" => size,
+        "running" if x.polls > 0 => size / 2,
+        _ => 0,
+    };
+    let path = if x.kind == "putfile" && x.state == "completed" {
+        format!("/tmp/lr/{}", x.name)
+    } else {
+        x.path.clone()
+    };
+    json!({"transfer_id": id, "kind": x.kind, "session_id": x.session, "device": "web-07",
+           "user": "analyst-b", "path": path, "name": x.name, "size": size, "sha256": x.sha256,
+           "chunk_size": 65536, "chunks": size.div_ceil(65536), "chunks_done": done.div_ceil(65536),
+           "bytes_done": done, "state": x.state, "error": if x.state == "cancelled" { json!("cancelled by analyst-b") } else { Value::Null },
+           "node": 1, "created_at": "2025-06-01T11:00:01Z",
+           "finished_at": if x.state == "running" { Value::Null } else { json!("2025-06-01T11:00:03Z") }})
+}
+
+/// Each poll moves a transfer on: half-way on the first, completed on the second.
+async fn transfer(State(st): State<St>, Path(id): Path<String>) -> Response {
+    let mut inner = st.inner.lock().unwrap();
+    let Some(x) = inner.transfers.get_mut(&id) else {
+        return not_found(&format!("transfer {id}"));
+    };
+    if x.state == "running" {
+        x.polls += 1;
+        if x.polls >= 2 {
+            x.state = "completed";
+        }
+    }
+    Json(transfer_json(&id, x)).into_response()
+}
+
+#[derive(Deserialize)]
+struct SessionQuery {
+    session: String,
+}
+
+async fn list_transfers(State(st): State<St>, Query(q): Query<SessionQuery>) -> Json<Value> {
+    let inner = st.inner.lock().unwrap();
+    Json(Value::Array(
+        inner
+            .transfers
+            .iter()
+            .filter(|(_, x)| x.session == q.session)
+            .map(|(id, x)| transfer_json(id, x))
+            .collect(),
+    ))
+}
+
+async fn cancel_transfer(State(st): State<St>, Path(id): Path<String>) -> Response {
+    let mut inner = st.inner.lock().unwrap();
+    let Some(x) = inner.transfers.get_mut(&id) else {
+        return not_found(&format!("transfer {id}"));
+    };
+    if x.state == "running" {
+        x.state = "cancelled";
+    }
+    x.content.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn content(
+    State(st): State<St>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    use axum::http::header;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut inner = st.inner.lock().unwrap();
+    inner.ranges.push(range.clone());
+    let Some(x) = inner.transfers.get_mut(&id) else {
+        return not_found(&format!("transfer {id}"));
+    };
+    if x.state != "completed" {
+        return error(
+            StatusCode::CONFLICT,
+            "not_ready",
+            &format!("transfer {id} is {}", x.state),
+            json!({}),
+        );
+    }
+    let size = x.content.len();
+    let from = range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|a| a.parse::<usize>().ok());
+    if let Some(from) = from
+        && from >= size
+    {
+        return (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+        )
+            .into_response();
+    }
+    let start = from.unwrap_or(0);
+    let body = x.content[start..].to_vec();
+    let etag = format!("\"{}\"", x.sha256);
+    let cut = std::mem::take(&mut x.cut);
+    let status = if from.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let mut response = if cut {
+        // Half the bytes, a moment for them to reach the client, then the connection breaks.
+        let half = body[..body.len() / 2].to_vec();
+        let stream = futures::stream::unfold(Some(Some(half)), |step| async move {
+            match step? {
+                Some(half) => Some((Ok(axum::body::Bytes::from(half)), Some(None))),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Some((Err(std::io::Error::other("cut")), None))
+                }
+            }
+        });
+        let mut r = axum::body::Body::from_stream(stream).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, body.len().into());
+        r
+    } else {
+        body.clone().into_response()
+    };
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::ACCEPT_RANGES, "bytes".parse().unwrap());
+    h.insert(header::ETAG, etag.parse().unwrap());
+    h.insert(
+        header::CONTENT_TYPE,
+        "application/octet-stream".parse().unwrap(),
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        h.insert(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{size}", size - 1)
+                .parse()
+                .unwrap(),
+        );
+    }
+    response
+}
+
+/// A library entry as the API shows it (the fake keeps the content beside it).
+fn public_entry(entry: &Value) -> Value {
+    let mut e = entry.clone();
+    if let Value::Object(m) = &mut e {
+        m.remove("content");
+    }
+    e
+}
+
+async fn list_library(State(st): State<St>) -> Json<Value> {
+    let inner = st.inner.lock().unwrap();
+    Json(Value::Array(
+        inner.library.values().map(public_entry).collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PutQuery {
+    description: Option<String>,
+    parameters_description: Option<String>,
+    overwrite: Option<bool>,
+}
+
+async fn put_library(
+    State(st): State<St>,
+    Path(name): Path<String>,
+    Query(q): Query<PutQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("{name:?} is not a valid library name"),
+            json!({}),
+        );
+    }
+    let mut inner = st.inner.lock().unwrap();
+    let exists = inner.library.contains_key(&name);
+    if exists && q.overwrite != Some(true) {
+        return error(
+            StatusCode::CONFLICT,
+            "already_exists",
+            &format!("the library already has a file named {name}"),
+            json!({}),
+        );
+    }
+    let entry = json!({"name": name, "description": q.description.unwrap_or_default(),
+                       "parameters_description": q.parameters_description.unwrap_or_default(),
+                       "size": body.len(), "sha256": sha256_hex(&body), "uploaded_by": "analyst-b",
+                       "uploaded_at": "2025-06-01T11:00:00Z",
+                       "content": String::from_utf8_lossy(&body)});
+    inner.library.insert(name, entry.clone());
+    let status = if exists {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    (status, Json(public_entry(&entry))).into_response()
+}
+
+async fn delete_library(State(st): State<St>, Path(name): Path<String>) -> Response {
+    let mut inner = st.inner.lock().unwrap();
+    match inner.library.remove(&name) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => not_found(&format!("library file {name}")),
+    }
 }

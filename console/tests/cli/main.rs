@@ -6,6 +6,7 @@ mod fake_broker;
 mod errors;
 mod exec;
 mod repl;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
