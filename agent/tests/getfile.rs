@@ -177,6 +177,7 @@ async fn cancel_stops_a_window_between_chunks_and_the_transfer_resumes_after() {
                 chunks.push(c.data);
             }
             Transfer::Ended(e) => break e,
+            Transfer::Progress(p) => panic!("getfile sends no put progress: {p:?}"),
         }
     };
     assert!(

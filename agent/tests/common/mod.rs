@@ -11,7 +11,7 @@ use agent::{Config, ConnectionConfig, TlsPaths};
 use agent_proto::agent::agent_link_server::{AgentLink, AgentLinkServer};
 use agent_proto::agent::{
     AgentMessage, BrokerMessage, Cancel, Chunk, ChunkRequest, CommandRequest, CommandResult, Hello,
-    TransferEnded, Welcome, agent_message, broker_message,
+    PutChunk, PutOffer, PutProgress, TransferEnded, Welcome, agent_message, broker_message,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -144,25 +144,43 @@ impl Conn {
             match msg.body {
                 Some(agent_message::Body::Chunk(c)) => return Transfer::Chunk(c),
                 Some(agent_message::Body::TransferEnded(e)) => return Transfer::Ended(e),
+                Some(agent_message::Body::PutProgress(p)) => return Transfer::Progress(p),
                 Some(agent_message::Body::Heartbeat(_)) => self.heartbeats += 1,
                 other => panic!("unexpected message {other:?}"),
             }
         }
     }
 
-    /// The next chunk; panics on a transfer end.
+    /// The next chunk; panics on anything else.
     pub async fn chunk(&mut self) -> Chunk {
         match self.transfer().await {
             Transfer::Chunk(c) => c,
-            Transfer::Ended(e) => panic!("expected a chunk, the transfer ended: {e:?}"),
+            other => panic!("expected a chunk, got {other:?}"),
         }
     }
 
-    /// The next transfer end; panics on a chunk.
+    /// The next transfer end; panics on anything else.
     pub async fn transfer_ended(&mut self) -> TransferEnded {
         match self.transfer().await {
             Transfer::Ended(e) => e,
             Transfer::Chunk(c) => panic!("expected the transfer's end, got chunk {}", c.index),
+            other => panic!("expected the transfer's end, got {other:?}"),
+        }
+    }
+
+    pub async fn put_offer(&self, offer: PutOffer) {
+        self.send(broker_message::Body::PutOffer(offer)).await;
+    }
+
+    pub async fn put_chunk(&self, chunk: PutChunk) {
+        self.send(broker_message::Body::PutChunk(chunk)).await;
+    }
+
+    /// The next put progress; panics on anything else.
+    pub async fn put_progress(&mut self) -> PutProgress {
+        match self.transfer().await {
+            Transfer::Progress(p) => p,
+            other => panic!("expected put progress, got {other:?}"),
         }
     }
 
@@ -187,6 +205,7 @@ impl Conn {
 pub enum Transfer {
     Chunk(Chunk),
     Ended(TransferEnded),
+    Progress(PutProgress),
 }
 
 /// What the test broker does with a hello.
