@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod handlers;
 mod serve;
+mod transfers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use agent_proto::bus::session_request::Op;
 use agent_proto::bus::{SessionReply, SessionRequest};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use cluster::LeaseService;
 use jiff::Timestamp;
 use ractor::ActorCell;
@@ -130,6 +131,20 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/v1/sessions/{id}/events",
             get(handlers::session_events),
+        )
+        .route("/api/v1/transfers", get(transfers::list))
+        .route(
+            "/api/v1/transfers/{id}",
+            get(transfers::get).delete(transfers::cancel),
+        )
+        .route("/api/v1/transfers/{id}/content", get(transfers::content))
+        .route("/api/v1/library", get(transfers::library_list))
+        .route(
+            "/api/v1/library/{name}",
+            // The library's own size limit applies while the upload streams in.
+            put(transfers::library_upload)
+                .layer(DefaultBodyLimit::disable())
+                .delete(transfers::library_delete),
         )
         .fallback(handlers::no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))

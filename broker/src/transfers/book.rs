@@ -216,7 +216,7 @@ impl TransferBook {
 
     /// Every write to any record, as it happens (the current value of each first).
     pub async fn watch_all(&self) -> Result<impl Stream<Item = Versioned> + use<>, BookError> {
-        let watch = self.kv.watch_all().await.map_err(unavailable)?;
+        let watch = self.kv.watch_with_history(">").await.map_err(unavailable)?;
         Ok(watch.filter_map(|entry| async move {
             let entry = entry.ok()?;
             if entry.operation != kv::Operation::Put {

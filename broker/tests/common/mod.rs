@@ -331,6 +331,7 @@ key = "{key}"
                 .collect(),
             state_dir: state_dir.clone(),
             system_root: system_root.to_path_buf(),
+            work_dir: None,
             tls: agent::config::TlsPaths {
                 ca_cert: self.ca_path(),
                 cert,

@@ -1,0 +1,316 @@
+//! getfile, putfile and the library through a real 3-broker cluster, real nats-server with
+//! JetStream and a real agent: failover of the transfer's owner and of the agent's node, corrupted
+//! chunks, a file that changes mid-transfer, HTTP Range, and the library's rules.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent::testing::{self, Corruption};
+use common::Stack;
+use reqwest::StatusCode;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const TOKEN: &str = "token-a";
+/// Chunks of 256 KiB and windows of 8 keep the tests' files small and their windows many.
+const SETTINGS: &str = "[transfers]\nchunk_size = 262144\nwindow_chunks = 8\nmax_library_file_bytes = 3000000\n\n[tenants.demo]\nmax_getfile_bytes = 64000000\n";
+const CHUNK: u64 = 262_144;
+const WINDOW: u64 = 8;
+
+fn random_file(path: &Path, size: usize) -> String {
+    let mut data = vec![0u8; size];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ size as u64;
+    for byte in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *byte = x as u8;
+    }
+    std::fs::write(path, &data).unwrap();
+    hex(&Sha256::digest(&data))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn session(stack: &Stack, node: u64, device: &str) -> String {
+    let (status, session) = stack.open(node, TOKEN, device).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    session["session_id"].as_str().unwrap().to_string()
+}
+
+/// Starts `line` (a getfile) and returns its transfer id.
+async fn start(stack: &Stack, node: u64, session: &str, line: &str) -> String {
+    let command = stack.run(node, TOKEN, session, line).await;
+    assert_eq!(command["state"], "completed", "{line}: {command}");
+    command["output"]["transfer_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn transfer(stack: &Stack, node: u64, id: &str) -> Value {
+    let (status, view) = stack
+        .get(node, TOKEN, &format!("/api/v1/transfers/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    view
+}
+
+/// Waits until the transfer ends; returns its final view.
+async fn finished(stack: &Stack, node: u64, id: &str) -> Value {
+    for _ in 0..120 {
+        let (status, view) = stack
+            .get(node, TOKEN, &format!("/api/v1/transfers/{id}?wait_ms=2000"))
+            .await;
+        if status == StatusCode::OK
+            && matches!(
+                view["state"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            )
+        {
+            return view;
+        }
+    }
+    panic!("transfer {id} did not finish");
+}
+
+async fn wait_for_progress(stack: &Stack, node: u64, id: &str, chunks: u64) {
+    let reached = testkit::wait_until(Duration::from_secs(60), || async {
+        transfer(stack, node, id).await["chunks_done"]
+            .as_u64()
+            .is_some_and(|done| done >= chunks)
+    })
+    .await;
+    assert!(reached, "transfer {id} never reached {chunks} chunks");
+}
+
+async fn content(stack: &Stack, node: u64, id: &str, range: Option<&str>) -> (StatusCode, Vec<u8>) {
+    let mut request = stack
+        .http
+        .get(format!("{}/api/v1/transfers/{id}/content", stack.url(node)))
+        .bearer_auth(TOKEN);
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+fn fixture(stack: &Stack, name: &str) -> PathBuf {
+    let dir = stack.path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn getfile_survives_its_owner_dying_and_checks_every_chunk() {
+    let mut stack = Stack::start(3, SETTINGS).await;
+    stack.start_agent("demo", "web-07", "web-07", &[3]);
+    stack.wait_online(TOKEN, "web-07", Some(3)).await;
+    // The session, and so the transfer, is driven by broker 1; the agent is on broker 3.
+    let sid = session(&stack, 1, "web-07").await;
+
+    let path = fixture(&stack, "memory.img");
+    let sha = random_file(&path, 40 * CHUNK as usize + 1234);
+    let chunks = 41;
+    testing::delay_chunks(&path, Duration::from_millis(40));
+    let line = format!("getfile {} -auto", path.display());
+    let id = start(&stack, 1, &sid, &line).await;
+    wait_for_progress(&stack, 2, &id, 12).await;
+    stack.kill(1);
+
+    // Another node takes over from the last stored chunk and finishes.
+    testing::delay_chunks(&path, Duration::ZERO);
+    let done = finished(&stack, 2, &id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_ne!(done["node"], 1, "{done}");
+    let resent = testing::chunks_read(&path) - chunks;
+    assert!(
+        resent <= WINDOW,
+        "the agent re-sent {resent} chunks, more than one window of {WINDOW}"
+    );
+    let (status, body) = content(&stack, 2, &id, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hex(&Sha256::digest(&body)), sha);
+
+    // Ranges: a slice, an open end, and one past the end.
+    let whole = std::fs::read(&path).unwrap();
+    let (status, body) = content(&stack, 3, &id, Some("bytes=262000-262999")).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, &whole[262_000..263_000]);
+    let (status, body) = content(&stack, 3, &id, Some("bytes=10485000-")).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, &whole[10_485_000..]);
+    let (status, _) = content(&stack, 3, &id, Some("bytes=99999999-")).await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // Another analyst, and another tenant, see no such transfer.
+    let (status, _) = stack
+        .get(2, "token-b", &format!("/api/v1/transfers/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = stack
+        .get(2, "token-c", &format!("/api/v1/transfers/{id}/content"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A chunk corrupted in flight is refused and asked for again; the file still arrives whole.
+    let (status, _) = stack
+        .delete(2, TOKEN, &format!("/api/v1/sessions/{sid}"))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let sid = session(&stack, 2, "web-07").await;
+    let path = fixture(&stack, "sample.bin");
+    let sha = random_file(&path, 5 * CHUNK as usize);
+    testing::corrupt_chunk_once(&path, 2, Corruption::Data);
+    let id = start(
+        &stack,
+        2,
+        &sid,
+        &format!("getfile {} -auto", path.display()),
+    )
+    .await;
+    let done = finished(&stack, 2, &id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let (_, body) = content(&stack, 2, &id, None).await;
+    assert_eq!(hex(&Sha256::digest(&body)), sha);
+    assert!(stack.log(3).contains("chunk refused"));
+
+    // A chunk changed together with its checksum passes the chunk check, but not the file's.
+    let path = fixture(&stack, "forged.bin");
+    random_file(&path, 3 * CHUNK as usize);
+    testing::corrupt_chunk_once(&path, 1, Corruption::DataAndChecksum);
+    let id = start(
+        &stack,
+        2,
+        &sid,
+        &format!("getfile {} -auto", path.display()),
+    )
+    .await;
+    let done = finished(&stack, 2, &id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().unwrap().contains("hashes to"),
+        "{done}"
+    );
+    let (status, _) = content(&stack, 2, &id, None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
+    let mut stack = Stack::start(3, SETTINGS).await;
+    stack.start_agent("demo", "db-01", "db-01", &[3, 2]);
+    stack.wait_online(TOKEN, "db-01", Some(3)).await;
+    let sid = session(&stack, 1, "db-01").await;
+
+    // The agent's node dies mid-transfer: the agent reconnects to broker 2 and the transfer goes on.
+    let path = fixture(&stack, "capture.pcap");
+    let sha = random_file(&path, 30 * CHUNK as usize);
+    testing::delay_chunks(&path, Duration::from_millis(40));
+    let id = start(
+        &stack,
+        1,
+        &sid,
+        &format!("getfile {} -auto", path.display()),
+    )
+    .await;
+    wait_for_progress(&stack, 1, &id, 6).await;
+    stack.kill(3);
+    testing::delay_chunks(&path, Duration::ZERO);
+    let done = finished(&stack, 1, &id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let (_, body) = content(&stack, 1, &id, None).await;
+    assert_eq!(hex(&Sha256::digest(&body)), sha);
+
+    // The file changes on the device mid-transfer: a clear failure, nothing to download.
+    let path = fixture(&stack, "growing.log");
+    random_file(&path, 20 * CHUNK as usize);
+    testing::delay_chunks(&path, Duration::from_millis(200));
+    let id = start(
+        &stack,
+        1,
+        &sid,
+        &format!("getfile {} -auto", path.display()),
+    )
+    .await;
+    wait_for_progress(&stack, 1, &id, 2).await;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"appended by the attacker"))
+        .unwrap();
+    let done = finished(&stack, 1, &id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().unwrap().contains("changed"),
+        "{done}"
+    );
+    let (status, _) = content(&stack, 1, &id, None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Without fileinfo first, getfile says what to do.
+    let small = fixture(&stack, "notes.txt");
+    random_file(&small, 100);
+    let refused = stack
+        .run(1, TOKEN, &sid, &format!("getfile {}", small.display()))
+        .await;
+    assert_eq!(refused["state"], "failed");
+    assert!(refused["error"].as_str().unwrap().contains("run `fileinfo"));
+    // After fileinfo it works, from the cached facts.
+    let info = stack
+        .run(1, TOKEN, &sid, &format!("fileinfo {}", small.display()))
+        .await;
+    assert_eq!(info["state"], "completed");
+    let id = start(&stack, 1, &sid, &format!("getfile {}", small.display())).await;
+    assert_eq!(finished(&stack, 1, &id).await["state"], "completed");
+
+    // A directory, a FIFO, and a file over the tenant's limit are refused with the reason.
+    let dir = stack.path().join("files");
+    let refused = stack
+        .run(1, TOKEN, &sid, &format!("getfile {} -auto", dir.display()))
+        .await;
+    assert_eq!(refused["state"], "failed", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file")
+    );
+    let fifo = dir.join("pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let refused = stack
+        .run(1, TOKEN, &sid, &format!("getfile {} -auto", fifo.display()))
+        .await;
+    assert_eq!(refused["state"], "failed", "{refused}");
+    let big = fixture(&stack, "big.img");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(64_000_001)
+        .unwrap();
+    let refused = stack
+        .run(1, TOKEN, &sid, &format!("getfile {} -auto", big.display()))
+        .await;
+    assert_eq!(refused["state"], "failed", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("over the getfile limit of 64000000 bytes"),
+        "{refused}"
+    );
+    // A transfer id that is not one.
+    let (status, _) = stack.get(1, TOKEN, "/api/v1/transfers/..%2F..%2Fetc").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
