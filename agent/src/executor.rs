@@ -263,9 +263,11 @@ impl Executor {
         }
         match self.fence(&req.transfer_id, req.token).await {
             Ok(()) => self.transfers.request(req, sink, self.highest.subscribe()),
-            Err(Fenced::Stale(refusal)) => {
-                Transfers::refuse_detached(&req.transfer_id, refusal, sink)
-            }
+            Err(Fenced::Stale { highest }) => Transfers::refuse_detached(
+                &req.transfer_id,
+                Refusal::stale(req.token, highest),
+                sink,
+            ),
             Err(Fenced::NotSaved(e)) => {
                 let refusal = Refusal::failed(format!(
                     "cannot save the fencing state in state_dir ({e}); no chunk was sent; free space or fix permissions there, then retry"
@@ -285,10 +287,8 @@ impl Executor {
                 let fence = self.highest.subscribe();
                 self.puts.offer(req, sink, fence).await;
             }
-            Err(Fenced::Stale(mut refusal)) => {
-                refusal.error = refusal
-                    .error
-                    .replace("no chunk was sent", "nothing was written");
+            Err(Fenced::Stale { highest }) => {
+                let refusal = Refusal::stale_because(req.token, highest, "nothing was written");
                 put::refuse(&req.transfer_id, refusal, sink);
             }
             Err(Fenced::NotSaved(e)) => {
@@ -305,7 +305,7 @@ impl Executor {
         match self.ledger.fence(token) {
             Fence::Stale { highest } => {
                 warn!(transfer = %transfer_id, token, highest, "refused a stale fencing token");
-                Err(Fenced::Stale(Refusal::stale(token, highest)))
+                Err(Fenced::Stale { highest })
             }
             Fence::Raise { state } => {
                 if let Err(e) = self.persist(state).await {
@@ -406,7 +406,7 @@ impl Executor {
 
 /// Why a transfer's token was not accepted.
 enum Fenced {
-    Stale(Refusal),
+    Stale { highest: u64 },
     NotSaved(std::io::Error),
 }
 

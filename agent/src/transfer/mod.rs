@@ -104,10 +104,15 @@ impl Refusal {
     }
 
     pub fn stale(token: u64, highest: u64) -> Self {
+        Self::stale_because(token, highest, "no chunk was sent")
+    }
+
+    /// A stale token, saying what did not happen (`"no chunk was sent"`).
+    pub fn stale_because(token: u64, highest: u64, nothing_done: &str) -> Self {
         Self {
             status: Status::StaleToken,
             error: format!(
-                "refused: the request's fencing token {token} is lower than {highest}, the highest this agent has accepted; a newer session holds this device, so no chunk was sent"
+                "refused: the request's fencing token {token} is lower than {highest}, the highest this agent has accepted; a newer session holds this device, so {nothing_done}"
             ),
         }
     }

@@ -2,7 +2,7 @@
 //! the move of a checked file to its name. Call from a blocking thread.
 
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -94,8 +94,11 @@ impl WorkDir {
         let partial = self.partial(&offer.transfer_id);
         file.sync_all()
             .map_err(|e| Refusal::failed(io_text("flush", &partial, &e)))?;
-        let mut reader =
-            File::open(&partial).map_err(|e| Refusal::failed(io_text("open", &partial, &e)))?;
+        // The very file the chunks were written to, read from its start.
+        let mut reader = file
+            .try_clone()
+            .and_then(|mut f| f.seek(SeekFrom::Start(0)).map(|_| f))
+            .map_err(|e| Refusal::failed(io_text("read", &partial, &e)))?;
         let actual = match hash::sha256(&mut reader, &|| false) {
             Ok(Streamed::Complete { value, .. }) => value,
             Ok(Streamed::Stopped { .. }) => {
@@ -109,7 +112,11 @@ impl WorkDir {
             let _ = std::fs::remove_file(&partial);
             return Err(self.mismatch(&actual, offer));
         }
-        self.refuse_taken(offer)?;
+        if let Err(refusal) = self.refuse_taken(offer) {
+            // Nothing changes in the working folder, and no partial file is left behind.
+            let _ = std::fs::remove_file(&partial);
+            return Err(refusal);
+        }
         file.set_permissions(Permissions::from_mode(0o600))
             .map_err(|e| Refusal::failed(io_text("set the mode of", &partial, &e)))?;
         let dest = self.dir.join(&offer.name);
@@ -124,6 +131,7 @@ impl WorkDir {
                 let _ = self.volatile(|v| v.remove(&offer.name));
             }
             return Err(if e.kind() == io::ErrorKind::AlreadyExists {
+                let _ = std::fs::remove_file(&partial);
                 taken(offer, &self.dir)
             } else {
                 Refusal::failed(format!(

@@ -387,6 +387,7 @@ async fn an_existing_name_is_replaced_only_with_overwrite() {
     assert_eq!(end.status, Status::Failed);
     assert!(end.error.contains("g already exists"), "{}", end.error);
     assert_eq!(std::fs::read(h.work.join("g")).unwrap(), b"raced");
+    assert!(!h.partial("t2").exists(), "no partial file is left behind");
 
     let end = h
         .put(

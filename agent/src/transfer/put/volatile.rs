@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::check_name;
 use crate::sys::root::SystemRoot;
@@ -145,7 +145,6 @@ impl Volatile {
                     }
                 }
             }
-            info!(deleted = ?cleanup.deleted, "the device restarted: files put without -keep deleted");
         } else {
             kept = record.files;
         }
