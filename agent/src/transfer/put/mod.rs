@@ -23,6 +23,7 @@
 //!   mismatch deletes it. A match is moved to its name atomically (a hard link, which never
 //!   replaces a file, unless the offer said overwrite; then a rename), the folder is fsynced, and
 //!   the answer is `TransferEnded{OK, path}`. Repeating the offer or the last chunk answers the same.
+//!   A name taken meanwhile (without overwrite) fails the put and deletes the partial file.
 //! - **Deleted at restart unless keep.** Files put without `keep` are listed, with the boot id of
 //!   the time, in `<state_dir>/volatile-files.json` ([`volatile`]); when the agent starts on a
 //!   different boot id, it deletes them.
