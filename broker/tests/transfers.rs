@@ -314,3 +314,143 @@ async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
     let (status, _) = stack.get(1, TOKEN, "/api/v1/transfers/..%2F..%2Fetc").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gib_round_trips_with_the_right_sha256() {
+    let mut stack = Stack::start(3, "").await;
+    stack.start_agent("demo", "big-01", "big-01", &[2]);
+    stack.wait_online(TOKEN, "big-01", Some(2)).await;
+    let sid = session(&stack, 1, "big-01").await;
+    let path = fixture(&stack, "disk.img");
+    let sha = random_file(&path, 1 << 30);
+    let id = start(
+        &stack,
+        1,
+        &sid,
+        &format!("getfile {} -auto", path.display()),
+    )
+    .await;
+    let done = finished(&stack, 3, &id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    std::fs::remove_file(&path).unwrap();
+
+    // Streamed to disk and hashed on the way, as an analyst's download would be.
+    let mut response = stack
+        .http
+        .get(format!("{}/api/v1/transfers/{id}/content", stack.url(3)))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut hash = Sha256::new();
+    let mut size = 0u64;
+    while let Some(bytes) = response.chunk().await.unwrap() {
+        size += bytes.len() as u64;
+        hash.update(&bytes);
+    }
+    assert_eq!(size, 1 << 30);
+    assert_eq!(hex(&hash.finalize()), sha);
+    let (status, _) = stack
+        .delete(3, TOKEN, &format!("/api/v1/transfers/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+async fn upload(stack: &Stack, name: &str, data: Vec<u8>, query: &str) -> (StatusCode, Value) {
+    let response = stack
+        .http
+        .put(format!("{}/api/v1/library/{name}?{query}", stack.url(2)))
+        .bearer_auth(TOKEN)
+        .body(data)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_keeps_its_rules_and_putfile_delivers() {
+    let mut stack = Stack::start(3, SETTINGS).await;
+    let state_dir = stack.start_agent("demo", "ws-09", "ws-09", &[3]);
+    stack.wait_online(TOKEN, "ws-09", Some(3)).await;
+
+    let script = b"#!/bin/sh\necho collected\n".to_vec();
+    let (status, entry) = upload(
+        &stack,
+        "collector.sh",
+        script.clone(),
+        "description=collects%20logs&parameters_description=none",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    assert_eq!(entry["sha256"], hex(&Sha256::digest(&script)));
+    assert_eq!(entry["uploaded_by"], "analyst-a");
+    let (status, refused) = upload(&stack, "collector.sh", b"other".to_vec(), "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "already_exists");
+    let (status, bad) = upload(&stack, "..%2Fescape.sh", b"x".to_vec(), "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    let (status, big) = upload(&stack, "huge.bin", vec![7u8; 3_000_001], "").await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{big}");
+    // A tool of several chunks, for putfile.
+    let tool = fixture(&stack, "tool.bin");
+    let tool_sha = random_file(&tool, 2 * CHUNK as usize + 77);
+    let (status, _) = upload(&stack, "tool.bin", std::fs::read(&tool).unwrap(), "").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, listed) = stack.get(1, TOKEN, "/api/v1/library").await;
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["collector.sh", "tool.bin"], "{listed}");
+    // Another tenant sees none of it.
+    let (_, other) = stack.get(1, "token-c", "/api/v1/library").await;
+    assert_eq!(other.as_array().unwrap().len(), 0);
+
+    // putfile lands the file in the agent's working folder, verified.
+    let sid = session(&stack, 1, "ws-09").await;
+    let id = start(&stack, 1, &sid, "putfile tool.bin").await;
+    let done = finished(&stack, 1, &id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let landed = state_dir.join("work").join("tool.bin");
+    assert_eq!(done["path"], landed.display().to_string());
+    assert_eq!(
+        hex(&Sha256::digest(std::fs::read(&landed).unwrap())),
+        tool_sha
+    );
+
+    // Again without -overwrite: refused; with it: replaced.
+    let id = start(&stack, 1, &sid, "putfile tool.bin").await;
+    let done = finished(&stack, 1, &id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().unwrap().contains("-overwrite"),
+        "{done}"
+    );
+    let (status, _) = upload(&stack, "tool.bin", script.clone(), "overwrite=true").await;
+    assert_eq!(status, StatusCode::OK);
+    let id = start(&stack, 1, &sid, "putfile tool.bin -overwrite -keep").await;
+    assert_eq!(finished(&stack, 1, &id).await["state"], "completed");
+    assert_eq!(std::fs::read(&landed).unwrap(), script);
+
+    // The library command lists the same files; a missing name is a clear failure.
+    let listing = stack.run(1, TOKEN, &sid, "library").await;
+    assert_eq!(listing["output"]["files"].as_array().unwrap().len(), 2);
+    let missing = stack.run(1, TOKEN, &sid, "putfile nothing.sh").await;
+    assert_eq!(missing["state"], "failed");
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .contains("no library file named nothing.sh")
+    );
+
+    let (status, _) = stack.delete(2, TOKEN, "/api/v1/library/collector.sh").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = stack.delete(2, TOKEN, "/api/v1/library/collector.sh").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
