@@ -329,27 +329,23 @@ impl SessionState {
             then_getfile: false,
         };
         if spec.runs == commands::Runs::Broker {
-            match self.run_on_broker(&invocation, &mut record).await {
-                // Done at once, without the device's queue.
-                Some(outcome) => {
-                    let (state, output, error) = match outcome {
-                        Ok(output) => (CommandState::Completed, output, String::new()),
-                        Err(error) => (CommandState::Failed, String::new(), error),
-                    };
-                    record.state = state;
-                    record.output_json = output;
-                    record.error = error;
-                    record.started_at_ms = record.submitted_at_ms;
-                    record.finished_at_ms = now_ms();
-                    let reply = Reply::Command(record.to_wire());
-                    let id = record.id.clone();
-                    self.commands.insert(id.clone(), record);
-                    self.forget_old_commands();
-                    self.publish(&id).await;
-                    return reply;
-                }
-                // getfile -auto: fileinfo goes through the queue first.
-                None => {}
+            // Done at once, without the device's queue; `getfile -auto` queues its fileinfo.
+            if let Some(outcome) = self.run_on_broker(&invocation, &mut record).await {
+                let (state, output, error) = match outcome {
+                    Ok(output) => (CommandState::Completed, output, String::new()),
+                    Err(error) => (CommandState::Failed, String::new(), error),
+                };
+                record.state = state;
+                record.output_json = output;
+                record.error = error;
+                record.started_at_ms = record.submitted_at_ms;
+                record.finished_at_ms = now_ms();
+                let reply = Reply::Command(record.to_wire());
+                let id = record.id.clone();
+                self.commands.insert(id.clone(), record);
+                self.forget_old_commands();
+                self.publish(&id).await;
+                return reply;
             }
         }
         let reply = Reply::Command(record.to_wire());
