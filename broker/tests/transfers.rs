@@ -205,8 +205,11 @@ async fn getfile_survives_its_owner_dying_and_checks_every_chunk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
     let mut stack = Stack::start(3, SETTINGS).await;
+    // The agent dials broker 3 first and broker 2 when 3 is not there.
     stack.start_agent("demo", "db-01", "db-01", &[3, 2]);
-    stack.wait_online(TOKEN, "db-01", Some(3)).await;
+    stack.wait_online(TOKEN, "db-01", None).await;
+    let (_, devices) = stack.get(1, TOKEN, "/api/v1/devices").await;
+    let agents_node = devices[0]["node"].as_u64().unwrap();
     let sid = session(&stack, 1, "db-01").await;
 
     // The agent's node dies mid-transfer: the agent reconnects to broker 2 and the transfer goes on.
@@ -221,7 +224,7 @@ async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
     )
     .await;
     wait_for_progress(&stack, 1, &id, 6).await;
-    stack.kill(3);
+    stack.kill(agents_node);
     testing::delay_chunks(&path, Duration::ZERO);
     let done = finished(&stack, 1, &id).await;
     assert_eq!(done["state"], "completed", "{done}");
