@@ -16,6 +16,7 @@ pub mod agents;
 pub mod api;
 pub mod bus;
 pub mod config;
+mod kv;
 pub mod library;
 pub mod node;
 pub mod registry;

@@ -6,13 +6,13 @@
 //! compare-and-set, so two uploads of one name never both win; the blob of a replaced or deleted
 //! entry is deleted after the entry no longer points to it.
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::transfers::{ChunkStore, sha256_hex};
+use crate::transfers::{ChunkStore, hex, sha256_hex};
 
 const BUCKET: &str = "lr-library";
 /// Longest library name.
@@ -77,21 +77,14 @@ impl Library {
         store: ChunkStore,
         replicas: usize,
     ) -> Result<Self, LibraryError> {
-        let js = jetstream::new(client);
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: BUCKET.into(),
-                    description: "live response library: one entry per tenant and name".into(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(unavailable)?,
-        };
+        let kv = crate::kv::open_bucket(
+            client,
+            BUCKET,
+            "live response library: one entry per tenant and name",
+            replicas,
+        )
+        .await
+        .map_err(LibraryError::Unavailable)?;
         Ok(Self { kv, store })
     }
 
@@ -100,19 +93,9 @@ impl Library {
     }
 
     pub async fn list(&self, tenant: &str) -> Result<Vec<LibraryEntry>, LibraryError> {
-        let prefix = format!("{tenant}.");
-        let keys: Vec<String> = match self.kv.keys().await {
-            Ok(keys) => keys.try_collect().await.map_err(unavailable)?,
-            Err(_) => Vec::new(),
-        };
-        let mut entries = Vec::new();
-        for key in keys.into_iter().filter(|k| k.starts_with(&prefix)) {
-            if let Some(value) = self.kv.get(&key).await.map_err(unavailable)?
-                && let Ok(entry) = serde_json::from_slice::<LibraryEntry>(&value)
-            {
-                entries.push(entry);
-            }
-        }
+        let mut entries: Vec<LibraryEntry> = crate::kv::tenant_values(&self.kv, tenant)
+            .await
+            .map_err(LibraryError::Unavailable)?;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
     }
@@ -268,13 +251,8 @@ impl Library {
                 break;
             }
         }
-        let digest = hash.finalize();
-        Ok((size, sha256_hex_of_digest(&digest)))
+        Ok((size, hex(&hash.finalize())))
     }
-}
-
-fn sha256_hex_of_digest(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// KV keys allow few characters; a name is hex-encoded so any allowed name maps to one key.

@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
-use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 const BUCKET: &str = "lr-devices";
@@ -59,21 +58,14 @@ fn key(tenant: &str, device: &str) -> String {
 impl DeviceRegistry {
     /// Opens the bucket, creating it on first use. `replicas` is the JetStream replication factor.
     pub async fn open(client: async_nats::Client, replicas: usize) -> Result<Self, RegistryError> {
-        let js = jetstream::new(client);
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: BUCKET.into(),
-                    description: "live response devices: presence and connection epoch".into(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(err)?,
-        };
+        let kv = crate::kv::open_bucket(
+            client,
+            BUCKET,
+            "live response devices: presence and connection epoch",
+            replicas,
+        )
+        .await
+        .map_err(RegistryError)?;
         Ok(Self { kv })
     }
 
@@ -150,20 +142,9 @@ impl DeviceRegistry {
     }
 
     pub async fn list(&self, tenant: &str) -> Result<Vec<DeviceRecord>, RegistryError> {
-        let prefix = format!("{tenant}.");
-        let keys: Vec<String> = match self.kv.keys().await {
-            Ok(keys) => keys.try_collect().await.map_err(err)?,
-            // An empty bucket has no keys to list.
-            Err(_) => Vec::new(),
-        };
-        let mut devices = Vec::new();
-        for key in keys.into_iter().filter(|k| k.starts_with(&prefix)) {
-            if let Some(value) = self.kv.get(&key).await.map_err(err)?
-                && let Ok(record) = serde_json::from_slice::<DeviceRecord>(&value)
-            {
-                devices.push(record);
-            }
-        }
+        let mut devices: Vec<DeviceRecord> = crate::kv::tenant_values(&self.kv, tenant)
+            .await
+            .map_err(RegistryError)?;
         devices.sort_by(|a, b| a.device.cmp(&b.device));
         Ok(devices)
     }

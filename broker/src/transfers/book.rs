@@ -8,9 +8,9 @@
 //! and a heartbeat every second, which would crowd the lease log; the record lives in the same
 //! JetStream as the chunks it describes, and the revision is all the fencing it needs.
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 const BUCKET: &str = "lr-transfers";
@@ -126,21 +126,14 @@ fn key(tenant: &str, id: &str) -> String {
 impl TransferBook {
     /// Opens the bucket, creating it on first use with `replicas` copies.
     pub async fn open(client: async_nats::Client, replicas: usize) -> Result<Self, BookError> {
-        let js = jetstream::new(client);
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: BUCKET.into(),
-                    description: "live response transfers: owner, progress, outcome".into(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(unavailable)?,
-        };
+        let kv = crate::kv::open_bucket(
+            client,
+            BUCKET,
+            "live response transfers: owner, progress, outcome",
+            replicas,
+        )
+        .await
+        .map_err(BookError::Unavailable)?;
         Ok(Self { kv })
     }
 
@@ -197,19 +190,9 @@ impl TransferBook {
     }
 
     pub async fn list(&self, tenant: &str) -> Result<Vec<TransferRecord>, BookError> {
-        let prefix = format!("{tenant}.");
-        let keys: Vec<String> = match self.kv.keys().await {
-            Ok(keys) => keys.try_collect().await.map_err(unavailable)?,
-            Err(_) => Vec::new(),
-        };
-        let mut records = Vec::new();
-        for key in keys.into_iter().filter(|k| k.starts_with(&prefix)) {
-            if let Some(value) = self.kv.get(&key).await.map_err(unavailable)?
-                && let Some(record) = decode(&value)
-            {
-                records.push(record);
-            }
-        }
+        let mut records: Vec<TransferRecord> = crate::kv::tenant_values(&self.kv, tenant)
+            .await
+            .map_err(BookError::Unavailable)?;
         records.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(records)
     }

@@ -26,9 +26,12 @@ pub use store::{
 /// SHA-256 of `data` as 64 lowercase hex digits.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    names::Sha256Hex::from_digest(&Sha256::digest(data))
-        .as_str()
-        .to_string()
+    hex(&Sha256::digest(data))
+}
+
+/// A digest as lowercase hex digits.
+pub fn hex(digest: &[u8]) -> String {
+    names::Sha256Hex::from_digest(digest).as_str().to_string()
 }
 
 #[cfg(test)]
