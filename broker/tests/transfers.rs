@@ -1,10 +1,13 @@
 //! getfile, putfile and the library through a real 3-broker cluster, real nats-server with
 //! JetStream and a real agent: failover of the transfer's owner and of the agent's node, corrupted
-//! chunks, a file that changes mid-transfer, HTTP Range, and the library's rules.
+//! chunks, a file that changes mid-transfer, HTTP Range and the console's resumed download, and the
+//! library's rules.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use agent::testing::{self, Corruption};
@@ -12,6 +15,8 @@ use common::Stack;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 const TOKEN: &str = "token-a";
 /// Chunks of 256 KiB and windows of 8 keep the tests' files small and their windows many.
@@ -456,4 +461,113 @@ async fn the_library_keeps_its_rules_and_putfile_delivers() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = stack.delete(2, TOKEN, "/api/v1/library/collector.sh").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A TCP relay in front of a broker's API that cuts each of its first `cuts` connections once it
+/// has passed `cut_after` bytes towards the client, as a dropping network would.
+struct CuttingRelay {
+    port: u16,
+    connections: Arc<AtomicU64>,
+    bytes_down: Arc<AtomicU64>,
+}
+
+impl CuttingRelay {
+    async fn start(upstream: u16, cuts: u64, cut_after: u64) -> CuttingRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicU64::new(0));
+        let bytes_down = Arc::new(AtomicU64::new(0));
+        let (counted, down) = (connections.clone(), bytes_down.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let nth = counted.fetch_add(1, Ordering::SeqCst);
+                let budget = if nth < cuts { cut_after } else { u64::MAX };
+                tokio::spawn(relay(client, upstream, budget, down.clone()));
+            }
+        });
+        CuttingRelay {
+            port,
+            connections,
+            bytes_down,
+        }
+    }
+}
+
+async fn relay(client: TcpStream, upstream: u16, mut budget: u64, down: Arc<AtomicU64>) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+        return;
+    };
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upward = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+    });
+    let mut buffer = vec![0u8; 64 * 1024];
+    while budget > 0 {
+        let Ok(read) = server_read.read(&mut buffer).await else {
+            break;
+        };
+        if read == 0 {
+            break;
+        }
+        let passed = read.min(usize::try_from(budget).unwrap_or(usize::MAX));
+        if client_write.write_all(&buffer[..passed]).await.is_err() {
+            break;
+        }
+        down.fetch_add(passed as u64, Ordering::SeqCst);
+        budget -= passed as u64;
+    }
+    // Dropping both halves resets the connection mid-body.
+    upward.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consoles_download_resumes_with_range_after_its_connection_is_cut() {
+    let mut stack = Stack::start(3, SETTINGS).await;
+    stack.start_agent("demo", "hr-01", "hr-01", &[1]);
+    stack.wait_online(TOKEN, "hr-01", None).await;
+    let sid = session(&stack, 1, "hr-01").await;
+    let path = fixture(&stack, "mailbox.pst");
+    let size = 48 * CHUNK;
+    let sha = random_file(&path, size as usize);
+    let id = start(
+        &stack,
+        1,
+        &sid,
+        &format!("getfile {} -auto", path.display()),
+    )
+    .await;
+    assert_eq!(finished(&stack, 1, &id).await["state"], "completed");
+
+    // The analyst's network drops twice, each time a quarter of the way into the file.
+    let api_port = stack.url(2).rsplit(':').next().unwrap().parse().unwrap();
+    let relay = CuttingRelay::start(api_port, 2, size / 4).await;
+    let client = console::api::Client::new(&console::api::Endpoint {
+        base: format!("https://localhost:{}", relay.port).parse().unwrap(),
+        token: Some(TOKEN.to_string()),
+        ca_cert: Some(stack.ca_path()),
+    })
+    .unwrap();
+    let doc = client.transfer(&id, Duration::ZERO).await.unwrap();
+    let view = console::transfer::TransferView::from_doc(&doc).unwrap();
+    let downloads = stack.path().join("downloads");
+    let saved = console::download::download(&client, &view, &downloads, |_| {})
+        .await
+        .unwrap_or_else(|failure| panic!("download failed: {failure:?}"));
+
+    assert_eq!(saved, downloads.join("mailbox.pst"));
+    let data = std::fs::read(&saved).unwrap();
+    assert_eq!(hex(&Sha256::digest(&data)), sha);
+    // Three connections, and about one file's worth of bytes through them: each retry asked for
+    // the rest of the file only (Range), not for all of it again.
+    assert!(relay.connections.load(Ordering::SeqCst) >= 3);
+    let down = relay.bytes_down.load(Ordering::SeqCst);
+    assert!(
+        down < size + size / 8,
+        "{down} bytes reached the console for a {size}-byte file"
+    );
+    assert!(
+        std::fs::read_dir(&downloads).unwrap().count() == 1,
+        "a .part file was left"
+    );
 }
