@@ -210,7 +210,7 @@ fn read(command: &str, mut words: impl Iterator<Item = Word>) -> Result<Invocati
                 if words.next().is_some() {
                     return Err(ParseError::BadBackground("& must end the line".into()));
                 }
-                if spec.runs != Runs::Broker {
+                if spec.runs != Runs::Transfer {
                     return Err(ParseError::BadBackground(format!(
                         "{} cannot run in the background; only transfers (getfile, download, putfile) can, remove &",
                         spec.name

@@ -24,12 +24,14 @@ impl Platform {
     }
 }
 
-/// Where a command runs: on the device (through the broker), on the brokers (transfers and the
-/// library, which the brokers drive and the agent takes part in), or in the console alone.
+/// Where a command runs: on the device (through the broker), on the brokers (the library), as a
+/// transfer the brokers drive with the device's agent (the only kind that can run in the
+/// background), or in the console alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runs {
     Device,
     Broker,
+    Transfer,
     Console,
 }
 
@@ -188,6 +190,13 @@ const fn broker(name: &'static str, summary: &'static str) -> Spec {
     }
 }
 
+const fn transfer(name: &'static str, summary: &'static str) -> Spec {
+    Spec {
+        runs: Runs::Transfer,
+        ..device(name, summary)
+    }
+}
+
 const GETFILE_PARAMS: &[Param] = &[param(
     "path",
     ParamKind::Path,
@@ -207,7 +216,7 @@ const fn getfile(name: &'static str, examples: &'static [&'static str]) -> Spec 
         output: Output::Json,
         timeout: THIRTY_MINUTES,
         examples,
-        ..broker(
+        ..transfer(
             name,
             "download a file from the device (3 GB limit); end the line with & to run it in the background",
         )
@@ -395,7 +404,7 @@ pub static TABLE: &[Spec] = &[
         output: Output::Json,
         timeout: THIRTY_MINUTES,
         examples: &["putfile collector.sh", "putfile tool.bin -keep -overwrite"],
-        ..broker(
+        ..transfer(
             "putfile",
             "copy a library file to the device's working folder (deleted at restart unless -keep)",
         )

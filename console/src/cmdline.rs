@@ -265,12 +265,15 @@ mod tests {
         }
         let background = parse("download /var/log/a.log -output json &").unwrap();
         assert_eq!(for_broker(&background), "download -path /var/log/a.log");
-        assert!(
-            parse("findfile x &")
-                .unwrap_err()
-                .message
-                .contains("cannot run in the background")
-        );
+        for line in ["findfile x &", "library &"] {
+            assert!(
+                parse(line)
+                    .unwrap_err()
+                    .message
+                    .contains("cannot run in the background"),
+                "{line}"
+            );
+        }
         for line in [
             r#"findfile "x &""#,
             "findfile a&b",

@@ -104,7 +104,10 @@ fn role(role: Role) -> &'static str {
 fn runs(spec: &Spec) -> &'static str {
     match spec.runs {
         Runs::Device => "the device",
-        Runs::Broker => "the brokers, with the device's agent",
+        Runs::Broker => "the brokers",
+        Runs::Transfer => {
+            "the brokers, with the device's agent (end the line with & for the background)"
+        }
         Runs::Console => "this console",
     }
 }
@@ -252,6 +255,7 @@ fn spec_doc(spec: &Spec) -> Doc {
             text(match spec.runs {
                 Runs::Device => "device",
                 Runs::Broker => "broker",
+                Runs::Transfer => "transfer",
                 Runs::Console => "console",
             }),
         ),

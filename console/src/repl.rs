@@ -177,7 +177,7 @@ impl Repl<'_> {
             }
             return Ok(());
         }
-        if matches!(spec.runs, Runs::Device | Runs::Broker) {
+        if matches!(spec.runs, Runs::Device | Runs::Broker | Runs::Transfer) {
             return self.command(invocation, format);
         }
         match spec.name {
@@ -362,10 +362,6 @@ impl Repl<'_> {
     /// Runs one command on the device. Only a session that is gone ends the console; other
     /// failures are shown.
     fn command(&mut self, invocation: &Invocation, format: Format) -> Result<(), Failure> {
-        if invocation.background && invocation.spec.name == "library" {
-            crate::say!("lr: library cannot run in the background; remove &");
-            return Ok(());
-        }
         let outcome = self.rt.block_on(run::run_command(
             self.api,
             self.session,

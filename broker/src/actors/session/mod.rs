@@ -328,7 +328,7 @@ impl SessionState {
             finished_at_ms: 0,
             then_getfile: false,
         };
-        if spec.runs == commands::Runs::Broker {
+        if matches!(spec.runs, commands::Runs::Broker | commands::Runs::Transfer) {
             // Done at once, without the device's queue; `getfile -auto` queues its fileinfo.
             if let Some(outcome) = self.run_on_broker(&invocation, &mut record).await {
                 let (state, output, error) = match outcome {
