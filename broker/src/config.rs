@@ -58,6 +58,9 @@ pub struct TransfersSection {
     pub max_library_file_bytes: u64,
     /// JetStream replicas of chunks and transfer records: 1 for one NATS server, 3 for a cluster.
     pub replicas: usize,
+    /// How long a finished transfer stays, for its analyst to download or look at; then its
+    /// record and a getfile's stored file are deleted.
+    pub retention_secs: u64,
 }
 
 impl Default for TransfersSection {
@@ -68,6 +71,7 @@ impl Default for TransfersSection {
             max_getfile_bytes: 3_000_000_000,
             max_library_file_bytes: 250_000_000,
             replicas: 1,
+            retention_secs: 3 * 24 * 3600,
         }
     }
 }
@@ -291,6 +295,9 @@ impl BrokerConfig {
         }
         if !(1..=5).contains(&t.replicas) {
             return Err(bad("transfers.replicas", "must be between 1 and 5"));
+        }
+        if t.retention_secs == 0 {
+            return Err(bad("transfers.retention_secs", "must be at least 1"));
         }
         if self.agents.heartbeat_interval_ms < 100 {
             return Err(bad("agents.heartbeat_interval_ms", "must be at least 100"));

@@ -22,7 +22,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::actors::Supervisor;
-use crate::actors::transfer::{TransferContext, takeover};
+use crate::actors::transfer::{TransferContext, upkeep};
 use crate::agents::AgentService;
 use crate::api::{self, ApiState, Tokens};
 use crate::bus::Bus;
@@ -139,7 +139,7 @@ impl BrokerNode {
             ),
             supervisor: transfers_supervisor.get_cell(),
         };
-        let takeover_task = tokio::spawn(takeover::run(transfers.clone()));
+        let upkeep_task = tokio::spawn(upkeep::run(transfers.clone()));
         let (stop, stopped) = watch::channel(false);
 
         let agents_listener = TcpListener::bind(config.agents.listen)
@@ -203,7 +203,7 @@ impl BrokerNode {
             cluster,
             supervisors: vec![devices, sessions, transfers_supervisor],
             stop,
-            servers: vec![agents_task, api_task, takeover_task],
+            servers: vec![agents_task, api_task, upkeep_task],
         })
     }
 

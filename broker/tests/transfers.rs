@@ -571,3 +571,38 @@ async fn the_consoles_download_resumes_with_range_after_its_connection_is_cut() 
         "a .part file was left"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_transfer_is_deleted_after_its_retention() {
+    let mut stack = Stack::start(3, "[transfers]\nchunk_size = 262144\nretention_secs = 5\n").await;
+    stack.start_agent("demo", "ops-01", "ops-01", &[2]);
+    stack.wait_online(TOKEN, "ops-01", None).await;
+    let sid = session(&stack, 1, "ops-01").await;
+    let path = fixture(&stack, "notes.txt");
+    random_file(&path, 3 * CHUNK as usize);
+    let id = start(
+        &stack,
+        1,
+        &sid,
+        &format!("getfile {} -auto", path.display()),
+    )
+    .await;
+    assert_eq!(finished(&stack, 1, &id).await["state"], "completed");
+    let client = async_nats::connect(stack.nats.url()).await.unwrap();
+    let store = broker::transfers::ChunkStore::open(client, 1)
+        .await
+        .unwrap();
+    assert_eq!(store.contiguous_count("demo", &id).await.unwrap(), 3);
+
+    let gone = testkit::wait_until(Duration::from_secs(30), || async {
+        stack
+            .get(3, TOKEN, &format!("/api/v1/transfers/{id}"))
+            .await
+            .0
+            == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert!(gone, "transfer {id} was kept past its retention");
+    assert_eq!(store.contiguous_count("demo", &id).await.unwrap(), 0);
+    assert_eq!(content(&stack, 2, &id, None).await.0, StatusCode::NOT_FOUND);
+}

@@ -172,6 +172,14 @@ impl TransferBook {
         }
     }
 
+    /// Removes a record and its history, unless it was written after `revision`.
+    pub async fn remove(&self, record: &TransferRecord, revision: u64) -> Result<(), BookError> {
+        self.kv
+            .purge_expect_revision(key(&record.tenant, &record.id), Some(revision))
+            .await
+            .map_err(unavailable)
+    }
+
     /// A transfer of `tenant`; another tenant's transfer reads as missing.
     pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<Versioned>, BookError> {
         if !valid_id(id) {

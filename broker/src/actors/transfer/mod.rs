@@ -11,11 +11,11 @@
 //!
 //! Progress is checkpointed in the [`TransferBook`] every second; each write is a compare-and-set
 //! on the record's revision. Another node takes a transfer over when its record has not been
-//! written for [`takeover::STALE_AFTER`] ([`takeover`]); the old owner's next write then fails and
-//! it stops. A new owner resumes getfile from the contiguous chunks already stored, so the agent
+//! written for [`upkeep::STALE_AFTER`] ([`upkeep`], which also deletes finished transfers after
+//! their retention); the old owner's next write then fails and it stops. A new owner resumes getfile from the contiguous chunks already stored, so the agent
 //! re-sends at most the one window that was in flight.
 
-pub mod takeover;
+pub mod upkeep;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
