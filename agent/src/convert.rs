@@ -149,6 +149,7 @@ fn status(s: Status) -> command_result::Status {
         Status::UnknownCommand => Pb::UnknownCommand,
         Status::Unsupported => Pb::Unsupported,
         Status::InvalidArguments => Pb::InvalidArguments,
+        Status::Busy => Pb::Busy,
     }
 }
 

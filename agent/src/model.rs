@@ -30,6 +30,8 @@ pub enum Status {
     UnknownCommand,
     Unsupported,
     InvalidArguments,
+    /// At a limit of work at once; the same request can be repeated later.
+    Busy,
 }
 
 /// The result of one command id: replayed unchanged when the same id comes again.

@@ -606,3 +606,38 @@ async fn a_finished_transfer_is_deleted_after_its_retention() {
     assert_eq!(store.contiguous_count("demo", &id).await.unwrap(), 0);
     assert_eq!(content(&stack, 2, &id, None).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_getfiles_than_the_agent_sends_at_once_all_complete() {
+    let mut stack = Stack::start(3, SETTINGS).await;
+    stack.start_agent("demo", "fs-01", "fs-01", &[3]);
+    stack.wait_online(TOKEN, "fs-01", None).await;
+    let sid = session(&stack, 1, "fs-01").await;
+    let count = agent::transfer::MAX_WINDOWS + 2;
+    let mut started = Vec::new();
+    for i in 0..count {
+        let path = fixture(&stack, &format!("share-{i}.db"));
+        let sha = random_file(&path, 4 * WINDOW as usize * CHUNK as usize + i);
+        // Slow reads keep every window open while the others are asked for.
+        testing::delay_chunks(&path, Duration::from_millis(60));
+        let id = start(
+            &stack,
+            1,
+            &sid,
+            &format!("getfile {} -auto", path.display()),
+        )
+        .await;
+        started.push((id, sha));
+    }
+    for (id, sha) in &started {
+        let done = finished(&stack, 1, id).await;
+        assert_eq!(done["state"], "completed", "{done}");
+        let (status, data) = content(&stack, 2, id, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&hex(&Sha256::digest(&data)), sha);
+    }
+    assert!(
+        stack.log(1).contains("the agent is busy"),
+        "no transfer was ever told to wait"
+    );
+}

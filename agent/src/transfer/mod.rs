@@ -27,7 +27,8 @@
 //!   inode, size and mtime; every later window and every chunk read checks them again. The
 //!   whole-file SHA-256 is the broker's to verify; the agent only checks the declared size.
 //! - **Fencing.** A window also stops, with `STALE_TOKEN`, once a higher token has been accepted.
-//! - At most [`MAX_WINDOWS`] windows are sent at once, all transfers together.
+//! - At most [`MAX_WINDOWS`] windows are sent at once, all transfers together; one more is
+//!   answered `Busy`, and the broker asks again a little later.
 //!
 //! What is remembered of a transfer (parameters, file stamp) lives in memory for the
 //! [`MAX_REMEMBERED_TRANSFERS`] most recently used ones: after an agent restart, a resumed transfer
@@ -78,7 +79,7 @@ pub const SINK_CAPACITY: usize = 2;
 /// The error of a transfer whose file is not the one its first window read.
 pub const FILE_CHANGED: &str = "the file changed on the device during the transfer (size/mtime differ); run fileinfo again and restart getfile";
 
-/// The error when [`MAX_WINDOWS`] windows are already being sent.
+/// The error (status `Busy`) when [`MAX_WINDOWS`] windows are already being sent.
 pub const TOO_MANY: &str = "too many transfers at once; retry";
 
 /// Why a transfer cannot go on, before it is addressed to its transfer id.
@@ -361,7 +362,11 @@ impl Transfers {
             return self.refuse(&req.transfer_id, refusal, sink);
         }
         if self.windows_in_flight(&req.transfer_id) >= MAX_WINDOWS {
-            return self.refuse(&req.transfer_id, Refusal::failed(TOO_MANY), sink);
+            let busy = Refusal {
+                status: Status::Busy,
+                error: TOO_MANY.into(),
+            };
+            return self.refuse(&req.transfer_id, busy, sink);
         }
         info!(
             transfer = %req.transfer_id, session = %req.session_id, token = req.token,

@@ -372,7 +372,7 @@ async fn too_many_windows_at_once_are_refused_and_a_closed_stream_frees_them() {
     let (sink, mut rx) = h.sink();
     h.request(req("one-more", &path, size, 64 * KIB, 0, 1), &sink);
     let end = ended(&mut rx).await;
-    assert_eq!((end.status, end.error.as_str()), (Status::Failed, TOO_MANY));
+    assert_eq!((end.status, end.error.as_str()), (Status::Busy, TOO_MANY));
     // Another window of a transfer already in flight is not one more.
     let (again, mut again_rx) = h.sink();
     h.request(req("t0", &path, size, 64 * KIB, 63, 1), &again);

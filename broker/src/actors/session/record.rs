@@ -35,7 +35,7 @@ impl CommandState {
     pub fn of(status: Status) -> Self {
         match status {
             Status::Ok => CommandState::Completed,
-            Status::Failed | Status::Unspecified => CommandState::Failed,
+            Status::Failed | Status::Busy | Status::Unspecified => CommandState::Failed,
             Status::Cancelled => CommandState::Cancelled,
             Status::TimedOut => CommandState::TimedOut,
             Status::StaleToken

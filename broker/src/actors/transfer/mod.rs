@@ -44,6 +44,8 @@ const STALL: Duration = Duration::from_secs(10);
 const DEVICE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the owner writes its record even without progress (its heartbeat).
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long to wait before asking an agent that answered `Busy` again.
+const BUSY_RETRY: Duration = Duration::from_millis(500);
 
 /// What every transfer of a node shares: where data and records live, and the limits.
 #[derive(Clone)]
@@ -116,6 +118,8 @@ pub struct TransferRun {
     /// One past the last chunk asked for (getfile) or sent (putfile).
     sent_up_to: u64,
     last_progress: Instant,
+    /// When to ask again after the agent answered `Busy`.
+    retry_at: Option<Instant>,
     last_written: Instant,
     changed: bool,
     verifying: bool,
@@ -176,6 +180,7 @@ impl Actor for TransferActor {
             stored: BTreeSet::new(),
             sent_up_to: 0,
             last_progress: Instant::now(),
+            retry_at: None,
             last_written: Instant::now(),
             changed: false,
             verifying: false,
@@ -315,7 +320,12 @@ impl TransferRun {
             }
             Some(Event::Ended(ended)) => {
                 let status = ended.status();
-                if status == Status::Ok {
+                if status == Status::Busy {
+                    // The agent sends a few windows at once, all transfers together.
+                    tracing::info!(transfer = %self.owned.record.id, "the agent is busy; asking again shortly");
+                    self.last_progress = Instant::now();
+                    self.retry_at = Some(Instant::now() + BUSY_RETRY);
+                } else if status == Status::Ok {
                     if self.kind() == TransferKind::Putfile {
                         self.owned.record.path = ended.path;
                         self.owned.record.chunks_done = self.owned.record.chunks();
@@ -342,7 +352,10 @@ impl TransferRun {
         if self.owned.record.state.is_terminal() {
             return Ok(());
         }
-        if !self.verifying && self.last_progress.elapsed() > STALL {
+        if self.retry_at.is_some_and(|at| at <= Instant::now()) {
+            self.retry_at = None;
+            self.resume().await?;
+        } else if !self.verifying && self.last_progress.elapsed() > STALL {
             tracing::info!(transfer = %self.owned.record.id, done = self.owned.record.chunks_done, "no progress; asking again");
             self.resume().await?;
         }
