@@ -57,6 +57,17 @@ async fn start(stack: &Stack, node: u64, session: &str, line: &str) -> String {
         .to_string()
 }
 
+/// Starts `getfile <path> -auto` and returns its transfer id.
+async fn getfile(stack: &Stack, node: u64, session: &str, path: &Path) -> String {
+    start(
+        stack,
+        node,
+        session,
+        &format!("getfile {} -auto", path.display()),
+    )
+    .await
+}
+
 async fn transfer(stack: &Stack, node: u64, id: &str) -> Value {
     let (status, view) = stack
         .get(node, TOKEN, &format!("/api/v1/transfers/{id}"))
@@ -173,13 +184,7 @@ async fn getfile_survives_its_owner_dying_and_checks_every_chunk() {
     let path = fixture(&stack, "sample.bin");
     let sha = random_file(&path, 5 * CHUNK as usize);
     testing::corrupt_chunk_once(&path, 2, Corruption::Data);
-    let id = start(
-        &stack,
-        2,
-        &sid,
-        &format!("getfile {} -auto", path.display()),
-    )
-    .await;
+    let id = getfile(&stack, 2, &sid, &path).await;
     let done = finished(&stack, 2, &id).await;
     assert_eq!(done["state"], "completed", "{done}");
     let (_, body) = content(&stack, 2, &id, None).await;
@@ -190,13 +195,7 @@ async fn getfile_survives_its_owner_dying_and_checks_every_chunk() {
     let path = fixture(&stack, "forged.bin");
     random_file(&path, 3 * CHUNK as usize);
     testing::corrupt_chunk_once(&path, 1, Corruption::DataAndChecksum);
-    let id = start(
-        &stack,
-        2,
-        &sid,
-        &format!("getfile {} -auto", path.display()),
-    )
-    .await;
+    let id = getfile(&stack, 2, &sid, &path).await;
     let done = finished(&stack, 2, &id).await;
     assert_eq!(done["state"], "failed", "{done}");
     assert!(
@@ -221,13 +220,7 @@ async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
     let path = fixture(&stack, "capture.pcap");
     let sha = random_file(&path, 30 * CHUNK as usize);
     testing::delay_chunks(&path, Duration::from_millis(40));
-    let id = start(
-        &stack,
-        1,
-        &sid,
-        &format!("getfile {} -auto", path.display()),
-    )
-    .await;
+    let id = getfile(&stack, 1, &sid, &path).await;
     wait_for_progress(&stack, 1, &id, 6).await;
     stack.kill(agents_node);
     testing::delay_chunks(&path, Duration::ZERO);
@@ -240,13 +233,7 @@ async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
     let path = fixture(&stack, "growing.log");
     random_file(&path, 20 * CHUNK as usize);
     testing::delay_chunks(&path, Duration::from_millis(200));
-    let id = start(
-        &stack,
-        1,
-        &sid,
-        &format!("getfile {} -auto", path.display()),
-    )
-    .await;
+    let id = getfile(&stack, 1, &sid, &path).await;
     wait_for_progress(&stack, 1, &id, 2).await;
     std::fs::OpenOptions::new()
         .append(true)
@@ -331,13 +318,7 @@ async fn a_gib_round_trips_with_the_right_sha256() {
     let sid = session(&stack, 1, "big-01").await;
     let path = fixture(&stack, "disk.img");
     let sha = random_file(&path, 1 << 30);
-    let id = start(
-        &stack,
-        1,
-        &sid,
-        &format!("getfile {} -auto", path.display()),
-    )
-    .await;
+    let id = getfile(&stack, 1, &sid, &path).await;
     let done = finished(&stack, 3, &id).await;
     assert_eq!(done["state"], "completed", "{done}");
     std::fs::remove_file(&path).unwrap();
@@ -530,13 +511,7 @@ async fn the_consoles_download_resumes_with_range_after_its_connection_is_cut() 
     let path = fixture(&stack, "mailbox.pst");
     let size = 48 * CHUNK;
     let sha = random_file(&path, size as usize);
-    let id = start(
-        &stack,
-        1,
-        &sid,
-        &format!("getfile {} -auto", path.display()),
-    )
-    .await;
+    let id = getfile(&stack, 1, &sid, &path).await;
     assert_eq!(finished(&stack, 1, &id).await["state"], "completed");
 
     // The analyst's network drops twice, each time a quarter of the way into the file.
@@ -580,13 +555,7 @@ async fn a_finished_transfer_is_deleted_after_its_retention() {
     let sid = session(&stack, 1, "ops-01").await;
     let path = fixture(&stack, "notes.txt");
     random_file(&path, 3 * CHUNK as usize);
-    let id = start(
-        &stack,
-        1,
-        &sid,
-        &format!("getfile {} -auto", path.display()),
-    )
-    .await;
+    let id = getfile(&stack, 1, &sid, &path).await;
     assert_eq!(finished(&stack, 1, &id).await["state"], "completed");
     let client = async_nats::connect(stack.nats.url()).await.unwrap();
     let store = broker::transfers::ChunkStore::open(client, 1)
@@ -620,13 +589,7 @@ async fn more_getfiles_than_the_agent_sends_at_once_all_complete() {
         let sha = random_file(&path, 4 * WINDOW as usize * CHUNK as usize + i);
         // Slow reads keep every window open while the others are asked for.
         testing::delay_chunks(&path, Duration::from_millis(60));
-        let id = start(
-            &stack,
-            1,
-            &sid,
-            &format!("getfile {} -auto", path.display()),
-        )
-        .await;
+        let id = getfile(&stack, 1, &sid, &path).await;
         started.push((id, sha));
     }
     for (id, sha) in &started {
