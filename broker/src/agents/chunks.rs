@@ -167,3 +167,6 @@ impl ChunkIntake {
 fn refused(index: u64, reason: String) -> Event {
     Event::ChunkRefused(ChunkRefused { index, reason })
 }
+
+#[cfg(test)]
+mod tests;
