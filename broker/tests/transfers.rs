@@ -437,6 +437,19 @@ async fn the_library_keeps_its_rules_and_putfile_delivers() {
             .unwrap()
             .contains("no library file named nothing.sh")
     );
+    // A name that tries to leave the working folder names no library file, and nothing is copied.
+    for name in ["../../etc/cron.d/x", "/etc/passwd"] {
+        let refused = stack.run(1, TOKEN, &sid, &format!("putfile {name}")).await;
+        assert_ne!(refused["state"], "completed", "{name}: {refused}");
+        assert!(
+            refused["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("a library name is a file name, not a path"),
+            "{refused}"
+        );
+    }
+    assert!(!Path::new("/etc/cron.d/x").exists());
 
     let (status, _) = stack.delete(2, TOKEN, "/api/v1/library/collector.sh").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
