@@ -154,17 +154,14 @@ fn one_shot(
             }) => print_doc(&api.cancel(&session_id, &command_id).await?, format, width),
             Command::Session(SessionCommand::Close { session_id }) => {
                 api.close_session(&session_id).await?;
-                match format {
-                    Format::Json => print_doc(
-                        &run::status_doc(&[
-                            ("session_id", Doc::String(session_id)),
-                            ("closed", Doc::Bool(true)),
-                        ]),
-                        format,
-                        width,
-                    ),
-                    Format::Table => print_text(&format!("session {session_id} closed\n")),
-                }
+                let sentence = format!("session {session_id} closed\n");
+                print_done(
+                    format,
+                    width,
+                    ("session_id", session_id),
+                    "closed",
+                    &sentence,
+                )
             }
             Command::Library(LibraryCommand::List) => {
                 print_doc(&api.library().await?, format, width)
@@ -192,17 +189,8 @@ fn one_shot(
             }
             Command::Library(LibraryCommand::Delete { name }) => {
                 library::delete(api, &name).await?;
-                match format {
-                    Format::Json => print_doc(
-                        &run::status_doc(&[
-                            ("name", Doc::String(name)),
-                            ("deleted", Doc::Bool(true)),
-                        ]),
-                        format,
-                        width,
-                    ),
-                    Format::Table => print_text(&format!("{name} deleted from the library\n")),
-                }
+                let sentence = format!("{name} deleted from the library\n");
+                print_done(format, width, ("name", name), "deleted", &sentence)
             }
             Command::Transfer(TransferCommand::List { session_id }) => {
                 print_doc(&api.transfers(&session_id).await?, format, width)
@@ -214,17 +202,14 @@ fn one_shot(
             ),
             Command::Transfer(TransferCommand::Cancel { transfer_id }) => {
                 api.cancel_transfer(&transfer_id).await?;
-                match format {
-                    Format::Json => print_doc(
-                        &run::status_doc(&[
-                            ("transfer_id", Doc::String(transfer_id)),
-                            ("cancelled", Doc::Bool(true)),
-                        ]),
-                        format,
-                        width,
-                    ),
-                    Format::Table => print_text(&format!("transfer {transfer_id} cancelled\n")),
-                }
+                let sentence = format!("transfer {transfer_id} cancelled\n");
+                print_done(
+                    format,
+                    width,
+                    ("transfer_id", transfer_id),
+                    "cancelled",
+                    &sentence,
+                )
             }
             Command::Transfer(TransferCommand::Download { transfer_id }) => {
                 let doc = api.transfer(&transfer_id, Duration::ZERO).await?;
@@ -379,6 +364,24 @@ fn report(
 ) -> Result<Exit, Failure> {
     let mut stdout = std::io::stdout().lock();
     run::report(command, format, Shape::Command, width, &mut stdout).or_else(output_error)
+}
+
+/// Confirms an action: `{"<id key>": id, "<done>": true}` in JSON, `sentence` in a table.
+fn print_done(
+    format: Format,
+    width: Option<u16>,
+    (key, id): (&str, String),
+    done: &str,
+    sentence: &str,
+) -> Result<Exit, Failure> {
+    match format {
+        Format::Json => print_doc(
+            &run::status_doc(&[(key, Doc::String(id)), (done, Doc::Bool(true))]),
+            format,
+            width,
+        ),
+        Format::Table => print_text(sentence),
+    }
 }
 
 fn print_doc(doc: &Doc, format: Format, width: Option<u16>) -> Result<Exit, Failure> {
