@@ -88,17 +88,7 @@ impl Actor for DeviceActor {
                 }
             }));
         }
-        let me = myself.clone();
-        let every = args.heartbeat;
-        tasks.push(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            loop {
-                ticks.tick().await;
-                if me.cast(DeviceMsg::CheckLiveness).is_err() {
-                    break;
-                }
-            }
-        }));
+        tasks.push(myself.send_interval(args.heartbeat, || DeviceMsg::CheckLiveness));
         // Sessions waiting on this device re-send what they had in flight.
         let online = Body::DeviceOnline(DeviceOnline {
             node_id: args.node_id,

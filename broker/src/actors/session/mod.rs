@@ -156,16 +156,7 @@ impl Actor for SessionActor {
         }
         // Make sure the subscriptions reach the server before anyone is told the session exists.
         args.bus.client().flush().await?;
-        let me = myself.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                ticks.tick().await;
-                if me.cast(SessionMsg::Tick).is_err() {
-                    break;
-                }
-            }
-        }));
+        tasks.push(myself.send_interval(Duration::from_secs(1), || SessionMsg::Tick));
         tracing::info!(tenant = %lease.tenant, session = %lease.session, user = %lease.user, device = %lease.device, token = lease.token, "session opened");
         Ok(SessionState {
             args,

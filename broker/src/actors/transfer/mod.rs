@@ -162,16 +162,7 @@ impl Actor for TransferActor {
             }
         }));
         bus.client().flush().await?;
-        let me = myself.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(HEARTBEAT);
-            loop {
-                ticks.tick().await;
-                if me.cast(TransferMsg::Tick).is_err() {
-                    break;
-                }
-            }
-        }));
+        tasks.push(myself.send_interval(HEARTBEAT, || TransferMsg::Tick));
         myself.cast(TransferMsg::Start)?;
         tracing::info!(tenant = %record.tenant, transfer = %record.id, kind = ?record.kind, node = args.context.node_id, done = record.chunks_done, chunks = record.chunks(), "driving transfer");
         Ok(TransferRun {
