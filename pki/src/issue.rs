@@ -1,4 +1,4 @@
-//! The development CA and the broker and agent certificates it issues, in memory or as files.
+//! The development CAs (cluster and agent) and the certificates they issue, in memory or as files.
 //!
 //! Keys are ECDSA P-256 (rcgen's default). Serial numbers are derived from each certificate's
 //! public key, so every fresh key gets a fresh serial. Leaves carry an authority key identifier
@@ -17,15 +17,38 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
-use crate::identity::AgentIdentity;
-use crate::{PkiError, validate_id};
+use crate::PkiError;
+use crate::identity::{AgentIdentity, BrokerIdentity};
 
-/// File name of the CA certificate inside the PKI directory.
-pub const CA_CERT_FILE: &str = "ca.pem";
-/// File name of the CA private key inside the PKI directory.
-pub const CA_KEY_FILE: &str = "ca.key";
+/// What a CA may sign. Two CAs, so that a certificate trusted on one channel is never trusted on
+/// another: an agent's certificate cannot join Raft or NATS, a broker's cannot pose as an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaRole {
+    /// Brokers (Raft, NATS, the agents' endpoint and the API as a server) and nats-server.
+    Cluster,
+    /// Agents' client certificates: the issuing CA enrolment will use.
+    Agents,
+}
 
-const CA_COMMON_NAME: &str = "lr development ca";
+impl CaRole {
+    /// `cluster` or `agent`: the stem of the CA's files and part of its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CaRole::Cluster => "cluster",
+            CaRole::Agents => "agent",
+        }
+    }
+
+    /// File name of the CA certificate inside the PKI directory: `cluster-ca.pem`, `agent-ca.pem`.
+    pub fn cert_file(self) -> String {
+        format!("{}-ca.pem", self.name())
+    }
+
+    /// File name of the CA private key inside the PKI directory.
+    pub fn key_file(self) -> String {
+        format!("{}-ca.key", self.name())
+    }
+}
 const ORGANIZATION: &str = "live response (development)";
 const CA_VALID_YEARS: i16 = 10;
 const LEAF_VALID_YEARS: i16 = 1;
@@ -55,25 +78,27 @@ pub struct IssuedPaths {
     pub key: PathBuf,
 }
 
-/// A certificate authority able to sign broker and agent certificates.
+/// A certificate authority able to sign the certificates of its role.
 #[derive(Debug)]
 pub struct Ca {
+    role: CaRole,
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
 }
 
-/// Loads the CA kept in `dir` (`ca.pem`, `ca.key`), or creates it there when neither file exists.
+/// Loads the CA of `role` kept in `dir` (`<role>-ca.pem`, `<role>-ca.key`), or creates it there
+/// when neither file exists.
 ///
 /// A directory holding only one of the two files is refused rather than repaired: a new CA would
 /// silently invalidate every certificate the old one issued.
 ///
 /// Blocking (file IO with fsync): from async code, call it and the file-writing `issue_*` methods
 /// on `spawn_blocking`.
-pub fn ensure_ca(dir: &Path) -> Result<Ca, PkiError> {
-    let cert_path = dir.join(CA_CERT_FILE);
-    let key_path = dir.join(CA_KEY_FILE);
+pub fn ensure_ca(dir: &Path, role: CaRole) -> Result<Ca, PkiError> {
+    let cert_path = dir.join(role.cert_file());
+    let key_path = dir.join(role.key_file());
     match (exists(&cert_path)?, exists(&key_path)?) {
-        (true, true) => Ca::from_pem(&read(&cert_path)?, &read(&key_path)?),
+        (true, true) => Ca::from_pem(role, &read(&cert_path)?, &read(&key_path)?),
         (true, false) => Err(PkiError::CaIncomplete {
             present: cert_path,
             missing: key_path,
@@ -83,7 +108,7 @@ pub fn ensure_ca(dir: &Path) -> Result<Ca, PkiError> {
             missing: cert_path,
         }),
         (false, false) => {
-            let ca = Ca::generate()?;
+            let ca = Ca::generate(role)?;
             create_dir(dir)?;
             // Key first: a crash in between leaves a key without a certificate, which the next run
             // reports instead of overwriting.
@@ -96,7 +121,7 @@ pub fn ensure_ca(dir: &Path) -> Result<Ca, PkiError> {
 
 impl Ca {
     /// Creates a new CA in memory (tests; [`ensure_ca`] for one kept on disk).
-    pub fn generate() -> Result<Self, PkiError> {
+    pub fn generate(role: CaRole) -> Result<Self, PkiError> {
         let key = KeyPair::generate().map_err(generate("the ca key"))?;
         let mut params = CertificateParams::default();
         // A name of its own per CA: with one shared name, a certificate from another developer's
@@ -107,7 +132,7 @@ impl Ca {
             .take(4)
             .map(|b| format!("{b:02x}"))
             .collect();
-        params.distinguished_name = dn(&format!("{CA_COMMON_NAME} {key_id}"));
+        params.distinguished_name = dn(&format!("lr development {} ca {key_id}", role.name()));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -119,13 +144,13 @@ impl Ca {
             .self_signed(&key)
             .map_err(generate("the ca certificate"))?;
         // Go through the loader so a fresh CA and a reloaded one sign identically.
-        Self::from_pem(&cert.pem(), &key.serialize_pem())
+        Self::from_pem(role, &cert.pem(), &key.serialize_pem())
     }
 
     /// Loads a CA from its PEM certificate and PEM (PKCS#8) private key, checking that the
     /// certificate is a CA, is currently valid, and belongs to the key.
-    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
-        let bad = |reason: String| PkiError::BadCa { reason };
+    pub fn from_pem(role: CaRole, cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        let bad = |reason: String| PkiError::BadCa { role, reason };
         let key = KeyPair::from_pem(key_pem)
             .map_err(|e| bad(format!("the ca key is not a pem private key ({e})")))?;
         let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
@@ -153,38 +178,39 @@ impl Ca {
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key)
             .map_err(|e| bad(format!("rcgen cannot use the ca certificate ({e})")))?;
         Ok(Self {
+            role,
             issuer,
             cert_pem: cert_pem.to_owned(),
         })
     }
 
-    /// The CA certificate, PEM-encoded: the trust root for brokers and agents.
+    /// The CA certificate, PEM-encoded: the trust root of its role.
     pub fn ca_pem(&self) -> &str {
         &self.cert_pem
     }
 
-    /// Issues a broker certificate for TLS server and client use (agent gRPC, HTTPS API,
-    /// broker↔broker Raft mTLS). Its names are `localhost`, `127.0.0.1`, `::1` and `extra_sans`
-    /// (DNS names or IP addresses); its common name is `name`.
+    pub fn role(&self) -> CaRole {
+        self.role
+    }
+
+    /// Issues a broker certificate for TLS server and client use (agent gRPC, HTTPS API, Raft,
+    /// NATS). Its identity is the SAN URI `lr-broker://<cluster>/<node>`; its names are
+    /// `localhost`, `127.0.0.1`, `::1` and `extra_sans` (DNS names or IP addresses).
     pub fn issue_broker_pem(
         &self,
-        name: &str,
+        identity: &BrokerIdentity,
         extra_sans: &[String],
     ) -> Result<IssuedPem, PkiError> {
-        validate_id("broker", name)?;
-        let mut sans = Vec::new();
-        for value in LOCAL_SANS
-            .iter()
-            .copied()
-            .chain(extra_sans.iter().map(String::as_str))
-        {
-            let san = parse_san(value)?;
-            if !sans.contains(&san) {
-                sans.push(san);
-            }
-        }
+        self.require(CaRole::Cluster, "broker certificates")?;
+        // The fields are public: check a hand-built identity too, so that no certificate carries
+        // an identity `broker_identity` would refuse.
+        let identity = BrokerIdentity::new(&identity.cluster, identity.node)?;
+        let uri =
+            Ia5String::try_from(identity.uri()).map_err(generate("the broker identity uri"))?;
+        let mut sans = vec![SanType::URI(uri)];
+        sans.extend(local_and(extra_sans)?);
         self.issue(
-            name,
+            &format!("broker-{}", identity.node),
             sans,
             vec![
                 ExtendedKeyUsagePurpose::ServerAuth,
@@ -193,9 +219,27 @@ impl Ca {
         )
     }
 
+    /// Issues a TLS server certificate without a platform identity, for a service the brokers
+    /// dial (nats-server): common name `name`, names `localhost`, `127.0.0.1`, `::1` and
+    /// `extra_sans`.
+    pub fn issue_server_pem(
+        &self,
+        name: &str,
+        extra_sans: &[String],
+    ) -> Result<IssuedPem, PkiError> {
+        self.require(CaRole::Cluster, "server certificates")?;
+        ids::broker(name)?;
+        self.issue(
+            name,
+            local_and(extra_sans)?,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+        )
+    }
+
     /// Issues an agent client certificate: common name `device`, identity
     /// `lr-agent://<tenant>/<device>` as a SAN URI (read back by [`crate::agent_identity`]).
     pub fn issue_agent_pem(&self, tenant: &str, device: &str) -> Result<IssuedPem, PkiError> {
+        self.require(CaRole::Agents, "agent certificates")?;
         let identity = AgentIdentity::new(tenant, device)?;
         let uri =
             Ia5String::try_from(identity.uri()).map_err(generate("the agent identity uri"))?;
@@ -206,16 +250,27 @@ impl Ca {
         )
     }
 
-    /// [`Ca::issue_broker_pem`], written to `dir` as `broker-<name>.pem` and `broker-<name>.key`
+    /// [`Ca::issue_broker_pem`], written to `dir` as `broker-<node>.pem` and `broker-<node>.key`
     /// (mode 0600), replacing earlier ones.
     pub fn issue_broker(
+        &self,
+        dir: &Path,
+        identity: &BrokerIdentity,
+        extra_sans: &[String],
+    ) -> Result<IssuedPaths, PkiError> {
+        let issued = self.issue_broker_pem(identity, extra_sans)?;
+        write_pair(dir, &format!("broker-{}", identity.node), &issued)
+    }
+
+    /// [`Ca::issue_server_pem`], written to `dir` as `<name>.pem` and `<name>.key`.
+    pub fn issue_server(
         &self,
         dir: &Path,
         name: &str,
         extra_sans: &[String],
     ) -> Result<IssuedPaths, PkiError> {
-        let issued = self.issue_broker_pem(name, extra_sans)?;
-        write_pair(dir, &format!("broker-{name}"), &issued)
+        let issued = self.issue_server_pem(name, extra_sans)?;
+        write_pair(dir, name, &issued)
     }
 
     /// [`Ca::issue_agent_pem`], written to `dir` as `agent-<device>.pem` and `agent-<device>.key`
@@ -228,6 +283,18 @@ impl Ca {
     ) -> Result<IssuedPaths, PkiError> {
         let issued = self.issue_agent_pem(tenant, device)?;
         write_pair(dir, &format!("agent-{device}"), &issued)
+    }
+
+    fn require(&self, role: CaRole, what: &'static str) -> Result<(), PkiError> {
+        if self.role == role {
+            Ok(())
+        } else {
+            Err(PkiError::WrongCa {
+                held: self.role.name(),
+                needed: role.name(),
+                what,
+            })
+        }
     }
 
     fn issue(
@@ -254,6 +321,22 @@ impl Ca {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// `localhost`, `127.0.0.1`, `::1` and `extra`, without repeats.
+fn local_and(extra: &[String]) -> Result<Vec<SanType>, PkiError> {
+    let mut sans = Vec::new();
+    for value in LOCAL_SANS
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+    {
+        let san = parse_san(value)?;
+        if !sans.contains(&san) {
+            sans.push(san);
+        }
+    }
+    Ok(sans)
 }
 
 fn dn(common_name: &str) -> rcgen::DistinguishedName {
