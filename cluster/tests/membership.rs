@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cluster::network::TlsMaterial;
 use cluster::raft_types::NodeId;
 use cluster::{ClusterError, ClusterNode};
-use common::{TestCluster, WAIT, acquire_request, test_config};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use common::{ClusterPki, TestCluster, WAIT, acquire_request, test_config};
 use tokio::net::TcpListener;
 
 fn voters(cluster: &TestCluster, id: NodeId) -> BTreeSet<NodeId> {
@@ -93,41 +92,10 @@ async fn a_learner_joins_is_promoted_and_is_removed() {
     assert!(matches!(err, ClusterError::Membership(_)), "{err}");
 }
 
-struct Pki {
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let key = KeyPair::generate().unwrap();
-        let ca_pem = params.self_signed(&key).unwrap().pem();
-        Self {
-            ca_pem,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn node(&self) -> TlsMaterial {
-        let params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        TlsMaterial {
-            ca_pem: self.ca_pem.clone(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            server_name: Some("localhost".into()),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_runs_over_mutual_tls_and_refuses_strangers() {
-    let pki = Pki::new();
-    let materials: BTreeMap<NodeId, TlsMaterial> = (1..=3).map(|id| (id, pki.node())).collect();
+    let pki = ClusterPki::new();
+    let materials: BTreeMap<NodeId, TlsMaterial> = (1..=3).map(|id| (id, pki.node(id))).collect();
     let cluster = TestCluster::start(3, |c| c.tls = Some(materials[&c.node_id].clone())).await;
     let lease = cluster
         .service(3)
@@ -140,7 +108,7 @@ async fn the_cluster_runs_over_mutual_tls_and_refuses_strangers() {
     );
 
     // A node with a certificate from another CA cannot take part: its messages are refused at the handshake.
-    let stranger = Pki::new().node();
+    let stranger = ClusterPki::new().node(4);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut members = cluster.configs[&1].members.clone();

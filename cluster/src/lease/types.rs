@@ -9,8 +9,8 @@ pub type Millis = u64;
 
 /// The longest TTL a lease may ask for; leases are renewed, so a long TTL only delays recovery.
 pub const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
-/// The longest tenant, user, device or session id accepted.
-pub const MAX_ID_LEN: usize = 256;
+/// The longest tenant, device or session id accepted (user ids may be longer: see [`ids`]).
+pub const MAX_ID_LEN: usize = ids::MAX_TOKEN_LEN;
 /// The largest per-tenant or per-user limit accepted.
 pub const MAX_LIMIT: u32 = 100_000;
 

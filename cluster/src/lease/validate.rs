@@ -1,16 +1,18 @@
 //! Input checks of lease ops: what `apply` rejects as malformed before it touches the table.
 
-use super::{LeaseError, LeaseOp, MAX_ID_LEN, MAX_LIMIT, MAX_TTL_MS, TenantLimits};
+use ids::Kind;
+
+use super::{LeaseError, LeaseOp, MAX_LIMIT, MAX_TTL_MS, TenantLimits};
 
 /// Validates an op without applying it, with exactly the checks `LeaseTable::apply` makes,
 /// so a caller can reject bad input before proposing it to Raft.
 pub fn validate(op: &LeaseOp) -> Result<(), LeaseError> {
     match op {
         LeaseOp::Acquire(req) => {
-            check_id("tenant", &req.tenant)?;
-            check_id("session", &req.session)?;
-            check_id("user", &req.user)?;
-            check_id("device", &req.device)?;
+            check_id("tenant", Kind::Tenant, &req.tenant)?;
+            check_id("session", Kind::Session, &req.session)?;
+            check_id("user", Kind::User, &req.user)?;
+            check_id("device", Kind::Device, &req.device)?;
             check_ttl(req.ttl_ms)
         }
         LeaseOp::Renew {
@@ -19,12 +21,12 @@ pub fn validate(op: &LeaseOp) -> Result<(), LeaseError> {
         | LeaseOp::Release {
             tenant, session, ..
         } => {
-            check_id("tenant", tenant)?;
-            check_id("session", session)
+            check_id("tenant", Kind::Tenant, tenant)?;
+            check_id("session", Kind::Session, session)
         }
         LeaseOp::ExpireSweep => Ok(()),
         LeaseOp::SetTenantLimits { tenant, limits } => {
-            check_id("tenant", tenant)?;
+            check_id("tenant", Kind::Tenant, tenant)?;
             check_limits(limits)
         }
     }
@@ -37,22 +39,9 @@ fn invalid(field: &str, reason: impl Into<String>) -> LeaseError {
     }
 }
 
-/// Ids end up in logs, metrics labels and operator output; control characters there would let
-/// one tenant forge lines.
-fn check_id(field: &str, id: &str) -> Result<(), LeaseError> {
-    if id.is_empty() {
-        return Err(invalid(field, "must not be empty"));
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(invalid(
-            field,
-            format!("must be at most {MAX_ID_LEN} bytes, got {}", id.len()),
-        ));
-    }
-    if id.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters"));
-    }
-    Ok(())
+/// Ids end up in NATS subjects, logs and operator output: the platform's one id rule applies.
+fn check_id(field: &str, kind: Kind, id: &str) -> Result<(), LeaseError> {
+    ids::check(kind, id).map_err(|e| invalid(field, format!("{}; {}", e.reason, e.rule())))
 }
 
 fn check_ttl(ttl_ms: u64) -> Result<(), LeaseError> {

@@ -24,29 +24,35 @@ use crate::raft_types::{NodeId, TypeConfig};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Opens a lazily connected channel to a peer's Raft endpoint at `addr` (`host:port`).
-pub(crate) fn connect(
-    addr: &str,
-    tls: Option<&TlsMaterial>,
-) -> Result<RaftClient<Channel>, String> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
-        .map_err(|e| format!("bad peer address {addr}: {e}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
-    if let Some(tls) = tls {
-        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-        endpoint = endpoint
-            .tls_config(tls.client_config(host))
-            .map_err(|e| format!("bad tls configuration for {addr}: {e}"))?;
-    }
-    Ok(RaftClient::new(endpoint.connect_lazy()).max_decoding_message_size(usize::MAX))
+/// How this node reaches its peers; builds a client per peer for openraft.
+#[derive(Clone, Debug)]
+pub struct NetworkFactory {
+    /// Mutual TLS against the cluster CA; `None` only in tests on loopback.
+    pub tls: Option<TlsMaterial>,
+    /// The largest message sent or accepted.
+    pub max_message_bytes: usize,
 }
 
-/// Builds a client per peer for openraft.
-#[derive(Clone, Debug, Default)]
-pub struct NetworkFactory {
-    pub tls: Option<TlsMaterial>,
+impl NetworkFactory {
+    /// Opens a lazily connected channel to a peer's Raft endpoint at `addr` (`host:port`), whose
+    /// certificate must name that host.
+    pub(crate) fn connect(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| format!("bad peer address {addr}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            endpoint = endpoint
+                .tls_config(tls.client_config(host))
+                .map_err(|e| format!("bad tls configuration for {addr}: {e}"))?;
+        }
+        Ok(RaftClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes))
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -55,7 +61,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            client: connect(&node.addr, self.tls.as_ref()),
+            client: self.connect(&node.addr),
         }
     }
 }

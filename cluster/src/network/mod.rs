@@ -1,4 +1,5 @@
-//! Raft RPC between cluster nodes over tonic gRPC (optionally mutual TLS).
+//! Raft RPC between cluster nodes over tonic gRPC: mutual TLS against the cluster CA, and every
+//! call admitted only from a member's broker identity (plaintext and unchecked only in tests).
 //!
 //! openraft's messages travel as JSON inside protobuf envelopes (`agent-proto/proto/raft.proto`);
 //! snapshot data travels as raw bytes beside a JSON header.
@@ -12,8 +13,8 @@ mod tls;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use client::forward;
 pub use client::{NetworkFactory, PeerClient};
-pub(crate) use client::{connect, forward};
 pub use server::RaftService;
 pub use tls::TlsMaterial;
 

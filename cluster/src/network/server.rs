@@ -1,4 +1,10 @@
-//! The receiving side of Raft RPC: hands peers' messages to the local Raft, and forwarded client requests to the leader logic.
+//! The receiving side of Raft RPC: admits only members of this cluster, then hands peers'
+//! messages to the local Raft, and forwarded client requests to the leader logic.
+//!
+//! TLS already proved the caller holds a certificate of the cluster CA; every call also checks
+//! that the certificate names a broker of this cluster (`lr-broker://<cluster>/<node>`) that is a
+//! voter or learner here. A node that has no membership yet (it is joining) admits any broker of
+//! its cluster, which is how the leader reaches a learner it is adding.
 
 use agent_proto::raft::raft_server::Raft as RaftRpc;
 use agent_proto::raft::{RaftPayload, SnapshotChunk};
@@ -15,11 +21,52 @@ use crate::raft_types::{NodeId, Raft, TypeConfig};
 pub struct RaftService {
     raft: Raft,
     leader: LeaderOps,
+    /// The cluster whose members may call; `None` without TLS (tests on loopback), where nobody
+    /// can be told apart.
+    cluster: Option<String>,
 }
 
 impl RaftService {
-    pub(crate) fn new(raft: Raft, leader: LeaderOps) -> Self {
-        Self { raft, leader }
+    pub(crate) fn new(raft: Raft, leader: LeaderOps, cluster: Option<String>) -> Self {
+        Self {
+            raft,
+            leader,
+            cluster,
+        }
+    }
+
+    /// Refuses, with `PermissionDenied`, a caller that is not a member broker of this cluster.
+    fn admit<T>(&self, request: &Request<T>, rpc: &'static str) -> Result<(), Status> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let denied = |reason: String| {
+            tracing::warn!(rpc, %reason, "refused a raft call");
+            Status::permission_denied(format!(
+                "{reason}; only member brokers of cluster {cluster} may call {rpc}"
+            ))
+        };
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| denied("the caller presented no client certificate".into()))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| denied("the caller presented no client certificate".into()))?;
+        let identity = pki::broker_identity(leaf.as_ref())
+            .map_err(|e| denied(format!("the caller is not a broker: {e}")))?;
+        if identity.cluster != *cluster {
+            return Err(denied(format!("{identity} belongs to another cluster")));
+        }
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let mut members = membership.nodes().map(|(id, _)| *id).peekable();
+        let joining = members.peek().is_none();
+        if joining || members.any(|id| id == identity.node) {
+            Ok(())
+        } else {
+            Err(denied(format!("{identity} is not a member")))
+        }
     }
 }
 
@@ -40,11 +87,13 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        self.admit(&request, "append_entries")?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().payload)?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.admit(&request, "vote")?;
         let rpc: VoteRequest<NodeId> = decode(&request.into_inner().payload)?;
         reply(&self.raft.vote(rpc).await)
     }
@@ -53,6 +102,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<SnapshotChunk>,
     ) -> Result<Response<RaftPayload>, Status> {
+        self.admit(&request, "install_snapshot")?;
         let chunk = request.into_inner();
         let header: SnapshotHeader = decode(&chunk.header)?;
         let rpc = InstallSnapshotRequest::<TypeConfig> {
@@ -69,6 +119,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        self.admit(&request, "forward")?;
         let request: ClusterRequest = decode(&request.into_inner().payload)?;
         reply(&self.leader.handle(request).await)
     }

@@ -1,17 +1,18 @@
-//! TLS material for Raft RPC: one CA, this node's certificate and key; mutual TLS both ways.
+//! TLS material for Raft RPC: the cluster CA, this node's certificate and key; mutual TLS both ways.
 
 use std::fmt;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
-/// PEM-encoded trust root and identity of a node. Servers require client certificates from the same CA.
+/// PEM-encoded trust root and identity of a node. The CA is the cluster CA alone: a certificate
+/// from any other CA (an agent's, say) fails the handshake. A peer's server certificate is checked
+/// against the host of its configured address; a caller's certificate must also carry the
+/// `lr-broker://<cluster>/<node>` identity of a member (checked on every call, see `server.rs`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct TlsMaterial {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
-    /// The name peers' certificates are checked against; the peer's host when unset.
-    pub server_name: Option<String>,
 }
 
 impl TlsMaterial {
@@ -25,15 +26,13 @@ impl TlsMaterial {
         ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
             .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .domain_name(self.server_name.as_deref().unwrap_or(peer_host))
+            .domain_name(peer_host)
     }
 }
 
 impl fmt::Debug for TlsMaterial {
     // The private key never reaches a log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsMaterial")
-            .field("server_name", &self.server_name)
-            .finish_non_exhaustive()
+        f.debug_struct("TlsMaterial").finish_non_exhaustive()
     }
 }

@@ -13,6 +13,8 @@ use crate::raft_types::NodeId;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// The cluster's name: peers must prove `lr-broker://<name>/<their id>` with their certificate.
+    pub name: String,
     pub node_id: NodeId,
     /// Where this node's Raft RPC server listens.
     pub listen_addr: SocketAddr,
@@ -33,6 +35,8 @@ pub struct ClusterConfig {
     pub request_timeout_ms: u64,
     /// How often the leader checks for expired leases and proposes a sweep.
     pub sweep_interval_ms: u64,
+    /// The largest Raft RPC message sent or accepted; a larger one is refused before it is read.
+    pub max_message_bytes: usize,
     #[serde(skip)]
     pub tls: Option<TlsMaterial>,
 }
@@ -40,6 +44,7 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
+            name: "local".into(),
             node_id: 1,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7401)),
             members: BTreeMap::new(),
@@ -52,10 +57,18 @@ impl Default for ClusterConfig {
             keep_after_snapshot: 100,
             request_timeout_ms: 5000,
             sweep_interval_ms: 1000,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             tls: None,
         }
     }
 }
+
+/// Room for a snapshot chunk (a quarter of it) and a batch of entries.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Below this, a snapshot chunk would be too small to make progress.
+const MIN_MESSAGE_BYTES: usize = 256 * 1024;
+/// Above this, one message could hold a node's memory hostage.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 /// A configuration that cannot work, naming the bad key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +87,13 @@ fn bad(key: &'static str, reason: impl Into<String>) -> ConfigError {
 
 impl ClusterConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        ids::broker(&self.name).map_err(|e| bad("name", e.to_string()))?;
+        if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&self.max_message_bytes) {
+            return Err(bad(
+                "max_message_bytes",
+                format!("must be between {MIN_MESSAGE_BYTES} and {MAX_MESSAGE_BYTES}"),
+            ));
+        }
         if self.node_id == 0 {
             return Err(bad("node_id", "0 is reserved; number nodes from 1"));
         }
@@ -162,6 +182,8 @@ impl ClusterConfig {
             election_timeout_max: self.election_timeout_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.keep_after_snapshot,
+            // A chunk plus its JSON header must fit in one message.
+            snapshot_max_chunk_size: (self.max_message_bytes / 4) as u64,
             ..Default::default()
         };
         config.validate().map_err(|e| bad("raft", e.to_string()))

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
-pub use config::{ClusterConfig, ConfigError};
+pub use config::{ClusterConfig, ConfigError, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::ClusterError;
 pub use leader::LeaderOps;
 pub use request::{ClusterReply, ClusterRequest};
@@ -91,12 +91,13 @@ impl ClusterNode {
         let files = StoreFiles::of(&log_store, &state_machine);
         let network = NetworkFactory {
             tls: config.tls.clone(),
+            max_message_bytes: config.max_message_bytes,
         };
         let raft_config = Arc::new(config.raft_config()?);
         let raft = Raft::new(
             config.node_id,
             raft_config,
-            network,
+            network.clone(),
             log_store,
             state_machine,
         )
@@ -113,7 +114,7 @@ impl ClusterNode {
             config.node_id,
             raft.clone(),
             leader.clone(),
-            config.tls.clone(),
+            network,
             config.request_timeout(),
         );
         let listen_addr = listener.local_addr().map_err(|e| StartError::Listen {
@@ -124,7 +125,11 @@ impl ClusterNode {
         let server = spawn_server(
             &config,
             listener,
-            RaftService::new(raft.clone(), leader.clone()),
+            RaftService::new(
+                raft.clone(),
+                leader.clone(),
+                config.tls.is_some().then(|| config.name.clone()),
+            ),
             stopped,
         )?;
 
@@ -219,8 +224,11 @@ fn spawn_server(
                 reason: format!("bad tls configuration: {e}"),
             })?;
     }
-    let router =
-        builder.add_service(RaftServer::new(service).max_decoding_message_size(usize::MAX));
+    let router = builder.add_service(
+        RaftServer::new(service)
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes),
+    );
     let node = config.node_id;
     Ok(tokio::spawn(async move {
         // Nagle plus delayed acks would hold every small Raft reply for ~40 ms.

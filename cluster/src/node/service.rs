@@ -17,7 +17,7 @@ use super::{ClusterError, ClusterReply, ClusterRequest, LeaderOps};
 use crate::lease::{
     AcquireRequest, Lease, LeaseOp, LeaseOutcome, LeaseQuery, QueryAnswer, TenantLimits,
 };
-use crate::network::{self, TlsMaterial};
+use crate::network::NetworkFactory;
 use crate::raft_types::{NodeId, Raft};
 
 /// Pause between attempts while a leader is being elected or found.
@@ -32,7 +32,7 @@ struct Inner {
     id: NodeId,
     raft: Raft,
     leader: LeaderOps,
-    tls: Option<TlsMaterial>,
+    network: NetworkFactory,
     timeout: Duration,
     /// Channels to peers by id, with the address they were opened for.
     peers: Mutex<HashMap<NodeId, (String, RaftClient<Channel>)>>,
@@ -43,7 +43,7 @@ impl LeaseService {
         id: NodeId,
         raft: Raft,
         leader: LeaderOps,
-        tls: Option<TlsMaterial>,
+        network: NetworkFactory,
         timeout: Duration,
     ) -> Self {
         Self {
@@ -51,7 +51,7 @@ impl LeaseService {
                 id,
                 raft,
                 leader,
-                tls,
+                network,
                 timeout,
                 peers: Mutex::new(HashMap::new()),
             }),
@@ -284,7 +284,7 @@ impl LeaseService {
             } else {
                 match self.peer(leader) {
                     Ok(mut client) => {
-                        network::forward(&mut client, leader, &request, remaining).await
+                        crate::network::forward(&mut client, leader, &request, remaining).await
                     }
                     Err(error) => Err(error),
                 }
@@ -325,7 +325,10 @@ impl LeaseService {
         {
             return Ok(client.clone());
         }
-        let client = network::connect(&addr, self.inner.tls.as_ref())
+        let client = self
+            .inner
+            .network
+            .connect(&addr)
             .map_err(|reason| ClusterError::Unreachable { node: id, reason })?;
         peers.insert(id, (addr, client.clone()));
         Ok(client)

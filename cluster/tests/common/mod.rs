@@ -8,12 +8,71 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cluster::lease::{AcquireRequest, Lease};
+use cluster::network::TlsMaterial;
 use cluster::raft_types::NodeId;
 use cluster::{ClusterConfig, ClusterNode, LeaseService};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
 pub const WAIT: Duration = Duration::from_secs(20);
+/// The cluster name test nodes share (`ClusterConfig::default().name`).
+pub const CLUSTER: &str = "local";
+
+/// A cluster CA and an agent CA in memory, issuing the material of test nodes and intruders.
+pub struct ClusterPki {
+    pub cluster_ca: pki::Ca,
+    pub agent_ca: pki::Ca,
+    dir: TempDir,
+}
+
+impl ClusterPki {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            cluster_ca: pki::ensure_ca(dir.path(), pki::CaRole::Cluster).unwrap(),
+            agent_ca: pki::Ca::generate(pki::CaRole::Agents).unwrap(),
+            dir,
+        }
+    }
+
+    /// An agent's certificate signed by the cluster CA itself, as if one CA served both roles.
+    pub fn agent_from_the_cluster_ca(&self) -> TlsMaterial {
+        let read = |file: String| std::fs::read_to_string(self.dir.path().join(file)).unwrap();
+        let role = pki::CaRole::Cluster;
+        let shared = pki::Ca::from_pem(
+            pki::CaRole::Agents,
+            &read(role.cert_file()),
+            &read(role.key_file()),
+        )
+        .unwrap();
+        self.material(shared.issue_agent_pem("demo", "web-07").unwrap())
+    }
+
+    /// The material of member `id` of cluster [`CLUSTER`].
+    pub fn node(&self, id: NodeId) -> TlsMaterial {
+        self.broker_of(CLUSTER, id)
+    }
+
+    /// A broker certificate of any cluster, from this cluster CA.
+    pub fn broker_of(&self, cluster: &str, id: NodeId) -> TlsMaterial {
+        let identity = pki::BrokerIdentity::new(cluster, id).unwrap();
+        let issued = self.cluster_ca.issue_broker_pem(&identity, &[]).unwrap();
+        self.material(issued)
+    }
+
+    /// An agent's certificate, from the agent CA, beside the cluster CA as trust root.
+    pub fn agent(&self) -> TlsMaterial {
+        self.material(self.agent_ca.issue_agent_pem("demo", "web-07").unwrap())
+    }
+
+    fn material(&self, issued: pki::IssuedPem) -> TlsMaterial {
+        TlsMaterial {
+            ca_pem: self.cluster_ca.ca_pem().to_owned(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+        }
+    }
+}
 
 pub struct TestCluster {
     pub dir: TempDir,
