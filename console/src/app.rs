@@ -33,6 +33,7 @@ pub fn main(cli: Cli) -> Result<Exit, Failure> {
         cli.ca_cert,
         cli.output,
         cli.downloads_dir,
+        cli.insecure_http,
     );
     let env_layer = Layer::from_env(env).map_err(|e| Failure::usage(e.to_string()))?;
     let file_layer = match config::config_path(env) {
@@ -51,7 +52,6 @@ pub fn main(cli: Cli) -> Result<Exit, Failure> {
         .over(file_layer)
         .validate(cli.command.needs_token())
         .map_err(|e| Failure::usage(e.to_string()))?;
-    warn_cleartext(&settings.endpoint.base, settings.endpoint.token.is_some());
     let api = Client::new(&settings.endpoint)?;
     let setting = settings.output;
     let downloads = settings.downloads_dir.clone();
@@ -426,18 +426,4 @@ fn warn_readable_by_others(path: &std::path::Path) {
     }
     #[cfg(not(unix))]
     let _ = path;
-}
-
-/// A bearer token over plain HTTP to anything but this machine can be read on the way.
-fn warn_cleartext(base: &reqwest::Url, has_token: bool) {
-    let host = base.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if base.scheme() == "http" && has_token && !loopback {
-        crate::say!("lr: warning: sending the API token without TLS to {base}; use https://");
-    }
 }

@@ -7,9 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::render::Format;
 
 const AFTER_HELP: &str = "\
-Settings: flags override LR_API_URL, LR_TOKEN, LR_CA_CERT, LR_OUTPUT and LR_DOWNLOADS_DIR,
-which override ~/.config/lr/config.toml (keys api_url, token, ca_cert, output, downloads_dir;
-LR_CONFIG names another file). getfile saves files in downloads_dir, by default ~/lr-downloads.
+Settings: flags override LR_API_URL, LR_TOKEN, LR_CA_CERT, LR_OUTPUT, LR_DOWNLOADS_DIR and
+LR_INSECURE_HTTP, which override ~/.config/lr/config.toml (keys api_url, token, ca_cert, output,
+downloads_dir, insecure_http; LR_CONFIG names another file). getfile saves files in
+downloads_dir, by default ~/lr-downloads. An http:// API URL is refused (the token would travel
+in clear) unless it names this machine (localhost, 127.0.0.0/8, ::1) and --insecure-http is given.
 
 Exit codes:
   0  success
@@ -42,6 +44,11 @@ pub struct Cli {
     /// Folder where getfile saves files [env: LR_DOWNLOADS_DIR] [default: ~/lr-downloads]
     #[arg(long, global = true, value_name = "DIR")]
     pub downloads_dir: Option<PathBuf>,
+
+    /// Allow an http:// API URL to a broker on this machine (localhost, 127.0.0.0/8, ::1); the
+    /// token then travels without TLS. Other hosts need https:// [env: LR_INSECURE_HTTP=1]
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
 
     #[command(subcommand)]
     pub command: Command,

@@ -8,9 +8,14 @@
 //! ca_cert = "/etc/lr/ca.pem"   # relative paths are relative to the config file
 //! output = "table"             # or "json"
 //! downloads_dir = "~/lr-downloads"   # where getfile saves files (the default)
+//! insecure_http = false        # true allows http:// to a broker on this machine, nothing else
 //! ```
+//!
+//! An `http://` API URL would send the bearer token in clear, so it is refused unless its host is
+//! loopback and the analyst opted in with `insecure_http`.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use reqwest::Url;
@@ -47,6 +52,7 @@ pub struct Layer {
     pub ca_cert: Option<(PathBuf, Origin)>,
     pub output: Option<(Format, Origin)>,
     pub downloads_dir: Option<(PathBuf, Origin)>,
+    pub insecure_http: Option<(bool, Origin)>,
 }
 
 /// The file's shape: the same keys, nothing else.
@@ -58,6 +64,7 @@ struct FileKeys {
     ca_cert: Option<PathBuf>,
     output: Option<Format>,
     downloads_dir: Option<PathBuf>,
+    insecure_http: Option<bool>,
 }
 
 pub const ENV_API_URL: &str = "LR_API_URL";
@@ -65,6 +72,7 @@ pub const ENV_TOKEN: &str = "LR_TOKEN";
 pub const ENV_CA_CERT: &str = "LR_CA_CERT";
 pub const ENV_OUTPUT: &str = "LR_OUTPUT";
 pub const ENV_DOWNLOADS_DIR: &str = "LR_DOWNLOADS_DIR";
+pub const ENV_INSECURE_HTTP: &str = "LR_INSECURE_HTTP";
 /// Where downloads go when no setting says otherwise, under the home directory.
 pub const DEFAULT_DOWNLOADS_DIR: &str = "lr-downloads";
 /// Overrides the config file's path; the file must then exist.
@@ -78,6 +86,7 @@ impl Layer {
         ca_cert: Option<PathBuf>,
         output: Option<Format>,
         downloads_dir: Option<PathBuf>,
+        insecure_http: bool,
     ) -> Layer {
         Layer {
             api_url: api_url.map(|v| (v, Origin::Flag("--api-url"))),
@@ -85,11 +94,14 @@ impl Layer {
             ca_cert: ca_cert.map(|v| (v, Origin::Flag("--ca-cert"))),
             output: output.map(|v| (v, Origin::Flag("--output"))),
             downloads_dir: downloads_dir.map(|v| (v, Origin::Flag("--downloads-dir"))),
+            // An absent flag says nothing, so the environment or the file may still opt in.
+            insecure_http: insecure_http.then_some((true, Origin::Flag("--insecure-http"))),
         }
     }
 
-    /// `LR_API_URL`, `LR_TOKEN`, `LR_CA_CERT`, `LR_OUTPUT`, `LR_DOWNLOADS_DIR` from `get` (the process environment
-    /// in production, a map in tests). Empty values count as unset.
+    /// `LR_API_URL`, `LR_TOKEN`, `LR_CA_CERT`, `LR_OUTPUT`, `LR_DOWNLOADS_DIR`, `LR_INSECURE_HTTP`
+    /// from `get` (the process environment in production, a map in tests). Empty values count as
+    /// unset.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
         let var = |name: &'static str| {
             get(name)
@@ -107,12 +119,30 @@ impl Layer {
                 origin,
             )),
         };
+        let insecure_http = match var(ENV_INSECURE_HTTP) {
+            None => None,
+            Some((v, origin)) => Some((
+                match v.trim() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => {
+                        return Err(ConfigError {
+                            key: "insecure_http",
+                            origin,
+                            problem: format!("{v:?} is neither 1 nor 0"),
+                        });
+                    }
+                },
+                origin,
+            )),
+        };
         Ok(Layer {
             api_url: var(ENV_API_URL),
             token: var(ENV_TOKEN),
             ca_cert: var(ENV_CA_CERT).map(|(v, o)| (PathBuf::from(v), o)),
             output,
             downloads_dir: var(ENV_DOWNLOADS_DIR).map(|(v, o)| (PathBuf::from(v), o)),
+            insecure_http,
         })
     }
 
@@ -134,6 +164,7 @@ impl Layer {
                 let v = if v.starts_with("~") { v } else { dir.join(v) };
                 (v, origin())
             }),
+            insecure_http: keys.insecure_http.map(|v| (v, origin())),
         })
     }
 
@@ -158,6 +189,7 @@ impl Layer {
             ca_cert: self.ca_cert.or(lower.ca_cert),
             output: self.output.or(lower.output),
             downloads_dir: self.downloads_dir.or(lower.downloads_dir),
+            insecure_http: self.insecure_http.or(lower.insecure_http),
         }
     }
 }
@@ -243,6 +275,13 @@ impl Layer {
                 ),
             });
         }
+        if base.scheme() == "http" {
+            refuse_cleartext(
+                &base,
+                &url_origin,
+                self.insecure_http.is_some_and(|(on, _)| on),
+            )?;
+        }
         let token = match self.token {
             Some((token, origin)) => {
                 let token = token.trim().to_owned();
@@ -306,6 +345,38 @@ impl Layer {
     }
 }
 
+/// Plain HTTP would carry the bearer token in clear: it is allowed only to this machine, and only
+/// when the analyst opted in.
+fn refuse_cleartext(url: &Url, origin: &Origin, opted_in: bool) -> Result<(), ConfigError> {
+    // The URL parser has already lowercased names and normalised addresses (`127.1`, `[::1]`).
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let shown = url.as_str().trim_end_matches('/');
+    let problem = if !loopback {
+        format!(
+            "refusing {shown}: the API token would cross the network in clear; use https:// \
+             (--insecure-http only allows a broker on this machine: localhost, 127.0.0.0/8, ::1)"
+        )
+    } else if !opted_in {
+        format!(
+            "refusing {shown}: the API token would be sent in clear; use https://, or for a \
+             broker on this machine pass --insecure-http (LR_INSECURE_HTTP=1)"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError {
+        key: "api_url",
+        origin: origin.clone(),
+        problem,
+    })
+}
+
 /// `~` and `~/x` under `home`; other paths as they are. `None` for `~` without a home.
 fn expand_home(path: &Path, home: Option<&Path>) -> Option<PathBuf> {
     match path.strip_prefix("~") {
@@ -344,7 +415,7 @@ mod tests {
             ("LR_TOKEN", "env-token"),
         ]))
         .unwrap();
-        let flags = Layer::from_flags(None, Some("flag-token".into()), None, None, None);
+        let flags = Layer::from_flags(None, Some("flag-token".into()), None, None, None, false);
 
         let merged = flags.over(env).over(file);
         assert_eq!(
@@ -398,9 +469,16 @@ mod tests {
             "{bad}"
         );
 
-        let no_token = Layer::from_flags(Some("http://127.0.0.1:1".into()), None, None, None, None)
-            .validate(true)
-            .unwrap_err();
+        let no_token = Layer::from_flags(
+            Some("https://127.0.0.1:1".into()),
+            None,
+            None,
+            None,
+            None,
+            false,
+        )
+        .validate(true)
+        .unwrap_err();
         assert_eq!(no_token.key, "token");
 
         let bad_output = Layer::from_env(env(&[("LR_OUTPUT", "yaml")])).unwrap_err();
@@ -415,6 +493,7 @@ mod tests {
             None,
             None,
             None,
+            false,
         )
         .validate(true)
         .unwrap();
@@ -425,8 +504,16 @@ mod tests {
 
     #[test]
     fn downloads_dir_default_and_overrides() {
-        let base =
-            || Layer::from_flags(Some("https://x".into()), Some("t".into()), None, None, None);
+        let base = || {
+            Layer::from_flags(
+                Some("https://x".into()),
+                Some("t".into()),
+                None,
+                None,
+                None,
+                false,
+            )
+        };
         let home = Some(PathBuf::from("/h"));
         let settings = base().validate_in(true, home.clone()).unwrap();
         assert_eq!(settings.downloads_dir, PathBuf::from("/h/lr-downloads"));
@@ -452,11 +539,115 @@ mod tests {
             None,
             None,
             Some(not_a_dir),
+            false,
         )
         .validate_in(true, None)
         .unwrap_err();
         assert_eq!(err.key, "downloads_dir");
         assert!(err.to_string().contains("flag --downloads-dir"), "{err}");
+    }
+
+    fn with_url(url: &str, insecure_http: bool) -> Result<Settings, ConfigError> {
+        Layer::from_flags(
+            Some(url.into()),
+            Some("t".into()),
+            None,
+            None,
+            None,
+            insecure_http,
+        )
+        .validate(true)
+    }
+
+    #[test]
+    fn https_is_accepted_with_or_without_the_opt_in() {
+        for url in [
+            "https://broker.example:7601",
+            "https://10.0.0.5:7601",
+            "https://[::1]:7601",
+        ] {
+            assert_eq!(
+                with_url(url, false).unwrap().endpoint.base.scheme(),
+                "https"
+            );
+            assert!(with_url(url, true).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn http_to_loopback_without_the_opt_in_is_refused() {
+        for url in [
+            "http://127.0.0.1:7601",
+            "http://localhost:7601",
+            "http://[::1]:7601",
+        ] {
+            let err = with_url(url, false).unwrap_err();
+            assert_eq!(err.key, "api_url");
+            let text = err.to_string();
+            assert!(text.contains("refusing http://"), "{text}");
+            assert!(text.contains("in clear"), "{text}");
+            assert!(text.contains("pass --insecure-http"), "{text}");
+        }
+    }
+
+    #[test]
+    fn http_to_loopback_with_the_opt_in_is_accepted() {
+        for url in [
+            "http://127.0.0.1:7601",
+            "http://127.8.9.10:7601",
+            "http://LOCALHOST:7601",
+            "http://[::1]:7601",
+        ] {
+            let settings = with_url(url, true).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(settings.endpoint.base.scheme(), "http");
+        }
+        // The environment or the file can opt in too, and a higher layer's 0 wins over it.
+        let url = || {
+            Layer::from_flags(
+                Some("http://127.0.0.1:1".into()),
+                None,
+                None,
+                None,
+                None,
+                false,
+            )
+        };
+        let env_on = Layer::from_env(env(&[("LR_INSECURE_HTTP", "1")])).unwrap();
+        assert!(url().over(env_on).validate(false).is_ok());
+        let file_on =
+            Layer::from_toml("insecure_http = true\n", Path::new("/etc/lr/config.toml")).unwrap();
+        assert!(url().over(file_on.clone()).validate(false).is_ok());
+        let env_off = Layer::from_env(env(&[("LR_INSECURE_HTTP", "0")])).unwrap();
+        assert!(url().over(env_off).over(file_on).validate(false).is_err());
+        let bad = Layer::from_env(env(&[("LR_INSECURE_HTTP", "yes please")])).unwrap_err();
+        assert_eq!(bad.key, "insecure_http");
+    }
+
+    #[test]
+    fn http_to_another_host_is_refused_even_with_the_opt_in() {
+        for url in [
+            "http://10.0.0.5:7601",
+            "http://broker.example:7601",
+            "http://localhost.example:7601",
+            "http://[::ffff:10.0.0.5]:7601",
+        ] {
+            let err = with_url(url, true).unwrap_err();
+            assert_eq!(err.key, "api_url");
+            let text = err.to_string();
+            assert!(text.contains("refusing http://"), "{text}");
+            assert!(text.contains("cross the network in clear"), "{text}");
+            assert!(
+                text.contains("only allows a broker on this machine"),
+                "{text}"
+            );
+        }
+        let err = with_url("http://10.0.0.5:7601", true).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "api_url (from flag --api-url): refusing http://10.0.0.5:7601: the API token would \
+             cross the network in clear; use https:// (--insecure-http only allows a broker on \
+             this machine: localhost, 127.0.0.0/8, ::1)"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Exit codes and messages for refusals, usage errors, unreachable and off-contract brokers, TLS
-//! trust, and where settings come from.
+//! trust, plain HTTP, and where settings come from.
 
 use crate::Lr;
 use crate::fake_broker::{FakeBroker, TOKEN};
@@ -60,6 +60,7 @@ async fn unreachable_broker_exits_4() {
     let run = Lr::bare()
         .env("LR_API_URL", &format!("http://127.0.0.1:{port}"))
         .env("LR_TOKEN", TOKEN)
+        .env("LR_INSECURE_HTTP", "1")
         .run(&["exec", "web-07", "--", "dir"])
         .await;
     run.assert_code(4);
@@ -115,6 +116,48 @@ async fn usage_errors_exit_2() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn plain_http_is_refused_before_anything_is_sent() {
+    let broker = FakeBroker::http().await;
+    let run = Lr::bare()
+        .env("LR_API_URL", &broker.url)
+        .env("LR_TOKEN", TOKEN)
+        .run(&["exec", "web-07", "--", "dir"])
+        .await;
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "lr: api_url (from environment variable LR_API_URL): refusing {}: the API token \
+             would be sent in clear; use https://, or for a broker on this machine pass \
+             --insecure-http (LR_INSECURE_HTTP=1)\n",
+            broker.url
+        ),
+        "{run:?}"
+    );
+    assert!(run.stdout.is_empty(), "{run:?}");
+
+    // The opt-in is for this machine only: another host is refused without being contacted.
+    let remote = Lr::bare()
+        .env("LR_TOKEN", TOKEN)
+        .run(&[
+            "devices",
+            "--api-url",
+            "http://10.0.0.5:7601",
+            "--insecure-http",
+        ])
+        .await;
+    remote.assert_code(2);
+    assert!(
+        remote.stderr.starts_with(
+            "lr: api_url (from flag --api-url): refusing http://10.0.0.5:7601: the API token \
+             would cross the network in clear; use https:// (--insecure-http only allows"
+        ),
+        "{remote:?}"
+    );
+    assert!(broker.requests().is_empty(), "{:?}", broker.requests());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn https_trusts_exactly_the_given_ca() {
     let broker = FakeBroker::https().await;
     let run = Lr::at(&broker).run(&["devices"]).await;
@@ -160,7 +203,7 @@ async fn health_needs_no_token() {
     let broker = FakeBroker::http().await;
     let run = Lr::bare()
         .env("LR_API_URL", &broker.url)
-        .run(&["health", "--output", "json"])
+        .run(&["health", "--output", "json", "--insecure-http"])
         .await;
     assert_eq!(run.assert_code(0).json()["ok"], true);
 }
@@ -174,7 +217,7 @@ async fn flags_override_env_override_config_file() {
     std::fs::write(
         dir.join("config.toml"),
         format!(
-            "api_url = \"{}\"\ntoken = \"{TOKEN}\"\noutput = \"json\"\n",
+            "api_url = \"{}\"\ntoken = \"{TOKEN}\"\noutput = \"json\"\ninsecure_http = true\n",
             broker.url
         ),
     )
@@ -188,7 +231,10 @@ async fn flags_override_env_override_config_file() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("config.toml"),
-        format!("api_url = \"{}\"\ntoken = \"{TOKEN}\"\n", broker.url),
+        format!(
+            "api_url = \"{}\"\ntoken = \"{TOKEN}\"\ninsecure_http = true\n",
+            broker.url
+        ),
     )
     .unwrap();
     let env_wins = lr.env("LR_TOKEN", "stale").run(&["devices"]).await;
@@ -199,7 +245,10 @@ async fn flags_override_env_override_config_file() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("config.toml"),
-        format!("api_url = \"{}\"\ntoken = \"stale\"\n", broker.url),
+        format!(
+            "api_url = \"{}\"\ntoken = \"stale\"\ninsecure_http = true\n",
+            broker.url
+        ),
     )
     .unwrap();
     let flag_wins = lr

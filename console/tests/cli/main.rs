@@ -48,14 +48,20 @@ impl Lr {
         }
     }
 
-    /// Points at `broker` with the right token (and its CA for HTTPS).
+    /// Points at `broker` with the right token: for HTTPS with its CA, for plain HTTP (on
+    /// 127.0.0.1) with the analyst's opt-in, `LR_INSECURE_HTTP=1`.
     pub fn at(broker: &FakeBroker) -> Lr {
         let mut lr = Lr::bare();
         lr.env("LR_API_URL", &broker.url).env("LR_TOKEN", TOKEN);
-        if let Some(pem) = &broker.ca_pem {
-            let path = lr.home().join("ca.pem");
-            std::fs::write(&path, pem).unwrap();
-            lr.env("LR_CA_CERT", path.to_str().unwrap());
+        match &broker.ca_pem {
+            Some(pem) => {
+                let path = lr.home().join("ca.pem");
+                std::fs::write(&path, pem).unwrap();
+                lr.env("LR_CA_CERT", path.to_str().unwrap());
+            }
+            None => {
+                lr.env("LR_INSECURE_HTTP", "1");
+            }
         }
         lr
     }
