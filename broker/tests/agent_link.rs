@@ -1,12 +1,14 @@
 //! The agent gRPC service against misbehaving clients holding a valid agent certificate: one that
-//! goes silent, one whose first message is not a hello, one that sends garbage bytes.
+//! goes silent, one whose first message is not a hello, one that sends garbage bytes, one that
+//! reports another device's transfer as done.
 
 mod common;
 
 use std::time::Duration;
 
 use agent_proto::agent::agent_message::Body;
-use agent_proto::agent::{AgentMessage, BrokerMessage, Hello};
+use agent_proto::agent::command_result::Status;
+use agent_proto::agent::{AgentMessage, BrokerMessage, Heartbeat, Hello, TransferEnded};
 use bytes::{BufMut, Bytes};
 use common::{Stack, WAIT};
 use futures::StreamExt;
@@ -69,13 +71,24 @@ async fn attach(
     channel: Channel,
     messages: Vec<Bytes>,
 ) -> Result<tonic::Streaming<BrokerMessage>, tonic::Status> {
+    let outbound = futures::stream::iter(messages).chain(futures::stream::pending());
+    attach_stream(channel, outbound).await
+}
+
+async fn attach_stream(
+    channel: Channel,
+    outbound: impl futures::Stream<Item = Bytes> + Send + 'static,
+) -> Result<tonic::Streaming<BrokerMessage>, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    let outbound = futures::stream::iter(messages).chain(futures::stream::pending());
     let path = "/lr.agent.v1.AgentLink/Attach".parse().unwrap();
     grpc.streaming(tonic::Request::new(outbound), path, RawCodec)
         .await
         .map(|r| r.into_inner())
+}
+
+fn encode(body: Body) -> Bytes {
+    prost::Message::encode_to_vec(&AgentMessage { body: Some(body) }).into()
 }
 
 fn hello(device: &str) -> Bytes {
@@ -189,4 +202,68 @@ async fn first_status(
             other => panic!("expected a refusal, got {other:?}"),
         },
     }
+}
+
+/// A putfile to one device cannot be ended by another device's agent of the same tenant: the
+/// transfer's owner takes events only from the device the transfer names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_devices_agent_cannot_end_a_transfer() {
+    let stack = Stack::start(3, "").await;
+    // The putfile's device: online and heartbeating, but it never answers the offer.
+    let beats =
+        futures::stream::iter([hello("vault")]).chain(futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Some((encode(Body::Heartbeat(Heartbeat { sent_at_ms: 0 })), ()))
+        }));
+    let _vault = attach_stream(channel(&stack, "vault", 1).await, beats)
+        .await
+        .unwrap();
+    assert!(
+        testkit::wait_until(WAIT, || async {
+            online(&stack, "vault").await == Some(true)
+        })
+        .await
+    );
+    let response = stack
+        .http
+        .put(format!("{}/api/v1/library/tool.sh", stack.url(1)))
+        .bearer_auth("token-a")
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+    let (_, session) = stack.open(1, "token-a", "vault").await;
+    let sid = session["session_id"].as_str().unwrap().to_string();
+    let started = stack.run(1, "token-a", &sid, "putfile tool.sh").await;
+    let id = started["output"]["transfer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Another agent of the tenant reports the transfer as done, on another node.
+    let ended = encode(Body::TransferEnded(TransferEnded {
+        transfer_id: id.clone(),
+        status: Status::Ok as i32,
+        error: String::new(),
+        path: "/tmp/tool.sh".into(),
+    }));
+    let _rogue = attach(
+        channel(&stack, "rogue", 2).await,
+        vec![hello("rogue"), ended],
+    )
+    .await
+    .unwrap();
+    let path = format!("/api/v1/transfers/{id}");
+    let heard = testkit::wait_until(WAIT, || async {
+        (1..=3).any(|id| {
+            stack
+                .log(id)
+                .contains("ignored a transfer event from another device")
+        }) || stack.get(1, "token-a", &path).await.1["state"] != "running"
+    })
+    .await;
+    assert!(heard, "the forged end never reached the transfer's owner");
+    let (_, view) = stack.get(1, "token-a", &path).await;
+    assert_eq!(view["state"], "running", "{view}");
 }

@@ -157,6 +157,7 @@ impl ChunkIntake {
         let body = Body::TransferEvent(TransferEvent {
             transfer_id: transfer,
             event: Some(event),
+            device: self.device.clone(),
         });
         if let Err(error) = self.bus.publish(subject, &self.tenant, body).await {
             tracing::warn!(device = %self.device, %error, "cannot report a transfer event");

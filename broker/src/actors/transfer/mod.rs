@@ -274,6 +274,11 @@ impl TransferRun {
                 return Ok(());
             }
         };
+        if event.device != self.owned.record.device {
+            // Another agent of the tenant naming this transfer: it cannot end or advance it.
+            tracing::warn!(transfer = %self.owned.record.id, device = %self.owned.record.device, from = %event.device, "ignored a transfer event from another device");
+            return Ok(());
+        }
         if self.verifying || self.owned.record.state.is_terminal() {
             return Ok(());
         }
