@@ -69,7 +69,8 @@ run() {
     timeout --foreground "$run_timeout" "$bench" "$mode" --count "$count" --warmup "$warmup" --json "$@" |
         tee "$work/$mode.out" | grep -v '^{'
 }
-run nats --url "nats://127.0.0.1:$((base + 4222))"
+run nats --url "nats://127.0.0.1:$((base + 4222))" --ca "$ca" \
+  --cert "$dev/certs/broker-1.pem" --key "$dev/certs/broker-1.key"
 run api --url "$api_url" --ca "$ca" --token "$token" --device "$device" --expect-node 3 ||
     { echo "command_rtt.sh: the bench agent's log:" >&2; tail -n 20 "$work/agent.log" >&2; exit 1; }
 run ssh -- ssh -o BatchMode=yes "${mux[@]}" root@127.0.0.1 ls /

@@ -122,10 +122,10 @@ bench_stack_up() {
     stack_started=1
     LR_PORT_BASE=$base timeout --foreground "$up_timeout" deploy/local/up.sh --detach
     api_url=$(. "$dev/env" && echo "$LR_API_URL")
-    ca="$dev/certs/ca.pem"
+    ca="$dev/certs/cluster-ca.pem"
     token=$(. "$dev/env" && echo "$LR_TOKEN")
 
-    # --brokers 0: no broker certificate; the CA up.sh made is kept.
+    # --brokers 0: no broker or nats-server certificate; the CAs up.sh made are kept.
     "$bin/lr-broker" dev-certs --out "$dev/certs" --brokers 0 --agent "demo/$device" >/dev/null
     cat >"$work/agent.toml" <<CONF
 device_id = "$device"

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
+    /// This node's certificate must carry `lr-broker://<cluster_name>/<node_id>`; so must every
+    /// Raft peer's and every NATS user's.
+    #[serde(default = "default_cluster_name")]
+    pub cluster_name: String,
     pub node_id: u64,
     /// Raft files live under `<data_dir>/raft`.
     pub data_dir: PathBuf,
@@ -94,6 +98,9 @@ pub struct RaftSection {
     pub members: Vec<Member>,
     #[serde(default)]
     pub join: bool,
+    /// The largest Raft RPC message sent or accepted.
+    #[serde(default = "default_raft_message_bytes")]
+    pub max_message_bytes: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -109,6 +116,10 @@ pub struct AgentsSection {
     pub listen: SocketAddr,
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_interval_ms: u32,
+    /// The largest gRPC message an agent may send or be sent: a transfer chunk with its
+    /// envelope, or a command's output.
+    #[serde(default = "default_agent_message_bytes")]
+    pub max_message_bytes: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -128,12 +139,16 @@ pub struct ApiToken {
     pub token_sha256: String,
 }
 
-/// PEM files: the cluster CA, and this node's certificate and key (used for the agent service,
-/// the API and Raft alike).
+/// PEM files. This node's certificate (from the cluster CA, identity
+/// `lr-broker://<cluster_name>/<node_id>`) serves the agents' endpoint and the API, and is its
+/// client certificate for Raft and NATS.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
-    pub ca_cert: PathBuf,
+    /// The cluster CA: the only root Raft peers and nats-server are trusted by.
+    pub cluster_ca: PathBuf,
+    /// The agent issuing CA: the only root agents' client certificates are trusted by.
+    pub agent_ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
@@ -168,6 +183,18 @@ fn default_heartbeat_ms() -> u32 {
     5_000
 }
 
+fn default_cluster_name() -> String {
+    "local".into()
+}
+
+fn default_raft_message_bytes() -> usize {
+    cluster::node::DEFAULT_MAX_MESSAGE_BYTES
+}
+
+fn default_agent_message_bytes() -> usize {
+    8 * 1024 * 1024
+}
+
 /// A configuration that cannot work, naming the bad key.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid broker config: {key}: {reason}")]
@@ -184,8 +211,18 @@ fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
 }
 
 /// Top-level keys, the only ones read from `LR_*` variables.
-const KEYS: [&str; 9] = [
-    "node_id", "data_dir", "nats_url", "raft", "agents", "api", "tls", "sessions", "tenants",
+const KEYS: [&str; 11] = [
+    "cluster_name",
+    "node_id",
+    "data_dir",
+    "nats_url",
+    "raft",
+    "agents",
+    "api",
+    "tls",
+    "sessions",
+    "transfers",
+    "tenants",
 ];
 
 impl BrokerConfig {
@@ -222,6 +259,7 @@ impl BrokerConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        ids::broker(&self.cluster_name).map_err(|e| bad("cluster_name", e.to_string()))?;
         self.cluster_config()
             .validate()
             .map_err(|e| bad(&format!("raft.{}", e.key), e.reason))?;
@@ -240,15 +278,14 @@ impl BrokerConfig {
                     "must be 64 hex digits (sha256 of the token)",
                 ));
             }
-            if token.tenant.is_empty() || token.user.is_empty() {
-                return Err(bad(
-                    &format!("api.tokens[{i}]"),
-                    "tenant and user must not be empty",
-                ));
-            }
+            ids::tenant(&token.tenant)
+                .map_err(|e| bad(&format!("api.tokens[{i}].tenant"), e.to_string()))?;
+            ids::user(&token.user)
+                .map_err(|e| bad(&format!("api.tokens[{i}].user"), e.to_string()))?;
         }
         for (key, path) in [
-            ("tls.ca_cert", &self.tls.ca_cert),
+            ("tls.cluster_ca", &self.tls.cluster_ca),
+            ("tls.agent_ca", &self.tls.agent_ca),
             ("tls.cert", &self.tls.cert),
             ("tls.key", &self.tls.key),
         ] {
@@ -273,6 +310,7 @@ impl BrokerConfig {
             return Err(bad("sessions.idle_timeout_ms", "must be above 0"));
         }
         for (tenant, limits) in &self.tenants {
+            ids::tenant(tenant).map_err(|e| bad(&format!("tenants.{tenant}"), e.to_string()))?;
             let op = cluster::lease::LeaseOp::SetTenantLimits {
                 tenant: tenant.clone(),
                 limits: cluster::lease::TenantLimits {
@@ -302,12 +340,22 @@ impl BrokerConfig {
         if self.agents.heartbeat_interval_ms < 100 {
             return Err(bad("agents.heartbeat_interval_ms", "must be at least 100"));
         }
+        let chunk_and_envelope = t.chunk_size as usize + 64 * 1024;
+        if !(chunk_and_envelope..=256 * 1024 * 1024).contains(&self.agents.max_message_bytes) {
+            return Err(bad(
+                "agents.max_message_bytes",
+                format!(
+                    "must be between {chunk_and_envelope} (a transfer chunk and its envelope) and 268435456"
+                ),
+            ));
+        }
         Ok(())
     }
 
     /// The cluster crate's view of this node (TLS material is read separately).
     pub fn cluster_config(&self) -> cluster::ClusterConfig {
         cluster::ClusterConfig {
+            name: self.cluster_name.clone(),
             node_id: self.node_id,
             listen_addr: self.raft.listen,
             members: self
@@ -318,6 +366,7 @@ impl BrokerConfig {
                 .collect(),
             join: self.raft.join,
             data_dir: self.data_dir.join("raft"),
+            max_message_bytes: self.raft.max_message_bytes,
             ..cluster::ClusterConfig::default()
         }
     }

@@ -1,9 +1,10 @@
-//! `lr-broker`: runs a broker node, or creates development certificates.
+//! `lr-broker`: runs a broker node, creates development certificates, or writes the nats-server
+//! configuration that admits the brokers alone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use broker::{BrokerConfig, BrokerNode};
+use broker::{BrokerConfig, BrokerNode, dev};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -28,17 +29,39 @@ enum Command {
         #[arg(long)]
         node_id: Option<u64>,
     },
-    /// Create a development CA (kept if it exists) and certificates for brokers and agents.
+    /// Create the development cluster CA and agent CA (each kept if it exists), and certificates
+    /// for brokers (cluster CA), nats-server (cluster CA) and agents (agent CA).
     DevCerts {
         /// Directory for the PEM files.
         #[arg(long, default_value = ".lr/dev/certs")]
         out: PathBuf,
+        /// The cluster the brokers belong to (their identity is lr-broker://CLUSTER/N).
+        #[arg(long, default_value = "local")]
+        cluster: String,
         /// Broker certificates to issue: broker-1 .. broker-N.
         #[arg(long, default_value_t = 3)]
-        brokers: u32,
+        brokers: u64,
         /// Agent certificates to issue, as TENANT/DEVICE (repeatable).
         #[arg(long = "agent")]
         agents: Vec<String>,
+    },
+    /// Print a nats-server configuration that admits brokers 1..N of a cluster and nobody else:
+    /// TLS with cluster-CA client certificates mapped to users, broker permissions only.
+    NatsConfig {
+        /// Where `dev-certs` wrote cluster-ca.pem and nats-server.pem/.key.
+        #[arg(long, default_value = ".lr/dev/certs")]
+        certs: PathBuf,
+        #[arg(long, default_value = "local")]
+        cluster: String,
+        /// Brokers to admit: lr-broker://CLUSTER/1 .. N.
+        #[arg(long, default_value_t = 3)]
+        brokers: u64,
+        /// host:port nats-server listens on.
+        #[arg(long, default_value = "127.0.0.1:4222")]
+        listen: String,
+        /// JetStream's store directory.
+        #[arg(long)]
+        store_dir: PathBuf,
     },
 }
 
@@ -65,15 +88,27 @@ async fn main() -> ExitCode {
         Command::Run { config, node_id } => run(config, node_id).await,
         Command::DevCerts {
             out,
+            cluster,
             brokers,
             agents,
-        } => match dev_certs(&out, brokers, &agents) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("lr-broker: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+        } => report(dev_certs(&out, &cluster, brokers, &agents)),
+        Command::NatsConfig {
+            certs,
+            cluster,
+            brokers,
+            listen,
+            store_dir,
+        } => report(nats_config(&certs, &cluster, brokers, &listen, &store_dir)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lr-broker: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -112,18 +147,27 @@ async fn run(file: Option<PathBuf>, node_id: Option<u64>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn dev_certs(out: &std::path::Path, brokers: u32, agents: &[String]) -> anyhow::Result<()> {
-    let ca = pki::ensure_ca(out)?;
-    for n in 1..=brokers {
-        let issued = ca.issue_broker(out, &n.to_string(), &[])?;
-        println!("{}", issued.cert.display());
+fn dev_certs(out: &Path, cluster: &str, brokers: u64, agents: &[String]) -> anyhow::Result<()> {
+    let agents = agents
+        .iter()
+        .map(|a| dev::parse_agent(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for cert in dev::certs(out, cluster, brokers, &agents)? {
+        println!("{}", cert.display());
     }
-    for agent in agents {
-        let (tenant, device) = agent
-            .split_once('/')
-            .ok_or_else(|| anyhow::anyhow!("--agent {agent:?} is not TENANT/DEVICE"))?;
-        let issued = ca.issue_agent(out, tenant, device)?;
-        println!("{}", issued.cert.display());
-    }
+    Ok(())
+}
+
+fn nats_config(
+    certs: &Path,
+    cluster: &str,
+    brokers: u64,
+    listen: &str,
+    store_dir: &Path,
+) -> anyhow::Result<()> {
+    print!(
+        "{}",
+        dev::nats_config(certs, cluster, brokers, listen, store_dir)?
+    );
     Ok(())
 }

@@ -46,28 +46,54 @@ pub struct BrokerNode {
 
 /// The node's PEM files, read once.
 struct Pems {
-    ca: String,
+    cluster_ca: String,
+    agent_ca: String,
     cert: String,
     key: String,
 }
 
-impl BrokerNode {
-    pub async fn start(config: BrokerConfig) -> anyhow::Result<Self> {
+impl Pems {
+    fn read(tls: &crate::config::TlsSection) -> anyhow::Result<Self> {
         let read = |path: &std::path::Path| {
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
         };
-        let pems = Pems {
-            ca: read(&config.tls.ca_cert)?,
-            cert: read(&config.tls.cert)?,
-            key: read(&config.tls.key)?,
-        };
+        Ok(Self {
+            cluster_ca: read(&tls.cluster_ca)?,
+            agent_ca: read(&tls.agent_ca)?,
+            cert: read(&tls.cert)?,
+            key: read(&tls.key)?,
+        })
+    }
+
+    /// Refuses to start with a certificate that does not name this node: peers and nats-server
+    /// would refuse it anyway, with less clear messages.
+    fn check_identity(&self, cluster: &str, node: u64) -> anyhow::Result<()> {
+        let expected = pki::BrokerIdentity::new(cluster, node)?;
+        let der = CertificateDer::pem_slice_iter(self.cert.as_bytes())
+            .next()
+            .context("tls.cert holds no certificate")?
+            .context("tls.cert is not a pem certificate")?;
+        let found = pki::broker_identity(der.as_ref()).with_context(|| {
+            format!("tls.cert is not a broker certificate; issue one for {expected} with `lr-broker dev-certs`")
+        })?;
+        anyhow::ensure!(
+            found == expected,
+            "tls.cert is issued to {found}, but this node is {expected} (cluster_name, node_id); use this node's certificate"
+        );
+        Ok(())
+    }
+}
+
+impl BrokerNode {
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<Self> {
+        let pems = Pems::read(&config.tls)?;
+        pems.check_identity(&config.cluster_name, config.node_id)?;
 
         let mut cluster_config = config.cluster_config();
         cluster_config.tls = Some(TlsMaterial {
-            ca_pem: pems.ca.clone(),
+            ca_pem: pems.cluster_ca.clone(),
             cert_pem: pems.cert.clone(),
             key_pem: pems.key.clone(),
-            server_name: Some("localhost".into()),
         });
         let cluster = ClusterNode::start(cluster_config)
             .await
@@ -75,16 +101,17 @@ impl BrokerNode {
         let leases = cluster.lease_service();
         let limits_applied = apply_tenant_limits(&config, leases.clone());
 
-        let nats = tokio::time::timeout(
+        let nats = crate::nats::connect(
+            &config.nats_url,
+            format!("lr-broker-{}", config.node_id),
+            &crate::nats::ClientTls {
+                ca: config.tls.cluster_ca.clone(),
+                cert: config.tls.cert.clone(),
+                key: config.tls.key.clone(),
+            },
             NATS_CONNECT_TIMEOUT,
-            async_nats::ConnectOptions::new()
-                .name(format!("lr-broker-{}", config.node_id))
-                .retry_on_initial_connect()
-                .connect(config.nats_url.as_str()),
         )
-        .await
-        .map_err(|_| anyhow::anyhow!("no nats server answered at {} within {NATS_CONNECT_TIMEOUT:?}; start it or fix nats_url", config.nats_url))?
-        .with_context(|| format!("cannot connect to nats at {}", config.nats_url))?;
+        .await?;
         let bus = Bus::new(nats.clone());
         let registry = DeviceRegistry::open(nats.clone(), 1).await.context(
             "cannot open the device registry in jetstream; is jetstream enabled (nats-server -js)?",
@@ -154,13 +181,18 @@ impl BrokerNode {
             store,
             supervisor: devices.get_cell(),
         };
+        // Agents' certificates come from the agent CA alone: a broker's certificate is no agent.
         let agent_tls = ServerTlsConfig::new()
             .identity(Identity::from_pem(&pems.cert, &pems.key))
-            .client_ca_root(Certificate::from_pem(&pems.ca));
+            .client_ca_root(Certificate::from_pem(&pems.agent_ca));
         let agent_server = tonic::transport::Server::builder()
             .tls_config(agent_tls)
             .context("bad tls material for the agent service")?
-            .add_service(AgentLinkServer::new(agent_service))
+            .add_service(
+                AgentLinkServer::new(agent_service)
+                    .max_decoding_message_size(config.agents.max_message_bytes)
+                    .max_encoding_message_size(config.agents.max_message_bytes),
+            )
             .serve_with_incoming_shutdown(
                 // Commands are small messages: without nodelay each would wait ~40 ms for an ack.
                 TcpIncoming::from(agents_listener).with_nodelay(Some(true)),

@@ -60,7 +60,7 @@ async fn stale_tokens_are_refused_and_resent_commands_do_not_run_twice() {
         "completed"
     );
 
-    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let nats = stack.nats_as_broker(1).await;
     let mut results = nats
         .subscribe(bus::session_evt("demo", "forged"))
         .await

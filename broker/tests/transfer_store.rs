@@ -13,14 +13,25 @@ use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use testkit::NatsServer;
 
+mod common;
+
 const MIB: usize = 1024 * 1024;
 /// Bound on every test; a hang fails instead of blocking the suite.
 const WAIT: Duration = Duration::from_secs(120);
 
 struct Fixture {
     _nats: NatsServer,
+    _certs: tempfile::TempDir,
     client: async_nats::Client,
     store: ChunkStore,
+}
+
+/// A nats-server as deployed (TLS, brokers only) and a client with broker 1's credentials.
+async fn nats() -> (NatsServer, tempfile::TempDir, async_nats::Client) {
+    let certs = tempfile::tempdir().unwrap();
+    let nats = common::secure_nats(certs.path(), 1);
+    let client = common::connect_as_broker(&nats, certs.path(), 1).await;
+    (nats, certs, client)
 }
 
 async fn fixture() -> Fixture {
@@ -29,11 +40,11 @@ async fn fixture() -> Fixture {
 
 async fn fixture_with(config: ChunkStoreConfig) -> Fixture {
     testkit::init_tracing();
-    let nats = NatsServer::start();
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let (nats, certs, client) = nats().await;
     let store = ChunkStore::open_with(client.clone(), config).await.unwrap();
     Fixture {
         _nats: nats,
+        _certs: certs,
         client,
         store,
     }
@@ -183,8 +194,7 @@ async fn the_chunk_limit_follows_the_config_and_the_servers_max_payload() {
         );
 
         // The test server carries 8 MB messages; a wish for 16 MiB chunks is cut to that.
-        let nats = NatsServer::start();
-        let client = async_nats::connect(nats.url()).await.unwrap();
+        let (_nats, _certs, client) = nats().await;
         let store = ChunkStore::open_with(
             client.clone(),
             ChunkStoreConfig {
@@ -323,7 +333,7 @@ async fn progress_survives_a_new_store_on_a_new_connection() {
         f.put_all("acme", "x", &file[..7_000], 1_000).await;
 
         // What a node taking over a transfer does: open the store afresh and ask where to resume.
-        let client = async_nats::connect(f._nats.url()).await.unwrap();
+        let client = common::connect_as_broker(&f._nats, f._certs.path(), 1).await;
         let store = ChunkStore::open(client, 1).await.unwrap();
         let resume = store.contiguous_count("acme", "x").await.unwrap();
         assert_eq!(resume, 7);

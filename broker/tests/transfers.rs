@@ -570,7 +570,7 @@ async fn a_finished_transfer_is_deleted_after_its_retention() {
     random_file(&path, 3 * CHUNK as usize);
     let id = getfile(&stack, 1, &sid, &path).await;
     assert_eq!(finished(&stack, 1, &id).await["state"], "completed");
-    let client = async_nats::connect(stack.nats.url()).await.unwrap();
+    let client = stack.nats_as_broker(1).await;
     let store = broker::transfers::ChunkStore::open(client, 1)
         .await
         .unwrap();

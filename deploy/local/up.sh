@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts a local live response cluster on this machine: one nats-server (JetStream), three broker
 # nodes and an agent for this machine, then opens the console on it (unless --detach).
+# Trust as in production: a cluster CA for brokers and nats-server, an agent CA for agents;
+# nats-server admits only the brokers' certificates, over TLS, with broker permissions.
 # Everything lives under .lr/dev/ (configs, certs, data, logs, pids); deploy/local/down.sh stops it.
 set -euo pipefail
 
@@ -47,11 +49,8 @@ token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 token_a=$(token); token_b=$(token); token_c=$(token)
 
-cat > "$dev/nats.conf" <<CONF
-listen: "127.0.0.1:$nats_port"
-max_payload: 8MB
-jetstream { store_dir: "$dev/data-$base/nats" }
-CONF
+"$bin/lr-broker" nats-config --certs "$dev/certs" --brokers 3 \
+  --listen "127.0.0.1:$nats_port" --store-dir "$dev/data-$base/nats" > "$dev/nats.conf"
 nats-server -c "$dev/nats.conf" >"$dev/logs/nats.log" 2>&1 &
 echo "$! nats-server" >> "$dev/pids"
 
@@ -63,7 +62,7 @@ for id in 1 2 3; do
   cat > "$dev/broker-$id.toml" <<CONF
 node_id = $id
 data_dir = "$dev/data-$base/broker-$id"
-nats_url = "nats://127.0.0.1:$nats_port"
+nats_url = "tls://localhost:$nats_port"
 
 [raft]
 listen = "127.0.0.1:$((base + 7400 + id))"
@@ -81,7 +80,8 @@ tokens = [
 ]
 
 [tls]
-ca_cert = "$dev/certs/ca.pem"
+cluster_ca = "$dev/certs/cluster-ca.pem"
+agent_ca = "$dev/certs/agent-ca.pem"
 cert = "$dev/certs/broker-$id.pem"
 key = "$dev/certs/broker-$id.key"
 CONF
@@ -96,7 +96,7 @@ brokers = ["127.0.0.1:$((base + 7501))", "127.0.0.1:$((base + 7502))", "127.0.0.
 state_dir = "$dev/data-$base/agent-state"
 
 [tls]
-ca_cert = "$dev/certs/ca.pem"
+ca_cert = "$dev/certs/cluster-ca.pem"
 cert = "$dev/certs/agent-$device.pem"
 key = "$dev/certs/agent-$device.key"
 CONF
@@ -105,7 +105,7 @@ echo "$! lr-agent" >> "$dev/pids"
 
 cat > "$dev/env" <<ENV
 export LR_API_URL=https://localhost:$((base + 7601))
-export LR_CA_CERT=$dev/certs/ca.pem
+export LR_CA_CERT=$dev/certs/cluster-ca.pem
 export LR_DEVICE=$device
 export LR_BIN=$bin
 export LR_TOKEN=$token_a

@@ -1,14 +1,16 @@
-//! A real `nats-server` child process with JetStream, on a free loopback port, killed on drop.
+//! A real `nats-server` child process on a free loopback port, killed on drop. Its
+//! configuration comes from the caller (the broker's, which admits brokers alone); its log is
+//! kept for assertions and failure reports.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct NatsServer {
     child: Child,
     pub port: u16,
-    _store: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// Test ports come from below the kernel's ephemeral range (32768 and up on Linux), so a client
@@ -42,25 +44,24 @@ pub fn free_port() -> u16 {
 }
 
 impl NatsServer {
-    /// Starts `nats-server -js` and waits until it accepts connections.
-    pub fn start() -> Self {
-        let store = tempfile::tempdir().expect("temp dir for jetstream");
+    /// Starts nats-server with the configuration `config` writes for a listen address
+    /// (`127.0.0.1:<port>`) and a JetStream store directory, and waits until it accepts
+    /// connections.
+    pub fn start_with(config: impl FnOnce(&str, &Path) -> String) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for nats-server");
         let port = free_port();
         let binary = std::env::var_os("NATS_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| "nats-server".into());
-        let config = store.path().join("nats.conf");
-        // Command outputs travel in messages; allow more than the 1 MiB default.
-        let text = format!(
-            "listen: \"127.0.0.1:{port}\"\nmax_payload: 8MB\njetstream {{ store_dir: \"{}\" }}\n",
-            store.path().join("js").display()
-        );
-        std::fs::write(&config, text).expect("write nats.conf");
+        let path = dir.path().join("nats.conf");
+        let text = config(&format!("127.0.0.1:{port}"), &dir.path().join("js"));
+        std::fs::write(&path, text).expect("write nats.conf");
+        let log = std::fs::File::create(dir.path().join("nats.log")).expect("nats.log");
         let child = Command::new(&binary)
             .arg("-c")
-            .arg(&config)
+            .arg(&path)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -68,11 +69,7 @@ impl NatsServer {
                     binary.display()
                 )
             });
-        let server = Self {
-            child,
-            port,
-            _store: store,
-        };
+        let server = Self { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -86,6 +83,16 @@ impl NatsServer {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// nats-server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+
+    /// The server's process id, to watch its memory.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

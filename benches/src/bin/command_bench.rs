@@ -102,6 +102,14 @@ struct NatsArgs {
     run: Run,
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     url: String,
+    /// The cluster CA, and a broker's certificate and key: nats-server admits brokers only,
+    /// over TLS, so this measures the same connections brokers use.
+    #[arg(long)]
+    ca: PathBuf,
+    #[arg(long)]
+    cert: PathBuf,
+    #[arg(long)]
+    key: PathBuf,
     /// Size of the request and of the reply, about that of a command envelope.
     #[arg(long, default_value_t = 200)]
     payload_bytes: usize,
@@ -412,6 +420,9 @@ async fn bench_api(args: &ApiArgs) -> anyhow::Result<Outcome> {
 async fn bench_nats(args: &NatsArgs) -> anyhow::Result<Outcome> {
     let connect = || {
         async_nats::ConnectOptions::new()
+            .require_tls(true)
+            .add_root_certificates(args.ca.clone())
+            .add_client_certificate(args.cert.clone(), args.key.clone())
             .request_timeout(Some(Duration::from_secs(10)))
             .connection_timeout(Duration::from_secs(5))
             .connect(args.url.as_str())
@@ -427,7 +438,8 @@ async fn bench_nats(args: &NatsArgs) -> anyhow::Result<Outcome> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let subject = format!("bench.rtt.{}.{nanos}", std::process::id());
+    // Under `lr.>`, the only plain subjects a broker's credentials may use.
+    let subject = format!("lr.bench.rtt.{}.{nanos}", std::process::id());
     let mut requests = responder.subscribe(subject.clone()).await?;
     responder.flush().await?;
     let reply: Bytes = vec![b'r'; args.payload_bytes].into();

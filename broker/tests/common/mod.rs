@@ -22,6 +22,30 @@ pub const ANALYSTS: [(&str, &str, &str); 4] = [
     ("demo", "analyst-d", "token-d"),
 ];
 
+/// Creates the development certificates for `brokers` brokers in `certs` and starts nats-server
+/// the way a deployment does: TLS, brokers' certificates mapped to users, broker permissions.
+pub fn secure_nats(certs: &Path, brokers: u64) -> NatsServer {
+    broker::dev::certs(certs, CLUSTER, brokers, &[]).unwrap();
+    NatsServer::start_with(|listen, store| {
+        broker::dev::nats_config(certs, CLUSTER, brokers, listen, store).unwrap()
+    })
+}
+
+/// Connects to `nats` as broker `node` of the certificates in `certs`.
+pub async fn connect_as_broker(nats: &NatsServer, certs: &Path, node: u64) -> async_nats::Client {
+    broker::nats::connect(
+        &nats.url(),
+        format!("test-as-broker-{node}"),
+        &broker::dev::broker_tls(certs, node),
+        WAIT,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\nnats-server log:\n{}", nats.log()))
+}
+
+/// The cluster name of test stacks (the brokers' default).
+pub const CLUSTER: &str = "local";
+
 pub struct Broker {
     pub child: Option<Child>,
     pub config: PathBuf,
@@ -55,9 +79,8 @@ impl Stack {
             .await
             .expect("the semaphore is never closed");
         let dir = tempfile::tempdir().unwrap();
-        let nats = NatsServer::start();
         let certs = dir.path().join("certs");
-        let ca = pki::ensure_ca(&certs).unwrap();
+        let nats = secure_nats(&certs, n);
         let raft_ports: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
         let members: Vec<String> = raft_ports
             .iter()
@@ -74,7 +97,6 @@ impl Stack {
             .collect();
         let mut brokers = BTreeMap::new();
         for id in 1..=n {
-            let issued = ca.issue_broker(&certs, &id.to_string(), &[]).unwrap();
             let (api_port, agent_port) = (free_port(), free_port());
             let config = dir.path().join(format!("broker-{id}.toml"));
             let toml = format!(
@@ -95,7 +117,8 @@ listen = "127.0.0.1:{api_port}"
 tokens = [{tokens}]
 
 [tls]
-ca_cert = "{ca}"
+cluster_ca = "{cluster_ca}"
+agent_ca = "{agent_ca}"
 cert = "{cert}"
 key = "{key}"
 {extra_toml}
@@ -105,9 +128,10 @@ key = "{key}"
                 raft = raft_ports[&id],
                 members = members.join(", "),
                 tokens = tokens.join(", "),
-                ca = certs.join("ca.pem").display(),
-                cert = issued.cert.display(),
-                key = issued.key.display(),
+                cluster_ca = certs.join("cluster-ca.pem").display(),
+                agent_ca = certs.join("agent-ca.pem").display(),
+                cert = certs.join(format!("broker-{id}.pem")).display(),
+                key = certs.join(format!("broker-{id}.key")).display(),
             );
             std::fs::write(&config, toml).unwrap();
             brokers.insert(
@@ -120,7 +144,7 @@ key = "{key}"
                 },
             );
         }
-        let ca_pem = std::fs::read(certs.join("ca.pem")).unwrap();
+        let ca_pem = std::fs::read(certs.join("cluster-ca.pem")).unwrap();
         let http = reqwest::Client::builder()
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).unwrap())
@@ -282,13 +306,19 @@ key = "{key}"
     }
 
     pub fn agent_cert(&self, tenant: &str, device: &str) -> (PathBuf, PathBuf) {
-        let ca = pki::ensure_ca(&self.certs).unwrap();
+        let ca = pki::ensure_ca(&self.certs, pki::CaRole::Agents).unwrap();
         let issued = ca.issue_agent(&self.certs, tenant, device).unwrap();
         (issued.cert, issued.key)
     }
 
+    /// The cluster CA: what agents and analysts check brokers' certificates against.
     pub fn ca_path(&self) -> PathBuf {
-        self.certs.join("ca.pem")
+        self.certs.join("cluster-ca.pem")
+    }
+
+    /// A NATS client with broker `node`'s credentials, for tests that look at the bus directly.
+    pub async fn nats_as_broker(&self, node: u64) -> async_nats::Client {
+        connect_as_broker(&self.nats, &self.certs, node).await
     }
 
     pub fn agent_ports(&self) -> Vec<u16> {
@@ -398,6 +428,19 @@ impl Drop for Stack {
         }
         for stop in self.agents.drain(..) {
             let _ = stop.send(());
+        }
+        // Brokers' NATS permissions must cover everything brokers do: a refusal here is a
+        // missing permission, which would otherwise only show as a stall.
+        let log = self.nats.log();
+        let refused: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("Permissions Violation"))
+            .collect();
+        if !refused.is_empty() && !std::thread::panicking() {
+            panic!(
+                "nats-server refused brokers:\n{}",
+                refused[..refused.len().min(10)].join("\n")
+            );
         }
     }
 }

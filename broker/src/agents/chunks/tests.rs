@@ -12,16 +12,26 @@ const CHUNK: usize = 64 * 1024;
 
 struct Fixture {
     _nats: testkit::NatsServer,
+    _certs: tempfile::TempDir,
     client: async_nats::Client,
     store: ChunkStore,
 }
 
+/// nats-server as deployed (TLS, brokers only), and a client with broker 1's credentials.
 async fn fixture() -> Fixture {
-    let nats = testkit::NatsServer::start();
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    crate::dev::certs(certs.path(), "local", 1, &[]).unwrap();
+    let nats = testkit::NatsServer::start_with(|listen, store| {
+        crate::dev::nats_config(certs.path(), "local", 1, listen, store).unwrap()
+    });
+    let tls = crate::dev::broker_tls(certs.path(), 1);
+    let client = crate::nats::connect(&nats.url(), "test".into(), &tls, Duration::from_secs(30))
+        .await
+        .unwrap();
     let store = ChunkStore::open(client.clone(), 1).await.unwrap();
     Fixture {
         _nats: nats,
+        _certs: certs,
         client,
         store,
     }
