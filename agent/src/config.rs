@@ -9,7 +9,7 @@
 //! work_dir = "/var/lib/lr-agent/work"   # optional; putfile's working folder, <state_dir>/work by default
 //!
 //! [tls]
-//! ca_cert = "/etc/lr-agent/ca.pem"
+//! ca_cert = "/etc/lr-agent/cluster-ca.pem"   # the cluster CA, which signs brokers' certificates
 //! cert = "/etc/lr-agent/agent.pem"
 //! key = "/etc/lr-agent/agent.key"
 //! server_name = "localhost"   # optional
@@ -20,6 +20,7 @@
 //! backoff_initial_ms = 100
 //! backoff_max_ms = 5000
 //! keepalive_interval_ms = 15000
+//! max_message_bytes = 8388608
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -85,6 +86,9 @@ pub struct ConnectionConfig {
     pub backoff_max_ms: u64,
     /// HTTP/2 pings: how a silently dead broker or network path is noticed.
     pub keepalive_interval_ms: u64,
+    /// The largest gRPC message sent to or accepted from a broker (a putfile chunk and its
+    /// envelope, a command's output).
+    pub max_message_bytes: usize,
 }
 
 impl Default for ConnectionConfig {
@@ -95,6 +99,7 @@ impl Default for ConnectionConfig {
             backoff_initial_ms: 100,
             backoff_max_ms: 5_000,
             keepalive_interval_ms: 15_000,
+            max_message_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -199,8 +204,9 @@ impl Config {
 
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_name("device_id", &self.device_id)?;
-        check_name("tenant", &self.tenant)?;
+        ids::device(&self.device_id)
+            .map_err(|e| ConfigError::invalid("device_id", e.to_string()))?;
+        ids::tenant(&self.tenant).map_err(|e| ConfigError::invalid("tenant", e.to_string()))?;
         if self.brokers.is_empty() {
             return Err(ConfigError::invalid(
                 "brokers",
@@ -257,6 +263,12 @@ impl Config {
                 return Err(ConfigError::invalid(key, "must be above 0"));
             }
         }
+        if !(1024 * 1024..=256 * 1024 * 1024).contains(&c.max_message_bytes) {
+            return Err(ConfigError::invalid(
+                "connection.max_message_bytes",
+                "must be between 1048576 and 268435456",
+            ));
+        }
         if c.backoff_max_ms < c.backoff_initial_ms {
             return Err(ConfigError::invalid(
                 "connection.backoff_max_ms",
@@ -268,24 +280,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// Ids become parts of NATS subjects (`lr.<tenant>.dev.<device>`), so '.', '*', '>' and spaces
-/// are out.
-fn check_name(key: &str, value: &str) -> Result<(), ConfigError> {
-    if value.is_empty() || value.len() > 128 {
-        return Err(ConfigError::invalid(key, "must be 1 to 128 characters"));
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
-        return Err(ConfigError::invalid(
-            key,
-            format!("'{value}' holds '{c}'; use only letters, digits, '-' and '_'"),
-        ));
-    }
-    Ok(())
 }
 
 fn check_broker(b: &str) -> Result<(), String> {

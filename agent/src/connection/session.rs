@@ -85,7 +85,9 @@ pub async fn serve(link: &Link, addr: &str) -> Result<SessionEnd, SessionError> 
         UnboundedReceiverStream::new(out_rx),
         ReceiverStream::new(chunk_rx).map(convert::transfer_event),
     );
-    let mut client = AgentLinkClient::new(channel);
+    let mut client = AgentLinkClient::new(channel)
+        .max_decoding_message_size(c.max_message_bytes)
+        .max_encoding_message_size(c.max_message_bytes);
     let welcome_timeout = c.welcome_timeout();
     let response = tokio::time::timeout(welcome_timeout, client.attach(outgoing))
         .await

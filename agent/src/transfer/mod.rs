@@ -66,9 +66,6 @@ pub const MAX_WINDOW_CHUNKS: u32 = 64;
 /// The most windows sent at once, all transfers together; more are refused with "retry".
 pub const MAX_WINDOWS: usize = 8;
 
-/// Transfer ids longer than this are refused (they travel in every chunk).
-pub const MAX_TRANSFER_ID_BYTES: usize = 128;
-
 /// How many transfers' parameters and file stamps are remembered.
 pub const MAX_REMEMBERED_TRANSFERS: usize = 256;
 
@@ -158,18 +155,7 @@ pub fn chunk_count(size: u64, chunk_size: u64) -> u64 {
 
 /// Refuses an id the transfer cannot be addressed by.
 pub fn check_id(transfer_id: &str) -> Result<(), Refusal> {
-    if transfer_id.is_empty() {
-        return Err(Refusal::invalid(
-            "the chunk request has no transfer id; every transfer needs a unique id",
-        ));
-    }
-    if transfer_id.len() > MAX_TRANSFER_ID_BYTES {
-        return Err(Refusal::invalid(format!(
-            "the transfer id is {} bytes; at most {MAX_TRANSFER_ID_BYTES} are allowed",
-            transfer_id.len()
-        )));
-    }
-    Ok(())
+    ids::transfer(transfer_id).map_err(|e| Refusal::invalid(e.to_string()))
 }
 
 /// Checks a request on its own (no IO).

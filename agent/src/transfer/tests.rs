@@ -152,12 +152,16 @@ fn requests_are_validated_before_any_io() {
         transfer_id: String::new(),
         ..ok.clone()
     });
-    assert!(e.error.contains("no transfer id"), "{}", e.error);
+    assert!(
+        e.error.contains("transfer id \"\": it is empty"),
+        "{}",
+        e.error
+    );
     let e = bad(WindowRequest {
-        transfer_id: "x".repeat(MAX_TRANSFER_ID_BYTES + 1),
+        transfer_id: "x".repeat(ids::MAX_TOKEN_LEN + 1),
         ..ok.clone()
     });
-    assert!(e.error.contains("at most 128"), "{}", e.error);
+    assert!(e.error.contains("longer than 64"), "{}", e.error);
 }
 
 #[test]

@@ -380,6 +380,7 @@ pub fn agent_config(pki: &Pki, brokers: &[SocketAddr], state_dir: &Path) -> Conf
             backoff_initial_ms: 50,
             backoff_max_ms: 500,
             keepalive_interval_ms: 5_000,
+            ..ConnectionConfig::default()
         },
     }
 }

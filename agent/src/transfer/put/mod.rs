@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use super::{MAX_CHUNK_SIZE, MAX_REMEMBERED_TRANSFERS, MAX_TRANSFER_ID_BYTES, MIN_CHUNK_SIZE};
+use super::{MAX_CHUNK_SIZE, MAX_REMEMBERED_TRANSFERS, MIN_CHUNK_SIZE};
 use super::{Refusal, TransferSink};
 use crate::model::{ChunkData, PutOfferRequest, Status, TransferEnd};
 pub use partial::WorkDir;
@@ -123,19 +123,10 @@ impl Offer {
     }
 }
 
-/// Refuses a transfer id that cannot name a partial file: `[A-Za-z0-9_-]{1,128}`.
+/// Refuses a transfer id that cannot name a partial file (the [`ids`] rule keeps it one path
+/// component).
 pub fn check_id(transfer_id: &str) -> Result<(), Refusal> {
-    let ok = (1..=MAX_TRANSFER_ID_BYTES).contains(&transfer_id.len())
-        && transfer_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        return Ok(());
-    }
-    Err(Refusal::invalid(format!(
-        "transfer id '{}' is not 1 to {MAX_TRANSFER_ID_BYTES} letters, digits, '-' or '_'; it names the partial file on the device, so give the put such an id",
-        transfer_id.escape_debug()
-    )))
+    ids::transfer(transfer_id).map_err(|e| Refusal::invalid(e.to_string()))
 }
 
 /// Why `name` is not a plain file name in the working folder, if it is not one.
