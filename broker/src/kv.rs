@@ -28,11 +28,24 @@ pub async fn open_bucket(
     }
 }
 
+/// `<tenant>.<id>`: the one way a record's key is built. Both parts pass the [`ids`] rules, so a
+/// key is exactly two tokens and one tenant's prefix never matches another tenant's keys. A
+/// library name, a file name, is hex-encoded to the characters keys allow.
+pub fn key(tenant: &str, kind: ids::Kind, id: &str) -> Result<String, ids::InvalidId> {
+    ids::tenant(tenant)?;
+    ids::check(kind, id)?;
+    Ok(match kind {
+        ids::Kind::LibraryName => format!("{tenant}.{}", crate::transfers::hex(id.as_bytes())),
+        _ => format!("{tenant}.{id}"),
+    })
+}
+
 /// The values of every key `<tenant>.…`, decoded as JSON; values that do not decode are skipped.
 pub async fn tenant_values<T: serde::de::DeserializeOwned>(
     store: &kv::Store,
     tenant: &str,
 ) -> Result<Vec<T>, String> {
+    ids::tenant(tenant).map_err(|e| e.to_string())?;
     let prefix = format!("{tenant}.");
     let keys: Vec<String> = match store.keys().await {
         Ok(keys) => keys.try_collect().await.map_err(|e| e.to_string())?,

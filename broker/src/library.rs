@@ -15,8 +15,6 @@ use sha2::{Digest, Sha256};
 use crate::transfers::{ChunkStore, hex, sha256_hex};
 
 const BUCKET: &str = "lr-library";
-/// Longest library name.
-pub const MAX_NAME_LEN: usize = 128;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LibraryEntry {
@@ -34,8 +32,8 @@ pub struct LibraryEntry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryError {
-    #[error("library name {name:?} refused: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    #[error(transparent)]
+    Invalid(#[from] ids::InvalidId),
     #[error("{0} is already in the library; upload with overwrite to replace it")]
     Exists(String),
     #[error("no library file named {0}; list the library with `library`")]
@@ -101,7 +99,7 @@ impl Library {
     }
 
     pub async fn get(&self, tenant: &str, name: &str) -> Result<LibraryEntry, LibraryError> {
-        check_name(name)?;
+        ids::library_name(name)?;
         self.entry(tenant, name)
             .await?
             .map(|(entry, _)| entry)
@@ -119,7 +117,7 @@ impl Library {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        check_name(&upload.name)?;
+        ids::library_name(&upload.name)?;
         let existing = self.entry(&upload.tenant, &upload.name).await?;
         if existing.is_some() && !upload.overwrite {
             return Err(LibraryError::Exists(upload.name));
@@ -145,7 +143,7 @@ impl Library {
             uploaded_at_ms: upload.now_ms,
         };
         let value = Bytes::from(serde_json::to_vec(&entry).map_err(unavailable)?);
-        let key = key(&upload.tenant, &upload.name);
+        let key = key(&upload.tenant, &upload.name)?;
         let claimed = match &existing {
             None => self.kv.create(&key, value).await.map_err(|e| {
                 if e.kind() == kv::CreateErrorKind::AlreadyExists {
@@ -173,12 +171,12 @@ impl Library {
     }
 
     pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), LibraryError> {
-        check_name(name)?;
+        ids::library_name(name)?;
         let Some((entry, revision)) = self.entry(tenant, name).await? else {
             return Err(LibraryError::NotFound(name.to_string()));
         };
         self.kv
-            .delete_expect_revision(key(tenant, name), Some(revision))
+            .delete_expect_revision(key(tenant, name)?, Some(revision))
             .await
             .map_err(unavailable)?;
         let _ = self.store.delete(tenant, &entry.blob).await;
@@ -193,7 +191,7 @@ impl Library {
     ) -> Result<Option<(LibraryEntry, u64)>, LibraryError> {
         let Some(entry) = self
             .kv
-            .entry(key(tenant, name))
+            .entry(key(tenant, name)?)
             .await
             .map_err(unavailable)?
         else {
@@ -255,34 +253,9 @@ impl Library {
     }
 }
 
-/// KV keys allow few characters; a name is hex-encoded so any allowed name maps to one key.
-fn key(tenant: &str, name: &str) -> String {
-    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{tenant}.{hex}")
-}
-
-/// A library name is a plain file name: it becomes the file's name on the device.
-pub fn check_name(name: &str) -> Result<(), LibraryError> {
-    let reason = if name.is_empty() {
-        Some("it is empty")
-    } else if name.len() > MAX_NAME_LEN {
-        Some("it is longer than 128 bytes")
-    } else if name.contains(['/', '\\']) {
-        Some("it holds a slash; a library name is a file name, not a path")
-    } else if name.chars().any(char::is_control) {
-        Some("it holds a control character or NUL")
-    } else if name.starts_with('.') {
-        Some("it starts with '.'")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(LibraryError::InvalidName {
-            name: name.chars().take(MAX_NAME_LEN).collect(),
-            reason,
-        }),
-        None => Ok(()),
-    }
+/// The record's key; the name is checked and hex-encoded there.
+fn key(tenant: &str, name: &str) -> Result<String, ids::InvalidId> {
+    crate::kv::key(tenant, ids::Kind::LibraryName, name)
 }
 
 #[cfg(test)]
@@ -290,23 +263,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_plain_file_names() {
-        for good in ["collector.sh", "tool v2.bin", "a", "ÿ-script.py"] {
-            assert!(check_name(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "", "../x", "a/b", "a\\b", ".hidden", "nul\0x", "tab\tx", "/abs",
-        ] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
-        }
-        assert!(check_name(&"x".repeat(129)).is_err());
-    }
-
-    #[test]
     fn keys_never_collide_or_hold_odd_characters() {
-        assert_ne!(key("t", "a.b"), key("t", "a_b"));
+        assert_ne!(key("t", "a.b").unwrap(), key("t", "a_b").unwrap());
         assert!(
             key("demo", "my tool (1).sh")
+                .unwrap()
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.')
         );

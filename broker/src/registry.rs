@@ -51,8 +51,8 @@ pub struct DeviceRegistry {
     kv: kv::Store,
 }
 
-fn key(tenant: &str, device: &str) -> String {
-    format!("{tenant}.{device}")
+fn key(tenant: &str, device: &str) -> Result<String, RegistryError> {
+    crate::kv::key(tenant, ids::Kind::Device, device).map_err(err)
 }
 
 impl DeviceRegistry {
@@ -71,7 +71,7 @@ impl DeviceRegistry {
 
     /// Records a new connection and returns its epoch, one above any earlier connection's.
     pub async fn connected(&self, mut record: DeviceRecord) -> Result<u64, RegistryError> {
-        let key = key(&record.tenant, &record.device);
+        let key = key(&record.tenant, &record.device)?;
         for _ in 0..CAS_ATTEMPTS {
             let current = self.kv.entry(&key).await.map_err(err)?;
             let (previous_epoch, revision) = match &current {
@@ -112,7 +112,7 @@ impl DeviceRegistry {
         online: bool,
         now_ms: u64,
     ) -> Result<(), RegistryError> {
-        let key = key(tenant, device);
+        let key = key(tenant, device)?;
         let Some(entry) = self.kv.entry(&key).await.map_err(err)? else {
             return Ok(());
         };
@@ -135,7 +135,7 @@ impl DeviceRegistry {
         tenant: &str,
         device: &str,
     ) -> Result<Option<DeviceRecord>, RegistryError> {
-        match self.kv.get(key(tenant, device)).await.map_err(err)? {
+        match self.kv.get(key(tenant, device)?).await.map_err(err)? {
             Some(value) => Ok(serde_json::from_slice(&value).ok()),
             None => Ok(None),
         }

@@ -305,9 +305,10 @@ async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
             .contains("over the getfile limit of 64000000 bytes"),
         "{refused}"
     );
-    // A transfer id that is not one.
-    let (status, _) = stack.get(1, TOKEN, "/api/v1/transfers/..%2F..%2Fetc").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A transfer id that is not one is refused with the rule.
+    let (status, body) = stack.get(1, TOKEN, "/api/v1/transfers/..%2F..%2Fetc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["rule"].is_string(), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

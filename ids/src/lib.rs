@@ -134,7 +134,11 @@ fn check_chars(value: &str, max: usize, allowed: impl Fn(u8) -> bool) -> Result<
     if value.is_empty() {
         Err("it is empty")
     } else if value.len() > max {
-        Err("it is too long")
+        Err(if max == MAX_TOKEN_LEN {
+            "it is longer than 64 characters"
+        } else {
+            "it is longer than 128 characters"
+        })
     } else if value
         .bytes()
         .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())

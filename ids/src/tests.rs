@@ -81,6 +81,23 @@ fn library_names_are_plain_file_names() {
 }
 
 #[test]
+fn a_long_id_is_refused_naming_its_limit() {
+    let token = transfer(&"x".repeat(MAX_TOKEN_LEN + 1)).unwrap_err();
+    assert!(
+        token
+            .to_string()
+            .contains(&format!("longer than {MAX_TOKEN_LEN}")),
+        "{token}"
+    );
+    let user = user(&"x".repeat(MAX_USER_LEN + 1)).unwrap_err();
+    assert!(
+        user.to_string()
+            .contains(&format!("longer than {MAX_USER_LEN}")),
+        "{user}"
+    );
+}
+
+#[test]
 fn a_refused_value_is_cut_in_the_message() {
     let err = device(&"y".repeat(10_000)).unwrap_err();
     assert_eq!(err.value.len(), SHOWN);

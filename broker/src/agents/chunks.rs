@@ -149,7 +149,7 @@ impl ChunkIntake {
     }
 
     async fn report(&self, transfer: String, event: Event) {
-        if !crate::transfers::valid_id(&transfer) {
+        if ids::transfer(&transfer).is_err() {
             tracing::warn!(device = %self.device, "dropped an event for a malformed transfer id");
             return;
         }

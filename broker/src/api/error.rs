@@ -49,6 +49,16 @@ impl ApiError {
     }
 }
 
+/// A malformed id in a path or body: 400, with the rule to follow beside the message.
+impl From<ids::InvalidId> for ApiError {
+    fn from(error: ids::InvalidId) -> Self {
+        Self {
+            extra: Some(json!({"rule": error.rule()})),
+            ..Self::invalid(error.to_string())
+        }
+    }
+}
+
 impl From<ClusterError> for ApiError {
     fn from(error: ClusterError) -> Self {
         match &error {

@@ -110,9 +110,7 @@ pub async fn open_session(
             body.device, caller.tenant
         ))
     };
-    if body.device.is_empty() || body.device.len() > 128 {
-        return Err(missing());
-    }
+    ids::device(&body.device)?;
     let device = state
         .registry
         .get(&caller.tenant, &body.device)

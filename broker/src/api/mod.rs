@@ -70,14 +70,7 @@ impl ApiState {
                 "no live session {session}; it never existed, was ended, or expired"
             ))
         };
-        if session.is_empty()
-            || session.len() > 64
-            || !session
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(missing());
-        }
+        ids::session(session)?;
         let request = Body::SessionRequest(SessionRequest {
             user: caller.user.clone(),
             op: Some(op),

@@ -26,7 +26,10 @@ const MAX_WAIT_MS: u64 = 30_000;
 
 impl From<BookError> for ApiError {
     fn from(error: BookError) -> Self {
-        ApiError::unavailable(error.to_string())
+        match error {
+            BookError::Invalid(invalid) => invalid.into(),
+            other => ApiError::unavailable(other.to_string()),
+        }
     }
 }
 
@@ -34,7 +37,7 @@ impl From<LibraryError> for ApiError {
     fn from(error: LibraryError) -> Self {
         let message = error.to_string();
         match error {
-            LibraryError::InvalidName { .. } => ApiError::invalid(message),
+            LibraryError::Invalid(invalid) => invalid.into(),
             LibraryError::Exists(_) => {
                 ApiError::new(StatusCode::CONFLICT, "already_exists", message)
             }
@@ -104,6 +107,7 @@ pub async fn get(
     Path(id): Path<String>,
     Query(wait): Query<Wait>,
 ) -> Result<Json<Value>, ApiError> {
+    ids::transfer(&id)?;
     let wait = Duration::from_millis(wait.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
     // Watch before reading, so no change falls between the read and the wait.
     let updates = if wait.is_zero() {
@@ -135,6 +139,7 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    ids::transfer(&id)?;
     let context = &state.transfers;
     for _ in 0..5 {
         let Versioned {
@@ -178,6 +183,7 @@ pub async fn content(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    ids::transfer(&id)?;
     let record = owned(&state, &caller, &id).await?.record;
     if record.kind != TransferKind::Getfile {
         return Err(ApiError::invalid(format!(
@@ -354,6 +360,7 @@ pub async fn library_upload(
     Query(query): Query<UploadQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    ids::library_name(&name)?;
     let context = &state.transfers;
     let upload = Upload {
         tenant: caller.tenant.clone(),

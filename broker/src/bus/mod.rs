@@ -27,6 +27,8 @@ pub enum BusError {
     Malformed { subject: String, reason: String },
     #[error("message on {subject} claims tenant {claimed}; dropped")]
     WrongTenant { subject: String, claimed: String },
+    #[error(transparent)]
+    InvalidId(#[from] ids::InvalidId),
     #[error("nats: {0}")]
     Nats(String),
 }
@@ -47,6 +49,7 @@ impl Bus {
     }
 
     pub async fn publish(&self, subject: String, tenant: &str, body: Body) -> Result<(), BusError> {
+        ids::tenant(tenant)?;
         self.client
             .publish(subject, encode(tenant, body))
             .await
@@ -61,6 +64,7 @@ impl Bus {
         body: Body,
         timeout: Duration,
     ) -> Result<Body, BusError> {
+        ids::tenant(tenant)?;
         let request = self.client.request(subject.clone(), encode(tenant, body));
         let reply = match tokio::time::timeout(timeout, request).await {
             Err(_) => return Err(BusError::TimedOut(subject)),

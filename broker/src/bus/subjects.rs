@@ -1,5 +1,6 @@
-//! NATS subject names. Ids are restricted to `[A-Za-z0-9._-]` (enrolment enforces it), so they never
-//! hold wildcards or spaces; the tenant, first after `lr.`, never holds a dot.
+//! NATS subject names. Every id in them has passed the [`ids`] rules where it entered (config,
+//! certificate, API, KV key), so each is exactly one subject level: no dot, wildcard or space.
+//! [`super::Bus`] checks the tenant again before anything is sent.
 
 pub fn device_cmd(tenant: &str, device: &str) -> String {
     format!("lr.{tenant}.dev.{device}.cmd")

@@ -97,6 +97,8 @@ impl TransferRecord {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BookError {
+    #[error(transparent)]
+    Invalid(#[from] ids::InvalidId),
     #[error("transfer {0} was taken over by another node")]
     Superseded(String),
     #[error("transfer records unavailable: {0}; retry when NATS JetStream answers")]
@@ -119,8 +121,8 @@ pub struct TransferBook {
     kv: kv::Store,
 }
 
-fn key(tenant: &str, id: &str) -> String {
-    format!("{tenant}.{id}")
+fn key(tenant: &str, id: &str) -> Result<String, BookError> {
+    Ok(crate::kv::key(tenant, ids::Kind::Transfer, id)?)
 }
 
 impl TransferBook {
@@ -140,7 +142,7 @@ impl TransferBook {
     pub async fn create(&self, record: &TransferRecord) -> Result<Versioned, BookError> {
         let revision = self
             .kv
-            .create(key(&record.tenant, &record.id), encode(record)?)
+            .create(key(&record.tenant, &record.id)?, encode(record)?)
             .await
             .map_err(unavailable)?;
         Ok(Versioned {
@@ -158,7 +160,7 @@ impl TransferBook {
     ) -> Result<Versioned, BookError> {
         match self
             .kv
-            .update(key(&record.tenant, &record.id), encode(record)?, revision)
+            .update(key(&record.tenant, &record.id)?, encode(record)?, revision)
             .await
         {
             Ok(revision) => Ok(Versioned {
@@ -175,17 +177,14 @@ impl TransferBook {
     /// Removes a record and its history, unless it was written after `revision`.
     pub async fn remove(&self, record: &TransferRecord, revision: u64) -> Result<(), BookError> {
         self.kv
-            .purge_expect_revision(key(&record.tenant, &record.id), Some(revision))
+            .purge_expect_revision(key(&record.tenant, &record.id)?, Some(revision))
             .await
             .map_err(unavailable)
     }
 
     /// A transfer of `tenant`; another tenant's transfer reads as missing.
     pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<Versioned>, BookError> {
-        if !valid_id(id) {
-            return Ok(None);
-        }
-        let Some(entry) = self.kv.entry(key(tenant, id)).await.map_err(unavailable)? else {
+        let Some(entry) = self.kv.entry(key(tenant, id)?).await.map_err(unavailable)? else {
             return Ok(None);
         };
         if entry.operation != kv::Operation::Put {
@@ -226,16 +225,9 @@ impl TransferBook {
         tenant: &str,
         id: &str,
     ) -> Result<impl Stream<Item = TransferRecord> + use<>, BookError> {
-        let watch = self.kv.watch(key(tenant, id)).await.map_err(unavailable)?;
+        let watch = self.kv.watch(key(tenant, id)?).await.map_err(unavailable)?;
         Ok(watch.filter_map(|entry| async move { decode(&entry.ok()?.value) }))
     }
-}
-
-/// Transfer ids are uuids; anything else names no transfer (and never reaches a KV key).
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= super::MAX_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 fn encode(record: &TransferRecord) -> Result<Bytes, BookError> {

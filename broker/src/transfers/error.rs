@@ -4,14 +4,8 @@
 /// ([`StoreError::is_retryable`]); every other variant is a decision about the input or the data.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "{what} id {value:?} refused: {reason}; use 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'"
-    )]
-    InvalidId {
-        what: &'static str,
-        value: String,
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidId(#[from] ids::InvalidId),
 
     #[error("checksum {value:?} refused: a SHA-256 is written as 64 hex digits")]
     InvalidChecksum { value: String },

@@ -12,11 +12,8 @@ mod names;
 mod range;
 mod store;
 
-pub use book::{
-    BookError, TransferBook, TransferKind, TransferRecord, TransferState, Versioned, valid_id,
-};
+pub use book::{BookError, TransferBook, TransferKind, TransferRecord, TransferState, Versioned};
 pub use error::StoreError;
-pub use names::MAX_ID_LEN;
 pub use range::chunk_count;
 pub use store::{
     CHECKSUM_HEADER, ChunkStore, ChunkStoreConfig, DEFAULT_MAX_CHUNK_SIZE, PutOutcome, RangeRead,

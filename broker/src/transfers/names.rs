@@ -1,13 +1,10 @@
 //! Checked tenant and transfer ids, and the only place chunk subjects and message ids are built.
 //!
-//! Ids are restricted to `[A-Za-z0-9_-]`, 1 to 64 characters: no dots, wildcards or spaces can
-//! reach a subject, so a transfer id can never address another tenant's or another transfer's
-//! chunks.
+//! Ids pass the [`ids`] rules (`[A-Za-z0-9_-]`, 1 to 64 characters): no dots, wildcards or spaces
+//! can reach a subject, so a transfer id can never address another tenant's or another
+//! transfer's chunks.
 
 use super::StoreError;
-
-/// Longest tenant or transfer id.
-pub const MAX_ID_LEN: usize = 64;
 
 /// A tenant and a transfer whose ids have been checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,8 +15,8 @@ pub(crate) struct TransferKey {
 
 impl TransferKey {
     pub(crate) fn new(tenant: &str, transfer: &str) -> Result<Self, StoreError> {
-        check_id("tenant", tenant)?;
-        check_id("transfer", transfer)?;
+        ids::tenant(tenant)?;
+        ids::transfer(transfer)?;
         Ok(Self {
             tenant: tenant.to_string(),
             transfer: transfer.to_string(),
@@ -67,26 +64,6 @@ impl TransferKey {
     fn chunk_prefix(&self) -> String {
         format!("lr.{}.xfer.{}.chunk.", self.tenant, self.transfer)
     }
-}
-
-fn check_id(what: &'static str, value: &str) -> Result<(), StoreError> {
-    let reason = if value.is_empty() {
-        "it is empty"
-    } else if value.len() > MAX_ID_LEN {
-        "it is longer than 64 characters"
-    } else if !value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        "it holds a character other than A-Z, a-z, 0-9, '_' or '-'"
-    } else {
-        return Ok(());
-    };
-    Err(StoreError::InvalidId {
-        what,
-        value: value.chars().take(80).collect(),
-        reason,
-    })
 }
 
 /// A SHA-256 as 64 lowercase hex digits.

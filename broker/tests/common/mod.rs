@@ -51,6 +51,7 @@ pub struct Broker {
     pub config: PathBuf,
     pub api_port: u16,
     pub agent_port: u16,
+    pub raft_port: u16,
 }
 
 /// Stacks running at once in one test binary: each is a nats-server and three broker processes,
@@ -141,6 +142,7 @@ key = "{key}"
                     config,
                     api_port,
                     agent_port,
+                    raft_port: raft_ports[&id],
                 },
             );
         }
@@ -434,7 +436,7 @@ impl Drop for Stack {
         let log = self.nats.log();
         let refused: Vec<&str> = log
             .lines()
-            .filter(|l| l.contains("Permissions Violation"))
+            .filter(|l| l.contains("Publish Violation") || l.contains("Subscription Violation"))
             .collect();
         if !refused.is_empty() && !std::thread::panicking() {
             panic!(
