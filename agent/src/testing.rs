@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::sys::hash;
-
 /// How a chunk is corrupted in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Corruption {
@@ -115,7 +113,7 @@ pub(crate) fn after_read(
     match how {
         Corruption::Data => (data, sha256),
         Corruption::DataAndChecksum => {
-            let sha256 = hash::hex(&Sha256::digest(&data));
+            let sha256 = hex::encode(Sha256::digest(&data));
             (data, sha256)
         }
     }

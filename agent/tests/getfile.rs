@@ -15,12 +15,8 @@ use sha2::{Digest, Sha256};
 
 const KIB: u32 = 1024;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn sha256(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// A file of `len` random bytes.

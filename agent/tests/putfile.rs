@@ -14,10 +14,7 @@ use sha2::{Digest, Sha256};
 const CHUNK: u32 = 64 * 1024;
 
 fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 fn status(code: i32) -> Pb {

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use broker::transfers::{
+use broker::transfer::{
     CHECKSUM_HEADER, ChunkStore, ChunkStoreConfig, PutOutcome, STREAM, StoreError, chunk_count,
 };
 use bytes::Bytes;
@@ -83,10 +83,7 @@ async fn bounded<T>(test: impl Future<Output = T>) -> T {
 }
 
 fn sha256(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(data))
 }
 
 /// Deterministic noise (xorshift64*), so a failure can be reproduced.

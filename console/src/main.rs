@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use console::cli::Cli;
-use console::exit::Exit;
+use lr_console::cli::Cli;
+use lr_console::exit::Exit;
 
 fn main() -> ExitCode {
     // One TLS provider for the whole process, before any client exists.
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return Exit::Usage.into();
         }
     };
-    match console::app::main(cli) {
+    match lr_console::app::main(cli) {
         Ok(exit) => exit.into(),
         Err(failure) => {
             failure.print();

@@ -1,75 +1,55 @@
-//! A one-line progress bar on stderr: percent, bytes, rate and time left.
-//!
-//! Written here rather than with indicatif: indicatif depends on a crates.io crate named
-//! `console`, and a second package of that name makes `cargo -p console` ambiguous for the whole
-//! workspace. The line is only drawn when stderr is a terminal; in a pipe nothing is drawn.
+//! The progress bar of transfers and uploads, drawn by indicatif on stderr: percent, bytes, rate
+//! and time left. Nothing is drawn when stderr is not a terminal (a pipe, a file, a script).
 
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::time::Duration;
 
-/// Redraws at most this often.
-const REDRAW: Duration = Duration::from_millis(100);
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
 const BAR_WIDTH: usize = 24;
+/// The rate (and so the time left) is shown once a phase has run this long: before, it is noise.
+const RATE_AFTER: Duration = Duration::from_millis(500);
 
+/// A bar for one operation, made of phases (`from the device`, `downloading`): each phase has its
+/// own label and its own rate measurement.
 #[derive(Debug)]
 pub struct Bar {
-    drawn: bool,
     enabled: bool,
-    last_draw: Option<Instant>,
-    /// Start of the current phase, and the bytes done at that moment, for the rate.
-    since: Instant,
-    since_bytes: u64,
-    label: String,
+    /// The current phase's bar and label.
+    shown: Option<(ProgressBar, String)>,
 }
 
 impl Bar {
     /// A bar drawn on stderr if stderr is a terminal.
     pub fn new() -> Bar {
         Bar {
-            drawn: false,
             enabled: std::io::stderr().is_terminal(),
-            last_draw: None,
-            since: Instant::now(),
-            since_bytes: 0,
-            label: String::new(),
+            shown: None,
         }
     }
 
     /// Shows `done` of `total` bytes under `label`. A new label starts a new rate measurement.
     pub fn update(&mut self, label: &str, done: u64, total: u64) {
-        if label != self.label {
-            self.label = label.to_owned();
-            self.since = Instant::now();
-            self.since_bytes = done;
-            self.last_draw = None;
-        }
-        if !self.enabled || self.last_draw.is_some_and(|t| t.elapsed() < REDRAW) {
+        if !self.enabled {
             return;
         }
-        self.last_draw = Some(Instant::now());
-        let elapsed = self.since.elapsed().as_secs_f64();
-        let rate = if elapsed > 0.5 {
-            Some((done.saturating_sub(self.since_bytes)) as f64 / elapsed)
-        } else {
-            None
-        };
-        let width = crossterm::terminal::size()
-            .map(|(w, _)| usize::from(w))
-            .unwrap_or(80);
-        let text = line(label, done, total, rate, width);
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r{text}\x1b[K").and_then(|()| err.flush());
-        self.drawn = true;
+        if self.shown.as_ref().is_none_or(|(_, shown)| shown != label) {
+            self.clear();
+            let bar = phase(label, done, total, ProgressDrawTarget::stderr());
+            self.shown = Some((bar, label.to_owned()));
+        }
+        if let Some((bar, _)) = &self.shown {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
     }
 
     /// Removes the line, so what follows starts on a clean line.
     pub fn clear(&mut self) {
-        if self.drawn {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K").and_then(|()| err.flush());
-            self.drawn = false;
+        if let Some((bar, _)) = self.shown.take() {
+            bar.finish_and_clear();
         }
-        self.last_draw = None;
     }
 }
 
@@ -79,40 +59,64 @@ impl Default for Bar {
     }
 }
 
-/// ` 45% [==========>           ] 12.3 MiB / 27.0 MiB  3.2 MiB/s  ETA 5s  label`, cut to `width`.
-pub fn line(label: &str, done: u64, total: u64, rate: Option<f64>, width: usize) -> String {
-    let fraction = if total == 0 {
-        1.0
+/// A bar for one phase that starts at `done`, drawn on `target`:
+/// ` 45% [==========>             ] 12.3 MiB / 27.0 MiB  3.2 MiB/s  ETA 5s  label`.
+fn phase(label: &str, done: u64, total: u64, target: ProgressDrawTarget) -> ProgressBar {
+    let template = if label.is_empty() {
+        format!("{{percent}}% [{{bar:{BAR_WIDTH}}}] {{done}} / {{total}}{{rate}}")
     } else {
-        (done as f64 / total as f64).clamp(0.0, 1.0)
+        // wide_msg: a long label is cut to the terminal's width rather than wrapped.
+        format!("{{percent}}% [{{bar:{BAR_WIDTH}}}] {{done}} / {{total}}{{rate}}  {{wide_msg}}")
     };
-    let filled = (fraction * BAR_WIDTH as f64).round() as usize;
-    let mut bar = "=".repeat(filled);
-    if filled < BAR_WIDTH {
-        bar.push('>');
-        bar.push_str(&" ".repeat(BAR_WIDTH - filled - 1));
+    let style = ProgressStyle::with_template(&template)
+        .expect("the progress template is valid")
+        .progress_chars("=> ")
+        .with_key(
+            "percent",
+            |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:>3}", percent(s.pos(), s.len().unwrap_or(0)));
+            },
+        )
+        .with_key("done", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&bytes(s.pos()));
+        })
+        .with_key("total", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&bytes(s.len().unwrap_or(0)));
+        })
+        .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let rate = (s.elapsed() >= RATE_AFTER).then(|| s.per_sec());
+            let _ = w.write_str(&rate_and_eta(rate, s.pos(), s.len().unwrap_or(0)));
+        });
+    // Hidden while it is moved to `done`, then the estimate starts afresh: otherwise the bytes of
+    // earlier phases or sessions (a job watched again with `fg`) would count as this phase's rate.
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+        .with_style(style)
+        .with_message(label.to_owned());
+    bar.set_position(done);
+    bar.reset_eta();
+    bar.set_draw_target(target);
+    bar.tick();
+    bar
+}
+
+/// Whole percent done, rounded down: 100 only when all is done.
+fn percent(done: u64, total: u64) -> u64 {
+    if total == 0 {
+        100
+    } else {
+        (u128::from(done.min(total)) * 100 / u128::from(total)) as u64
     }
-    let mut text = format!(
-        "{:>3}% [{bar}] {} / {}",
-        (fraction * 100.0).floor() as u64,
-        bytes(done),
-        bytes(total)
-    );
+}
+
+/// `  3.2 MiB/s  ETA 5s`: the rate when it is known, and the time left when there is some.
+fn rate_and_eta(rate: Option<f64>, done: u64, total: u64) -> String {
+    let mut text = String::new();
     if let Some(rate) = rate {
-        text.push_str(&format!("  {}/s", bytes(rate as u64)));
+        let _ = write!(text, "  {}/s", bytes(rate as u64));
         if rate >= 1.0 && done < total {
-            text.push_str(&format!(
-                "  ETA {}",
-                duration(((total - done) as f64 / rate).ceil() as u64)
-            ));
+            let left = ((total - done) as f64 / rate).ceil() as u64;
+            let _ = write!(text, "  ETA {}", duration(left));
         }
-    }
-    if !label.is_empty() {
-        text.push_str("  ");
-        text.push_str(label);
-    }
-    if text.chars().count() >= width {
-        text = text.chars().take(width.saturating_sub(1)).collect();
     }
     text
 }
@@ -143,7 +147,75 @@ pub fn duration(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use indicatif::TermLike;
+
     use super::*;
+
+    /// A terminal in memory: what is on the bar's line since it was last cleared.
+    #[derive(Debug, Clone)]
+    struct Screen {
+        width: u16,
+        line: Arc<Mutex<String>>,
+    }
+
+    impl Screen {
+        fn new(width: u16) -> Screen {
+            Screen {
+                width,
+                line: Arc::default(),
+            }
+        }
+
+        fn shown(&self) -> String {
+            self.line.lock().unwrap().trim_end().to_owned()
+        }
+    }
+
+    impl TermLike for Screen {
+        fn width(&self) -> u16 {
+            self.width
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            *self.line.lock().unwrap() = s.to_owned();
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            let mut line = self.line.lock().unwrap();
+            match s.rsplit_once('\r') {
+                Some((_, after)) => *line = after.to_owned(),
+                None => line.push_str(s),
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.line.lock().unwrap().clear();
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn drawn(label: &str, done: u64, total: u64, width: u16) -> String {
+        let screen = Screen::new(width);
+        let target = ProgressDrawTarget::term_like(Box::new(screen.clone()));
+        let _bar = phase(label, done, total, target);
+        screen.shown()
+    }
 
     #[test]
     fn byte_units() {
@@ -161,21 +233,37 @@ mod tests {
     }
 
     #[test]
-    fn a_line_has_percent_bytes_rate_and_eta() {
-        let text = line(
-            "from the device",
-            512 * 1024,
-            1024 * 1024,
-            Some(65536.0),
-            200,
+    fn percent_is_rounded_down() {
+        assert_eq!(percent(0, 0), 100);
+        assert_eq!(percent(999, 1000), 99);
+        assert_eq!(percent(1000, 1000), 100);
+        assert_eq!(percent(u64::MAX, u64::MAX), 100);
+    }
+
+    #[test]
+    fn rate_and_time_left_once_the_rate_is_known() {
+        assert_eq!(rate_and_eta(None, 1, 2), "");
+        assert_eq!(
+            rate_and_eta(Some(65536.0), 512 * 1024, 1024 * 1024),
+            "  64.0 KiB/s  ETA 8s"
+        );
+        // Nothing left, or no progress: no time left to tell.
+        assert_eq!(rate_and_eta(Some(10.0), 10, 10), "  10 B/s");
+        assert_eq!(rate_and_eta(Some(0.0), 1, 10), "  0 B/s");
+    }
+
+    #[test]
+    fn a_line_has_percent_bytes_and_label() {
+        assert_eq!(
+            drawn("from the device", 512 * 1024, 1024 * 1024, 200),
+            " 50% [============>           ] 512.0 KiB / 1.0 MiB  from the device"
         );
         assert_eq!(
-            text,
-            " 50% [============>           ] 512.0 KiB / 1.0 MiB  64.0 KiB/s  ETA 8s  from the device"
+            drawn("", 10, 10, 200),
+            "100% [========================] 10 B / 10 B"
         );
-        let done = line("", 10, 10, None, 200);
-        assert_eq!(done, "100% [========================] 10 B / 10 B");
-        assert_eq!(line("", 0, 0, None, 200).chars().next(), Some('1'));
-        assert!(line("label", 1, 2, Some(1.0), 20).chars().count() < 20);
+        assert!(drawn("", 0, 0, 200).starts_with("100%"));
+        let label = "a label far longer than the terminal is wide";
+        assert!(drawn(label, 1, 2, 60).chars().count() <= 60);
     }
 }

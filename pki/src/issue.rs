@@ -126,12 +126,8 @@ impl Ca {
         let mut params = CertificateParams::default();
         // A name of its own per CA: with one shared name, a certificate from another developer's
         // CA fails as "bad signature" instead of "unknown issuer".
-        let key_id: String = params
-            .key_identifier(&key)
-            .iter()
-            .take(4)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key_id = params.key_identifier(&key);
+        let key_id = hex::encode(&key_id[..key_id.len().min(4)]);
         params.distinguished_name = dn(&format!("lr development {} ca {key_id}", role.name()));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![

@@ -126,9 +126,9 @@ pub fn all_digests(file: &mut File, stop: &dyn Fn() -> bool) -> io::Result<Strea
     Ok(match streamed {
         Streamed::Complete { bytes, head, .. } => Streamed::Complete {
             value: Digests {
-                md5: hex(&md5.finalize()),
-                sha1: hex(&sha1.finalize()),
-                sha256: hex(&sha256.finalize()),
+                md5: hex::encode(md5.finalize()),
+                sha1: hex::encode(sha1.finalize()),
+                sha256: hex::encode(sha256.finalize()),
             },
             bytes,
             head,
@@ -143,22 +143,12 @@ pub fn sha256(file: &mut File, stop: &dyn Fn() -> bool) -> io::Result<Streamed<S
     let streamed = stream(file, stop, |chunk| h.update(chunk))?;
     Ok(match streamed {
         Streamed::Complete { bytes, head, .. } => Streamed::Complete {
-            value: hex(&h.finalize()),
+            value: hex::encode(h.finalize()),
             bytes,
             head,
         },
         Streamed::Stopped { bytes } => Streamed::Stopped { bytes },
     })
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
 }
 
 #[cfg(test)]

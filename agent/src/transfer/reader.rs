@@ -110,7 +110,7 @@ impl OpenFile {
         if FileStamp::of(&now) != self.stamp {
             return Err(Refusal::failed(FILE_CHANGED));
         }
-        let sha256 = hash::hex(&Sha256::digest(&data));
+        let sha256 = hex::encode(Sha256::digest(&data));
         Ok((data, sha256))
     }
 }

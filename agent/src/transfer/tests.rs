@@ -5,7 +5,6 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::commands::testutil::mkfifo;
 use crate::model::ChunkData;
-use crate::sys::hash::hex;
 
 const KIB: u32 = 1024;
 const WAIT: Duration = Duration::from_secs(10);
@@ -202,7 +201,7 @@ async fn a_window_sends_exactly_its_chunks_in_order_with_their_hashes() {
         assert_eq!((c.transfer_id.as_str(), c.index), ("t", index));
         let slice = &data[index as usize * len..(index as usize + 1) * len];
         assert_eq!(c.data, slice);
-        assert_eq!(c.sha256, hex(&Sha256::digest(slice)));
+        assert_eq!(c.sha256, hex::encode(Sha256::digest(slice)));
     }
     quiet(&mut rx).await;
 

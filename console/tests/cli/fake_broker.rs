@@ -70,10 +70,7 @@ pub fn file_content(path: &str) -> Option<Vec<u8>> {
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[derive(Clone)]

@@ -96,7 +96,7 @@ fn fixture_tree_with_vanished_and_kernel_processes() {
     assert_eq!(sshd["start_time"], "2023-11-14T22:13:21.5Z");
     assert_eq!(
         sshd["sha256"],
-        crate::sys::hash::hex(&<sha2::Sha256 as sha2::Digest>::digest(b"binary"))
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"binary"))
     );
 
     let k = find(&out, 2).unwrap();

@@ -70,10 +70,7 @@ async fn lists_autostart_entries_and_shell_files_of_the_fixture() {
     );
     let bashrc = &out["shell_startup"][4];
     let text = std::fs::read(tmp.path().join("home/alice/.bashrc")).unwrap();
-    assert_eq!(
-        bashrc["sha256"],
-        crate::sys::hash::hex(&Sha256::digest(&text))
-    );
+    assert_eq!(bashrc["sha256"], hex::encode(Sha256::digest(&text)));
     assert_eq!(bashrc["size"], text.len());
     assert_eq!(bashrc["user"], "alice");
     assert_eq!(bashrc["owner"], me.as_str());

@@ -34,8 +34,8 @@ fn multi_buffer_file_hashes_like_one_shot() {
         .map(|i| (i % 251) as u8)
         .collect();
     let d = digests_of(&data);
-    assert_eq!(d.sha256, hex(&Sha256::digest(&data)));
-    assert_eq!(d.md5, hex(&Md5::digest(&data)));
+    assert_eq!(d.sha256, hex::encode(Sha256::digest(&data)));
+    assert_eq!(d.md5, hex::encode(Md5::digest(&data)));
 }
 
 #[test]

@@ -14,7 +14,6 @@ use tracing::{debug, info, warn};
 use super::partial::{self, WorkDir};
 use super::{ChunkStep, Offer, check_chunk, done_end, no_offer};
 use crate::model::{ChunkData, PutProgress, Status, TransferEnd, TransferEvent};
-use crate::sys::hash;
 use crate::transfer::{Refusal, TransferSink};
 
 pub(super) enum PutMsg {
@@ -178,7 +177,7 @@ impl PutTask {
         };
         let (index, name) = (chunk.index, offer.name.clone());
         let wrote = blocking(move || {
-            let actual = hash::hex(&Sha256::digest(&chunk.data));
+            let actual = hex::encode(Sha256::digest(&chunk.data));
             if !actual.eq_ignore_ascii_case(&chunk.sha256) {
                 return Ok(Err(format!(
                     "chunk {index} hashes to {actual}, not the {} it came with",

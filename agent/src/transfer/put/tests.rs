@@ -8,14 +8,13 @@ use tokio_util::sync::CancellationToken;
 use super::volatile::{VOLATILE_FILE, Volatile, VolatileRecord};
 use super::*;
 use crate::model::{PutProgress, TransferEvent};
-use crate::sys::hash::hex;
 use crate::sys::root::SystemRoot;
 
 const CHUNK: u32 = MIN_CHUNK_SIZE;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn sha(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
+    hex::encode(Sha256::digest(data))
 }
 
 /// Two and a half chunks.

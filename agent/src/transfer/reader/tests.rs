@@ -16,7 +16,7 @@ fn fixture(dir: &Path, name: &str, len: usize) -> (std::path::PathBuf, Vec<u8>) 
 }
 
 fn sha(bytes: &[u8]) -> String {
-    hash::hex(&Sha256::digest(bytes))
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Runs `f` on its own thread and fails the test if it has not returned within 5 s (a blocked open
