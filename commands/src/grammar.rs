@@ -6,7 +6,7 @@
 //! background.
 
 use crate::suggest::closest;
-use crate::table::{Output, ParamKind, Runs, Spec, TABLE, find};
+use crate::table::{Output, ParamKind, Spec, TABLE, find};
 
 /// Longest command line accepted.
 pub const MAX_LEN: usize = 8 * 1024;
@@ -210,7 +210,7 @@ fn read(command: &str, mut words: impl Iterator<Item = Word>) -> Result<Invocati
                 if words.next().is_some() {
                     return Err(ParseError::BadBackground("& must end the line".into()));
                 }
-                if spec.runs != Runs::Transfer {
+                if !spec.runs.is_transfer() {
                     return Err(ParseError::BadBackground(format!(
                         "{} cannot run in the background; only transfers (getfile, download, putfile) can, remove &",
                         spec.name

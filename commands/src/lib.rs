@@ -16,4 +16,7 @@ pub use suggest::closest;
 /// the fields of their rows. The agent's tests check its real output against it.
 pub const OUTPUT_SCHEMA: &str = include_str!("../output-schema.json");
 
-pub use table::{Flag, Output, Param, ParamKind, Platform, Role, Runs, Spec, TABLE, find};
+pub use table::{
+    BrokerCommand, Flag, Output, Param, ParamKind, Platform, Role, Runs, Spec, TABLE,
+    TransferCommand, find,
+};

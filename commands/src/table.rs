@@ -26,13 +26,38 @@ impl Platform {
 
 /// Where a command runs: on the device (through the broker), on the brokers (the library), as a
 /// transfer the brokers drive with the device's agent (the only kind that can run in the
-/// background), or in the console alone.
+/// background), or in the console alone. A broker or transfer command names what the brokers do
+/// for it, so the broker handles every one exhaustively: a new one that is not handled does not
+/// compile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runs {
     Device,
-    Broker,
-    Transfer,
+    Broker(BrokerCommand),
+    Transfer(TransferCommand),
     Console,
+}
+
+/// What the brokers run themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerCommand {
+    /// List the tenant's library.
+    Library,
+}
+
+/// The transfers the brokers drive with the device's agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferCommand {
+    /// A file from the device (`getfile`, `download`).
+    Getfile,
+    /// A library file to the device.
+    Putfile,
+}
+
+impl Runs {
+    /// A transfer, which alone may run in the background.
+    pub fn is_transfer(self) -> bool {
+        matches!(self, Runs::Transfer(_))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,16 +208,16 @@ const fn device(name: &'static str, summary: &'static str) -> Spec {
     }
 }
 
-const fn broker(name: &'static str, summary: &'static str) -> Spec {
+const fn broker(command: BrokerCommand, name: &'static str, summary: &'static str) -> Spec {
     Spec {
-        runs: Runs::Broker,
+        runs: Runs::Broker(command),
         ..device(name, summary)
     }
 }
 
-const fn transfer(name: &'static str, summary: &'static str) -> Spec {
+const fn transfer(command: TransferCommand, name: &'static str, summary: &'static str) -> Spec {
     Spec {
-        runs: Runs::Transfer,
+        runs: Runs::Transfer(command),
         ..device(name, summary)
     }
 }
@@ -217,6 +242,7 @@ const fn getfile(name: &'static str, examples: &'static [&'static str]) -> Spec 
         timeout: THIRTY_MINUTES,
         examples,
         ..transfer(
+            TransferCommand::Getfile,
             name,
             "download a file from the device (3 GB limit); end the line with & to run it in the background",
         )
@@ -361,6 +387,7 @@ pub static TABLE: &[Spec] = &[
         output: Output::Table,
         examples: &["library", "library -output json"],
         ..broker(
+            BrokerCommand::Library,
             "library",
             "the tenant's library of scripts and tools: name, description, size, SHA256, uploader",
         )
@@ -405,6 +432,7 @@ pub static TABLE: &[Spec] = &[
         timeout: THIRTY_MINUTES,
         examples: &["putfile collector.sh", "putfile tool.bin -keep -overwrite"],
         ..transfer(
+            TransferCommand::Putfile,
             "putfile",
             "copy a library file to the device's working folder (deleted at restart unless -keep)",
         )

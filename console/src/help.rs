@@ -104,8 +104,8 @@ fn role(role: Role) -> &'static str {
 fn runs(spec: &Spec) -> &'static str {
     match spec.runs {
         Runs::Device => "the device",
-        Runs::Broker => "the brokers",
-        Runs::Transfer => {
+        Runs::Broker(_) => "the brokers",
+        Runs::Transfer(_) => {
             "the brokers, with the device's agent (end the line with & for the background)"
         }
         Runs::Console => "this console",
@@ -254,8 +254,8 @@ fn spec_doc(spec: &Spec) -> Doc {
             "runs",
             text(match spec.runs {
                 Runs::Device => "device",
-                Runs::Broker => "broker",
-                Runs::Transfer => "transfer",
+                Runs::Broker(_) => "broker",
+                Runs::Transfer(_) => "transfer",
                 Runs::Console => "console",
             }),
         ),

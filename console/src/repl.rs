@@ -177,7 +177,10 @@ impl Repl<'_> {
             }
             return Ok(());
         }
-        if matches!(spec.runs, Runs::Device | Runs::Broker | Runs::Transfer) {
+        if matches!(
+            spec.runs,
+            Runs::Device | Runs::Broker(_) | Runs::Transfer(_)
+        ) {
             return self.command(invocation, format);
         }
         match spec.name {

@@ -202,7 +202,7 @@ fn invocation() -> impl Strategy<Value = Invocation> {
                     .map(|(f, _)| f.name)
                     .collect(),
                 output,
-                background: background && redirect.is_none() && spec.runs == Runs::Transfer,
+                background: background && redirect.is_none() && spec.runs.is_transfer(),
                 redirect,
             },
         )

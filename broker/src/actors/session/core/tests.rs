@@ -1,0 +1,579 @@
+//! `SessionCore` alone: scenarios of each rule, and random event sequences checked against the
+//! session's invariants and a plain FIFO model of its queue.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use proptest::prelude::*;
+
+use super::*;
+
+const TIMING: Timing = Timing {
+    lease_ttl_ms: 30_000,
+    idle_timeout_ms: 600_000,
+};
+
+fn submit(id: &str, line: &str) -> Event {
+    Event::Submit {
+        id: id.into(),
+        line: line.into(),
+    }
+}
+
+fn ok(id: &str, output: &str) -> Event {
+    Event::AgentResult(AgentResult {
+        command_id: id.into(),
+        state: CommandState::Completed,
+        output_json: output.into(),
+        error: String::new(),
+        cwd: String::new(),
+    })
+}
+
+fn sent(id: &str) -> Event {
+    Event::Sent {
+        id: id.into(),
+        outcome: Ok(()),
+    }
+}
+
+fn state(core: &SessionCore, id: &str) -> CommandState {
+    core.command(id).unwrap().state
+}
+
+#[test]
+fn device_commands_run_one_at_a_time_in_order() {
+    let mut core = SessionCore::new(TIMING, 0);
+    assert_eq!(
+        core.handle(submit("a", "dir"), 1),
+        Ok(vec![Effect::Send("a".into())])
+    );
+    assert_eq!(core.handle(submit("b", "processes"), 2), Ok(vec![]));
+    assert_eq!(state(&core, "b"), CommandState::Queued);
+    assert_eq!(
+        core.handle(sent("a"), 3),
+        Ok(vec![Effect::Publish("a".into())])
+    );
+    assert_eq!(
+        core.handle(ok("a", "{}"), 4),
+        Ok(vec![Effect::Publish("a".into()), Effect::Send("b".into())])
+    );
+    assert_eq!(state(&core, "a"), CommandState::Completed);
+    assert_eq!(core.running(), Some("b"));
+}
+
+#[test]
+fn a_command_the_device_node_cannot_take_fails_and_the_next_goes() {
+    let mut core = SessionCore::new(TIMING, 0);
+    core.handle(submit("a", "dir"), 1).unwrap();
+    core.handle(submit("b", "dir"), 1).unwrap();
+    let effects = core
+        .handle(
+            Event::Sent {
+                id: "a".into(),
+                outcome: Err("device offline".into()),
+            },
+            2,
+        )
+        .unwrap();
+    assert_eq!(
+        effects,
+        vec![Effect::Publish("a".into()), Effect::Send("b".into())]
+    );
+    assert_eq!(core.command("a").unwrap().error, "device offline");
+}
+
+#[test]
+fn refused_lines_change_nothing() {
+    let mut core = SessionCore::new(TIMING, 0);
+    for line in ["", "nosuchcommand", "cls", "dir > out.txt"] {
+        let refusal = core.handle(submit("x", line), 1).unwrap_err();
+        assert_eq!(refusal.code, "invalid_request", "{line}");
+    }
+    assert_eq!(core.commands().count(), 0);
+    core.handle(submit("x", "dir"), 1).unwrap();
+    let again = core.handle(submit("x", "dir"), 2).unwrap_err();
+    assert!(
+        again.message.contains("exists already"),
+        "{}",
+        again.message
+    );
+}
+
+#[test]
+fn broker_commands_run_beside_the_queue() {
+    let mut core = SessionCore::new(TIMING, 0);
+    core.handle(submit("a", "dir"), 1).unwrap();
+    let effects = core.handle(submit("b", "library"), 2).unwrap();
+    assert_eq!(
+        effects,
+        vec![Effect::RunOnBroker {
+            id: "b".into(),
+            action: BrokerAction::ListLibrary
+        }]
+    );
+    let effects = core
+        .handle(
+            Event::BrokerDone {
+                id: "b".into(),
+                outcome: Ok("{\"files\":[]}".into()),
+            },
+            3,
+        )
+        .unwrap();
+    assert_eq!(effects, vec![Effect::Publish("b".into())]);
+    assert_eq!(state(&core, "b"), CommandState::Completed);
+    assert_eq!(core.running(), Some("a"), "the device's queue is untouched");
+    let effects = core
+        .handle(submit("c", "putfile tool.sh -keep"), 4)
+        .unwrap();
+    assert_eq!(
+        effects,
+        vec![Effect::RunOnBroker {
+            id: "c".into(),
+            action: BrokerAction::Putfile {
+                name: "tool.sh".into(),
+                keep: true,
+                overwrite: false
+            }
+        }]
+    );
+}
+
+#[test]
+fn getfile_needs_fileinfo_first_or_runs_it_with_auto() {
+    let mut core = SessionCore::new(TIMING, 0);
+    core.handle(submit("a", "getfile /etc/hosts"), 1).unwrap();
+    assert_eq!(state(&core, "a"), CommandState::Failed);
+    assert!(
+        core.command("a")
+            .unwrap()
+            .error
+            .contains("run `fileinfo /etc/hosts`")
+    );
+
+    let info = r#"{"path":"/etc/hosts","type":"file","size":12,"hashes":{"sha256":"ab"}}"#;
+    core.handle(submit("b", "fileinfo /etc/hosts"), 2).unwrap();
+    core.handle(ok("b", info), 3).unwrap();
+    let effects = core.handle(submit("c", "getfile /etc/hosts"), 4).unwrap();
+    assert!(
+        matches!(&effects[..], [Effect::RunOnBroker { action: BrokerAction::Getfile(f), .. }] if f.size == 12),
+        "{effects:?}"
+    );
+
+    // -auto: its fileinfo runs on the device, then the transfer starts; the queue waits for it.
+    let effects = core.handle(submit("d", "cd /tmp"), 5).unwrap();
+    assert_eq!(effects, vec![Effect::Send("d".into())]);
+    let cd = Event::AgentResult(AgentResult {
+        cwd: "/tmp".into(),
+        ..match ok("d", "{}") {
+            Event::AgentResult(r) => r,
+            _ => unreachable!(),
+        }
+    });
+    assert_eq!(
+        core.handle(cd, 6).unwrap(),
+        vec![Effect::Publish("d".into())]
+    );
+    assert_eq!(core.cwd(), "/tmp");
+    let effects = core
+        .handle(submit("e", "getfile notes.txt -auto"), 7)
+        .unwrap();
+    assert_eq!(effects, vec![Effect::Send("e".into())]);
+    core.handle(submit("f", "dir"), 7).unwrap();
+    assert_eq!(core.command("e").unwrap().args, ["-path", "/tmp/notes.txt"]);
+    let info = r#"{"path":"/tmp/notes.txt","type":"file","size":5,"hashes":{"sha256":"cd"}}"#;
+    let effects = core.handle(ok("e", info), 8).unwrap();
+    assert!(
+        matches!(&effects[..], [Effect::RunOnBroker { id, .. }] if id == "e"),
+        "{effects:?}"
+    );
+    assert_eq!(core.running(), Some("e"));
+    let effects = core
+        .handle(
+            Event::BrokerDone {
+                id: "e".into(),
+                outcome: Ok("{\"transfer_id\":\"t\"}".into()),
+            },
+            9,
+        )
+        .unwrap();
+    assert_eq!(
+        effects,
+        vec![Effect::Publish("e".into()), Effect::Send("f".into())]
+    );
+    assert_eq!(state(&core, "e"), CommandState::Completed);
+}
+
+#[test]
+fn cancel_takes_a_queued_command_out_and_asks_the_device_for_a_running_one() {
+    let mut core = SessionCore::new(TIMING, 0);
+    core.handle(submit("a", "dir"), 1).unwrap();
+    core.handle(submit("b", "dir"), 1).unwrap();
+    let effects = core.handle(Event::Cancel { id: "b".into() }, 2).unwrap();
+    assert_eq!(effects, vec![Effect::Publish("b".into())]);
+    assert_eq!(state(&core, "b"), CommandState::Cancelled);
+    assert_eq!(core.queued().count(), 0);
+    let effects = core.handle(Event::Cancel { id: "a".into() }, 3).unwrap();
+    assert_eq!(effects, vec![Effect::SendCancel("a".into())]);
+    assert_eq!(
+        state(&core, "a"),
+        CommandState::Running,
+        "until the agent answers"
+    );
+    let missing = core
+        .handle(Event::Cancel { id: "z".into() }, 4)
+        .unwrap_err();
+    assert_eq!(missing.code, "not_found");
+}
+
+#[test]
+fn a_silent_device_times_the_command_out_and_the_queue_moves_on() {
+    let mut core = SessionCore::new(TIMING, 0);
+    core.handle(submit("a", "dir"), 0).unwrap();
+    core.handle(submit("b", "dir"), 0).unwrap();
+    let timeout = u64::from(core.command("a").unwrap().timeout_ms) + RESULT_GRACE_MS;
+    let effects = core.handle(Event::Tick, timeout).unwrap();
+    assert!(
+        !effects.contains(&Effect::Send("b".into())),
+        "not yet: {effects:?}"
+    );
+    let effects = core.handle(Event::Tick, timeout + 1).unwrap();
+    assert!(effects.contains(&Effect::Send("b".into())), "{effects:?}");
+    assert_eq!(state(&core, "a"), CommandState::TimedOut);
+}
+
+#[test]
+fn the_lease_is_renewed_every_third_of_its_ttl_one_renewal_at_a_time() {
+    let mut core = SessionCore::new(TIMING, 0);
+    assert_eq!(core.handle(Event::Tick, 9_999), Ok(vec![]));
+    assert_eq!(
+        core.handle(Event::Tick, 10_000),
+        Ok(vec![Effect::RenewLease])
+    );
+    assert_eq!(
+        core.handle(Event::Tick, 11_000),
+        Ok(vec![]),
+        "one renewal in flight"
+    );
+    core.handle(Event::LeaseRenewFailed, 11_500).unwrap();
+    assert_eq!(
+        core.handle(Event::Tick, 12_000),
+        Ok(vec![Effect::RenewLease])
+    );
+    core.handle(Event::LeaseRenewed, 12_100).unwrap();
+    assert_eq!(core.handle(Event::Tick, 13_000), Ok(vec![]));
+    assert_eq!(
+        core.handle(Event::Tick, 22_100),
+        Ok(vec![Effect::RenewLease])
+    );
+}
+
+#[test]
+fn a_lost_lease_an_idle_session_or_the_analyst_stops_it() {
+    let mut core = SessionCore::new(TIMING, 0);
+    assert_eq!(
+        core.handle(Event::LeaseLost, 1),
+        Ok(vec![Effect::Stop("lease lost")])
+    );
+    assert_eq!(
+        core.handle(submit("a", "dir"), 2),
+        Ok(vec![]),
+        "a stopped session does nothing"
+    );
+
+    let mut core = SessionCore::new(TIMING, 0);
+    core.handle(Event::LeaseRenewed, TIMING.idle_timeout_ms)
+        .unwrap();
+    let effects = core
+        .handle(Event::Tick, TIMING.idle_timeout_ms + 1)
+        .unwrap();
+    assert_eq!(effects, vec![Effect::Stop("idle timeout")]);
+
+    let mut core = SessionCore::new(TIMING, 0);
+    let effects = core.handle(Event::End, 1).unwrap();
+    assert_eq!(
+        effects,
+        vec![Effect::ReleaseLease, Effect::Stop("ended by the analyst")]
+    );
+}
+
+#[test]
+fn a_reconnected_device_gets_the_running_command_again() {
+    let mut core = SessionCore::new(TIMING, 0);
+    assert_eq!(core.handle(Event::DeviceOnline, 1), Ok(vec![]));
+    core.handle(submit("a", "dir"), 1).unwrap();
+    assert_eq!(
+        core.handle(Event::DeviceOnline, 2),
+        Ok(vec![Effect::Resend("a".into())])
+    );
+}
+
+// ---- random sequences -------------------------------------------------------------------------
+
+const LINES: [&str; 10] = [
+    "dir",
+    "processes",
+    "cd /tmp",
+    "fileinfo /etc/hosts",
+    "getfile /etc/hosts",
+    "getfile notes.txt -auto",
+    "library",
+    "putfile tool.sh",
+    "nosuchcommand",
+    "cls",
+];
+
+#[derive(Clone, Debug)]
+enum Step {
+    Submit(usize),
+    /// The agent answers the running command (true: completed).
+    Answer(bool),
+    /// The agent answers some other command.
+    StrayAnswer(u8),
+    Cancel(u8),
+    DeviceOnline,
+    Tick(u64),
+    Renewed,
+    Lost,
+    End,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0..LINES.len()).prop_map(Step::Submit),
+        6 => any::<bool>().prop_map(Step::Answer),
+        1 => any::<u8>().prop_map(Step::StrayAnswer),
+        2 => any::<u8>().prop_map(Step::Cancel),
+        1 => Just(Step::DeviceOnline),
+        3 => (0..1_000_000u64).prop_map(Step::Tick),
+        1 => Just(Step::Renewed),
+        1 => Just(Step::Lost),
+        1 => Just(Step::End),
+    ]
+}
+
+/// Drives a core the way `SessionActor` does: effects that report an outcome are answered at
+/// once (sends fail when `sends_fail`), and each event's effects are checked as they come.
+struct Driver {
+    core: SessionCore,
+    now: u64,
+    next_id: u64,
+    sends_fail: bool,
+    stopped: bool,
+    /// Device commands in the order they were queued: the order they must start in.
+    fifo: VecDeque<String>,
+    started: Vec<String>,
+    terminal: BTreeMap<String, CommandState>,
+}
+
+impl Driver {
+    fn apply(&mut self, event: Event) -> Result<(), Refusal> {
+        let mut pending = VecDeque::from([event]);
+        let mut first = true;
+        while let Some(event) = pending.pop_front() {
+            let effects = match self.core.handle(event, self.now) {
+                Ok(effects) => effects,
+                Err(refusal) => {
+                    assert!(first, "a follow-up event was refused: {refusal:?}");
+                    return Err(refusal);
+                }
+            };
+            first = false;
+            for effect in effects {
+                assert!(!self.stopped, "an effect after stop: {effect:?}");
+                match effect {
+                    Effect::Send(id) => {
+                        assert_eq!(
+                            self.core.running(),
+                            Some(id.as_str()),
+                            "send of a command not running"
+                        );
+                        self.started.push(id.clone());
+                        let outcome = if self.sends_fail {
+                            Err("offline".into())
+                        } else {
+                            Ok(())
+                        };
+                        pending.push_back(Event::Sent { id, outcome });
+                    }
+                    Effect::RunOnBroker { id, .. } => {
+                        pending.push_back(Event::BrokerDone {
+                            id,
+                            outcome: Ok("{}".into()),
+                        });
+                    }
+                    Effect::Resend(id) | Effect::SendCancel(id) => {
+                        assert_eq!(self.core.running(), Some(id.as_str()));
+                    }
+                    Effect::Publish(id) => assert!(self.core.command(&id).is_some()),
+                    Effect::Stop(_) => self.stopped = true,
+                    Effect::RenewLease | Effect::ReleaseLease => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, step: Step) {
+        self.now += 1;
+        let id_of = |core: &SessionCore, n: u8| {
+            let ids: Vec<String> = core.commands().map(|r| r.id.clone()).collect();
+            (!ids.is_empty()).then(|| ids[usize::from(n) % ids.len()].clone())
+        };
+        match step {
+            Step::Submit(i) => {
+                // Zero-padded: ids sort in submission order, as time-ordered uuids do.
+                let id = format!("c{:06}", self.next_id);
+                self.next_id += 1;
+                let accepted = self.apply(submit(&id, LINES[i])).is_ok();
+                let queued = self.core.command(&id).is_some_and(|r| {
+                    r.state == CommandState::Queued || self.core.running() == Some(id.as_str())
+                }) || self.started.contains(&id);
+                if accepted && queued && !self.stopped {
+                    self.fifo.push_back(id);
+                }
+            }
+            Step::Answer(completed) => {
+                if let Some(id) = self.core.running().map(str::to_owned) {
+                    let info = r#"{"path":"/tmp/notes.txt","type":"file","size":5,"hashes":{"sha256":"cd"}}"#;
+                    let state = if completed {
+                        CommandState::Completed
+                    } else {
+                        CommandState::Failed
+                    };
+                    let _ = self.apply(Event::AgentResult(AgentResult {
+                        command_id: id,
+                        state,
+                        output_json: info.into(),
+                        error: String::new(),
+                        cwd: String::new(),
+                    }));
+                }
+            }
+            Step::StrayAnswer(n) => {
+                if let Some(id) = id_of(&self.core, n)
+                    && self.core.running() != Some(id.as_str())
+                {
+                    let before = self.core.command(&id).cloned();
+                    let _ = self.apply(ok(&id, "{}"));
+                    assert_eq!(
+                        self.core.command(&id).map(|r| r.state),
+                        before.map(|r| r.state)
+                    );
+                }
+            }
+            Step::Cancel(n) => {
+                if let Some(id) = id_of(&self.core, n) {
+                    let _ = self.apply(Event::Cancel { id });
+                }
+            }
+            Step::DeviceOnline => {
+                let _ = self.apply(Event::DeviceOnline);
+            }
+            Step::Tick(ms) => {
+                self.now += ms;
+                let _ = self.apply(Event::Tick);
+            }
+            Step::Renewed => {
+                let _ = self.apply(Event::LeaseRenewed);
+            }
+            Step::Lost => {
+                let _ = self.apply(Event::LeaseLost);
+            }
+            Step::End => {
+                let _ = self.apply(Event::End);
+            }
+        }
+    }
+
+    fn check_invariants(&mut self) {
+        let core = &self.core;
+        // At most one command runs on the device, and it is the one the core names.
+        let running: Vec<&str> = core
+            .commands()
+            .filter(|r| r.state == CommandState::Running)
+            .map(|r| r.id.as_str())
+            .collect();
+        assert!(running.len() <= 1, "two commands running: {running:?}");
+        assert_eq!(running.first().copied(), core.running());
+        // The queue holds exactly the queued commands, in submission order.
+        let queued: Vec<&str> = core.queued().collect();
+        let in_state: Vec<&str> = core
+            .commands()
+            .filter(|r| r.state == CommandState::Queued)
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(queued, in_state);
+        // Nothing waits while the device is idle (unless the session stopped).
+        if !self.stopped {
+            assert!(
+                core.running().is_some() || queued.is_empty(),
+                "an idle queue: {queued:?}"
+            );
+        }
+        // A finished command stays as it finished.
+        for record in core.commands() {
+            if let Some(was) = self.terminal.get(&record.id) {
+                assert_eq!(
+                    *was, record.state,
+                    "{} changed after it finished",
+                    record.id
+                );
+            } else if record.state.is_terminal() {
+                self.terminal.insert(record.id.clone(), record.state);
+            }
+        }
+        // Device commands start in the order they were queued.
+        let order: Vec<&String> = self
+            .fifo
+            .iter()
+            .filter(|id| self.started.contains(id))
+            .collect();
+        let started: Vec<&String> = self
+            .started
+            .iter()
+            .filter(|id| self.fifo.contains(id))
+            .collect();
+        assert_eq!(order, started, "commands started out of order");
+        let distinct: BTreeSet<&String> = self.started.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            self.started.len(),
+            "a command was sent twice"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_sequences_keep_the_session_invariants(
+        steps in proptest::collection::vec(step(), 1..80),
+        sends_fail in proptest::bool::weighted(0.1),
+    ) {
+        let mut driver = Driver {
+            core: SessionCore::new(TIMING, 0),
+            now: 0,
+            next_id: 0,
+            sends_fail,
+            stopped: false,
+            fifo: VecDeque::new(),
+            started: Vec::new(),
+            terminal: BTreeMap::new(),
+        };
+        for step in steps {
+            driver.run(step);
+            driver.check_invariants();
+        }
+        // Liveness: an agent that answers everything empties the queue.
+        if !driver.stopped {
+            for _ in 0..=driver.core.commands().count() {
+                driver.run(Step::Answer(true));
+            }
+            driver.check_invariants();
+            prop_assert!(driver.core.running().is_none());
+            prop_assert!(driver.core.commands().all(|r| r.state.is_terminal()));
+        }
+    }
+}
