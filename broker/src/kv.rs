@@ -35,7 +35,7 @@ pub fn key(tenant: &str, kind: ids::Kind, id: &str) -> Result<String, ids::Inval
     ids::tenant(tenant)?;
     ids::check(kind, id)?;
     Ok(match kind {
-        ids::Kind::LibraryName => format!("{tenant}.{}", crate::transfers::hex(id.as_bytes())),
+        ids::Kind::LibraryName => format!("{tenant}.{}", hex::encode(id)),
         _ => format!("{tenant}.{id}"),
     })
 }

@@ -3,15 +3,17 @@
 //! - [`node`]: lifecycle, wiring the parts below together.
 //! - [`config`]: TOML + `LR_*` environment + flags, validated once.
 //! - [`dev`]: a development deployment's certificates and nats-server configuration.
-//! - [`actors`]: `DeviceActor`, `SessionActor` and `TransferActor` (ractor), one supervisor per kind.
+//! - [`actors`]: `DeviceActor` and `SessionActor` (with its pure `SessionCore`), one supervisor
+//!   per kind.
 //! - [`agents`]: the gRPC service agents dial (mutual TLS).
 //! - [`api`]: the analysts' REST/SSE API over HTTPS.
 //! - [`bus`]: NATS subjects and envelopes between nodes.
 //! - [`nats`]: the broker's TLS connection to NATS, and the nats-server configuration that
 //!   admits brokers alone.
 //! - [`registry`]: devices, their presence and connection epochs, in JetStream.
-//! - [`transfers`]: file transfer chunks and records in JetStream, verified per chunk and as a whole.
-//! - [`library`]: the tenant library of scripts and tools, as chunked blobs in JetStream.
+//! - [`transfer`]: file transfers: chunks and records in JetStream, the `TransferActor`, takeover
+//!   and retention, chunk intake from agents, how sessions start them, and the tenant library.
+//! - [`time`]: wall-clock milliseconds and how they are shown, for every layer.
 #![forbid(unsafe_code)]
 
 pub mod actors;
@@ -21,11 +23,11 @@ pub mod bus;
 pub mod config;
 pub mod dev;
 mod kv;
-pub mod library;
 pub mod nats;
 pub mod node;
 pub mod registry;
-pub mod transfers;
+pub mod time;
+pub mod transfer;
 
 pub use config::BrokerConfig;
 pub use node::BrokerNode;

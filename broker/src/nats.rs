@@ -18,7 +18,7 @@ const STREAMS: [&str; 4] = [
     "KV_lr-devices",
     "KV_lr-transfers",
     "KV_lr-library",
-    crate::transfers::STREAM,
+    crate::transfer::STREAM,
 ];
 
 /// The largest NATS message nats-server accepts: a transfer chunk (at most 4 MiB) and its

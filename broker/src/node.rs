@@ -22,14 +22,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::actors::Supervisor;
-use crate::actors::transfer::{TransferContext, upkeep};
 use crate::agents::AgentService;
 use crate::api::{self, ApiState, Tokens};
 use crate::bus::Bus;
 use crate::config::BrokerConfig;
-use crate::library::Library;
 use crate::registry::DeviceRegistry;
-use crate::transfers::{ChunkStore, ChunkStoreConfig, TransferBook};
+use crate::transfer::library::Library;
+use crate::transfer::{ChunkStore, ChunkStoreConfig, TransferBook, TransferContext, upkeep};
 
 /// How long start waits for the NATS server.
 const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);

@@ -34,11 +34,7 @@ fn random_file(path: &Path, size: usize) -> String {
         *byte = x as u8;
     }
     std::fs::write(path, &data).unwrap();
-    hex(&Sha256::digest(&data))
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(&data))
 }
 
 async fn session(stack: &Stack, node: u64, device: &str) -> String {
@@ -152,7 +148,7 @@ async fn getfile_survives_its_owner_dying_and_checks_every_chunk() {
     );
     let (status, body) = content(&stack, 2, &id, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(hex(&Sha256::digest(&body)), sha);
+    assert_eq!(hex::encode(Sha256::digest(&body)), sha);
 
     // Ranges: a slice, an open end, and one past the end.
     let whole = std::fs::read(&path).unwrap();
@@ -188,7 +184,7 @@ async fn getfile_survives_its_owner_dying_and_checks_every_chunk() {
     let done = finished(&stack, 2, &id).await;
     assert_eq!(done["state"], "completed", "{done}");
     let (_, body) = content(&stack, 2, &id, None).await;
-    assert_eq!(hex(&Sha256::digest(&body)), sha);
+    assert_eq!(hex::encode(Sha256::digest(&body)), sha);
     assert!(stack.log(3).contains("chunk refused"));
 
     // A chunk changed together with its checksum passes the chunk check, but not the file's.
@@ -227,7 +223,7 @@ async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
     let done = finished(&stack, 1, &id).await;
     assert_eq!(done["state"], "completed", "{done}");
     let (_, body) = content(&stack, 1, &id, None).await;
-    assert_eq!(hex(&Sha256::digest(&body)), sha);
+    assert_eq!(hex::encode(Sha256::digest(&body)), sha);
 
     // The file changes on the device mid-transfer: a clear failure, nothing to download.
     let path = fixture(&stack, "growing.log");
@@ -340,7 +336,7 @@ async fn a_gib_round_trips_with_the_right_sha256() {
         hash.update(&bytes);
     }
     assert_eq!(size, 1 << 30);
-    assert_eq!(hex(&hash.finalize()), sha);
+    assert_eq!(hex::encode(hash.finalize()), sha);
     let (status, _) = stack
         .delete(3, TOKEN, &format!("/api/v1/transfers/{id}"))
         .await;
@@ -375,7 +371,7 @@ async fn the_library_keeps_its_rules_and_putfile_delivers() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{entry}");
-    assert_eq!(entry["sha256"], hex(&Sha256::digest(&script)));
+    assert_eq!(entry["sha256"], hex::encode(Sha256::digest(&script)));
     assert_eq!(entry["uploaded_by"], "analyst-a");
     let (status, refused) = upload(&stack, "collector.sh", b"other".to_vec(), "").await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
@@ -409,7 +405,7 @@ async fn the_library_keeps_its_rules_and_putfile_delivers() {
     let landed = state_dir.join("work").join("tool.bin");
     assert_eq!(done["path"], landed.display().to_string());
     assert_eq!(
-        hex(&Sha256::digest(std::fs::read(&landed).unwrap())),
+        hex::encode(Sha256::digest(std::fs::read(&landed).unwrap())),
         tool_sha
     );
 
@@ -531,22 +527,22 @@ async fn the_consoles_download_resumes_with_range_after_its_connection_is_cut() 
     // The analyst's network drops twice, each time a quarter of the way into the file.
     let api_port = stack.url(2).rsplit(':').next().unwrap().parse().unwrap();
     let relay = CuttingRelay::start(api_port, 2, size / 4).await;
-    let client = console::api::Client::new(&console::api::Endpoint {
+    let client = lr_console::api::Client::new(&lr_console::api::Endpoint {
         base: format!("https://localhost:{}", relay.port).parse().unwrap(),
         token: Some(TOKEN.to_string()),
         ca_cert: Some(stack.ca_path()),
     })
     .unwrap();
     let doc = client.transfer(&id, Duration::ZERO).await.unwrap();
-    let view = console::transfer::TransferView::from_doc(&doc).unwrap();
+    let view = lr_console::transfer::TransferView::from_doc(&doc).unwrap();
     let downloads = stack.path().join("downloads");
-    let saved = console::download::download(&client, &view, &downloads, |_| {})
+    let saved = lr_console::download::download(&client, &view, &downloads, |_| {})
         .await
         .unwrap_or_else(|failure| panic!("download failed: {failure:?}"));
 
     assert_eq!(saved, downloads.join("mailbox.pst"));
     let data = std::fs::read(&saved).unwrap();
-    assert_eq!(hex(&Sha256::digest(&data)), sha);
+    assert_eq!(hex::encode(Sha256::digest(&data)), sha);
     // Three connections, and about one file's worth of bytes through them: each retry asked for
     // the rest of the file only (Range), not for all of it again.
     assert!(relay.connections.load(Ordering::SeqCst) >= 3);
@@ -572,9 +568,7 @@ async fn a_finished_transfer_is_deleted_after_its_retention() {
     let id = getfile(&stack, 1, &sid, &path).await;
     assert_eq!(finished(&stack, 1, &id).await["state"], "completed");
     let client = stack.nats_as_broker(1).await;
-    let store = broker::transfers::ChunkStore::open(client, 1)
-        .await
-        .unwrap();
+    let store = broker::transfer::ChunkStore::open(client, 1).await.unwrap();
     assert_eq!(store.contiguous_count("demo", &id).await.unwrap(), 3);
 
     let gone = testkit::wait_until(Duration::from_secs(30), || async {
@@ -601,8 +595,9 @@ async fn more_getfiles_than_the_agent_sends_at_once_all_complete() {
     for i in 0..count {
         let path = fixture(&stack, &format!("share-{i}.db"));
         let sha = random_file(&path, 4 * WINDOW as usize * CHUNK as usize + i);
-        // Slow reads keep every window open while the others are asked for.
-        testing::delay_chunks(&path, Duration::from_millis(60));
+        // Slow reads keep every window open while the others are asked for: each transfer lasts
+        // about 8 s, far longer than starting all of them takes even on a loaded machine.
+        testing::delay_chunks(&path, Duration::from_millis(250));
         let id = getfile(&stack, 1, &sid, &path).await;
         started.push((id, sha));
     }
@@ -611,7 +606,7 @@ async fn more_getfiles_than_the_agent_sends_at_once_all_complete() {
         assert_eq!(done["state"], "completed", "{done}");
         let (status, data) = content(&stack, 2, id, None).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(&hex(&Sha256::digest(&data)), sha);
+        assert_eq!(&hex::encode(Sha256::digest(&data)), sha);
     }
     assert!(
         stack.log(1).contains("the agent is busy"),

@@ -6,7 +6,7 @@
 //! ```text
 //! Supervisor("devices") ── DeviceActor (one per agent stream held by this node)
 //! Supervisor("sessions") ── SessionActor (one per session created through this node)
-//! Supervisor("transfers") ── TransferActor (one per transfer this node owns)
+//! Supervisor("transfers") ── TransferActor (one per transfer this node owns; crate::transfer)
 //! ```
 //!
 //! A supervisor logs every child that fails. A failed DeviceActor drops the agent's stream, so the
@@ -16,15 +16,5 @@
 pub mod device;
 pub mod session;
 mod supervisor;
-pub mod transfer;
 
 pub use supervisor::Supervisor;
-
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Wall-clock milliseconds, for timestamps shown to people (never for lease decisions).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}

@@ -15,15 +15,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-mod chunks;
-
-pub use chunks::ChunkIntake;
-
 use crate::actors::device::{DeviceActor, DeviceArgs, DeviceMsg};
-use crate::actors::now_ms;
 use crate::bus::Bus;
 use crate::registry::{DeviceRecord, DeviceRegistry};
-use crate::transfers::ChunkStore;
+use crate::time::now_ms;
+use crate::transfer::{ChunkIntake, ChunkStore};
 
 /// The protocol versions this broker speaks.
 const PROTOCOL_VERSION: u32 = 1;

@@ -71,7 +71,7 @@ impl From<ClusterError> for ApiError {
                 let holders: Vec<Value> = refusal
                     .holders
                     .iter()
-                    .map(|h| json!({"user": h.user, "session": h.session, "device": h.device, "since": super::rfc3339(h.since)}))
+                    .map(|h| json!({"user": h.user, "session": h.session, "device": h.device, "since": crate::time::rfc3339(h.since)}))
                     .collect();
                 Self {
                     status: StatusCode::CONFLICT,

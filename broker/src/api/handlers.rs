@@ -20,10 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiState, Caller, rfc3339};
-use crate::actors::now_ms;
+use super::{ApiError, ApiState, Caller};
 use crate::actors::session::{self, OpenRequest};
 use crate::bus;
+use crate::time::now_ms;
+use crate::time::rfc3339;
 
 /// Longest long-poll of a command's state.
 const MAX_WAIT_MS: u64 = 30_000;

@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod handlers;
+mod library;
 mod serve;
 mod transfers;
 
@@ -18,17 +19,16 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use cluster::LeaseService;
-use jiff::Timestamp;
 use ractor::ActorCell;
 
 pub use auth::{Caller, Tokens, sha256_hex};
 pub use error::ApiError;
 pub use serve::serve_https;
 
-use crate::actors::transfer::TransferContext;
 use crate::bus::{self, Bus, BusError};
 use crate::config::SessionsSection;
 use crate::registry::DeviceRegistry;
+use crate::transfer::TransferContext;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -131,24 +131,15 @@ pub fn router(state: ApiState) -> Router {
             get(transfers::get).delete(transfers::cancel),
         )
         .route("/api/v1/transfers/{id}/content", get(transfers::content))
-        .route("/api/v1/library", get(transfers::library_list))
+        .route("/api/v1/library", get(library::list))
         .route(
             "/api/v1/library/{name}",
             // The library's own size limit applies while the upload streams in.
-            put(transfers::library_upload)
+            put(library::upload)
                 .layer(DefaultBodyLimit::disable())
-                .delete(transfers::library_delete),
+                .delete(library::delete),
         )
         .fallback(handlers::no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
-}
-
-/// Milliseconds since the epoch as RFC 3339 UTC.
-pub fn rfc3339(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }

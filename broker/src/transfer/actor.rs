@@ -11,11 +11,9 @@
 //!
 //! Progress is checkpointed in the [`TransferBook`] every second; each write is a compare-and-set
 //! on the record's revision. Another node takes a transfer over when its record has not been
-//! written for [`upkeep::STALE_AFTER`] ([`upkeep`], which also deletes finished transfers after
+//! written for [`super::upkeep::STALE_AFTER`] ([`super::upkeep`], which also deletes finished transfers after
 //! their retention); the old owner's next write then fails and it stops. A new owner resumes getfile from the contiguous chunks already stored, so the agent
 //! re-sends at most the one window that was in flight.
-
-pub mod upkeep;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -30,13 +28,13 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::now_ms;
-use crate::bus::{self, Bus, BusError};
-use crate::config::TransfersSection;
-use crate::library::Library;
-use crate::transfers::{
+use super::{
     BookError, ChunkStore, StoreError, TransferBook, TransferKind, TransferState, Versioned,
 };
+use crate::bus::{self, Bus, BusError};
+use crate::config::TransfersSection;
+use crate::time::now_ms;
+use crate::transfer::library::Library;
 
 /// How long a window may go without progress before it is asked for again.
 const STALL: Duration = Duration::from_secs(10);
@@ -436,7 +434,7 @@ impl TransferRun {
             let chunk = PutChunk {
                 transfer_id: r.id.clone(),
                 index,
-                sha256: crate::transfers::sha256_hex(&data),
+                sha256: super::sha256_hex(&data),
                 data: data.to_vec(),
             };
             let subject = bus::device_cmd(&r.tenant, &r.device);

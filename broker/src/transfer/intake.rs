@@ -13,8 +13,8 @@ use agent_proto::bus::transfer_event::Event;
 use agent_proto::bus::{ChunkRefused, TransferEvent};
 use bytes::Bytes;
 
+use super::{ChunkStore, StoreError};
 use crate::bus::{self, Bus};
-use crate::transfers::{ChunkStore, StoreError};
 
 /// Windows remembered per connection; the oldest are forgotten first.
 const MAX_WINDOWS: usize = 256;

@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::transfers::{ChunkStore, hex, sha256_hex};
+use super::{ChunkStore, sha256_hex};
 
 const BUCKET: &str = "lr-library";
 
@@ -249,7 +249,7 @@ impl Library {
                 break;
             }
         }
-        Ok((size, hex(&hash.finalize())))
+        Ok((size, hex::encode(hash.finalize())))
     }
 }
 

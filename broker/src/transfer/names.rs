@@ -83,12 +83,7 @@ impl Sha256Hex {
     }
 
     pub(crate) fn from_digest(digest: &[u8]) -> Self {
-        use std::fmt::Write as _;
-        let mut hex = String::with_capacity(64);
-        for byte in digest {
-            let _ = write!(hex, "{byte:02x}");
-        }
-        Self(hex)
+        Self(hex::encode(digest))
     }
 
     pub(crate) fn as_str(&self) -> &str {

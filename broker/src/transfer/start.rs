@@ -3,16 +3,16 @@
 //! `getfile` needs the file's size and SHA-256 first (the seed's `fileinfo` prerequisite): the
 //! session remembers what every completed `fileinfo` reported, and `-auto` runs `fileinfo` on the
 //! device first. A transfer command completes as soon as its transfer has started; the transfer
-//! goes on by itself (see `actors::transfer`), so the session's queue is free for other commands.
+//! goes on by itself (see [`super::actor`]), so the session's queue is free for other commands.
 
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::now_ms;
-use crate::actors::transfer::{TransferContext, drive};
-use crate::api::rfc3339;
-use crate::transfers::{TransferKind, TransferRecord, TransferState};
+use super::{TransferContext, drive};
+use super::{TransferKind, TransferRecord, TransferState};
+use crate::time::now_ms;
+use crate::time::rfc3339;
 
 /// What `fileinfo` reported about a file.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,9 +17,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::{TransferContext, drive, is_driven_here};
-use crate::actors::now_ms;
-use crate::transfers::{TransferKind, Versioned};
+use super::actor::{TransferContext, drive, is_driven_here};
+use super::{TransferKind, Versioned};
+use crate::time::now_ms;
 
 /// An owner writes its record every second; this long without a write means it is gone.
 pub const STALE_AFTER: Duration = Duration::from_secs(5);

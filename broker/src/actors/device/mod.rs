@@ -18,10 +18,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::now_ms;
-use crate::agents::ChunkIntake;
 use crate::bus::{self, Bus};
 use crate::registry::DeviceRegistry;
+use crate::time::now_ms;
+use crate::transfer::ChunkIntake;
 
 /// How many heartbeat intervals may pass without one before the agent counts as gone.
 const MISSED_HEARTBEATS: u32 = 3;

@@ -1,16 +1,19 @@
 //! `SessionActor`: one live response session, on the node it was opened through.
 //!
-//! It owns the session's lease (acquired by [`open`], renewed every third of its TTL, released
-//! when the session ends), its working directory, and its command queue: one command runs at a
-//! time, as in the seed. Any node reaches it on `lr.<tenant>.sess.<id>.ctl`; results come back on
-//! `.evt`; every state change is published on `.out` for live streams. When the device reconnects
-//! (`.online`), the running command is sent again with the same id, which the agent answers from
-//! its cache if it already ran it.
+//! The session's decisions live in [`core::SessionCore`] (pure); this actor carries them out. It
+//! owns the session's lease (acquired by [`open`], renewed every third of its TTL, released when
+//! the session ends), and feeds the core what happens: control requests on
+//! `lr.<tenant>.sess.<id>.ctl`, agents' results on `.evt`, the device reconnecting (`.online`),
+//! and a tick every second. Every state change is published on `.out` for live streams.
+//!
+//! ```text
+//! sessions supervisor ──► SessionActor ──(events)──► SessionCore ──(effects)──► SessionActor
+//! ```
 
+mod core;
 mod record;
-mod transfers;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use agent_proto::agent::{Cancel, CommandRequest};
@@ -23,24 +26,18 @@ use cluster::{ClusterError, LeaseService};
 use futures::StreamExt;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
+pub use core::{AgentResult, BrokerAction, Effect, Event, Refusal, SessionCore, Timing};
 pub use record::{CommandRecord, CommandState};
 
-use super::now_ms;
-use crate::actors::transfer::TransferContext;
 use crate::bus::{self, Bus, BusError};
 use crate::config::SessionsSection;
-use transfers::{FileFacts, Requester};
+use crate::time::now_ms;
+use crate::transfer::TransferContext;
+use crate::transfer::start::{self as transfers, Requester};
 
 /// How long a command dispatch waits for the device's node to take it.
 const DISPATCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Commands a session remembers; the oldest finished ones are forgotten first.
-const MAX_COMMANDS: usize = 1000;
-/// Grace beyond a command's own timeout before the broker gives up on the agent's answer.
-const RESULT_GRACE_MS: u64 = 30_000;
-/// Files whose fileinfo a session remembers for getfile.
-const MAX_FILE_FACTS: usize = 1000;
 
 pub struct SessionActor;
 
@@ -61,14 +58,7 @@ pub struct SessionArgs {
 
 pub struct SessionState {
     args: SessionArgs,
-    cwd: String,
-    commands: BTreeMap<String, CommandRecord>,
-    queue: VecDeque<String>,
-    running: Option<String>,
-    /// What fileinfo reported, by absolute path: getfile's prerequisite.
-    file_facts: HashMap<String, FileFacts>,
-    last_activity: Instant,
-    last_renewal: Instant,
+    core: SessionCore,
     /// Set once the lease is released, so it is released exactly once.
     released: bool,
     tasks: Vec<JoinHandle<()>>,
@@ -158,15 +148,13 @@ impl Actor for SessionActor {
         args.bus.client().flush().await?;
         tasks.push(myself.send_interval(Duration::from_secs(1), || SessionMsg::Tick));
         tracing::info!(tenant = %lease.tenant, session = %lease.session, user = %lease.user, device = %lease.device, token = lease.token, "session opened");
+        let timing = Timing {
+            lease_ttl_ms: args.settings.lease_ttl_ms,
+            idle_timeout_ms: args.settings.idle_timeout_ms,
+        };
         Ok(SessionState {
             args,
-            cwd: "/".into(),
-            commands: BTreeMap::new(),
-            queue: VecDeque::new(),
-            running: None,
-            file_facts: HashMap::new(),
-            last_activity: Instant::now(),
-            last_renewal: Instant::now(),
+            core: SessionCore::new(timing, now_ms()),
             released: false,
             tasks,
         })
@@ -180,8 +168,10 @@ impl Actor for SessionActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SessionMsg::Control(message) => state.on_control(&myself, message).await,
-            SessionMsg::Event(message) => state.on_event(message).await,
-            SessionMsg::Tick => state.on_tick(&myself).await,
+            SessionMsg::Event(message) => state.on_event(&myself, message).await,
+            SessionMsg::Tick => {
+                let _ = state.apply(&myself, Event::Tick).await;
+            }
         }
         Ok(())
     }
@@ -228,20 +218,29 @@ impl SessionState {
             error("not_found", format!("no session {session}"))
         } else {
             match request.op {
-                Some(Op::Run(line)) => self.run(line).await,
-                Some(Op::Cancel(id)) => self.cancel(&id).await,
-                Some(Op::Get(id)) => match self.commands.get(&id) {
+                Some(Op::Run(line)) => {
+                    let id = uuid::Uuid::now_v7().to_string();
+                    let submit = Event::Submit {
+                        id: id.clone(),
+                        line,
+                    };
+                    self.answer(myself, submit, &id).await
+                }
+                Some(Op::Cancel(id)) => {
+                    let cancel = Event::Cancel { id: id.clone() };
+                    self.answer(myself, cancel, &id).await
+                }
+                Some(Op::Get(id)) => match self.core.command(&id) {
                     Some(record) => Reply::Command(record.to_wire()),
                     None => error("not_found", format!("no command {id} in session {session}")),
                 },
                 Some(Op::List(_)) => Reply::Commands(CommandList {
-                    commands: self.commands.values().map(CommandRecord::to_wire).collect(),
+                    commands: self.core.commands().map(CommandRecord::to_wire).collect(),
                 }),
                 Some(Op::Describe(_)) => Reply::Session(self.info()),
                 Some(Op::End(_)) => {
                     // The device is free by the time the analyst hears the session ended.
-                    self.release().await;
-                    myself.stop(Some("ended by the analyst".into()));
+                    let _ = self.apply(myself, Event::End).await;
                     Reply::Ended(Empty {})
                 }
                 None => error("invalid_request", "empty session request"),
@@ -251,6 +250,119 @@ impl SessionState {
         let body = Body::SessionReply(SessionReply { body: Some(reply) });
         if let Err(e) = self.args.bus.reply(&message, &tenant, body).await {
             tracing::warn!(%session, error = %e, "cannot answer a control request");
+        }
+    }
+
+    /// Applies `event` and answers with command `id` as it then stands, or the refusal.
+    async fn answer(&mut self, myself: &ActorRef<SessionMsg>, event: Event, id: &str) -> Reply {
+        match self.apply(myself, event).await {
+            Ok(()) => match self.core.command(id) {
+                Some(record) => Reply::Command(record.to_wire()),
+                None => error("not_found", format!("no command {id} in this session")),
+            },
+            Err(refusal) => error(refusal.code, refusal.message),
+        }
+    }
+
+    /// Feeds `event` to the core and carries out its effects, feeding back what they report,
+    /// until nothing is left to do. Only the first event can be refused.
+    async fn apply(&mut self, myself: &ActorRef<SessionMsg>, event: Event) -> Result<(), Refusal> {
+        let mut pending = VecDeque::from([event]);
+        let mut first = true;
+        while let Some(event) = pending.pop_front() {
+            let effects = match self.core.handle(event, now_ms()) {
+                Ok(effects) => effects,
+                Err(refusal) if first => return Err(refusal),
+                Err(refusal) => {
+                    tracing::warn!(session = %self.args.lease.session, reason = %refusal.message, "a follow-up event was refused");
+                    continue;
+                }
+            };
+            first = false;
+            for effect in effects {
+                if let Some(next) = self.carry_out(myself, effect).await {
+                    pending.push_back(next);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out one effect; returns the event that reports its outcome, if it has one.
+    async fn carry_out(&mut self, myself: &ActorRef<SessionMsg>, effect: Effect) -> Option<Event> {
+        match effect {
+            Effect::Send(id) => {
+                let outcome = self.send(&id).await;
+                Some(Event::Sent { id, outcome })
+            }
+            Effect::Resend(id) => {
+                if let Err(e) = self.send(&id).await {
+                    tracing::warn!(command = %id, error = %e, "cannot re-send the running command");
+                }
+                None
+            }
+            Effect::SendCancel(id) => {
+                self.send_cancel(&id).await;
+                None
+            }
+            Effect::RunOnBroker { id, action } => {
+                let outcome = self.run_on_broker(action).await;
+                Some(Event::BrokerDone { id, outcome })
+            }
+            Effect::Publish(id) => {
+                self.publish(&id).await;
+                None
+            }
+            Effect::RenewLease => Some(self.renew().await),
+            Effect::ReleaseLease => {
+                self.release().await;
+                None
+            }
+            Effect::Stop(reason) => {
+                tracing::info!(session = %self.args.lease.session, reason, "session stopping");
+                myself.stop(Some(reason.into()));
+                None
+            }
+        }
+    }
+
+    async fn on_event(&mut self, myself: &ActorRef<SessionMsg>, message: async_nats::Message) {
+        let event = match bus::decode(&message) {
+            Ok((_, Body::Result(result))) => Event::AgentResult(AgentResult {
+                state: CommandState::of(result.status()),
+                command_id: result.command_id,
+                output_json: result.output_json,
+                error: result.error,
+                cwd: result.cwd,
+            }),
+            // The device reconnected: the running command goes again; the agent will not run it twice.
+            Ok((_, Body::DeviceOnline(_))) => Event::DeviceOnline,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(session = %self.args.lease.session, error = %e, "dropped an event");
+                return;
+            }
+        };
+        let _ = self.apply(myself, event).await;
+    }
+
+    async fn renew(&self) -> Event {
+        let lease = &self.args.lease;
+        match self
+            .args
+            .leases
+            .renew(&lease.tenant, &lease.session, lease.token)
+            .await
+        {
+            Ok(_) => Event::LeaseRenewed,
+            Err(ClusterError::Rejected(e)) => {
+                tracing::warn!(session = %lease.session, error = %e, "lease lost; ending the session");
+                Event::LeaseLost
+            }
+            Err(e) => {
+                tracing::warn!(session = %lease.session, error = %e, "lease renewal failed; retrying");
+                Event::LeaseRenewFailed
+            }
         }
     }
 
@@ -280,218 +392,33 @@ impl SessionState {
             user: lease.user.clone(),
             node_id: self.args.node_id,
             created_at_ms: lease.granted_at,
-            cwd: self.cwd.clone(),
+            cwd: self.core.cwd().to_string(),
             token: lease.token,
         }
     }
 
-    async fn run(&mut self, line: String) -> Reply {
-        self.last_activity = Instant::now();
-        let invocation = match commands::parse(&line) {
-            Ok(invocation) => invocation,
-            Err(e) => return error("invalid_request", e.to_string()),
-        };
-        let spec = invocation.spec;
-        if spec.runs == commands::Runs::Console {
-            return error(
-                "invalid_request",
-                format!("{} runs in the console, not on the device", spec.name),
-            );
-        }
-        if invocation.redirect.is_some() {
-            return error(
-                "invalid_request",
-                "writing output to a file (> file) is done by the console; remove it here",
-            );
-        }
-        let mut record = CommandRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            line,
-            command: spec.name.to_string(),
-            args: invocation.device_args(),
-            timeout_ms: u32::try_from(spec.timeout.as_millis()).unwrap_or(u32::MAX),
-            state: CommandState::Queued,
-            output_json: String::new(),
-            error: String::new(),
-            cwd: self.cwd.clone(),
-            submitted_at_ms: now_ms(),
-            started_at_ms: 0,
-            finished_at_ms: 0,
-            then_getfile: false,
-        };
-        if matches!(spec.runs, commands::Runs::Broker | commands::Runs::Transfer) {
-            // Done at once, without the device's queue; `getfile -auto` queues its fileinfo.
-            if let Some(outcome) = self.run_on_broker(&invocation, &mut record).await {
-                let (state, output, error) = match outcome {
-                    Ok(output) => (CommandState::Completed, output, String::new()),
-                    Err(error) => (CommandState::Failed, String::new(), error),
-                };
-                record.state = state;
-                record.output_json = output;
-                record.error = error;
-                record.started_at_ms = record.submitted_at_ms;
-                record.finished_at_ms = now_ms();
-                let reply = Reply::Command(record.to_wire());
-                let id = record.id.clone();
-                self.commands.insert(id.clone(), record);
-                self.forget_old_commands();
-                self.publish(&id).await;
-                return reply;
-            }
-        }
-        let reply = Reply::Command(record.to_wire());
-        self.queue.push_back(record.id.clone());
-        self.commands.insert(record.id.clone(), record);
-        self.forget_old_commands();
-        self.dispatch().await;
-        reply
-    }
-
-    async fn cancel(&mut self, id: &str) -> Reply {
-        self.last_activity = Instant::now();
-        let Some(record) = self.commands.get(id) else {
-            return error("not_found", format!("no command {id} in this session"));
-        };
-        match record.state {
-            CommandState::Queued => {
-                self.queue.retain(|q| q != id);
-                self.finish(
-                    id,
-                    CommandState::Cancelled,
-                    String::new(),
-                    "cancelled before it started".into(),
-                    None,
-                )
-                .await;
-            }
-            CommandState::Running => {
-                let tenant = self.tenant().to_string();
-                let subject = bus::device_cmd(&tenant, &self.args.lease.device);
-                let cancel = Body::Cancel(Cancel {
-                    command_id: id.to_string(),
-                });
-                if let Err(e) = self
-                    .args
-                    .bus
-                    .request(subject, &tenant, cancel, DISPATCH_TIMEOUT)
-                    .await
-                {
-                    tracing::warn!(command = %id, error = %e, "cancel did not reach the device");
-                }
-            }
-            _ => {}
-        }
-        Reply::Command(self.commands[id].to_wire())
-    }
-
-    async fn on_event(&mut self, message: async_nats::Message) {
-        match bus::decode(&message) {
-            Ok((_, Body::Result(result))) => {
-                if self.running.as_deref() != Some(result.command_id.as_str()) {
-                    return;
-                }
-                let mut state = CommandState::of(result.status());
-                let cwd = (state == CommandState::Completed && !result.cwd.is_empty())
-                    .then_some(result.cwd);
-                let (mut output, mut error) = (result.output_json, result.error);
-                let record = &self.commands[&result.command_id];
-                if state == CommandState::Completed
-                    && (record.command == "fileinfo" || record.then_getfile)
-                    && let Some(facts) = FileFacts::from_fileinfo(&output)
-                {
-                    self.remember(facts);
-                }
-                if self.commands[&result.command_id].then_getfile {
-                    (state, output, error) = self
-                        .getfile_after_fileinfo(&result.command_id, state, &output, error)
-                        .await;
-                }
-                self.finish(&result.command_id, state, output, error, cwd)
-                    .await;
-                self.dispatch().await;
-            }
-            // The device reconnected: send the running command again; the agent will not run it twice.
-            Ok((_, Body::DeviceOnline(_))) => {
-                if let Some(id) = self.running.clone()
-                    && let Err(e) = self.send(&id).await
-                {
-                    tracing::warn!(command = %id, error = %e, "cannot re-send the running command");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(session = %self.args.lease.session, error = %e, "dropped an event")
-            }
-        }
-    }
-
-    async fn on_tick(&mut self, myself: &ActorRef<SessionMsg>) {
-        let settings = &self.args.settings;
-        if self.running.is_none()
-            && self.last_activity.elapsed() > Duration::from_millis(settings.idle_timeout_ms)
+    async fn send_cancel(&self, id: &str) {
+        let tenant = self.tenant().to_string();
+        let subject = bus::device_cmd(&tenant, &self.args.lease.device);
+        let cancel = Body::Cancel(Cancel {
+            command_id: id.to_string(),
+        });
+        if let Err(e) = self
+            .args
+            .bus
+            .request(subject, &tenant, cancel, DISPATCH_TIMEOUT)
+            .await
         {
-            tracing::info!(session = %self.args.lease.session, "session idle too long; ending it");
-            myself.stop(Some("idle timeout".into()));
-            return;
-        }
-        if self.last_renewal.elapsed() >= Duration::from_millis(settings.lease_ttl_ms / 3) {
-            let lease = &self.args.lease;
-            match self
-                .args
-                .leases
-                .renew(&lease.tenant, &lease.session, lease.token)
-                .await
-            {
-                Ok(_) => self.last_renewal = Instant::now(),
-                Err(ClusterError::Rejected(e)) => {
-                    tracing::warn!(session = %lease.session, error = %e, "lease lost; ending the session");
-                    myself.stop(Some("lease lost".into()));
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(session = %lease.session, error = %e, "lease renewal failed; retrying")
-                }
-            }
-        }
-        // An agent that never answers does not hold the queue forever.
-        if let Some(id) = self.running.clone() {
-            let record = &self.commands[&id];
-            if now_ms().saturating_sub(record.started_at_ms)
-                > u64::from(record.timeout_ms) + RESULT_GRACE_MS
-            {
-                let message = "the device did not answer within the command's timeout".to_string();
-                self.finish(&id, CommandState::TimedOut, String::new(), message, None)
-                    .await;
-                self.dispatch().await;
-            }
-        }
-    }
-
-    /// Starts the next queued command if none is running.
-    async fn dispatch(&mut self) {
-        while self.running.is_none() {
-            let Some(id) = self.queue.pop_front() else {
-                return;
-            };
-            if let Some(record) = self.commands.get_mut(&id) {
-                record.state = CommandState::Running;
-                record.started_at_ms = now_ms();
-                record.cwd = self.cwd.clone();
-            }
-            self.running = Some(id.clone());
-            match self.send(&id).await {
-                Ok(()) => self.publish(&id).await,
-                Err(message) => {
-                    self.finish(&id, CommandState::Failed, String::new(), message, None)
-                        .await
-                }
-            }
+            tracing::warn!(command = %id, error = %e, "cancel did not reach the device");
         }
     }
 
     /// Hands a command to the node holding the device's stream.
     async fn send(&self, id: &str) -> Result<(), String> {
-        let record = &self.commands[id];
+        let record = self
+            .core
+            .command(id)
+            .ok_or_else(|| format!("no command {id}"))?;
         let lease = &self.args.lease;
         let request = CommandRequest {
             command_id: record.id.clone(),
@@ -528,32 +455,8 @@ impl SessionState {
         }
     }
 
-    async fn finish(
-        &mut self,
-        id: &str,
-        state: CommandState,
-        output_json: String,
-        error: String,
-        cwd: Option<String>,
-    ) {
-        if let Some(cwd) = cwd {
-            self.cwd = cwd;
-        }
-        if let Some(record) = self.commands.get_mut(id) {
-            record.state = state;
-            record.output_json = output_json;
-            record.error = error;
-            record.cwd = self.cwd.clone();
-            record.finished_at_ms = now_ms();
-        }
-        if self.running.as_deref() == Some(id) {
-            self.running = None;
-        }
-        self.publish(id).await;
-    }
-
     async fn publish(&self, id: &str) {
-        let Some(record) = self.commands.get(id) else {
+        let Some(record) = self.core.command(id) else {
             return;
         };
         let tenant = self.tenant().to_string();
@@ -568,23 +471,9 @@ impl SessionState {
         }
     }
 
-    /// Runs a broker command. `None` means it was turned into a device command to queue
-    /// (`getfile -auto` runs `fileinfo` first).
-    async fn run_on_broker(
-        &mut self,
-        invocation: &commands::Invocation,
-        record: &mut CommandRecord,
-    ) -> Option<Result<String, String>> {
-        let value = |name: &str| {
-            invocation
-                .values
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let flag = |name: &str| invocation.flags.contains(&name);
-        let context = self.args.transfers.clone();
+    /// Carries out a broker or transfer command; returns its output document, or why it failed.
+    async fn run_on_broker(&self, action: BrokerAction) -> Result<String, String> {
+        let context = &self.args.transfers;
         let lease = &self.args.lease;
         let who = Requester {
             tenant: &lease.tenant,
@@ -593,89 +482,14 @@ impl SessionState {
             device: &lease.device,
             token: lease.token,
         };
-        match invocation.spec.name {
-            "library" => Some(transfers::library_listing(&context, &lease.tenant).await),
-            "putfile" => Some(
-                transfers::start_putfile(
-                    &context,
-                    &who,
-                    &value("name"),
-                    flag("keep"),
-                    flag("overwrite"),
-                )
-                .await,
-            ),
-            _ => {
-                let path = transfers::resolve(&self.cwd, &value("path"));
-                if flag("auto") {
-                    record.command = "fileinfo".into();
-                    record.args = vec!["-path".into(), path];
-                    record.then_getfile = true;
-                    return None;
-                }
-                Some(match self.file_facts.get(&path) {
-                    Some(facts) => transfers::start_getfile(&context, &who, facts).await,
-                    None => Err(format!(
-                        "getfile needs the size and SHA-256 of {path} first: run `fileinfo {}` or add -auto",
-                        commands::quote(&path)
-                    )),
-                })
-            }
-        }
-    }
-
-    /// The fileinfo of `getfile -auto` finished: start the transfer, or say why not.
-    async fn getfile_after_fileinfo(
-        &mut self,
-        id: &str,
-        state: CommandState,
-        fileinfo_output: &str,
-        error: String,
-    ) -> (CommandState, String, String) {
-        if state != CommandState::Completed {
-            return (state, String::new(), format!("fileinfo failed: {error}"));
-        }
-        let Some(facts) = FileFacts::from_fileinfo(fileinfo_output) else {
-            return (
-                CommandState::Failed,
-                String::new(),
-                format!("fileinfo gave no size or path for command {id}; run fileinfo to see why"),
-            );
-        };
-        let lease = &self.args.lease;
-        let who = Requester {
-            tenant: &lease.tenant,
-            user: &lease.user,
-            session: &lease.session,
-            device: &lease.device,
-            token: lease.token,
-        };
-        match transfers::start_getfile(&self.args.transfers, &who, &facts).await {
-            Ok(output) => (CommandState::Completed, output, String::new()),
-            Err(error) => (CommandState::Failed, String::new(), error),
-        }
-    }
-
-    fn remember(&mut self, facts: FileFacts) {
-        if self.file_facts.len() >= MAX_FILE_FACTS {
-            self.file_facts.clear();
-        }
-        self.file_facts.insert(facts.path.clone(), facts);
-    }
-
-    fn forget_old_commands(&mut self) {
-        while self.commands.len() > MAX_COMMANDS {
-            let oldest_finished = self
-                .commands
-                .iter()
-                .find(|(_, r)| r.state.is_terminal())
-                .map(|(id, _)| id.clone());
-            match oldest_finished {
-                Some(id) => {
-                    self.commands.remove(&id);
-                }
-                None => break,
-            }
+        match action {
+            BrokerAction::ListLibrary => transfers::library_listing(context, &lease.tenant).await,
+            BrokerAction::Putfile {
+                name,
+                keep,
+                overwrite,
+            } => transfers::start_putfile(context, &who, &name, keep, overwrite).await,
+            BrokerAction::Getfile(facts) => transfers::start_getfile(context, &who, &facts).await,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::*;
-use crate::transfers::sha256_hex;
+use crate::transfer::sha256_hex;
 
 const CHUNK: usize = 64 * 1024;
 
