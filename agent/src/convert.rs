@@ -1,15 +1,16 @@
-//! The one place protobuf types meet domain types: requests, put offers and chunks in; results,
-//! chunks, put progress and hello out.
+//! The one place protobuf types meet domain types: requests, put offers and chunks in; results
+//! (with fileinfo's file facts), chunks, put progress and hello out.
 
 use std::time::Duration;
 
 use agent_proto::agent::{
     AgentMessage, Chunk, ChunkRequest, CommandRequest, CommandResult, Heartbeat, Hello, PutChunk,
-    PutOffer, PutProgress, TransferEnded, agent_message, command_result,
+    PutOffer, PutProgress, TransferEnded, agent_message, command_result, file_facts,
 };
 
 use crate::model::{
-    ChunkData, Completion, Invocation, PutOfferRequest, Status, TransferEvent, WindowRequest,
+    ChunkData, Completion, FileFacts, FileKind, Invocation, PutOfferRequest, Status, TransferEvent,
+    WindowRequest,
 };
 
 /// What the hello says about this agent.
@@ -72,7 +73,32 @@ pub fn result(c: Completion) -> AgentMessage {
             output_json,
             error: o.error,
             cwd: o.cwd,
+            file_facts: o.file_facts.map(facts),
         })),
+    }
+}
+
+fn facts(f: FileFacts) -> agent_proto::agent::FileFacts {
+    agent_proto::agent::FileFacts {
+        path: f.path,
+        kind: kind(f.kind) as i32,
+        size: f.size,
+        sha256: f.sha256.unwrap_or_default(),
+        hashes_note: f.hashes_note.unwrap_or_default(),
+    }
+}
+
+fn kind(k: FileKind) -> file_facts::Kind {
+    use file_facts::Kind as Pb;
+    match k {
+        FileKind::File => Pb::File,
+        FileKind::Dir => Pb::Dir,
+        FileKind::Symlink => Pb::Symlink,
+        FileKind::Fifo => Pb::Fifo,
+        FileKind::Socket => Pb::Socket,
+        FileKind::BlockDevice => Pb::BlockDevice,
+        FileKind::CharDevice => Pb::CharDevice,
+        FileKind::Unknown => Pb::Unspecified,
     }
 }
 
@@ -167,6 +193,7 @@ mod tests {
                 output: Some(serde_json::json!({"a": 1})),
                 error: "slow".into(),
                 cwd: "/tmp".into(),
+                file_facts: None,
             },
         });
         let Some(agent_message::Body::Result(r)) = msg.body else {
@@ -175,6 +202,39 @@ mod tests {
         assert_eq!(r.status, command_result::Status::TimedOut as i32);
         assert_eq!(r.output_json, r#"{"a":1}"#);
         assert_eq!(r.cwd, "/tmp");
+        assert_eq!(r.file_facts, None);
+    }
+
+    #[test]
+    fn file_facts_travel_typed() {
+        let msg = result(Completion {
+            command_id: "c2".into(),
+            outcome: Outcome {
+                status: Status::Ok,
+                output: Some(serde_json::json!({"path": "/tmp/p"})),
+                error: String::new(),
+                cwd: "/".into(),
+                file_facts: Some(FileFacts {
+                    path: "/tmp/p".into(),
+                    kind: FileKind::Fifo,
+                    size: 0,
+                    sha256: None,
+                    hashes_note: Some("not a regular file".into()),
+                }),
+            },
+        });
+        let Some(agent_message::Body::Result(r)) = msg.body else {
+            panic!("not a result")
+        };
+        let facts = r.file_facts.unwrap();
+        assert_eq!(facts.kind(), file_facts::Kind::Fifo);
+        assert_eq!((facts.path.as_str(), facts.size), ("/tmp/p", 0));
+        assert_eq!(
+            (facts.sha256.as_str(), facts.hashes_note.as_str()),
+            ("", "not a regular file")
+        );
+        assert_eq!(kind(FileKind::File), file_facts::Kind::File);
+        assert_eq!(kind(FileKind::Unknown), file_facts::Kind::Unspecified);
     }
 
     #[test]

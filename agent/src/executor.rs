@@ -420,6 +420,7 @@ fn limit_output(mut outcome: Outcome) -> Outcome {
     if size > MAX_OUTPUT_BYTES {
         outcome.status = Status::Failed;
         outcome.output = None;
+        outcome.file_facts = None;
         outcome.error = format!(
             "the output ({size} bytes) is larger than the {MAX_OUTPUT_BYTES} bytes one result may carry; narrow the request (a subdirectory, a smaller -max) and run it again"
         );

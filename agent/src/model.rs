@@ -43,6 +43,8 @@ pub struct Outcome {
     pub error: String,
     /// The working directory after the command.
     pub cwd: String,
+    /// A `fileinfo` that completed: the facts getfile needs, beside the output document.
+    pub file_facts: Option<FileFacts>,
 }
 
 impl Outcome {
@@ -52,6 +54,49 @@ impl Outcome {
             output: None,
             error: error.into(),
             cwd: cwd.into(),
+            file_facts: None,
+        }
+    }
+}
+
+/// What `fileinfo` found about one file, as the broker needs it to fetch the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFacts {
+    /// The absolute path, as fileinfo's output shows it.
+    pub path: String,
+    pub kind: FileKind,
+    pub size: u64,
+    /// Hex SHA-256 of the content; `None` when the file was not hashed.
+    pub sha256: Option<String>,
+    /// Why there is no hash, or that the file changed while it was read.
+    pub hashes_note: Option<String>,
+}
+
+/// What kind of file a path names (after following symlinks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    BlockDevice,
+    CharDevice,
+    Unknown,
+}
+
+impl FileKind {
+    /// The name command outputs use (`"type"` fields).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Dir => "dir",
+            Self::Symlink => "symlink",
+            Self::Fifo => "fifo",
+            Self::Socket => "socket",
+            Self::BlockDevice => "block_device",
+            Self::CharDevice => "char_device",
+            Self::Unknown => "unknown",
         }
     }
 }

@@ -14,6 +14,8 @@
 //! - [`transfer`]: file transfers: chunks and records in JetStream, the `TransferActor`, takeover
 //!   and retention, chunk intake from agents, how sessions start them, and the tenant library.
 //! - [`time`]: wall-clock milliseconds and how they are shown, for every layer.
+//! - [`wire`]: where the bus protocol's states, codes and file facts meet the domain and API
+//!   types, and the one mapping of an error code to HTTP status and gRPC code.
 #![forbid(unsafe_code)]
 
 pub mod actors;
@@ -28,6 +30,7 @@ pub mod node;
 pub mod registry;
 pub mod time;
 pub mod transfer;
+pub mod wire;
 
 pub use config::BrokerConfig;
 pub use node::BrokerNode;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use agent_proto::agent::agent_link_server::AgentLinkServer;
 use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
 use cluster::ClusterNode;
 use cluster::network::TlsMaterial;
 use ractor::{Actor, ActorRef};
@@ -32,6 +33,13 @@ use crate::transfer::{ChunkStore, ChunkStoreConfig, TransferBook, TransferContex
 
 /// How long start waits for the NATS server.
 const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Tenant limits are written until a leader takes them, at most a second apart (backon's jitter
+/// adds up to the delay again, so 500 ms become 0.5 to 1 s).
+const LIMITS_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
+    .with_jitter()
+    .with_min_delay(Duration::from_millis(500))
+    .with_max_delay(Duration::from_millis(500))
+    .without_max_times();
 
 pub struct BrokerNode {
     pub node_id: u64,
@@ -272,14 +280,14 @@ fn apply_tenant_limits(
                 max_sessions_per_tenant: section.max_sessions_per_tenant,
                 max_sessions_per_user: section.max_sessions_per_user,
             };
-            loop {
-                match leases.set_tenant_limits(&tenant, limits).await {
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(node, %tenant, %error, "cannot set tenant limits yet; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
+            let set = (|| leases.set_tenant_limits(&tenant, limits))
+                .retry(LIMITS_RETRIES)
+                .notify(|error, _| {
+                    tracing::warn!(node, %tenant, %error, "cannot set tenant limits yet; retrying")
+                })
+                .await;
+            if set.is_err() {
+                return;
             }
         }
         let _ = applied.send(true);

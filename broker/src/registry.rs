@@ -7,12 +7,18 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
+use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 const BUCKET: &str = "lr-devices";
-/// Attempts at a compare-and-set before giving up on a racing writer.
-const CAS_ATTEMPTS: usize = 16;
+/// Attempts at a compare-and-set before giving up on a racing writer: 16, at most 10 ms apart
+/// (backon's jitter adds up to the delay again, so 5 ms become 5 to 10 ms).
+const CAS_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
+    .with_jitter()
+    .with_min_delay(Duration::from_millis(5))
+    .with_max_delay(Duration::from_millis(5))
+    .with_max_times(15);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
@@ -46,6 +52,18 @@ fn err(e: impl std::fmt::Display) -> RegistryError {
     RegistryError(e.to_string())
 }
 
+/// How one compare-and-set went wrong: another writer won (worth another try), or the bucket failed.
+enum Cas {
+    Lost,
+    Failed(RegistryError),
+}
+
+impl From<RegistryError> for Cas {
+    fn from(error: RegistryError) -> Self {
+        Cas::Failed(error)
+    }
+}
+
 #[derive(Clone)]
 pub struct DeviceRegistry {
     kv: kv::Store,
@@ -70,37 +88,46 @@ impl DeviceRegistry {
     }
 
     /// Records a new connection and returns its epoch, one above any earlier connection's.
-    pub async fn connected(&self, mut record: DeviceRecord) -> Result<u64, RegistryError> {
+    pub async fn connected(&self, record: DeviceRecord) -> Result<u64, RegistryError> {
         let key = key(&record.tenant, &record.device)?;
-        for _ in 0..CAS_ATTEMPTS {
-            let current = self.kv.entry(&key).await.map_err(err)?;
-            let (previous_epoch, revision) = match &current {
-                Some(entry) if entry.operation == kv::Operation::Put => {
-                    let old: DeviceRecord = serde_json::from_slice(&entry.value).map_err(err)?;
-                    (old.epoch, Some(entry.revision))
+        let attempt = || self.try_connected(&key, record.clone());
+        attempt
+            .retry(CAS_RETRIES)
+            .when(|e| matches!(e, Cas::Lost))
+            .notify(|_, delay| {
+                tracing::debug!(%key, ?delay, "another connection wrote the device record; retrying")
+            })
+            .await
+            .map_err(|e| match e {
+                Cas::Lost => {
+                    RegistryError(format!("device {key}: too many concurrent connections"))
                 }
-                Some(entry) => (0, Some(entry.revision)),
-                None => (0, None),
-            };
-            record.epoch = previous_epoch + 1;
-            let value = Bytes::from(serde_json::to_vec(&record).map_err(err)?);
-            let written = match revision {
-                Some(revision) => self
-                    .kv
-                    .update(&key, value, revision)
-                    .await
-                    .map(drop)
-                    .map_err(err),
-                None => self.kv.create(&key, value).await.map(drop).map_err(err),
-            };
-            if written.is_ok() {
-                return Ok(record.epoch);
+                Cas::Failed(e) => e,
+            })
+    }
+
+    /// One compare-and-set of the record with the next epoch.
+    async fn try_connected(&self, key: &str, mut record: DeviceRecord) -> Result<u64, Cas> {
+        let current = self.kv.entry(key).await.map_err(err)?;
+        let (previous_epoch, revision) = match &current {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                let old: DeviceRecord = serde_json::from_slice(&entry.value).map_err(err)?;
+                (old.epoch, Some(entry.revision))
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            Some(entry) => (0, Some(entry.revision)),
+            None => (0, None),
+        };
+        record.epoch = previous_epoch + 1;
+        let value = Bytes::from(serde_json::to_vec(&record).map_err(err)?);
+        let written = match revision {
+            Some(revision) => self.kv.update(key, value, revision).await.map(drop).is_ok(),
+            None => self.kv.create(key, value).await.map(drop).is_ok(),
+        };
+        if written {
+            Ok(record.epoch)
+        } else {
+            Err(Cas::Lost)
         }
-        Err(RegistryError(format!(
-            "device {key}: too many concurrent connections"
-        )))
     }
 
     /// Updates `last_seen` or marks the device offline, only if `epoch` is still the current connection.

@@ -20,3 +20,16 @@ pub fn rfc3339(ms: u64) -> String {
         .map(|t| t.to_string())
         .unwrap_or_default()
 }
+
+/// Milliseconds since the epoch as an API timestamp.
+pub fn timestamp(ms: u64) -> Timestamp {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Like [`timestamp`], with 0 meaning "not yet".
+pub fn timestamp_if_set(ms: u64) -> Option<Timestamp> {
+    (ms != 0).then(|| timestamp(ms))
+}

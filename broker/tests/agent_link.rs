@@ -109,7 +109,7 @@ fn hello(device: &str) -> Bytes {
 
 async fn online(stack: &Stack, device: &str) -> Option<bool> {
     let (_, devices) = stack.get(1, "token-a", "/api/v1/devices").await;
-    devices
+    devices["items"]
         .as_array()?
         .iter()
         .find(|d| d["device"] == device)

@@ -16,7 +16,7 @@ async fn requests_need_a_token_and_see_only_their_tenant() {
 
     let (status, body) = stack.get(2, "token-a", "/api/v1/devices").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!([]));
+    assert_eq!(body, json!({"items": [], "next": null}));
 
     // An unknown device, an unknown session: clear 404s with the stable error shape.
     let (status, body) = stack.open(3, "token-a", "nope").await;
@@ -63,7 +63,10 @@ async fn requests_need_a_token_and_see_only_their_tenant() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
 
     let (status, body) = stack.get(1, "token-c", "/api/v1/sessions").await;
-    assert_eq!((status, body), (StatusCode::OK, json!([])));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"items": [], "next": null}))
+    );
     let (status, doc) = stack.get(2, "", "/api/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["paths"]["/api/v1/sessions/{id}/commands"].is_object());

@@ -79,7 +79,7 @@ async fn stale_tokens_are_refused_and_resent_commands_do_not_run_twice() {
     // An older token than the agent has seen: refused, not executed.
     let ack = forge(&nats, "demo", command("stale-1", token - 1, "dir", &[])).await;
     assert!(
-        matches!(ack, Some(Body::Ack(ref a)) if a.error_code.is_empty()),
+        matches!(ack, Some(Body::Ack(ref a)) if broker::wire::accepted(a)),
         "{ack:?}"
     );
     let result = next_result().await;

@@ -176,7 +176,7 @@ async fn session_limits_name_the_holder_and_ending_frees_the_device() {
     assert_eq!(body["error"]["invariant"], "sessions_per_tenant");
 
     let (_, sessions) = stack.get(2, "token-b", "/api/v1/sessions").await;
-    assert_eq!(sessions.as_array().unwrap().len(), 2);
+    assert_eq!(sessions["items"].as_array().unwrap().len(), 2);
 
     let id = first["session_id"].as_str().unwrap();
     let (status, _) = stack
@@ -197,7 +197,7 @@ async fn killed_nodes_free_their_sessions_and_agents_move_to_another_node() {
     stack.start_agent("demo", "web-07", "web-07", &[2, 3]);
     stack.wait_online("token-a", "web-07", None).await;
     let (_, devices) = stack.get(1, "token-a", "/api/v1/devices").await;
-    let agent_node = devices[0]["node"].as_u64().unwrap();
+    let agent_node = devices["items"][0]["node"].as_u64().unwrap();
     let other = if agent_node == 2 { 3 } else { 2 };
 
     // The session's node dies: its lease expires within the TTL and a new session works.
@@ -210,7 +210,7 @@ async fn killed_nodes_free_their_sessions_and_agents_move_to_another_node() {
     .await;
     assert!(freed, "the dead node's session did not expire");
     let (_, sessions) = stack.get(other, "token-b", "/api/v1/sessions").await;
-    let session = sessions
+    let session = sessions["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -249,7 +249,7 @@ async fn an_agent_whose_certificate_does_not_match_its_hello_is_refused() {
         stack.log(1)
     );
     let (_, devices) = stack.get(1, "token-a", "/api/v1/devices").await;
-    let names: Vec<&Value> = devices
+    let names: Vec<&Value> = devices["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -209,7 +209,7 @@ async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
     stack.start_agent("demo", "db-01", "db-01", &[3, 2]);
     stack.wait_online(TOKEN, "db-01", None).await;
     let (_, devices) = stack.get(1, TOKEN, "/api/v1/devices").await;
-    let agents_node = devices[0]["node"].as_u64().unwrap();
+    let agents_node = devices["items"][0]["node"].as_u64().unwrap();
     let sid = session(&stack, 1, "db-01").await;
 
     // The agent's node dies mid-transfer: the agent reconnects to broker 2 and the transfer goes on.
@@ -386,7 +386,7 @@ async fn the_library_keeps_its_rules_and_putfile_delivers() {
     let (status, _) = upload(&stack, "tool.bin", std::fs::read(&tool).unwrap(), "").await;
     assert_eq!(status, StatusCode::CREATED);
     let (_, listed) = stack.get(1, TOKEN, "/api/v1/library").await;
-    let names: Vec<&str> = listed
+    let names: Vec<&str> = listed["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -395,7 +395,7 @@ async fn the_library_keeps_its_rules_and_putfile_delivers() {
     assert_eq!(names, ["collector.sh", "tool.bin"], "{listed}");
     // Another tenant sees none of it.
     let (_, other) = stack.get(1, "token-c", "/api/v1/library").await;
-    assert_eq!(other.as_array().unwrap().len(), 0);
+    assert_eq!(other["items"].as_array().unwrap().len(), 0);
 
     // putfile lands the file in the agent's working folder, verified.
     let sid = session(&stack, 1, "ws-09").await;
@@ -533,8 +533,7 @@ async fn the_consoles_download_resumes_with_range_after_its_connection_is_cut() 
         ca_cert: Some(stack.ca_path()),
     })
     .unwrap();
-    let doc = client.transfer(&id, Duration::ZERO).await.unwrap();
-    let view = lr_console::transfer::TransferView::from_doc(&doc).unwrap();
+    let view = client.transfer(&id, Duration::ZERO).await.unwrap().value;
     let downloads = stack.path().join("downloads");
     let saved = lr_console::download::download(&client, &view, &downloads, |_| {})
         .await

@@ -485,6 +485,13 @@ pub static TABLE: &[Spec] = &[
         examples: &["trace", "trace off"],
         ..console("trace", "switch this session's console logging to debug")
     },
+    Spec {
+        examples: &["whoami", "whoami -output json"],
+        ..console(
+            "whoami",
+            "who the console's token belongs to: user and tenant",
+        )
+    },
 ];
 
 /// Looks a command up by name, case-insensitively.

@@ -1,17 +1,29 @@
 //! Typed client of the broker's analyst API (`/api/v1`): one method per endpoint, one error enum.
 //!
-//! Every request is bounded in time. List and detail answers are kept as [`Doc`]s so the console
-//! renders whatever fields the broker sends, in its order; the few fields the console acts on
-//! (ids, state, cwd, error) are read into typed structs beside the document.
+//! Requests and answers are the types of `api-model`, the contract the broker is built from.
+//! Objects the console prints whole are [`Typed`]: the typed value it acts on, and beside it the
+//! document as the broker sent it, so tables and JSON keep the broker's field order. Lists are
+//! read page after page up to [`MAX_LIST_ITEMS`].
+//!
+//! Every request is bounded in time. The two requests that create something (opening a session,
+//! submitting a command) carry an id the console picks, so they are retried on transient
+//! failures without opening or running anything twice.
 
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use api_model::{
+    ErrorBody, ErrorCode, ErrorDetail, LibraryUpload, MAX_LIMIT, OpenSession, Page, Paging,
+    RunCommand, TransferFilter,
+};
+use backon::{ExponentialBuilder, Retryable};
 use reqwest::{Method, StatusCode, Url};
-use serde::Deserialize;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::doc::Doc;
 use crate::exit::Exit;
@@ -24,18 +36,21 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Slack on top of a long-poll's `wait_ms` for the network and the server's own work.
 const LONG_POLL_SLACK: Duration = Duration::from_secs(15);
+/// Most items of a list the console reads; past them it says the list was cut.
+pub const MAX_LIST_ITEMS: usize = 10_000;
+/// Retries of an open or a submission (same id each time) while the broker is unreachable, timed
+/// out or unavailable: four attempts within about four seconds, plus the attempts' own time.
+const CREATE_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(250))
+    .with_max_delay(Duration::from_secs(2))
+    .with_max_times(3)
+    .with_jitter();
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The broker answered with an error of the contract: `{"error": {"code", "message", ..}}`.
-    #[error("{message}")]
-    Api {
-        status: u16,
-        code: String,
-        message: String,
-        /// The whole `error` object, with extra fields such as `invariant` and `holders`.
-        detail: Doc,
-    },
+    #[error("{}", detail.message)]
+    Api { status: u16, detail: ErrorDetail },
     /// No answer: connection refused, DNS, TLS handshake, timeout, connection dropped.
     #[error("cannot reach the broker at {url}: {reason}")]
     Unreachable {
@@ -54,16 +69,16 @@ pub enum ApiError {
 impl ApiError {
     pub fn exit(&self) -> Exit {
         match self {
-            ApiError::Api { status, code, .. } => Exit::for_api_code(code, *status),
+            ApiError::Api { status, detail } => Exit::for_api_code(detail.code, *status),
             ApiError::Unreachable { .. } | ApiError::Protocol(_) => Exit::Unavailable,
             ApiError::Setup(_) => Exit::Usage,
         }
     }
 
     /// The stable API error code, if the broker sent one.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ApiError::Api { code, .. } => Some(code),
+            ApiError::Api { detail, .. } => Some(detail.code),
             _ => None,
         }
     }
@@ -72,34 +87,21 @@ impl ApiError {
     pub fn is_transient(&self) -> bool {
         match self {
             ApiError::Unreachable { .. } => true,
-            ApiError::Api { code, status, .. } => code == "unavailable" || *status == 503,
+            ApiError::Api { detail, status } => {
+                detail.code == ErrorCode::Unavailable || *status == 503
+            }
             _ => false,
         }
     }
 
     /// Parses an error answer; anything outside the contract becomes a protocol error.
     pub fn from_error_body(status: u16, body: &[u8]) -> ApiError {
-        #[derive(Deserialize)]
-        struct Body {
-            error: Inner,
-        }
-        #[derive(Deserialize)]
-        struct Inner {
-            code: String,
-            message: String,
-        }
-        let parsed = Doc::parse(body).ok().and_then(|doc| {
-            let body: Body = serde_json::from_value(doc.to_value()).ok()?;
-            Some((body.error, doc.get("error").cloned().unwrap_or_default()))
-        });
-        match parsed {
-            Some((inner, detail)) => ApiError::Api {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(body) => ApiError::Api {
                 status,
-                code: inner.code,
-                message: inner.message,
-                detail,
+                detail: body.error,
             },
-            None => ApiError::Protocol(format!(
+            Err(_) => ApiError::Protocol(format!(
                 "HTTP {status} without an error body of the API: {}",
                 snippet(body)
             )),
@@ -127,119 +129,114 @@ pub struct Endpoint {
     pub ca_cert: Option<std::path::PathBuf>,
 }
 
-/// A session as `POST /sessions` returns it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct OpenedSession {
-    pub session_id: String,
-    #[serde(default)]
-    pub device: Option<String>,
-    #[serde(default)]
-    pub node: Option<u64>,
-}
-
-/// A session as `GET /sessions/{id}` returns it (fields the console uses).
-#[derive(Debug, Clone, Deserialize)]
-pub struct SessionInfo {
-    #[serde(default)]
-    pub cwd: Option<String>,
-}
-
-/// `202 {"command_id", ..}` of a submitted command.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Submitted {
-    pub command_id: String,
-}
-
-/// The state of a command; unknown states from a newer broker count as not finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommandState {
-    Queued,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
-    TimedOut,
-    Rejected,
-    #[serde(other)]
-    Unknown,
-}
-
-impl CommandState {
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            CommandState::Completed
-                | CommandState::Failed
-                | CommandState::Cancelled
-                | CommandState::TimedOut
-                | CommandState::Rejected
-        )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandState::Queued => "queued",
-            CommandState::Running => "running",
-            CommandState::Completed => "completed",
-            CommandState::Failed => "failed",
-            CommandState::Cancelled => "cancelled",
-            CommandState::TimedOut => "timed_out",
-            CommandState::Rejected => "rejected",
-            CommandState::Unknown => "unknown",
-        }
-    }
-}
-
-/// A command object: the whole document plus the fields the console acts on.
+/// An object of the API as the console keeps it: the typed value it acts on, and the document
+/// as the broker sent it, which is what gets printed (fields in the broker's order, and fields
+/// of a newer broker too). Derefs to the value.
 #[derive(Debug, Clone)]
-pub struct Command {
+pub struct Typed<T> {
+    pub value: T,
     pub doc: Doc,
-    pub command_id: String,
-    pub state: CommandState,
-    pub error: Option<String>,
-    pub cwd: Option<String>,
 }
+
+impl<T> Deref for Typed<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// The objects of the API, by the name an error about them uses.
+pub trait Object: DeserializeOwned {
+    const WHAT: &'static str;
+}
+
+impl Object for api_model::Command {
+    const WHAT: &'static str = "command";
+}
+impl Object for api_model::Device {
+    const WHAT: &'static str = "device";
+}
+impl Object for api_model::Health {
+    const WHAT: &'static str = "health";
+}
+impl Object for api_model::LibraryEntry {
+    const WHAT: &'static str = "library entry";
+}
+impl Object for api_model::Me {
+    const WHAT: &'static str = "me";
+}
+impl Object for api_model::Session {
+    const WHAT: &'static str = "session";
+}
+impl Object for api_model::Transfer {
+    const WHAT: &'static str = "transfer";
+}
+
+impl<T: Object> Typed<T> {
+    /// Reads one JSON object as both the typed value and the document.
+    pub fn parse(text: &str) -> Result<Typed<T>, ApiError> {
+        let value = serde_json::from_str(text).map_err(|e| {
+            ApiError::Protocol(format!("{} object does not match the API: {e}", T::WHAT))
+        })?;
+        let doc = Doc::parse(text.as_bytes())
+            .map_err(|e| ApiError::Protocol(format!("{} object is not JSON: {e}", T::WHAT)))?;
+        Ok(Typed { value, doc })
+    }
+
+    /// The typed value of a document.
+    pub fn from_doc(doc: Doc) -> Result<Typed<T>, ApiError> {
+        Typed::parse(&doc.to_compact())
+    }
+}
+
+/// A command of a session: what the console acts on, and the object to print.
+pub type Command = Typed<api_model::Command>;
 
 impl Command {
-    pub fn from_doc(doc: Doc) -> Result<Command, ApiError> {
-        #[derive(Deserialize)]
-        struct Fields {
-            command_id: String,
-            state: CommandState,
-            #[serde(default)]
-            error: Option<String>,
-            #[serde(default)]
-            cwd: Option<String>,
-        }
-        let f: Fields = typed(&doc, "command")?;
-        Ok(Command {
-            command_id: f.command_id,
-            state: f.state,
-            error: f.error,
-            cwd: f.cwd,
-            doc,
-        })
-    }
-
-    /// The command's `output` field (any JSON, or null).
+    /// The command's `output` field (any JSON, or null), in the device's field order.
     pub fn output(&self) -> &Doc {
         static NULL: Doc = Doc::Null;
         self.doc.get("output").unwrap_or(&NULL)
     }
 }
 
-fn typed<T: DeserializeOwned>(doc: &Doc, what: &str) -> Result<T, ApiError> {
-    serde_json::from_value(doc.to_value())
-        .map_err(|e| ApiError::Protocol(format!("{what} object does not match the API: {e}")))
+/// A whole list, read page after page; `cut` when it held more than [`MAX_LIST_ITEMS`].
+#[derive(Debug, Clone)]
+pub struct List<T> {
+    pub items: Vec<Typed<T>>,
+    pub cut: bool,
 }
 
-/// What `PUT /library/{name}` is told besides the file.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LibraryUpload<'a> {
-    pub description: Option<&'a str>,
-    pub parameters_description: Option<&'a str>,
-    pub overwrite: bool,
+impl<T> List<T> {
+    /// The items as the broker sent them, as one array to print.
+    pub fn doc(&self) -> Doc {
+        Doc::Array(self.items.iter().map(|item| item.doc.clone()).collect())
+    }
+}
+
+/// A fresh id for a request that creates something: a UUIDv7 (an id of the contract: 36 of
+/// `0-9 a-f -`), so the broker can tell a retry from a new request.
+fn request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Appends the fields of a query type of the API (`Paging`, the filters) that are set.
+fn append_query(url: &mut Url, params: &impl Serialize) {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(params) else {
+        return;
+    };
+    let pairs: Vec<(String, String)> = fields
+        .into_iter()
+        .filter_map(|(key, value)| match value {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(text) => Some((key, text)),
+            other => Some((key, other.to_string())),
+        })
+        .collect();
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
 }
 
 /// The analyst API of one broker deployment.
@@ -294,41 +291,45 @@ impl Client {
     }
 
     /// `GET /healthz` (no token needed).
-    pub async fn health(&self) -> Result<Doc, ApiError> {
-        let url = self.url(&["healthz"]);
-        self.call(Method::GET, url, None, REQUEST_TIMEOUT, &[StatusCode::OK])
+    pub async fn health(&self) -> Result<Typed<api_model::Health>, ApiError> {
+        self.get_url(self.url(&["healthz"])).await?.typed()
+    }
+
+    /// `GET /api/v1/me`: who the token belongs to.
+    pub async fn me(&self) -> Result<Typed<api_model::Me>, ApiError> {
+        self.get(&["me"]).await?.typed()
+    }
+
+    /// `GET /api/v1/devices`, every page.
+    pub async fn devices(&self) -> Result<List<api_model::Device>, ApiError> {
+        self.list(&["devices"], &api_model::DeviceFilter::default())
             .await
     }
 
-    /// `GET /api/v1/devices`
-    pub async fn devices(&self) -> Result<Doc, ApiError> {
-        self.get(&["devices"]).await
+    /// `GET /api/v1/sessions`, every page.
+    pub async fn sessions(&self) -> Result<List<api_model::Session>, ApiError> {
+        self.list(&["sessions"], &api_model::SessionFilter::default())
+            .await
     }
 
-    /// `GET /api/v1/sessions`
-    pub async fn sessions(&self) -> Result<Doc, ApiError> {
-        self.get(&["sessions"]).await
-    }
-
-    /// `POST /api/v1/sessions` → 201
-    pub async fn open_session(&self, device: &str) -> Result<(OpenedSession, Doc), ApiError> {
-        let body = serde_json::json!({ "device": device });
-        let doc = self
-            .call(
-                Method::POST,
-                self.api(&["sessions"]),
-                Some(body),
-                REQUEST_TIMEOUT,
-                &[StatusCode::CREATED, StatusCode::OK],
-            )
-            .await?;
-        Ok((typed(&doc, "session")?, doc))
+    /// `POST /api/v1/sessions` → 201 (200 when the broker answers a retry with the session the
+    /// first attempt opened).
+    pub async fn open_session(&self, device: &str) -> Result<Typed<api_model::Session>, ApiError> {
+        let body = OpenSession {
+            device: device.to_owned(),
+            request_id: None,
+        };
+        self.create(
+            self.api(&["sessions"]),
+            &body,
+            &[StatusCode::CREATED, StatusCode::OK],
+        )
+        .await
     }
 
     /// `GET /api/v1/sessions/{id}`
-    pub async fn session(&self, session: &str) -> Result<(SessionInfo, Doc), ApiError> {
-        let doc = self.get(&["sessions", session]).await?;
-        Ok((typed(&doc, "session")?, doc))
+    pub async fn session(&self, session: &str) -> Result<Typed<api_model::Session>, ApiError> {
+        self.get(&["sessions", session]).await?.typed()
     }
 
     /// `DELETE /api/v1/sessions/{id}` → 204
@@ -344,19 +345,19 @@ impl Client {
         .map(drop)
     }
 
-    /// `POST /api/v1/sessions/{id}/commands` → 202
-    pub async fn submit(&self, session: &str, command_line: &str) -> Result<Submitted, ApiError> {
-        let body = serde_json::json!({ "command_line": command_line });
-        let doc = self
-            .call(
-                Method::POST,
-                self.api(&["sessions", session, "commands"]),
-                Some(body),
-                REQUEST_TIMEOUT,
-                &[StatusCode::ACCEPTED, StatusCode::CREATED, StatusCode::OK],
-            )
-            .await?;
-        typed(&doc, "submitted command")
+    /// `POST /api/v1/sessions/{id}/commands` → 202 with the command (200 when the broker
+    /// answers a retry with the command the first attempt submitted).
+    pub async fn submit(&self, session: &str, command_line: &str) -> Result<Command, ApiError> {
+        let body = RunCommand {
+            command_line: command_line.to_owned(),
+            command_id: None,
+        };
+        self.create(
+            self.api(&["sessions", session, "commands"]),
+            &body,
+            &[StatusCode::ACCEPTED, StatusCode::CREATED, StatusCode::OK],
+        )
+        .await
     }
 
     /// `GET /api/v1/sessions/{id}/commands/{cid}?wait_ms=N`: long-polls up to `wait` (capped at
@@ -373,25 +374,28 @@ impl Client {
             url.query_pairs_mut()
                 .append_pair("wait_ms", &wait.as_millis().to_string());
         }
-        let doc = self
-            .call(
-                Method::GET,
-                url,
-                None,
-                wait + LONG_POLL_SLACK,
-                &[StatusCode::OK],
-            )
-            .await?;
-        Command::from_doc(doc)
+        self.call(
+            Method::GET,
+            url,
+            None,
+            wait + LONG_POLL_SLACK,
+            &[StatusCode::OK],
+        )
+        .await?
+        .typed()
     }
 
-    /// `GET /api/v1/sessions/{id}/commands`
-    pub async fn commands(&self, session: &str) -> Result<Doc, ApiError> {
-        self.get(&["sessions", session, "commands"]).await
+    /// `GET /api/v1/sessions/{id}/commands`, every page.
+    pub async fn commands(&self, session: &str) -> Result<List<api_model::Command>, ApiError> {
+        self.list(
+            &["sessions", session, "commands"],
+            &api_model::CommandFilter::default(),
+        )
+        .await
     }
 
-    /// `POST /api/v1/sessions/{id}/commands/{cid}/cancel` → 202
-    pub async fn cancel(&self, session: &str, command: &str) -> Result<Doc, ApiError> {
+    /// `POST /api/v1/sessions/{id}/commands/{cid}/cancel` → 202 with the command.
+    pub async fn cancel(&self, session: &str, command: &str) -> Result<Command, ApiError> {
         self.call(
             Method::POST,
             self.api(&["sessions", session, "commands", command, "cancel"]),
@@ -399,12 +403,17 @@ impl Client {
             REQUEST_TIMEOUT,
             &[StatusCode::ACCEPTED, StatusCode::OK],
         )
-        .await
+        .await?
+        .typed()
     }
 
     /// `GET /api/v1/transfers/{id}?wait_ms=N`: long-polls up to `wait` (capped at [`MAX_WAIT`])
     /// for progress or a change of state.
-    pub async fn transfer(&self, transfer: &str, wait: Duration) -> Result<Doc, ApiError> {
+    pub async fn transfer(
+        &self,
+        transfer: &str,
+        wait: Duration,
+    ) -> Result<Typed<api_model::Transfer>, ApiError> {
         let wait = wait.min(MAX_WAIT);
         let mut url = self.api(&["transfers", transfer]);
         if !wait.is_zero() {
@@ -418,15 +427,17 @@ impl Client {
             wait + LONG_POLL_SLACK,
             &[StatusCode::OK],
         )
-        .await
+        .await?
+        .typed()
     }
 
-    /// `GET /api/v1/transfers?session=<id>`: the caller's transfers in a session.
-    pub async fn transfers(&self, session: &str) -> Result<Doc, ApiError> {
-        let mut url = self.api(&["transfers"]);
-        url.query_pairs_mut().append_pair("session", session);
-        self.call(Method::GET, url, None, REQUEST_TIMEOUT, &[StatusCode::OK])
-            .await
+    /// `GET /api/v1/transfers?session=<id>`: the caller's transfers in a session, every page.
+    pub async fn transfers(&self, session: &str) -> Result<List<api_model::Transfer>, ApiError> {
+        let filter = TransferFilter {
+            session: Some(session.to_owned()),
+            ..TransferFilter::default()
+        };
+        self.list(&["transfers"], &filter).await
     }
 
     /// `DELETE /api/v1/transfers/{id}` → 204: cancels a running transfer and deletes its data.
@@ -452,6 +463,7 @@ impl Client {
             Trace::start(
                 &Method::GET,
                 &format!("{shown} (Range: bytes={from}-)"),
+                None,
                 None,
             )
         });
@@ -480,9 +492,9 @@ impl Client {
         Err(ApiError::from_error_body(status.as_u16(), &bytes))
     }
 
-    /// `GET /api/v1/library`
-    pub async fn library(&self) -> Result<Doc, ApiError> {
-        self.get(&["library"]).await
+    /// `GET /api/v1/library`, every page.
+    pub async fn library(&self) -> Result<List<api_model::LibraryEntry>, ApiError> {
+        self.list(&["library"], &()).await
     }
 
     /// `PUT /api/v1/library/{name}` with the file streamed as the body. Returns the entry and
@@ -490,40 +502,36 @@ impl Client {
     pub async fn library_put(
         &self,
         name: &str,
-        upload: LibraryUpload<'_>,
+        upload: &LibraryUpload,
         body: reqwest::Body,
         length: u64,
-    ) -> Result<(Doc, bool), ApiError> {
+    ) -> Result<(Typed<api_model::LibraryEntry>, bool), ApiError> {
         let mut url = self.api(&["library", name]);
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(d) = upload.description {
-                query.append_pair("description", d);
-            }
-            if let Some(p) = upload.parameters_description {
-                query.append_pair("parameters_description", p);
-            }
-            query.append_pair("overwrite", if upload.overwrite { "true" } else { "false" });
-        }
+        append_query(&mut url, upload);
         let shown = url.to_string();
-        let trace = self
-            .tracing()
-            .then(|| Trace::start(&Method::PUT, &format!("{shown} ({length} bytes)"), None));
+        let trace = self.tracing().then(|| {
+            Trace::start(
+                &Method::PUT,
+                &format!("{shown} ({length} bytes)"),
+                None,
+                None,
+            )
+        });
         // No overall time limit: a big file on a slow link takes as long as it takes.
         let request = self
             .request(Method::PUT, url)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, length)
             .body(body);
-        let (status, doc) = self
+        let answer = self
             .exchange(
                 request,
-                &shown,
+                shown,
                 trace,
                 &[StatusCode::CREATED, StatusCode::OK],
             )
             .await?;
-        Ok((doc, status == StatusCode::CREATED))
+        Ok((answer.typed()?, answer.status == StatusCode::CREATED))
     }
 
     /// `DELETE /api/v1/library/{name}` → 204
@@ -539,15 +547,85 @@ impl Client {
         .map(drop)
     }
 
-    async fn get(&self, segments: &[&str]) -> Result<Doc, ApiError> {
-        self.call(
-            Method::GET,
-            self.api(segments),
-            None,
-            REQUEST_TIMEOUT,
-            &[StatusCode::OK],
-        )
-        .await
+    /// Every item of a list, following `next` page after page, up to [`MAX_LIST_ITEMS`].
+    async fn list<T: Object>(
+        &self,
+        segments: &[&str],
+        filter: &impl Serialize,
+    ) -> Result<List<T>, ApiError> {
+        let mut items: Vec<Typed<T>> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = self.api(segments);
+            append_query(&mut url, filter);
+            append_query(
+                &mut url,
+                &Paging {
+                    limit: Some(MAX_LIMIT),
+                    after: after.take(),
+                },
+            );
+            let answer = self.get_url(url).await?;
+            let page = answer.page()?;
+            let empty = page.items.is_empty();
+            for item in page.items {
+                if items.len() == MAX_LIST_ITEMS {
+                    return Ok(List { items, cut: true });
+                }
+                items.push(Typed::parse(item.get())?);
+            }
+            match page.next {
+                None => return Ok(List { items, cut: false }),
+                Some(_) if items.len() == MAX_LIST_ITEMS => return Ok(List { items, cut: true }),
+                // Each page but the last brings something, so reading a list always ends.
+                Some(next) if empty => {
+                    return Err(ApiError::Protocol(format!(
+                        "{} answered an empty page with a next cursor ({next})",
+                        answer.shown
+                    )));
+                }
+                Some(next) => after = Some(next),
+            }
+        }
+    }
+
+    /// A request that creates something (a session, a command), sent with an
+    /// `Idempotency-Key` the console picks once: on a transient failure it is sent again with
+    /// the same key, and the broker answers what the first attempt created instead of creating
+    /// it twice.
+    async fn create<T: Object>(
+        &self,
+        url: Url,
+        body: &impl Serialize,
+        expected: &[StatusCode],
+    ) -> Result<Typed<T>, ApiError> {
+        let body = serde_json::to_value(body)
+            .map_err(|e| ApiError::Setup(format!("cannot write the request: {e}")))?;
+        let key = request_id();
+        let attempt = || {
+            self.send(
+                Method::POST,
+                url.clone(),
+                Some(body.clone()),
+                Some(&key),
+                REQUEST_TIMEOUT,
+                expected,
+            )
+        };
+        attempt
+            .retry(CREATE_RETRIES)
+            .when(ApiError::is_transient)
+            .await?
+            .typed()
+    }
+
+    async fn get(&self, segments: &[&str]) -> Result<Answer, ApiError> {
+        self.get_url(self.api(segments)).await
+    }
+
+    async fn get_url(&self, url: Url) -> Result<Answer, ApiError> {
+        self.call(Method::GET, url, None, REQUEST_TIMEOUT, &[StatusCode::OK])
+            .await
     }
 
     /// `<base>/api/v1/<segments>`, each segment percent-encoded.
@@ -574,18 +652,33 @@ impl Client {
         body: Option<serde_json::Value>,
         timeout: Duration,
         expected: &[StatusCode],
-    ) -> Result<Doc, ApiError> {
+    ) -> Result<Answer, ApiError> {
+        self.send(method, url, body, None, timeout, expected).await
+    }
+
+    /// One request with a JSON body (and an `Idempotency-Key`, for [`Client::create`]).
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<serde_json::Value>,
+        key: Option<&str>,
+        timeout: Duration,
+        expected: &[StatusCode],
+    ) -> Result<Answer, ApiError> {
         let shown = url.to_string();
-        let trace = self
-            .tracing()
-            .then(|| Trace::start(&method, &shown, body.as_ref()));
+        let trace = self.tracing().then(|| {
+            let key = key.map(|k| format!("(Idempotency-Key: {k})"));
+            Trace::start(&method, &shown, body.as_ref(), key.as_deref())
+        });
         let mut request = self.request(method, url).timeout(timeout);
+        if let Some(key) = key {
+            request = request.header(IDEMPOTENCY_KEY, key);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
-        self.exchange(request, &shown, trace, expected)
-            .await
-            .map(|(_, doc)| doc)
+        self.exchange(request, shown, trace, expected).await
     }
 
     /// A request with the token and `Accept: application/json`, without a time limit.
@@ -600,22 +693,22 @@ impl Client {
         request
     }
 
-    /// Sends `request` and reads its JSON answer: an error body of the contract becomes
-    /// [`ApiError::Api`], a status outside `expected` or a body that is not JSON a protocol error.
+    /// Sends `request` and reads its answer: an error body of the contract becomes
+    /// [`ApiError::Api`], a status outside `expected` a protocol error.
     async fn exchange(
         &self,
         request: reqwest::RequestBuilder,
-        shown: &str,
+        shown: String,
         trace: Option<Trace>,
         expected: &[StatusCode],
-    ) -> Result<(StatusCode, Doc), ApiError> {
+    ) -> Result<Answer, ApiError> {
         let answer = async {
             let response = request.send().await?;
             let status = response.status();
             Ok((status, response.bytes().await?))
         };
         let (status, bytes) = answer.await.map_err(|e: reqwest::Error| {
-            let err = unreachable_error(shown, &e);
+            let err = unreachable_error(&shown, &e);
             if let Some(trace) = &trace {
                 trace.end(&err.to_string());
             }
@@ -625,7 +718,19 @@ impl Client {
             trace.end(&format!("HTTP {}, {} bytes", status.as_u16(), bytes.len()));
         }
         if !status.is_success() {
-            return Err(ApiError::from_error_body(status.as_u16(), &bytes));
+            let err = ApiError::from_error_body(status.as_u16(), &bytes);
+            // A proxy in front of the brokers answers 503 in its own words while no node does.
+            if status == StatusCode::SERVICE_UNAVAILABLE && matches!(err, ApiError::Protocol(_)) {
+                return Err(ApiError::Unreachable {
+                    url: shown,
+                    reason: format!(
+                        "HTTP 503 from something else than a broker: {}",
+                        snippet(&bytes)
+                    ),
+                    tls: false,
+                });
+            }
+            return Err(err);
         }
         if !expected.contains(&status) {
             return Err(ApiError::Protocol(format!(
@@ -637,13 +742,51 @@ impl Client {
                     .join(" or ")
             )));
         }
-        if bytes.is_empty() || status == StatusCode::NO_CONTENT {
-            return Ok((status, Doc::Null));
-        }
-        Doc::parse(&bytes).map(|doc| (status, doc)).map_err(|e| {
+        Ok(Answer {
+            status,
+            body: bytes.to_vec(),
+            shown,
+        })
+    }
+}
+
+/// The header that makes a retried request answer what the first one did.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A successful answer, read as what the endpoint returns.
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+    /// The URL it answers, for messages.
+    shown: String,
+}
+
+impl Answer {
+    /// The body as JSON text; a body that is not JSON is a protocol error.
+    fn json(&self) -> Result<&str, ApiError> {
+        let not_json = |why: String| {
             ApiError::Protocol(format!(
-                "{shown} answered HTTP {status} with a body that is not JSON ({e}): {}",
-                snippet(&bytes)
+                "{} answered HTTP {} with a body that is not JSON ({why}): {}",
+                self.shown,
+                self.status,
+                snippet(&self.body)
+            ))
+        };
+        let text = std::str::from_utf8(&self.body).map_err(|e| not_json(e.to_string()))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| not_json(e.to_string()))?;
+        Ok(text)
+    }
+
+    fn typed<T: Object>(&self) -> Result<Typed<T>, ApiError> {
+        Typed::parse(self.json()?)
+    }
+
+    /// A page of a list, each item kept as the broker wrote it.
+    fn page(&self) -> Result<Page<Box<RawValue>>, ApiError> {
+        serde_json::from_str(self.json()?).map_err(|e| {
+            ApiError::Protocol(format!(
+                "{} answered something else than a page of a list ({e})",
+                self.shown
             ))
         })
     }
@@ -656,12 +799,22 @@ struct Trace {
 }
 
 impl Trace {
-    fn start(method: &Method, url: &str, body: Option<&serde_json::Value>) -> Trace {
+    fn start(
+        method: &Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        note: Option<&str>,
+    ) -> Trace {
         let request = format!("{method} {url}");
-        match body {
-            Some(body) => crate::say!("lr: trace: {request} {body}"),
-            None => crate::say!("lr: trace: {request}"),
+        let mut line = format!("lr: trace: {request}");
+        for part in [body.map(ToString::to_string), note.map(str::to_owned)]
+            .into_iter()
+            .flatten()
+        {
+            line.push(' ');
+            line.push_str(&part);
         }
+        crate::say!("{line}");
         Trace {
             request,
             started: Instant::now(),
@@ -776,7 +929,55 @@ mod tests {
     }
 
     #[test]
+    fn query_of_the_paging_and_filter_types() {
+        let c = client("https://lr.example/");
+        let mut url = c.api(&["transfers"]);
+        append_query(
+            &mut url,
+            &TransferFilter {
+                session: Some("s 1".into()),
+                state: Some(api_model::TransferState::Running),
+                kind: None,
+            },
+        );
+        append_query(
+            &mut url,
+            &Paging {
+                limit: Some(MAX_LIMIT),
+                after: None,
+            },
+        );
+        let mut pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            [
+                ("limit".to_owned(), "1000".to_owned()),
+                ("session".to_owned(), "s 1".to_owned()),
+                ("state".to_owned(), "running".to_owned()),
+            ]
+        );
+        let mut url = c.api(&["library"]);
+        append_query(&mut url, &());
+        append_query(&mut url, &api_model::DeviceFilter::default());
+        assert_eq!(url.as_str(), "https://lr.example/api/v1/library");
+    }
+
+    #[test]
+    fn request_ids_are_ids_of_the_contract() {
+        let (a, b) = (request_id(), request_id());
+        assert_ne!(a, b);
+        assert!(
+            (1..=64).contains(&a.len())
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{a}"
+        );
+    }
+
+    #[test]
     fn command_state_terminality() {
+        use api_model::CommandState;
         let parse = |s: &str| -> CommandState { serde_json::from_value(s.into()).unwrap() };
         for s in ["completed", "failed", "cancelled", "timed_out", "rejected"] {
             assert!(parse(s).is_terminal(), "{s}");
@@ -795,7 +996,7 @@ mod tests {
         .unwrap();
         let cmd = Command::from_doc(doc.clone()).unwrap();
         assert_eq!(cmd.cwd.as_deref(), Some("/tmp"));
-        assert_eq!(cmd.state, CommandState::Completed);
+        assert_eq!(cmd.state, api_model::CommandState::Completed);
         assert!(cmd.output().is_null());
         assert_eq!(cmd.doc, doc);
         let missing = Doc::parse(br#"{"state":"completed"}"#).unwrap();
@@ -811,7 +1012,7 @@ mod tests {
             409,
             br#"{"error":{"code":"device_offline","message":"device web-07 is offline"}}"#,
         );
-        assert_eq!(err.code(), Some("device_offline"));
+        assert_eq!(err.code(), Some(ErrorCode::DeviceOffline));
         assert_eq!(err.to_string(), "device web-07 is offline");
         assert_eq!(err.exit(), Exit::Refused);
         assert!(!err.is_transient());

@@ -3,9 +3,11 @@
 use std::io::Write;
 use std::time::Duration;
 
+use api_model::{CommandState, ErrorCode, TransferKind};
+use backon::{ConstantBuilder, Retryable};
 use tokio::runtime::Runtime;
 
-use crate::api::{Client, CommandState};
+use crate::api::{Client, List, MAX_LIST_ITEMS};
 use crate::cli::{Cli, Command, LibraryCommand, SessionCommand, TransferCommand};
 use crate::cmdline;
 use crate::config::{self, Layer};
@@ -17,11 +19,12 @@ use crate::render::{self, Format};
 use crate::repl;
 use crate::run::{self, Shape};
 use crate::signals::Signals;
-use crate::transfer::{Started, TransferView};
+use crate::transfer::Started;
 
-/// Attempts at closing a session when the broker is briefly unreachable.
-const CLOSE_ATTEMPTS: u32 = 3;
-const CLOSE_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Retries of closing a session when the broker is briefly unreachable: three attempts.
+const CLOSE_RETRIES: ConstantBuilder = ConstantBuilder::new()
+    .with_delay(Duration::from_secs(1))
+    .with_max_times(2);
 
 /// Resolves settings from flags, environment and config file, builds the client and runs the
 /// command. Everything the user sees on stdout is printed here or below.
@@ -86,9 +89,13 @@ fn one_shot(
     let format = setting.unwrap_or_default();
     rt.block_on(async {
         match command {
-            Command::Health => print_doc(&api.health().await?, format, width),
-            Command::Devices => print_doc(&api.devices().await?, format, width),
-            Command::Sessions => print_doc(&api.sessions().await?, format, width),
+            Command::Health => print_doc(&api.health().await?.doc, format, width),
+            Command::Whoami => {
+                let me = api.me().await?;
+                print_text(&crate::local::whoami_body(&me, format))
+            }
+            Command::Devices => print_list(&api.devices().await?, "devices", format, width),
+            Command::Sessions => print_list(&api.sessions().await?, "sessions", format, width),
             Command::Exec {
                 device,
                 wait,
@@ -136,22 +143,26 @@ fn one_shot(
                 .await
             }
             Command::Session(SessionCommand::Open { device }) => {
-                let (opened, doc) = api.open_session(&device).await?;
+                let opened = api.open_session(&device).await?;
                 match format {
-                    Format::Json => print_doc(&doc, format, width),
+                    Format::Json => print_doc(&opened.doc, format, width),
                     Format::Table => print_text(&format!("{}\n", opened.session_id)),
                 }
             }
             Command::Session(SessionCommand::Show { session_id }) => {
-                print_doc(&api.session(&session_id).await?.1, format, width)
+                print_doc(&api.session(&session_id).await?.doc, format, width)
             }
             Command::Session(SessionCommand::Commands { session_id }) => {
-                print_doc(&api.commands(&session_id).await?, format, width)
+                print_list(&api.commands(&session_id).await?, "commands", format, width)
             }
             Command::Session(SessionCommand::Cancel {
                 session_id,
                 command_id,
-            }) => print_doc(&api.cancel(&session_id, &command_id).await?, format, width),
+            }) => print_doc(
+                &api.cancel(&session_id, &command_id).await?.doc,
+                format,
+                width,
+            ),
             Command::Session(SessionCommand::Close { session_id }) => {
                 api.close_session(&session_id).await?;
                 let sentence = format!("session {session_id} closed\n");
@@ -164,7 +175,7 @@ fn one_shot(
                 )
             }
             Command::Library(LibraryCommand::List) => {
-                print_doc(&api.library().await?, format, width)
+                print_list(&api.library().await?, "library files", format, width)
             }
             Command::Library(LibraryCommand::Upload {
                 file,
@@ -183,20 +194,23 @@ fn one_shot(
                 crate::say!(
                     "lr: {} {} in the library",
                     if created { "added" } else { "replaced" },
-                    entry.get("name").and_then(Doc::as_str).unwrap_or_default()
+                    entry.name
                 );
-                print_doc(&entry, format, width)
+                print_doc(&entry.doc, format, width)
             }
             Command::Library(LibraryCommand::Delete { name }) => {
                 library::delete(api, &name).await?;
                 let sentence = format!("{name} deleted from the library\n");
                 print_done(format, width, ("name", name), "deleted", &sentence)
             }
-            Command::Transfer(TransferCommand::List { session_id }) => {
-                print_doc(&api.transfers(&session_id).await?, format, width)
-            }
+            Command::Transfer(TransferCommand::List { session_id }) => print_list(
+                &api.transfers(&session_id).await?,
+                "transfers",
+                format,
+                width,
+            ),
             Command::Transfer(TransferCommand::Show { transfer_id }) => print_doc(
-                &api.transfer(&transfer_id, Duration::ZERO).await?,
+                &api.transfer(&transfer_id, Duration::ZERO).await?.doc,
                 format,
                 width,
             ),
@@ -212,13 +226,12 @@ fn one_shot(
                 )
             }
             Command::Transfer(TransferCommand::Download { transfer_id }) => {
-                let doc = api.transfer(&transfer_id, Duration::ZERO).await?;
-                let view = TransferView::from_doc(&doc)?;
+                let transfer = api.transfer(&transfer_id, Duration::ZERO).await?;
                 let started = Started {
-                    transfer_id: view.transfer_id.clone(),
-                    put: view.is_put(),
-                    name: view.name.clone(),
-                    size: view.size,
+                    transfer_id: transfer.transfer_id.clone(),
+                    put: transfer.kind == TransferKind::Putfile,
+                    name: transfer.name.clone(),
+                    size: transfer.size,
                 };
                 let signals = install_signals()?;
                 watch_transfer(api, started, String::new(), format, downloads, &signals).await
@@ -248,8 +261,7 @@ async fn exec(
     let invocation = cmdline::parse_for_device(&cmdline::line_from_args(args)?)?;
     // Signals since here count: during the open (close at once), the submission or the wait.
     let mark = signals.now();
-    let (opened, _) = api.open_session(device).await?;
-    let session = opened.session_id;
+    let session = api.open_session(device).await?.value.session_id;
     let outcome = if signals.now() != mark {
         Err(Failure::new(
             Exit::CommandFailed,
@@ -336,24 +348,18 @@ async fn watch_transfer(
 /// Closes a session, retrying briefly while the broker is unreachable. A session that is already
 /// gone counts as closed. Failures are reported, not returned: closing is cleanup.
 pub async fn close_session(api: &Client, session: &str) {
-    let mut attempt = 1;
-    loop {
-        match api.close_session(session).await {
-            Ok(()) => return,
-            // The id came from the broker: if it no longer knows it, the session is over.
-            Err(e) if matches!(e.code(), Some("not_found" | "session_ended")) => return,
-            Err(e) if e.is_transient() && attempt < CLOSE_ATTEMPTS => {
-                attempt += 1;
-                tokio::time::sleep(CLOSE_RETRY_PAUSE).await;
-            }
-            Err(e) => {
-                crate::say!(
-                    "lr: could not close session {session}: {e}; it ends when its lease expires \
-                     (or: lr session close {session})"
-                );
-                return;
-            }
-        }
+    let closed = (|| api.close_session(session))
+        .retry(CLOSE_RETRIES)
+        .when(|e| e.is_transient())
+        .await;
+    match closed {
+        Ok(()) => {}
+        // The id came from the broker: if it no longer knows it, the session is over.
+        Err(e) if matches!(e.code(), Some(ErrorCode::NotFound | ErrorCode::Gone)) => {}
+        Err(e) => crate::say!(
+            "lr: could not close session {session}: {e}; it ends when its lease expires \
+             (or: lr session close {session})"
+        ),
     }
 }
 
@@ -382,6 +388,20 @@ fn print_done(
         ),
         Format::Table => print_text(sentence),
     }
+}
+
+/// A whole list, and on stderr a line when it was longer than the console reads.
+fn print_list<T>(
+    list: &List<T>,
+    what: &str,
+    format: Format,
+    width: Option<u16>,
+) -> Result<Exit, Failure> {
+    let exit = print_doc(&list.doc(), format, width)?;
+    if list.cut {
+        crate::say!("lr: the list was cut: only the first {MAX_LIST_ITEMS} {what} are shown");
+    }
+    Ok(exit)
 }
 
 fn print_doc(doc: &Doc, format: Format, width: Option<u16>) -> Result<Exit, Failure> {

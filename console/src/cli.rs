@@ -81,6 +81,8 @@ pub enum Command {
     },
     /// Health of the broker node at the API URL (no token needed)
     Health,
+    /// Who the token belongs to: its user and tenant
+    Whoami,
     /// The tenant's library of files for putfile and run: list, upload, delete
     #[command(subcommand)]
     Library(LibraryCommand),

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use api_model::Transfer;
+use backon::{ExponentialBuilder, RetryableWithContext};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -13,12 +15,16 @@ use crate::api::Client;
 use crate::exit::{Exit, Failure};
 use crate::progress::bytes;
 use crate::savename;
-use crate::transfer::TransferView;
 
 /// Content requests for one download, the first included.
-const MAX_ATTEMPTS: u32 = 10;
-const BACKOFF_FIRST: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(8);
+const MAX_ATTEMPTS: usize = 10;
+/// The requests after the first, from 500 ms apart doubling up to 8 s (backon's jitter adds up to
+/// the delay again, so the halves below become 250 to 500 ms, …, 4 to 8 s).
+const CONTENT_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
+    .with_jitter()
+    .with_min_delay(Duration::from_millis(250))
+    .with_max_delay(Duration::from_secs(4))
+    .with_max_times(MAX_ATTEMPTS - 1);
 /// A content stream that sends nothing for this long is dropped and resumed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Names tried after the first: `x (1)`, …, `x (999)`.
@@ -31,11 +37,19 @@ enum Stop {
     Fatal(Failure),
 }
 
+/// The `.part` file as the content requests of one download fill it.
+struct PartFile<P> {
+    file: tokio::fs::File,
+    /// Bytes in the file.
+    have: u64,
+    on_progress: P,
+}
+
 /// Downloads transfer `view` (completed) into `dir`, calling `on_progress` with the bytes in the
 /// `.part` file as they grow. Returns where the verified file was saved.
 pub async fn download(
     api: &Client,
-    view: &TransferView,
+    view: &Transfer,
     dir: &Path,
     mut on_progress: impl FnMut(u64),
 ) -> Result<PathBuf, Failure> {
@@ -66,26 +80,36 @@ pub async fn download(
     }
     on_progress(have);
 
-    let mut attempts = 0;
-    let mut fetched = false;
-    let mut backoff = BACKOFF_FIRST;
-    while have < view.size || (view.size == 0 && !fetched) {
-        if attempts == MAX_ATTEMPTS {
-            return Err(gave_up(view, &part, have, "no attempt left"));
-        }
-        if attempts > 0 {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
-        attempts += 1;
-        let stop = fetch(api, view, &mut file, &part, &mut have, &mut on_progress).await;
-        fetched = true;
-        match stop {
-            Ok(()) => {}
-            Err(Stop::Retry(reason)) if attempts == MAX_ATTEMPTS => {
-                return Err(gave_up(view, &part, have, &reason));
+    if have < view.size || view.size == 0 {
+        // Each attempt resumes from the bytes the `.part` file holds by then.
+        let attempt = |mut to: PartFile<_>| {
+            let part = &part;
+            async move {
+                let fetched = fetch(
+                    api,
+                    view,
+                    &mut to.file,
+                    part,
+                    &mut to.have,
+                    &mut to.on_progress,
+                )
+                .await;
+                (to, fetched)
             }
-            Err(Stop::Retry(_)) => {}
+        };
+        let (to, fetched) = attempt
+            .retry(CONTENT_RETRIES)
+            .context(PartFile {
+                file,
+                have,
+                on_progress,
+            })
+            .when(|stop| matches!(stop, Stop::Retry(_)))
+            .await;
+        (file, have) = (to.file, to.have);
+        match fetched {
+            Ok(()) => {}
+            Err(Stop::Retry(reason)) => return Err(gave_up(view, &part, have, &reason)),
             Err(Stop::Fatal(failure)) => return Err(failure),
         }
     }
@@ -122,7 +146,7 @@ pub async fn download(
 /// One content request from `have` on, appending what arrives to `file`.
 async fn fetch(
     api: &Client,
-    view: &TransferView,
+    view: &Transfer,
     file: &mut tokio::fs::File,
     part: &Path,
     have: &mut u64,
@@ -223,7 +247,7 @@ async fn truncate(file: &mut tokio::fs::File, part: &Path) -> Result<(), Failure
     file.set_len(0).await.map_err(|e| local_error(part, &e))
 }
 
-fn gave_up(view: &TransferView, part: &Path, have: u64, reason: &str) -> Failure {
+fn gave_up(view: &Transfer, part: &Path, have: u64, reason: &str) -> Failure {
     Failure::new(
         Exit::Unavailable,
         format!(
@@ -294,6 +318,21 @@ fn settle(part: &Path, dir: &Path, name: &str) -> Result<PathBuf, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ten_requests_at_most_and_never_more_than_eight_seconds_apart() {
+        use backon::BackoffBuilder;
+        for _ in 0..100 {
+            let pauses: Vec<Duration> = CONTENT_RETRIES.build().collect();
+            assert_eq!(pauses.len(), MAX_ATTEMPTS - 1);
+            assert!(pauses[0] >= Duration::from_millis(250), "{pauses:?}");
+            assert!(
+                pauses.iter().all(|p| *p <= Duration::from_secs(8)),
+                "{pauses:?}"
+            );
+            assert!(pauses[8] >= Duration::from_secs(4), "{pauses:?}");
+        }
+    }
 
     #[test]
     fn settle_never_replaces_a_file() {

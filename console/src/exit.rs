@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use api_model::{ErrorCode, ErrorDetail};
+
 use crate::api::ApiError;
 
 /// What the process returns to its caller.
@@ -36,14 +38,23 @@ impl Exit {
         }
     }
 
-    /// The exit code for a stable error code of the API; unknown codes fall back to the status.
-    pub fn for_api_code(code: &str, status: u16) -> Exit {
+    /// The exit code for a stable error code of the API; a code of a newer broker falls back to
+    /// the status.
+    pub fn for_api_code(code: ErrorCode, status: u16) -> Exit {
         match code {
-            "invalid_request" | "not_found" | "payload_too_large" => Exit::Usage,
-            "unauthorized" | "forbidden" | "session_refused" | "device_offline"
-            | "session_ended" => Exit::Refused,
-            "unavailable" | "internal" => Exit::Unavailable,
-            _ => Exit::for_status(status),
+            ErrorCode::InvalidRequest | ErrorCode::NotFound | ErrorCode::PayloadTooLarge => {
+                Exit::Usage
+            }
+            ErrorCode::Unauthorized
+            | ErrorCode::SessionRefused
+            | ErrorCode::DeviceOffline
+            | ErrorCode::AlreadyExists
+            | ErrorCode::NotReady
+            | ErrorCode::Gone => Exit::Refused,
+            ErrorCode::RangeNotSatisfiable | ErrorCode::Unavailable | ErrorCode::Internal => {
+                Exit::Unavailable
+            }
+            ErrorCode::Unknown => Exit::for_status(status),
         }
     }
 }
@@ -61,7 +72,7 @@ pub struct Failure {
     pub message: String,
     pub hints: Vec<String>,
     /// The API's stable error code, when the broker sent one.
-    pub api_code: Option<String>,
+    pub api_code: Option<ErrorCode>,
 }
 
 impl Failure {
@@ -107,16 +118,11 @@ impl From<ApiError> for Failure {
     fn from(err: ApiError) -> Self {
         let exit = err.exit();
         let mut failure = Failure::new(exit, err.to_string());
-        failure.api_code = err.code().map(str::to_owned);
+        failure.api_code = err.code();
         match &err {
-            ApiError::Api {
-                code,
-                detail,
-                message,
-                ..
-            } => {
-                failure.hints.extend(holders(detail, message));
-                if let Some(hint) = hint_for_code(code) {
+            ApiError::Api { detail, .. } => {
+                failure.hints.extend(holders(detail));
+                if let Some(hint) = hint_for_code(detail.code) {
                     failure.hints.push(hint.to_owned());
                 }
             }
@@ -138,20 +144,18 @@ impl From<ApiError> for Failure {
     }
 }
 
-fn hint_for_code(code: &str) -> Option<&'static str> {
+fn hint_for_code(code: ErrorCode) -> Option<&'static str> {
     Some(match code {
-        "unauthorized" => {
+        ErrorCode::Unauthorized => {
             "check LR_TOKEN (--token, token in the config file): it may be missing, mistyped or expired"
         }
-        "forbidden" => "your role in this tenant does not allow this; ask a security admin",
-        "not_found" => {
+        ErrorCode::NotFound => {
             "`lr devices` lists the devices you can reach, `lr sessions` the live sessions"
         }
-        "device_offline" => {
+        ErrorCode::DeviceOffline => {
             "the device's agent is not connected; `lr devices` shows which devices are online"
         }
-        "session_ended" => "the session has ended (closed or idle too long); open a new one",
-        "unavailable" => {
+        ErrorCode::Unavailable => {
             "the broker cluster cannot decide right now (no quorum or restarting); retry shortly"
         }
         _ => return None,
@@ -160,35 +164,19 @@ fn hint_for_code(code: &str) -> Option<&'static str> {
 
 /// `held by <user> since <since> (session <id>, device <device>)` for each holder of a refusal
 /// that the message does not already name.
-fn holders(detail: &crate::doc::Doc, message: &str) -> Vec<String> {
-    let Some(crate::doc::Doc::Array(holders)) = detail.get("holders") else {
-        return Vec::new();
-    };
-    holders
+fn holders(detail: &ErrorDetail) -> Vec<String> {
+    detail
+        .holders
         .iter()
-        .filter(|h| {
-            h.get("session")
-                .and_then(crate::doc::Doc::as_str)
-                .is_none_or(|s| !message.contains(s))
-        })
+        .flatten()
+        .filter(|h| !detail.message.contains(&h.session))
         .map(|h| {
-            let field = |k: &str| h.get(k).map(scalar_text).unwrap_or_else(|| "?".to_owned());
             format!(
                 "held by {} since {} (session {}, device {})",
-                field("user"),
-                field("since"),
-                field("session"),
-                field("device")
+                h.user, h.since, h.session, h.device
             )
         })
         .collect()
-}
-
-fn scalar_text(doc: &crate::doc::Doc) -> String {
-    match doc {
-        crate::doc::Doc::String(s) => s.clone(),
-        other => other.to_compact(),
-    }
 }
 
 #[cfg(test)]
@@ -251,7 +239,7 @@ mod tests {
 
     #[test]
     fn holders_named_in_the_message_are_not_repeated() {
-        let body = r#"{"error":{"code":"session_refused","message":"device web-07 is in a session held by analyst-a (session s-1)","holders":[{"user":"analyst-a","session":"s-1","device":"web-07","since":"t"}]}}"#;
+        let body = r#"{"error":{"code":"session_refused","message":"device web-07 is in a session held by analyst-a (session s-1)","holders":[{"user":"analyst-a","session":"s-1","device":"web-07","since":"2025-01-01T10:42:00Z"}]}}"#;
         assert_eq!(Failure::from(api_error(409, body)).lines().len(), 1);
     }
 

@@ -114,9 +114,8 @@ impl Job {
             Exit::CommandFailed,
             format!("transfer {} cancelled", self.transfer_id),
         );
-        failure.api_code = Some("cancelled".to_owned());
         if let Err(e) = outcome
-            && !matches!(e.code(), Some("not_found"))
+            && e.code() != Some(api_model::ErrorCode::NotFound)
         {
             failure = failure.hint(format!("the broker did not confirm the cancel: {e}"));
         }

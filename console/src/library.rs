@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
+use api_model::{ErrorCode, LibraryEntry, LibraryUpload};
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 
-use crate::api::{Client, LibraryUpload};
-use crate::doc::Doc;
+use crate::api::{Client, Typed};
 use crate::exit::{Exit, Failure};
 use crate::progress::Bar;
 
@@ -25,7 +25,11 @@ pub struct Upload {
 }
 
 /// Uploads `file`; returns the library entry and whether it is new.
-pub async fn upload(api: &Client, file: &Path, options: &Upload) -> Result<(Doc, bool), Failure> {
+pub async fn upload(
+    api: &Client,
+    file: &Path,
+    options: &Upload,
+) -> Result<(Typed<LibraryEntry>, bool), Failure> {
     let shown = file.display();
     let meta = tokio::fs::metadata(file)
         .await
@@ -89,20 +93,20 @@ pub async fn upload(api: &Client, file: &Path, options: &Upload) -> Result<(Doc,
     )
     .boxed();
     let upload = LibraryUpload {
-        description: options.description.as_deref(),
-        parameters_description: options.parameters_description.as_deref(),
+        description: options.description.clone().unwrap_or_default(),
+        parameters_description: options.parameters_description.clone().unwrap_or_default(),
         overwrite: options.overwrite,
     };
-    api.library_put(&name, upload, reqwest::Body::wrap_stream(stream), length)
+    api.library_put(&name, &upload, reqwest::Body::wrap_stream(stream), length)
         .await
         .map_err(|e| {
-            let code = e.code().map(str::to_owned);
+            let code = e.code();
             let failure = Failure::from(e);
-            match code.as_deref() {
-                Some("already_exists") => failure.hint(format!(
+            match code {
+                Some(ErrorCode::AlreadyExists) => failure.hint(format!(
                     "add --overwrite to replace {name}, or choose another name with --name"
                 )),
-                Some("payload_too_large") => failure
+                Some(ErrorCode::PayloadTooLarge) => failure
                     .hint("the library takes files up to the tenant's limit (250 MB by default)"),
                 _ => failure,
             }
@@ -112,11 +116,11 @@ pub async fn upload(api: &Client, file: &Path, options: &Upload) -> Result<(Doc,
 /// Deletes `name`; a name the library does not have is a usage error that says so.
 pub async fn delete(api: &Client, name: &str) -> Result<(), Failure> {
     api.library_delete(name).await.map_err(|e| {
-        if e.code() == Some("not_found") {
+        if e.code() == Some(ErrorCode::NotFound) {
             let mut failure =
                 Failure::new(Exit::Usage, format!("the library has no file named {name}"))
                     .hint("lr library list shows its files");
-            failure.api_code = Some("not_found".to_owned());
+            failure.api_code = Some(ErrorCode::NotFound);
             failure
         } else {
             e.into()

@@ -1,8 +1,8 @@
 //! What the REPL's console-side commands show: `status <command id>` (one command of this
-//! session) and the switch of `trace`. Rendering only; the REPL fetches and prints. (`jobs` is
-//! in [`crate::jobs`].)
+//! session), `whoami` (also `lr whoami`) and the switch of `trace`. Rendering only; the REPL
+//! fetches and prints. (`jobs` is in [`crate::jobs`].)
 
-use crate::api::Command;
+use crate::api::{Command, Typed};
 use crate::doc::Doc;
 use crate::render::{self, Format};
 
@@ -17,6 +17,14 @@ pub fn trace_switch(current: bool, value: Option<&str>) -> Result<bool, String> 
             "trace takes on or off, not '{}'",
             value.unwrap_or_default()
         )),
+    }
+}
+
+/// `whoami`: in JSON the object as the broker sent it; as a table one line, `<user> (tenant <t>)`.
+pub fn whoami_body(me: &Typed<api_model::Me>, format: Format) -> String {
+    match format {
+        Format::Json => render::json(&me.doc),
+        Format::Table => format!("{} (tenant {})\n", me.user, me.tenant),
     }
 }
 
@@ -58,6 +66,23 @@ mod tests {
         assert_eq!(trace_switch(true, Some("ON")), Ok(true));
         assert_eq!(trace_switch(true, Some("off")), Ok(false));
         assert!(trace_switch(true, Some("loud")).is_err());
+    }
+
+    #[test]
+    fn whoami_is_a_line_or_the_object() {
+        let me = Typed::<api_model::Me>::from_doc(doc(
+            r#"{"user":"alice@acme.example","tenant":"acme"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            whoami_body(&me, Format::Table),
+            "alice@acme.example (tenant acme)\n"
+        );
+        assert_eq!(
+            whoami_body(&me, Format::Json),
+            "{\n  \"user\": \"alice@acme.example\",\n  \"tenant\": \"acme\"\n}\n",
+            "the broker's order"
+        );
     }
 
     #[test]

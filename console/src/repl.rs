@@ -2,11 +2,11 @@
 //!
 //! Opens a session, reads lines (reedline on a terminal, with completion from the command table;
 //! plain lines from a pipe), reads each against the table, and either answers it here (`help`,
-//! `cls`, `trace`, `status`, `jobs`, `fg`) or runs it on the device and shows its output, on the
-//! screen or in a local file (`> file`, `>> file`). A mistake in a line is shown and nothing is
-//! sent. The prompt `<device> <cwd>> ` follows the command's `cwd`. `exit`, `quit` and Ctrl+D end
-//! it; Ctrl+C at the prompt clears the line and while a command runs cancels it. However the
-//! console ends, it closes the session.
+//! `cls`, `trace`, `status`, `jobs`, `fg`, `whoami`) or runs it on the device and shows its
+//! output, on the screen or in a local file (`> file`, `>> file`). A mistake in a line is shown
+//! and nothing is sent. The prompt `<device> <cwd>> ` follows the command's `cwd`. `exit`, `quit`
+//! and Ctrl+D end it; Ctrl+C at the prompt clears the line and while a command runs cancels it.
+//! However the console ends, it closes the session.
 //!
 //! Transfers (getfile, download, putfile) become jobs (see [`crate::jobs`]): watched with a
 //! progress bar, or in the background after `&` or Ctrl+Z. The console waits for background
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use api_model::{CommandState, ErrorCode};
 use commands::{Invocation, Runs};
 use reedline::{
     ColumnarMenu, Emacs, ExternalPrinter, FileBackedHistory, KeyCode, KeyModifiers, MenuBuilder,
@@ -57,19 +58,19 @@ pub fn run(
     downloads: &Path,
     signals: &Signals,
 ) -> Result<Exit, Failure> {
-    let (opened, _) = rt.block_on(api.open_session(device))?;
+    let opened = rt.block_on(api.open_session(device))?.value;
     let session = opened.session_id;
-    let cwd = rt
-        .block_on(api.session(&session))
-        .ok()
-        .and_then(|(info, _)| info.cwd)
+    let cwd = opened
+        .cwd
+        .or_else(|| {
+            rt.block_on(api.session(&session))
+                .ok()
+                .and_then(|s| s.value.cwd)
+        })
         .unwrap_or_default();
     crate::say!(
-        "lr: connected to {device} (session {session}{}); exit, quit or Ctrl+D ends it, Ctrl+C cancels a running command",
-        opened
-            .node
-            .map(|n| format!(", node {n}"))
-            .unwrap_or_default()
+        "lr: connected to {device} (session {session}, node {}); exit, quit or Ctrl+D ends it, Ctrl+C cancels a running command",
+        opened.node
     );
 
     let at_prompt = Arc::new(AtomicBool::new(false));
@@ -189,6 +190,7 @@ impl Repl<'_> {
             "status" => self.status(invocation, format)?,
             "jobs" => self.jobs(invocation, format),
             "fg" => self.fg(invocation, format),
+            "whoami" => self.whoami(invocation, format)?,
             other => crate::say!("lr: {other} is not available in this version of lr"),
         }
         Ok(())
@@ -238,9 +240,21 @@ impl Repl<'_> {
                 invocation.redirect.as_ref(),
             ),
             // The generic hint of a 404 (lr devices, lr sessions) does not help here.
-            Err(e) if e.code() == Some("not_found") => crate::say!(
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => crate::say!(
                 "lr: {e}; lr session commands {} lists the commands of this session",
                 self.session
+            ),
+            Err(e) => self.shown_unless_session_ended(e.into())?,
+        }
+        Ok(())
+    }
+
+    /// `whoami`: who the token belongs to.
+    fn whoami(&self, invocation: &Invocation, format: Format) -> Result<(), Failure> {
+        match self.rt.block_on(self.api.me()) {
+            Ok(me) => sink::deliver(
+                &local::whoami_body(&me, format),
+                invocation.redirect.as_ref(),
             ),
             Err(e) => self.shown_unless_session_ended(e.into())?,
         }
@@ -355,7 +369,7 @@ impl Repl<'_> {
     /// A failure of a console-side command is shown, unless the session is over: that ends the
     /// console.
     fn shown_unless_session_ended(&self, failure: Failure) -> Result<(), Failure> {
-        if failure.api_code.as_deref() == Some("session_ended") {
+        if failure.api_code == Some(ErrorCode::Gone) {
             return Err(failure);
         }
         failure.print();
@@ -377,8 +391,8 @@ impl Repl<'_> {
             Ok(outcome) => outcome,
             Err(failure) => {
                 if matches!(
-                    failure.api_code.as_deref(),
-                    Some("session_ended" | "not_found")
+                    failure.api_code,
+                    Some(ErrorCode::Gone | ErrorCode::NotFound)
                 ) {
                     return Err(failure);
                 }
@@ -392,10 +406,10 @@ impl Repl<'_> {
         {
             self.cwd.clone_from(cwd);
         }
-        if outcome.cancel_requested && command.state == crate::api::CommandState::Completed {
+        if outcome.cancel_requested && command.state == CommandState::Completed {
             crate::say!("lr: the command completed before the cancel reached it");
         }
-        if command.state == crate::api::CommandState::Completed
+        if command.state == CommandState::Completed
             && let Some(started) = Started::from_command(invocation.spec.name, command)
         {
             match started {

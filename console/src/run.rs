@@ -4,9 +4,10 @@
 use std::io::Write;
 use std::time::Duration;
 
+use api_model::CommandState;
 use tokio::time::{Instant, sleep};
 
-use crate::api::{ApiError, Client, Command, CommandState};
+use crate::api::{ApiError, Client, Command};
 use crate::doc::Doc;
 use crate::exit::{Exit, Failure};
 use crate::render::{self, Format};
@@ -46,7 +47,14 @@ pub async fn run_command(
     mark: Received,
 ) -> Result<Outcome, Failure> {
     let submitted = api.submit(session, line).await?;
-    let cid = submitted.command_id;
+    let cid = submitted.command_id.clone();
+    // A retried submission may answer a command that has already ended.
+    if submitted.state.is_terminal() {
+        return Ok(Outcome {
+            command: submitted,
+            cancel_requested: false,
+        });
+    }
     let reason = match poll(api, session, &cid, Instant::now() + wait, signals, mark).await? {
         Poll::Done(command) => {
             return Ok(Outcome {
@@ -61,9 +69,16 @@ pub async fn run_command(
         ),
     };
     crate::say!("lr: {reason}");
-    if let Err(e) = api.cancel(session, &cid).await {
+    match api.cancel(session, &cid).await {
+        Ok(command) if command.state.is_terminal() => {
+            return Ok(Outcome {
+                command,
+                cancel_requested: true,
+            });
+        }
+        Ok(_) => {}
         // It may have finished meanwhile; the poll below tells.
-        crate::say!("lr: cancel of {cid} failed: {e}");
+        Err(e) => crate::say!("lr: cancel of {cid} failed: {e}"),
     }
     let mark = signals.now();
     match poll(
@@ -209,7 +224,7 @@ mod tests {
     #[test]
     fn completed_prints_output_and_succeeds() {
         let c = command(
-            r#"{"command_id":"c1","state":"completed","output":{"entries":[{"name":"a"}]},"error":null}"#,
+            r#"{"command_id":"c1","command_line":"dir","state":"completed","output":{"entries":[{"name":"a"}]},"error":null}"#,
         );
         let mut out = Vec::new();
         let exit = report(&c, Format::Json, Shape::Command, None, &mut out).unwrap();
@@ -227,7 +242,7 @@ mod tests {
     fn every_other_final_state_fails() {
         for state in ["failed", "timed_out", "rejected", "cancelled"] {
             let c = command(&format!(
-                r#"{{"command_id":"c1","state":"{state}","output":null,"error":"boom"}}"#
+                r#"{{"command_id":"c1","command_line":"dir","state":"{state}","output":null,"error":"boom"}}"#
             ));
             let mut out = Vec::new();
             let exit = report(&c, Format::Table, Shape::Command, None, &mut out).unwrap();
@@ -237,9 +252,12 @@ mod tests {
 
     #[test]
     fn failure_lines() {
-        let c = command(r#"{"command_id":"c1","state":"timed_out","error":"took too long"}"#);
+        let c = command(
+            r#"{"command_id":"c1","command_line":"dir","state":"timed_out","error":"took too long"}"#,
+        );
         assert_eq!(failure_line(&c), "command timed out: took too long");
-        let c = command(r#"{"command_id":"c1","state":"cancelled","error":null}"#);
+        let c =
+            command(r#"{"command_id":"c1","command_line":"dir","state":"cancelled","error":null}"#);
         assert_eq!(failure_line(&c), "command c1 cancelled");
     }
 }

@@ -1,16 +1,16 @@
 //! Following a transfer (getfile, download, putfile) on the brokers until it ends, and bringing a
-//! finished getfile home: the transfer's view as the API sends it, the progress a job publishes,
-//! and the task that drives both.
+//! finished getfile home: the progress a job publishes, and the task that drives it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use api_model::{Transfer, TransferKind, TransferState};
+use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 
-use crate::api::{ApiError, Client, Command};
+use crate::api::{Client, Command, Typed};
 use crate::doc::Doc;
 use crate::download;
 use crate::exit::{Exit, Failure};
@@ -19,61 +19,13 @@ use crate::exit::{Exit, Failure};
 const POLL_WAIT: Duration = Duration::from_millis(1000);
 /// How long to keep retrying while the broker is unreachable or has no quorum.
 const RETRY_BUDGET: Duration = Duration::from_secs(30);
-const RETRY_FIRST: Duration = Duration::from_millis(250);
-const RETRY_MAX: Duration = Duration::from_secs(4);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransferState {
-    Running,
-    Verifying,
-    Completed,
-    Failed,
-    Cancelled,
-    #[serde(other)]
-    Unknown,
-}
-
-impl TransferState {
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TransferState::Completed | TransferState::Failed | TransferState::Cancelled
-        )
-    }
-}
-
-/// The fields of `GET /transfers/{id}` the console acts on.
-#[derive(Debug, Clone, Deserialize)]
-pub struct TransferView {
-    pub transfer_id: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub path: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub size: u64,
-    #[serde(default)]
-    pub sha256: String,
-    #[serde(default)]
-    pub bytes_done: u64,
-    pub state: TransferState,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-impl TransferView {
-    pub fn from_doc(doc: &Doc) -> Result<TransferView, ApiError> {
-        serde_json::from_value(doc.to_value())
-            .map_err(|e| ApiError::Protocol(format!("transfer object does not match the API: {e}")))
-    }
-
-    pub fn is_put(&self) -> bool {
-        self.kind == "putfile"
-    }
-}
+/// Polls retried within [`RETRY_BUDGET`], from 250 ms apart doubling up to 4 s (backon's jitter
+/// adds up to the delay again, so the halves below become 125 to 250 ms, …, 2 to 4 s).
+const POLL_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
+    .with_jitter()
+    .with_min_delay(Duration::from_millis(125))
+    .with_max_delay(Duration::from_secs(2))
+    .without_max_times();
 
 /// A transfer as the command that started it describes it (`output` of a completed getfile,
 /// download or putfile).
@@ -191,11 +143,13 @@ impl Progress {
     }
 
     fn failed(mut self, failure: Failure) -> Progress {
-        self.phase = if failure.api_code.as_deref() == Some("cancelled") {
-            Phase::Cancelled
-        } else {
-            Phase::Failed
-        };
+        self.phase = Phase::Failed;
+        self.failure = Some(failure);
+        self
+    }
+
+    fn cancelled(mut self, failure: Failure) -> Progress {
+        self.phase = Phase::Cancelled;
         self.failure = Some(failure);
         self
     }
@@ -228,7 +182,7 @@ async fn drive(
     match view.state {
         TransferState::Completed => {}
         TransferState::Cancelled => {
-            let mut failure = Failure::new(
+            let failure = Failure::new(
                 Exit::CommandFailed,
                 format!(
                     "transfer {id} was cancelled{}",
@@ -238,8 +192,7 @@ async fn drive(
                         .unwrap_or_default()
                 ),
             );
-            failure.api_code = Some("cancelled".to_owned());
-            return progress.failed(failure);
+            return progress.cancelled(failure);
         }
         _ => {
             return progress.failed(Failure::new(
@@ -251,7 +204,7 @@ async fn drive(
             ));
         }
     }
-    if view.is_put() || started.put {
+    if view.kind == TransferKind::Putfile || started.put {
         progress.phase = Phase::Done;
         progress.device_path = Some(view.path.clone());
         return progress;
@@ -290,15 +243,19 @@ async fn wait_for_end(
     api: &Client,
     id: &str,
     tx: &watch::Sender<Progress>,
-) -> Result<TransferView, Failure> {
-    let mut failing_since: Option<Instant> = None;
-    let mut backoff = RETRY_FIRST;
+) -> Result<Transfer, Failure> {
     loop {
-        match api.transfer(id, POLL_WAIT).await {
-            Ok(doc) => {
-                let view = TransferView::from_doc(&doc)?;
-                failing_since = None;
-                backoff = RETRY_FIRST;
+        // A failure starts the budget; every answer (a new poll) starts it again.
+        let mut failing_since: Option<Instant> = None;
+        let answer = (|| api.transfer(id, POLL_WAIT))
+            .retry(POLL_RETRIES)
+            .when(|e| {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                e.is_transient() && since.elapsed() < RETRY_BUDGET
+            })
+            .await;
+        match answer {
+            Ok(Typed { value: view, doc }) => {
                 tx.send_modify(|p| {
                     p.done = view.bytes_done;
                     p.size = view.size;
@@ -312,14 +269,9 @@ async fn wait_for_end(
                 }
             }
             Err(e) if e.is_transient() => {
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= RETRY_BUDGET {
-                    return Err(Failure::from(e).hint(format!(
-                        "the transfer may still be running: lr transfer show {id}"
-                    )));
-                }
-                sleep(backoff).await;
-                backoff = (backoff * 2).min(RETRY_MAX);
+                return Err(Failure::from(e).hint(format!(
+                    "the transfer may still be running: lr transfer show {id}"
+                )));
             }
             Err(e) => return Err(e.into()),
         }
@@ -337,7 +289,7 @@ mod tests {
     #[test]
     fn a_started_transfer_is_read_from_the_command_output() {
         let c = command(
-            r#"{"command_id":"c1","state":"completed","output":{"transfer_id":"t-1","path":"/var/log/a.log","name":"a.log","size":42,"sha256":"ab"}}"#,
+            r#"{"command_id":"c1","command_line":"getfile -path /var/log/a.log","state":"completed","output":{"transfer_id":"t-1","path":"/var/log/a.log","name":"a.log","size":42,"sha256":"ab"}}"#,
         );
         let started = Started::from_command("download", &c).unwrap().unwrap();
         assert_eq!(
@@ -351,20 +303,30 @@ mod tests {
         );
         assert!(Started::from_command("putfile", &c).unwrap().unwrap().put);
         assert!(Started::from_command("dir", &c).is_none());
-        let bare = command(r#"{"command_id":"c1","state":"completed","output":null}"#);
+        let bare = command(
+            r#"{"command_id":"c1","command_line":"getfile -path /x","state":"completed","output":null}"#,
+        );
         assert!(Started::from_command("getfile", &bare).unwrap().is_err());
     }
 
     #[test]
     fn transfer_states() {
-        let view: TransferView = serde_json::from_str(
-            r#"{"transfer_id":"t","kind":"getfile","state":"verifying","bytes_done":3,"size":4,"chunk_size":1,"node":1}"#,
-        )
-        .unwrap();
+        let transfer = |state: &str| {
+            Typed::<Transfer>::from_doc(
+                Doc::parse(
+                    format!(
+                        r#"{{"transfer_id":"t","kind":"getfile","session_id":"s","device":"d","user":"u","path":"/p","name":"p","size":4,"sha256":"","chunk_size":1,"chunks":4,"chunks_done":3,"bytes_done":3,"state":"{state}","error":null,"node":1,"created_at":"2025-06-01T11:00:01Z","finished_at":null}}"#
+                    )
+                    .as_bytes(),
+                )
+                .unwrap(),
+            )
+            .unwrap()
+        };
+        let view = transfer("verifying");
         assert_eq!(view.state, TransferState::Verifying);
         assert!(!view.state.is_terminal());
-        let view: TransferView =
-            serde_json::from_str(r#"{"transfer_id":"t","state":"paused"}"#).unwrap();
+        let view = transfer("paused");
         assert_eq!(view.state, TransferState::Unknown);
         assert!(!view.state.is_terminal());
     }

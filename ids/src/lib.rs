@@ -29,8 +29,11 @@ pub enum Kind {
     Device,
     User,
     Session,
+    Command,
     Transfer,
     Broker,
+    /// A client's key that makes a retried request answer what the first one did.
+    IdempotencyKey,
     LibraryName,
 }
 
@@ -41,6 +44,8 @@ impl Kind {
             Kind::Device => "device id",
             Kind::User => "user id",
             Kind::Session => "session id",
+            Kind::Command => "command id",
+            Kind::IdempotencyKey => "idempotency key",
             Kind::Transfer => "transfer id",
             Kind::Broker => "broker id",
             Kind::LibraryName => "library name",
@@ -50,7 +55,13 @@ impl Kind {
     /// The rule, as a person fixing the value needs to read it.
     pub fn rule(self) -> &'static str {
         match self {
-            Kind::Tenant | Kind::Device | Kind::Session | Kind::Transfer | Kind::Broker => {
+            Kind::Tenant
+            | Kind::Device
+            | Kind::Session
+            | Kind::Command
+            | Kind::Transfer
+            | Kind::Broker
+            | Kind::IdempotencyKey => {
                 "use 1 to 64 characters from A-Z a-z 0-9 _ - (no dots, wildcards or spaces)"
             }
             Kind::User => "use 1 to 128 characters from A-Z a-z 0-9 . _ - @ +",
@@ -85,11 +96,15 @@ impl InvalidId {
 /// Checks `value` against the rule of `kind`.
 pub fn check(kind: Kind, value: &str) -> Result<(), InvalidId> {
     let verdict = match kind {
-        Kind::Tenant | Kind::Device | Kind::Session | Kind::Transfer | Kind::Broker => {
-            check_chars(value, MAX_TOKEN_LEN, |b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')
-            })
-        }
+        Kind::Tenant
+        | Kind::Device
+        | Kind::Session
+        | Kind::Command
+        | Kind::Transfer
+        | Kind::Broker
+        | Kind::IdempotencyKey => check_chars(value, MAX_TOKEN_LEN, |b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')
+        }),
         Kind::User => check_chars(value, MAX_USER_LEN, |b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+')
         }),
@@ -116,6 +131,14 @@ pub fn user(value: &str) -> Result<(), InvalidId> {
 
 pub fn session(value: &str) -> Result<(), InvalidId> {
     check(Kind::Session, value)
+}
+
+pub fn command(value: &str) -> Result<(), InvalidId> {
+    check(Kind::Command, value)
+}
+
+pub fn idempotency_key(value: &str) -> Result<(), InvalidId> {
+    check(Kind::IdempotencyKey, value)
 }
 
 pub fn transfer(value: &str) -> Result<(), InvalidId> {

@@ -26,6 +26,7 @@ pub async fn run(ctx: CommandContext, args: Invocation) -> CommandResult {
         Ok(super::CommandOutput {
             value: json!({ "cwd": target.display().to_string() }),
             cwd: Some(target),
+            file_facts: None,
         })
     })
     .await

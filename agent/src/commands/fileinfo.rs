@@ -7,6 +7,9 @@
 //! allowed, so looking at it does not change its access time. Cancelling mid-hash returns the
 //! metadata with `hashes: null`.
 //!
+//! Beside the document, a completed fileinfo returns the facts getfile needs ([`FileFacts`]: path,
+//! type, size, SHA-256, hashes note), typed, so the broker never reads them back out of the JSON.
+//!
 //! Output:
 //! ```json
 //! {"path": "/abs/file", "name": "file", "name_lossy": false,
@@ -28,7 +31,10 @@ use std::time::UNIX_EPOCH;
 use ::commands::Invocation;
 use serde_json::{Map, Value, json};
 
-use super::{CommandContext, CommandError, CommandResult, blocking, io_message, required};
+use super::{
+    CommandContext, CommandError, CommandOutput, CommandResult, blocking, io_message, required,
+};
+use crate::model::FileFacts;
 use crate::sys::hash::{self, OpenRefused, Streamed};
 use crate::sys::{magic, meta, users::Names};
 
@@ -94,16 +100,28 @@ fn inspect(ctx: &CommandContext, path: &Path) -> CommandResult {
             }
         }
     };
+    let hashes_note = note.or(hash_note);
     obj.insert("magic".into(), json!(magic));
     obj.insert(
         "hashes".into(),
-        hashes.map_or(
+        hashes.as_ref().map_or(
             Value::Null,
-            |d: hash::Digests| json!({"md5": d.md5, "sha1": d.sha1, "sha256": d.sha256}),
+            |d: &hash::Digests| json!({"md5": d.md5, "sha1": d.sha1, "sha256": d.sha256}),
         ),
     );
-    obj.insert("hashes_note".into(), json!(note.or(hash_note)));
-    Ok(Value::Object(obj).into())
+    obj.insert("hashes_note".into(), json!(hashes_note));
+    let facts = FileFacts {
+        path: meta::lossy(path).0,
+        kind: meta::file_kind(&md.file_type()),
+        size: md.size(),
+        sha256: hashes.map(|d| d.sha256),
+        hashes_note,
+    };
+    Ok(CommandOutput {
+        value: Value::Object(obj),
+        cwd: None,
+        file_facts: Some(facts),
+    })
 }
 
 /// The metadata fields, from a `stat` of the file.

@@ -32,7 +32,7 @@ use serde_json::Value;
 pub use context::{CommandContext, StopReason, normalize};
 pub use error::{CommandError, io_message};
 
-use crate::model::{Outcome, Status};
+use crate::model::{FileFacts, Outcome, Status};
 
 /// What a command returns when it succeeds.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,11 +40,17 @@ pub struct CommandOutput {
     pub value: Value,
     /// A new working directory (only `cd` sets it).
     pub cwd: Option<PathBuf>,
+    /// What the broker needs of a file, typed (only `fileinfo` sets it).
+    pub file_facts: Option<FileFacts>,
 }
 
 impl From<Value> for CommandOutput {
     fn from(value: Value) -> Self {
-        Self { value, cwd: None }
+        Self {
+            value,
+            cwd: None,
+            file_facts: None,
+        }
     }
 }
 
@@ -234,6 +240,7 @@ pub async fn execute(ctx: CommandContext, name: &str, args: Vec<String>) -> Outc
             output: Some(out.value),
             error: String::new(),
             cwd: out.cwd.map_or(cwd, |p| p.display().to_string()),
+            file_facts: out.file_facts,
         },
         // Most of the grammar's messages already end with the usage.
         Err(CommandError::InvalidArguments(msg)) if msg.ends_with(&format!("usage: {usage}")) => {
@@ -269,6 +276,7 @@ pub async fn execute(ctx: CommandContext, name: &str, args: Vec<String>) -> Outc
                 output: partial,
                 error,
                 cwd,
+                file_facts: None,
             }
         }
     }

@@ -15,11 +15,11 @@ mod tls;
 
 use std::sync::Arc;
 
+use backon::Retryable;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-pub use backoff::Backoff;
 pub use host::hostname;
 pub use tls::TlsMaterial;
 
@@ -41,34 +41,54 @@ pub(crate) struct Link {
 pub(crate) async fn run_link(link: Arc<Link>, shutdown: CancellationToken) {
     let brokers = &link.config.brokers;
     let c = &link.config.connection;
-    let mut backoff = Backoff::new(c.backoff_initial_ms, c.backoff_max_ms);
     // A random first broker spreads a fleet of agents over the nodes.
     let mut next = rand::rng().random_range(0..brokers.len());
     loop {
-        let addr = &brokers[next];
-        next = (next + 1) % brokers.len();
-        let end = tokio::select! {
-            end = session::serve(&link, addr) => end,
+        // Each attempt dials the next broker, so a dead node is skipped.
+        let attempt = || {
+            let addr = brokers[next].as_str();
+            next = (next + 1) % brokers.len();
+            let link = &link;
+            async move {
+                session::serve(link, addr)
+                    .await
+                    .map(|end| (addr, end))
+                    .map_err(|error| (addr, error))
+            }
+        };
+        let attached = attempt
+            .retry(backoff::attach_retries(c))
+            .when(|(_, error)| !is_identity_problem(error))
+            .notify(
+                |(addr, error), _| warn!(broker = %addr, error = %error, "cannot attach to broker"),
+            );
+        let attached = tokio::select! {
+            attached = attached => attached,
             () = shutdown.cancelled() => break,
         };
-        match end {
-            Ok(SessionEnd { node_id, reason }) => {
+        let pause = match attached {
+            Ok((addr, SessionEnd { node_id, reason })) => {
                 info!(broker = %addr, node_id, %reason, "stream to broker ended; reconnecting");
-                backoff.reset();
+                backoff::after_stream(c)
             }
-            Err(SessionError::Rejected(status)) if session::is_identity_problem(&status) => {
-                error!(
-                    broker = %addr, code = ?status.code(), reason = status.message(),
-                    "the broker refused this agent's identity: a configuration problem (device_id or tenant do not match the client certificate, or the certificate is not trusted); fix the config or certificate"
-                );
-                backoff.jump_to_max();
+            Err((addr, error)) => {
+                if let SessionError::Rejected(status) = &error {
+                    error!(
+                        broker = %addr, code = ?status.code(), reason = status.message(),
+                        "the broker refused this agent's identity: a configuration problem (device_id or tenant do not match the client certificate, or the certificate is not trusted); fix the config or certificate"
+                    );
+                }
+                backoff::after_refusal(c)
             }
-            Err(e) => warn!(broker = %addr, error = %e, "cannot attach to broker"),
-        }
-        let delay = backoff.next_delay(&mut rand::rng());
+        };
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(pause) => {}
             () = shutdown.cancelled() => break,
         }
     }
+}
+
+/// A refusal that retrying soon will not fix.
+fn is_identity_problem(error: &SessionError) -> bool {
+    matches!(error, SessionError::Rejected(status) if session::is_identity_problem(status))
 }

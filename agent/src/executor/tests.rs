@@ -114,6 +114,7 @@ fn oversized_output_becomes_an_error() {
         output: Some(serde_json::json!({"x": "a".repeat(MAX_OUTPUT_BYTES)})),
         error: String::new(),
         cwd: "/".into(),
+        file_facts: None,
     };
     let limited = limit_output(big);
     assert_eq!(limited.status, Status::Failed);

@@ -9,25 +9,31 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::users::Names;
+use crate::model::FileKind;
 
 /// The stable name of a file type in command output.
 pub fn kind(ft: &FileType) -> &'static str {
+    file_kind(ft).as_str()
+}
+
+/// What kind of file a file type is.
+pub fn file_kind(ft: &FileType) -> FileKind {
     if ft.is_symlink() {
-        "symlink"
+        FileKind::Symlink
     } else if ft.is_dir() {
-        "dir"
+        FileKind::Dir
     } else if ft.is_file() {
-        "file"
+        FileKind::File
     } else if ft.is_fifo() {
-        "fifo"
+        FileKind::Fifo
     } else if ft.is_socket() {
-        "socket"
+        FileKind::Socket
     } else if ft.is_block_device() {
-        "block_device"
+        FileKind::BlockDevice
     } else if ft.is_char_device() {
-        "char_device"
+        FileKind::CharDevice
     } else {
-        "unknown"
+        FileKind::Unknown
     }
 }
 

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
+use api_model::ErrorCode;
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
@@ -62,8 +62,7 @@ impl FromRequestParts<ApiState> for Caller {
             .cloned()
             .ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
+                    ErrorCode::Unauthorized,
                     "missing or invalid bearer token; set LR_TOKEN to a token this cluster knows",
                 )
             })

@@ -1,6 +1,9 @@
-//! The API's one error type: a stable code, a message for a person, an HTTP status. Every failure
-//! of every handler goes through it, so clients see one JSON shape.
+//! The API's one error type: a stable code, a message for a person, and the HTTP status the code
+//! maps to ([`wire::statuses`]). Every failure of every handler goes through it, so clients see one
+//! JSON shape.
 
+use agent_proto::bus;
+use api_model::ErrorCode;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -8,19 +11,22 @@ use cluster::ClusterError;
 use cluster::lease::{Invariant, LeaseError};
 use serde_json::{Value, json};
 
+use crate::wire;
+
 #[derive(Debug)]
 pub struct ApiError {
+    /// Always the code's status (`wire::statuses(code).0`); set by [`ApiError::new`].
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Extra fields beside code and message (e.g. the holders of a refused session).
     pub extra: Option<Value>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: wire::statuses(code).0,
             code,
             message: message.into(),
             extra: None,
@@ -28,24 +34,28 @@ impl ApiError {
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(ErrorCode::InvalidRequest, message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        Self::new(ErrorCode::Unavailable, message)
     }
 
-    /// Maps a session-control error code from the session's node.
-    pub fn from_code(code: &str, message: String) -> Self {
-        match code {
-            "not_found" => Self::not_found(message),
-            "invalid_request" => Self::invalid(message),
-            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
-        }
+    /// The session's node answered with something other than what the request asks for.
+    pub fn unexpected() -> Self {
+        Self::unavailable("unexpected answer from the session's node; retry")
+    }
+
+    /// The error a session's node answered with; one without a code is the node's fault.
+    pub fn from_code(code: bus::ErrorCode, message: String) -> Self {
+        Self::new(
+            wire::error_code(code).unwrap_or(ErrorCode::Internal),
+            message,
+        )
     }
 }
 
@@ -74,15 +84,17 @@ impl From<ClusterError> for ApiError {
                     .map(|h| json!({"user": h.user, "session": h.session, "device": h.device, "since": crate::time::rfc3339(h.since)}))
                     .collect();
                 Self {
-                    status: StatusCode::CONFLICT,
-                    code: "session_refused",
-                    message: error.to_string(),
                     extra: Some(
                         json!({"invariant": invariant, "limit": refusal.limit, "holders": holders}),
                     ),
+                    ..Self::new(ErrorCode::SessionRefused, error.to_string())
                 }
             }
             ClusterError::Rejected(LeaseError::Invalid { .. }) => Self::invalid(error.to_string()),
+            ClusterError::Rejected(LeaseError::SessionIdInUse { .. }) => Self::new(
+                ErrorCode::AlreadyExists,
+                "this request id already opened a session on another device; use a new request id",
+            ),
             ClusterError::Rejected(_) => Self::not_found(error.to_string()),
             _ => Self::unavailable(format!("{error}")),
         }
@@ -96,5 +108,38 @@ impl IntoResponse for ApiError {
             fields.extend(extra);
         }
         (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_typed_code_answers_the_json_and_status_it_always_did() {
+        let response = ApiError::new(ErrorCode::NotReady, "not yet").into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"code": "not_ready", "message": "not yet"}})
+        );
+    }
+
+    #[test]
+    fn session_node_errors_keep_their_code() {
+        let e = ApiError::from_code(bus::ErrorCode::NotFound, "no command c".into());
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::NOT_FOUND, ErrorCode::NotFound)
+        );
+        let e = ApiError::from_code(bus::ErrorCode::Unspecified, "?".into());
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
+        );
     }
 }

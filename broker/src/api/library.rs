@@ -1,27 +1,23 @@
 //! The tenant library: upload (streamed, chunk by chunk), list, delete.
 
+use api_model::{LibraryEntry, LibraryUpload, Page, Paging};
 use axum::Json;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::{ApiError, ApiState, Caller};
-use crate::time::{now_ms, rfc3339};
-use crate::transfer::library::{LibraryEntry, LibraryError, Upload};
+use super::{ApiError, ApiState, Caller, page};
+use crate::time::{now_ms, timestamp};
+use crate::transfer::library::{self, LibraryError, Upload};
 
 impl From<LibraryError> for ApiError {
     fn from(error: LibraryError) -> Self {
         let message = error.to_string();
         match error {
             LibraryError::Invalid(invalid) => invalid.into(),
-            LibraryError::Exists(_) => {
-                ApiError::new(StatusCode::CONFLICT, "already_exists", message)
-            }
+            LibraryError::Exists(_) => ApiError::new(api_model::ErrorCode::AlreadyExists, message),
             LibraryError::NotFound(_) => ApiError::not_found(message),
             LibraryError::TooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+                ApiError::new(api_model::ErrorCode::PayloadTooLarge, message)
             }
             LibraryError::Body(_) => ApiError::invalid(message),
             LibraryError::Unavailable(_) => ApiError::unavailable(message),
@@ -29,37 +25,48 @@ impl From<LibraryError> for ApiError {
     }
 }
 
-fn entry_json(e: &LibraryEntry) -> Value {
-    json!({"name": e.name, "description": e.description, "parameters_description": e.parameters_description,
-           "size": e.size, "sha256": e.sha256, "uploaded_by": e.uploaded_by, "uploaded_at": rfc3339(e.uploaded_at_ms)})
+fn view(e: &library::LibraryEntry) -> LibraryEntry {
+    LibraryEntry {
+        name: e.name.clone(),
+        description: e.description.clone(),
+        parameters_description: e.parameters_description.clone(),
+        size: e.size,
+        sha256: e.sha256.clone(),
+        uploaded_by: e.uploaded_by.clone(),
+        uploaded_at: timestamp(e.uploaded_at_ms),
+    }
 }
 
+/// The tenant's library, by name.
+#[utoipa::path(get, path = "/api/v1/library", tag = "library", operation_id = "listLibrary",
+    params(Paging),
+    responses((status = 200, description = "A page of library files", body = Page<LibraryEntry>)))]
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
-) -> Result<Json<Vec<Value>>, ApiError> {
+    Query(paging): Query<Paging>,
+) -> Result<Json<Page<LibraryEntry>>, ApiError> {
     let entries = state.transfers.library.list(&caller.tenant).await?;
-    Ok(Json(entries.iter().map(entry_json).collect()))
+    let entries = entries.iter().map(view).collect();
+    Ok(Json(page::page(entries, &paging, |e| &e.name)?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UploadQuery {
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    parameters_description: String,
-    #[serde(default)]
-    overwrite: bool,
-}
-
+/// Adds a file to the tenant's library; the body is the file, streamed.
+#[utoipa::path(put, path = "/api/v1/library/{name}", tag = "library", operation_id = "uploadLibraryFile",
+    params(("name" = String, Path, description = "File name: no slash, no control character, not starting with '.'"), LibraryUpload),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file"),
+    responses(
+        (status = 201, description = "Added", body = LibraryEntry),
+        (status = 200, description = "Replaced (with `overwrite=true`)", body = LibraryEntry),
+        (status = 409, description = "`already_exists`: a file of this name exists; send `overwrite=true` to replace it", body = api_model::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the file is over the tenant's library limit", body = api_model::ErrorBody)))]
 pub async fn upload(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(query): Query<UploadQuery>,
+    Query(query): Query<LibraryUpload>,
     request: Request,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<LibraryEntry>), ApiError> {
     ids::library_name(&name)?;
     let context = &state.transfers;
     let upload = Upload {
@@ -80,9 +87,15 @@ pub async fn upload(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(entry_json(&entry))).into_response())
+    Ok((status, Json(view(&entry))))
 }
 
+/// Removes a file from the tenant's library.
+#[utoipa::path(delete, path = "/api/v1/library/{name}", tag = "library", operation_id = "deleteLibraryFile",
+    params(("name" = String, Path, description = "File name")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "`not_found`: no such file in the library", body = api_model::ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     caller: Caller,

@@ -1,11 +1,20 @@
 //! The analyst API: REST + Server-Sent Events over HTTPS, JSON everywhere, bearer tokens.
-//! `openapi.json` beside this file documents it and is served at `/api/v1/openapi.json`.
+//!
+//! Every request and response is a type of the `api-model` crate; every handler carries its
+//! `#[utoipa::path]`, and [`routes`] registers handlers and their documentation together, so the
+//! OpenAPI document served at `/api/v1/openapi.json` (and as a page at `/api/v1/docs`) is
+//! generated, never written by hand.
 
 mod auth;
+mod body;
+mod commands;
+mod devices;
+mod doc;
 mod error;
-mod handlers;
 mod library;
+mod page;
 mod serve;
+mod sessions;
 mod transfers;
 
 use std::sync::Arc;
@@ -17,9 +26,11 @@ use agent_proto::bus::session_request::Op;
 use agent_proto::bus::{SessionReply, SessionRequest};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
 use cluster::LeaseService;
 use ractor::ActorCell;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use auth::{Caller, Tokens, sha256_hex};
 pub use error::ApiError;
@@ -63,6 +74,17 @@ impl ApiState {
         Self(Arc::new(inner))
     }
 
+    fn session_context(&self) -> crate::actors::session::SessionContext {
+        crate::actors::session::SessionContext {
+            node_id: self.node_id,
+            bus: self.bus.clone(),
+            leases: self.leases.clone(),
+            settings: self.settings.clone(),
+            transfers: self.transfers.clone(),
+            supervisor: self.sessions.clone(),
+        }
+    }
+
     /// Sends a request to the session's actor, wherever it runs.
     async fn control(&self, caller: &Caller, session: &str, op: Op) -> Result<Reply, ApiError> {
         let missing = || {
@@ -83,7 +105,7 @@ impl ApiState {
         {
             Ok(Body::SessionReply(SessionReply {
                 body: Some(Reply::Error(e)),
-            })) => Err(ApiError::from_code(&e.code, e.message)),
+            })) => Err(ApiError::from_code(e.code(), e.message)),
             Ok(Body::SessionReply(SessionReply { body: Some(reply) })) => Ok(reply),
             Ok(_) => Err(ApiError::unavailable(
                 "unexpected answer from the session's node; retry",
@@ -96,50 +118,82 @@ impl ApiState {
     }
 }
 
+/// Paths served beside the documented operations: the document itself and its page.
+pub const UNDOCUMENTED: [&str; 2] = ["/api/v1/openapi.json", "/api/v1/docs"];
+
+/// Every documented operation, and the document generated from them.
+pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    // The library's own size limit applies while an upload streams in.
+    let (schemas, paths, library_file) = routes!(library::upload, library::delete);
+    let library_file = (
+        schemas,
+        paths,
+        library_file.layer(DefaultBodyLimit::disable()),
+    );
+    let (router, mut document) = OpenApiRouter::with_openapi(doc::frame())
+        .routes(routes!(devices::health))
+        .routes(routes!(devices::me))
+        .routes(routes!(devices::list))
+        .routes(routes!(sessions::list, sessions::open))
+        .routes(routes!(sessions::describe, sessions::end))
+        .routes(routes!(commands::list, commands::run))
+        .routes(routes!(commands::get))
+        .routes(routes!(commands::cancel))
+        .routes(routes!(commands::events))
+        .routes(routes!(transfers::list))
+        .routes(routes!(transfers::get, transfers::cancel))
+        .routes(routes!(transfers::content))
+        .routes(routes!(library::list))
+        .routes(library_file)
+        .split_for_parts();
+    doc::finish(&mut document);
+    (router, document)
+}
+
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(handlers::health))
-        .route("/api/v1/openapi.json", get(handlers::openapi))
-        .route("/api/v1/devices", get(handlers::list_devices))
-        .route(
-            "/api/v1/sessions",
-            get(handlers::list_sessions).post(handlers::open_session),
-        )
-        .route(
-            "/api/v1/sessions/{id}",
-            get(handlers::describe_session).delete(handlers::end_session),
-        )
-        .route(
-            "/api/v1/sessions/{id}/commands",
-            get(handlers::list_commands).post(handlers::run_command),
-        )
-        .route(
-            "/api/v1/sessions/{id}/commands/{cid}",
-            get(handlers::get_command),
-        )
-        .route(
-            "/api/v1/sessions/{id}/commands/{cid}/cancel",
-            post(handlers::cancel_command),
-        )
-        .route(
-            "/api/v1/sessions/{id}/events",
-            get(handlers::session_events),
-        )
-        .route("/api/v1/transfers", get(transfers::list))
-        .route(
-            "/api/v1/transfers/{id}",
-            get(transfers::get).delete(transfers::cancel),
-        )
-        .route("/api/v1/transfers/{id}/content", get(transfers::content))
-        .route("/api/v1/library", get(library::list))
-        .route(
-            "/api/v1/library/{name}",
-            // The library's own size limit applies while the upload streams in.
-            put(library::upload)
-                .layer(DefaultBodyLimit::disable())
-                .delete(library::delete),
-        )
-        .fallback(handlers::no_route)
+    let (router, document) = routes();
+    router
+        .merge(SwaggerUi::new(UNDOCUMENTED[1]).url(UNDOCUMENTED[0], document))
+        .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found("no such endpoint; see /api/v1/openapi.json, or /api/v1/docs to read it")
+}
+
+#[cfg(test)]
+mod tests {
+    /// `routes!` registers a handler with its `#[utoipa::path]`; a plain `.route(` would serve a
+    /// path the document does not name. (That every documented path is served is checked on a
+    /// live broker in `tests/api_contract.rs`.)
+    #[test]
+    fn routes_are_only_added_with_their_documentation() {
+        let source = include_str!("mod.rs");
+        let start = source.find("pub fn routes()").unwrap();
+        let end = source.find("#[cfg(test)]").unwrap();
+        let code = &source[start..end];
+        assert!(
+            !code.contains(concat!(".route", "(")),
+            "a route without documentation"
+        );
+        assert!(
+            !code.contains(concat!(".nest", "(")),
+            "a nested router without documentation"
+        );
+        let (_, document) = super::routes();
+        let operations: usize = document
+            .paths
+            .paths
+            .values()
+            .map(|item| {
+                [&item.get, &item.put, &item.post, &item.delete]
+                    .iter()
+                    .filter(|op| op.is_some())
+                    .count()
+            })
+            .sum();
+        assert_eq!(operations, 19, "{:?}", document.paths.paths.keys());
+    }
 }

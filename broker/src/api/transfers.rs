@@ -3,21 +3,19 @@
 
 use std::time::Duration;
 
+use api_model::{Page, Paging, Transfer, TransferFilter, Wait};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::{ApiError, ApiState, Caller};
-use crate::bus;
-use crate::time::now_ms;
-use crate::time::rfc3339;
+use super::{ApiError, ApiState, Caller, page};
+use crate::time::{timestamp, timestamp_if_set};
 use crate::transfer::{
-    BookError, StoreError, TransferKind, TransferRecord, TransferState, Versioned,
+    self, BookError, CancelError, StoreError, TransferKind, TransferRecord, TransferState,
+    Versioned,
 };
 
 /// Longest long-poll of a transfer's progress.
@@ -32,18 +30,27 @@ impl From<BookError> for ApiError {
     }
 }
 
-pub fn view(r: &TransferRecord) -> Value {
-    let time = |ms: u64| (ms != 0).then(|| rfc3339(ms));
-    json!({
-        "transfer_id": r.id,
-        "kind": match r.kind { TransferKind::Getfile => "getfile", TransferKind::Putfile => "putfile" },
-        "session_id": r.session, "device": r.device, "user": r.user,
-        "path": r.path, "name": r.name, "size": r.size, "sha256": r.sha256,
-        "chunk_size": r.chunk_size, "chunks": r.chunks(), "chunks_done": r.chunks_done,
-        "bytes_done": r.bytes_done(), "state": r.state.as_str(),
-        "error": (!r.error.is_empty()).then(|| r.error.clone()),
-        "node": r.owner, "created_at": rfc3339(r.created_at_ms), "finished_at": time(r.finished_at_ms),
-    })
+pub fn view(r: &TransferRecord) -> Transfer {
+    Transfer {
+        transfer_id: r.id.clone(),
+        kind: r.kind,
+        session_id: r.session.clone(),
+        device: r.device.clone(),
+        user: r.user.clone(),
+        path: r.path.clone(),
+        name: r.name.clone(),
+        size: r.size,
+        sha256: r.sha256.clone(),
+        chunk_size: r.chunk_size,
+        chunks: r.chunks(),
+        chunks_done: r.chunks_done,
+        bytes_done: r.bytes_done(),
+        state: r.state,
+        error: (!r.error.is_empty()).then(|| r.error.clone()),
+        node: r.owner,
+        created_at: timestamp(r.created_at_ms),
+        finished_at: timestamp_if_set(r.finished_at_ms),
+    }
 }
 
 /// The caller's own transfer `id`.
@@ -56,38 +63,42 @@ async fn owned(state: &ApiState, caller: &Caller, id: &str) -> Result<Versioned,
     }
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    session: Option<String>,
-}
-
+/// The caller's transfers, oldest first.
+#[utoipa::path(get, path = "/api/v1/transfers", tag = "transfers", operation_id = "listTransfers",
+    params(Paging, TransferFilter),
+    responses((status = 200, description = "A page of transfers", body = Page<Transfer>)))]
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
-    let records = state.transfers.book.list(&caller.tenant).await?;
-    Ok(Json(
-        records
-            .iter()
-            .filter(|r| r.user == caller.user)
-            .filter(|r| query.session.as_ref().is_none_or(|s| *s == r.session))
-            .map(view)
-            .collect(),
-    ))
+    Query(paging): Query<Paging>,
+    Query(filter): Query<TransferFilter>,
+) -> Result<Json<Page<Transfer>>, ApiError> {
+    let mut records = state.transfers.book.list(&caller.tenant).await?;
+    records.retain(|r| {
+        r.user == caller.user
+            && filter.session.as_ref().is_none_or(|s| *s == r.session)
+            && filter.state.is_none_or(|s| s == r.state)
+            && filter.kind.is_none_or(|k| k == r.kind)
+    });
+    // Transfer ids are time-ordered.
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    let transfers = records.iter().map(view).collect();
+    Ok(Json(page::page(transfers, &paging, |t| &t.transfer_id)?))
 }
 
-#[derive(Deserialize)]
-pub struct Wait {
-    wait_ms: Option<u64>,
-}
-
+/// One of the caller's transfers. With `wait_ms`, answers as soon as it makes progress or
+/// changes state, or after `wait_ms` at the latest.
+#[utoipa::path(get, path = "/api/v1/transfers/{id}", tag = "transfers", operation_id = "getTransfer",
+    params(("id" = String, Path, description = "Transfer id"), Wait),
+    responses(
+        (status = 200, description = "The transfer as it stands", body = Transfer),
+        (status = 404, description = "`not_found`: no such transfer for this analyst", body = api_model::ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
     Query(wait): Query<Wait>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Transfer>, ApiError> {
     ids::transfer(&id)?;
     let wait = Duration::from_millis(wait.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
     // Watch before reading, so no change falls between the read and the wait.
@@ -113,51 +124,45 @@ pub async fn get(
     Ok(Json(view(&current)))
 }
 
-/// Cancels a running transfer (the compare-and-set takes it from its owner, which stops) and
-/// deletes its stored chunks.
+/// Cancels a running transfer: its owner records it cancelled, tells the device and deletes a
+/// getfile's stored chunks, wherever the call arrives (with no owner left, this node takes the
+/// transfer over first). A finished getfile's stored file is deleted.
+#[utoipa::path(delete, path = "/api/v1/transfers/{id}", tag = "transfers", operation_id = "cancelTransfer",
+    params(("id" = String, Path, description = "Transfer id")),
+    responses(
+        (status = 204, description = "Cancelled (or already finished); a getfile's stored file is deleted"),
+        (status = 404, description = "`not_found`: no such transfer for this analyst", body = api_model::ErrorBody),
+        (status = 503, description = "`unavailable`: the transfer's node or its record could not be reached; retry", body = api_model::ErrorBody)))]
 pub async fn cancel(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     ids::transfer(&id)?;
-    let context = &state.transfers;
-    for _ in 0..5 {
-        let Versioned {
-            mut record,
-            revision,
-        } = owned(&state, &caller, &id).await?;
-        if !record.state.is_terminal() {
-            record.state = TransferState::Cancelled;
-            record.error = "cancelled by the analyst".into();
-            record.finished_at_ms = now_ms();
-            match context.book.update(&record, revision).await {
-                Ok(_) => {}
-                // The owner wrote a checkpoint meanwhile: read again.
-                Err(BookError::Superseded(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let subject = bus::device_cmd(&record.tenant, &record.device);
-            let stop = agent_proto::bus::envelope::Body::Cancel(agent_proto::agent::Cancel {
-                command_id: record.id.clone(),
-            });
-            let _ = state.bus.publish(subject, &record.tenant, stop).await;
-        }
-        if record.kind == TransferKind::Getfile {
-            context
-                .store
-                .delete(&record.tenant, &record.id)
-                .await
-                .map_err(store_error)?;
-        }
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    Err(ApiError::unavailable(
-        "the transfer kept changing while being cancelled; retry",
-    ))
+    transfer::cancel(&state.transfers, &caller.tenant, &caller.user, &id)
+        .await
+        .map_err(|error| match error {
+            CancelError::NotFound(_) => ApiError::not_found(format!(
+                "no transfer {id}; list yours with GET /api/v1/transfers"
+            )),
+            CancelError::Book(error) => error.into(),
+            CancelError::Store(error) => store_error(error),
+            CancelError::Unavailable(message) => ApiError::unavailable(message),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The file of a completed getfile, whole or a `Range: bytes=a-b` of it.
+#[utoipa::path(get, path = "/api/v1/transfers/{id}/content", tag = "transfers", operation_id = "getTransferContent",
+    params(("id" = String, Path, description = "Transfer id"),
+        ("Range" = Option<String>, Header, description = "One range: `bytes=<first>-<last>`, `bytes=<first>-` or `bytes=-<suffix>`")),
+    responses(
+        (status = 200, description = "The whole file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The asked range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "`not_found`: no such transfer for this analyst", body = api_model::ErrorBody),
+        (status = 409, description = "`not_ready`: the transfer has not completed", body = api_model::ErrorBody),
+        (status = 410, description = "`gone`: the stored file expired or is damaged; run getfile again", body = api_model::ErrorBody),
+        (status = 416, description = "`range_not_satisfiable`: the range lies outside the file", body = api_model::ErrorBody)))]
 pub async fn content(
     State(state): State<ApiState>,
     caller: Caller,
@@ -173,8 +178,7 @@ pub async fn content(
     }
     if record.state != TransferState::Completed {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_ready",
+            api_model::ErrorCode::NotReady,
             format!(
                 "transfer {id} is {}, not completed; its content can be downloaded once it is",
                 record.state.as_str()
@@ -246,8 +250,7 @@ pub async fn content(
 fn parse_range(value: &HeaderValue, size: u64) -> Result<(u64, u64), ApiError> {
     let unsatisfiable = || {
         ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "range_not_satisfiable",
+            api_model::ErrorCode::RangeNotSatisfiable,
             format!("the range {value:?} is outside the file, which has {size} bytes"),
         )
     };
@@ -295,18 +298,15 @@ fn parse_range(value: &HeaderValue, size: u64) -> Result<(u64, u64), ApiError> {
 
 fn store_error(error: StoreError) -> ApiError {
     match error {
-        StoreError::RangeNotSatisfiable { .. } => ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "range_not_satisfiable",
-            error.to_string(),
-        ),
+        StoreError::RangeNotSatisfiable { .. } => {
+            ApiError::new(api_model::ErrorCode::RangeNotSatisfiable, error.to_string())
+        }
         StoreError::NotFound { .. } | StoreError::Damaged { .. } => ApiError::new(
-            StatusCode::GONE,
-            "gone",
+            api_model::ErrorCode::Gone,
             format!("{error}; run getfile again"),
         ),
         e if e.is_retryable() => ApiError::unavailable(e.to_string()),
-        e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        e => ApiError::new(api_model::ErrorCode::Internal, e.to_string()),
     }
 }
 

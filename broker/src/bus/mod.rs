@@ -14,7 +14,8 @@ use bytes::Bytes;
 use prost::Message as _;
 
 pub use subjects::{
-    device_cmd, device_online, session_ctl, session_evt, session_out, tenant_of, transfer_evt,
+    device_cmd, device_online, session_ctl, session_evt, session_out, tenant_of, transfer_ctl,
+    transfer_evt,
 };
 
 #[derive(Debug, thiserror::Error)]

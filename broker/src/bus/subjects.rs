@@ -27,6 +27,11 @@ pub fn transfer_evt(tenant: &str, transfer: &str) -> String {
     format!("lr.{tenant}.xfer.{transfer}.evt")
 }
 
+/// Requests to one transfer's owner (cancel), answered by the node driving it.
+pub fn transfer_ctl(tenant: &str, transfer: &str) -> String {
+    format!("lr.{tenant}.xfer.{transfer}.ctl")
+}
+
 /// The tenant a subject belongs to.
 pub fn tenant_of(subject: &str) -> Option<&str> {
     subject

@@ -55,3 +55,13 @@ fn garbage_is_malformed_not_a_panic() {
     assert_eq!(tenant_of("lr.demo.sess.s1.ctl"), Some("demo"));
     assert_eq!(tenant_of("other.demo"), None);
 }
+
+#[test]
+fn a_transfers_control_subject_is_its_tenants_and_outside_the_chunk_stream() {
+    let subject = transfer_ctl("demo", "t-1");
+    assert_eq!(tenant_of(&subject), Some("demo"));
+    // `LR_CHUNKS` captures `lr.*.xfer.*.chunk.*`: a request here must reach the owner, not the
+    // stream (which would answer it with a publish acknowledgement).
+    assert_eq!(subject.split('.').count(), 5);
+    assert_ne!(subject, transfer_evt("demo", "t-1"));
+}

@@ -9,6 +9,10 @@
 //! putfile: the actor offers the file to the agent, which answers how many chunks it holds; the
 //! actor reads chunks from the library blob and sends them a window ahead of the agent's progress.
 //!
+//! A cancel reaches the owner on `lr.<t>.xfer.<id>.ctl` ([`super::cancel`]): the actor ends the
+//! transfer as any other end ([`end`]: record the outcome, tell the device, delete a getfile's
+//! chunks), answers, and stops.
+//!
 //! Progress is checkpointed in the [`TransferBook`] every second; each write is a compare-and-set
 //! on the record's revision. Another node takes a transfer over when its record has not been
 //! written for [`super::upkeep::STALE_AFTER`] ([`super::upkeep`], which also deletes finished transfers after
@@ -21,8 +25,10 @@ use std::time::Duration;
 
 use agent_proto::agent::command_result::Status;
 use agent_proto::agent::{Cancel, ChunkRequest, PutChunk, PutOffer};
+use agent_proto::bus::Ack;
 use agent_proto::bus::envelope::Body;
 use agent_proto::bus::transfer_event::Event;
+use api_model::ErrorCode;
 use futures::StreamExt;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
@@ -34,7 +40,9 @@ use super::{
 use crate::bus::{self, Bus, BusError};
 use crate::config::TransfersSection;
 use crate::time::now_ms;
+use crate::transfer::cancel::CANCELLED;
 use crate::transfer::library::Library;
+use crate::wire;
 
 /// How long a window may go without progress before it is asked for again.
 const STALL: Duration = Duration::from_secs(10);
@@ -98,6 +106,8 @@ pub struct TransferActor;
 pub enum TransferMsg {
     Start,
     Event(async_nats::Message),
+    /// A request on the transfer's control subject (a cancel).
+    Control(async_nats::Message),
     DeviceOnline,
     Tick,
     Verified(Result<(), StoreError>),
@@ -148,6 +158,17 @@ impl Actor for TransferActor {
                 }
             }
         }));
+        let mut control = bus
+            .subscribe(bus::transfer_ctl(&record.tenant, &record.id))
+            .await?;
+        let me = myself.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(message) = control.next().await {
+                if me.cast(TransferMsg::Control(message)).is_err() {
+                    break;
+                }
+            }
+        }));
         let mut online = bus
             .subscribe(bus::device_online(&record.tenant, &record.device))
             .await?;
@@ -183,8 +204,13 @@ impl Actor for TransferActor {
         msg: TransferMsg,
         run: &mut TransferRun,
     ) -> Result<(), ActorProcessingErr> {
+        if run.owned.record.state.is_terminal() && !matches!(msg, TransferMsg::Control(_)) {
+            // Ended and stopping: only a cancel still gets its answer.
+            return Ok(());
+        }
         let outcome = match msg {
             TransferMsg::Start => run.start(&myself).await,
+            TransferMsg::Control(message) => run.on_control(message).await,
             TransferMsg::Event(message) => run.on_event(&myself, message).await,
             TransferMsg::DeviceOnline => run.resume().await,
             TransferMsg::Tick => run.on_tick(&myself).await,
@@ -241,6 +267,11 @@ impl TransferRun {
                 self.request_window().await;
             }
             TransferKind::Putfile => self.offer().await,
+            TransferKind::Unknown => {
+                // A record written by a newer broker, of a kind this one cannot drive.
+                let error = "a transfer of a kind this broker does not know; run it again";
+                return self.finish(TransferState::Failed, error.into()).await;
+            }
         }
         self.write().await
     }
@@ -253,6 +284,7 @@ impl TransferRun {
         match self.kind() {
             TransferKind::Getfile => self.request_window().await,
             TransferKind::Putfile => self.offer().await,
+            TransferKind::Unknown => {}
         }
         Ok(())
     }
@@ -460,7 +492,7 @@ impl TransferRun {
             .request(subject, &r.tenant, body, DEVICE_TIMEOUT)
             .await
         {
-            Ok(Body::Ack(ack)) if ack.error_code.is_empty() => {}
+            Ok(Body::Ack(ack)) if crate::wire::accepted(&ack) => {}
             Ok(Body::Ack(ack)) => {
                 tracing::info!(transfer = %r.id, error = %ack.error, "device's node refused; will retry")
             }
@@ -511,24 +543,56 @@ impl TransferRun {
     }
 
     async fn finish(&mut self, state: TransferState, error: String) -> Result<(), BookError> {
-        let r = &mut self.owned.record;
-        r.state = state;
-        r.error = error;
-        r.finished_at_ms = now_ms();
-        if state != TransferState::Completed {
-            if r.kind == TransferKind::Getfile
-                && let Err(e) = self.context.store.delete(&r.tenant, &r.id).await
-            {
-                tracing::warn!(transfer = %r.id, error = %e, "cannot delete the chunks of a failed transfer");
+        end(&self.context, &mut self.owned, state, error).await?;
+        self.changed = false;
+        self.last_written = Instant::now();
+        Ok(())
+    }
+
+    /// A request on the control subject: a cancel by the analyst who started the transfer.
+    async fn on_control(&mut self, message: async_nats::Message) -> Result<(), BookError> {
+        let id = self.owned.record.id.clone();
+        let request = match bus::decode(&message) {
+            Ok((_, Body::TransferCancel(request))) if request.transfer_id == id => request,
+            Ok(_) => {
+                tracing::warn!(transfer = %id, "ignored a control request for something else");
+                return Ok(());
             }
-            let subject = bus::device_cmd(&r.tenant, &r.device);
-            let cancel = Body::Cancel(Cancel {
-                command_id: r.id.clone(),
-            });
-            let _ = self.context.bus.publish(subject, &r.tenant, cancel).await;
+            Err(error) => {
+                tracing::warn!(transfer = %id, %error, "dropped a control request");
+                return Ok(());
+            }
+        };
+        let (answer, outcome) = if request.user != self.owned.record.user {
+            // Answered like a missing transfer, as the API answers it.
+            let refusal = wire::refusal(ErrorCode::NotFound, format!("no transfer {id}"));
+            (refusal, Ok(()))
+        } else if self.owned.record.state.is_terminal() {
+            (Ack::default(), Ok(()))
+        } else {
+            match self
+                .finish(TransferState::Cancelled, CANCELLED.into())
+                .await
+            {
+                Ok(()) => (Ack::default(), Ok(())),
+                // Taken over meanwhile, or the record could not be written: the asking node
+                // reads the record again and asks whoever drives it then.
+                Err(error) => (
+                    wire::refusal(ErrorCode::Unavailable, error.to_string()),
+                    Err(error),
+                ),
+            }
+        };
+        let tenant = &self.owned.record.tenant;
+        if let Err(error) = self
+            .context
+            .bus
+            .reply(&message, tenant, Body::Ack(answer))
+            .await
+        {
+            tracing::warn!(transfer = %id, %error, "cannot answer a cancel");
         }
-        tracing::info!(tenant = %r.tenant, transfer = %r.id, state = state.as_str(), error = %r.error, "transfer ended");
-        self.write().await
+        outcome
     }
 
     async fn write(&mut self) -> Result<(), BookError> {
@@ -543,4 +607,41 @@ impl TransferRun {
         self.last_written = Instant::now();
         Ok(())
     }
+}
+
+/// Ends a transfer this node owns (`owned` is its record at the revision this node last wrote or
+/// claimed): records the outcome with a compare-and-set, so a node that has lost the transfer
+/// changes nothing; then, unless it completed, tells the device to stop and deletes a getfile's
+/// stored chunks. The actor ends every transfer this way, and a cancel of a transfer nobody drives
+/// ([`super::cancel`]) ends it the same way.
+pub(super) async fn end(
+    context: &TransferContext,
+    owned: &mut Versioned,
+    state: TransferState,
+    error: String,
+) -> Result<(), BookError> {
+    let mut record = owned.record.clone();
+    record.state = state;
+    record.error = error;
+    record.finished_at_ms = now_ms();
+    record.owner = context.node_id;
+    record.heartbeat_ms = record.finished_at_ms;
+    *owned = context.book.update(&record, owned.revision).await?;
+    let r = &owned.record;
+    tracing::info!(tenant = %r.tenant, transfer = %r.id, state = state.as_str(), error = %r.error, node = context.node_id, "transfer ended");
+    if state != TransferState::Completed {
+        let subject = bus::device_cmd(&r.tenant, &r.device);
+        let cancel = Body::Cancel(Cancel {
+            command_id: r.id.clone(),
+        });
+        if let Err(error) = context.bus.publish(subject, &r.tenant, cancel).await {
+            tracing::warn!(transfer = %r.id, %error, "cannot tell the device's node to stop the transfer");
+        }
+        if r.kind == TransferKind::Getfile
+            && let Err(e) = context.store.delete(&r.tenant, &r.id).await
+        {
+            tracing::warn!(transfer = %r.id, error = %e, "cannot delete the chunks of a failed transfer");
+        }
+    }
+    Ok(())
 }

@@ -15,39 +15,8 @@ use serde::{Deserialize, Serialize};
 
 const BUCKET: &str = "lr-transfers";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransferKind {
-    Getfile,
-    Putfile,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransferState {
-    Running,
-    /// Every chunk is stored; the whole file is being checked against its SHA-256.
-    Verifying,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl TransferState {
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Verifying => "verifying",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
+/// The API's kinds and states are the ones stored: one vocabulary from the record to the client.
+pub use api_model::{TransferKind, TransferState};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferRecord {

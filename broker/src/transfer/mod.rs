@@ -8,6 +8,8 @@
 //!   the KV `lr-transfers`, fenced by the record's revision.
 //! - [`start`]: what a session's `getfile`/`putfile`/`library` do: check, record, start driving.
 //! - [`actor`]: `TransferActor`, which drives one transfer on the node that owns it.
+//! - [`cancel`]: an analyst's cancel, from any node: the owner's actor ends the transfer; with no
+//!   owner left, the node asked takes the transfer over and ends it the same way.
 //! - [`upkeep`]: every node's watch of the records: takes over orphaned transfers, deletes
 //!   finished ones after their retention.
 //! - [`intake`]: chunks coming in on an agent's stream, on the node holding it.
@@ -16,6 +18,7 @@
 
 pub mod actor;
 mod book;
+pub mod cancel;
 mod error;
 pub mod intake;
 pub mod library;
@@ -26,6 +29,7 @@ mod store;
 pub mod upkeep;
 
 pub use actor::{TransferContext, drive};
+pub use cancel::{CancelError, cancel};
 pub use intake::ChunkIntake;
 
 pub use book::{BookError, TransferBook, TransferKind, TransferRecord, TransferState, Versioned};

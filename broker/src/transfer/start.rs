@@ -4,6 +4,7 @@
 //! session remembers what every completed `fileinfo` reported, and `-auto` runs `fileinfo` on the
 //! device first. A transfer command completes as soon as its transfer has started; the transfer
 //! goes on by itself (see [`super::actor`]), so the session's queue is free for other commands.
+//! What fileinfo reported arrives typed with the agent's result (`CommandResult.file_facts`).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -14,36 +15,44 @@ use super::{TransferKind, TransferRecord, TransferState};
 use crate::time::now_ms;
 use crate::time::rfc3339;
 
-/// What `fileinfo` reported about a file.
+/// What `fileinfo` reported about a file (from the agent's typed facts, see [`crate::wire`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileFacts {
     pub path: String,
-    pub kind: String,
+    pub kind: FileKind,
     pub size: u64,
     /// Empty when fileinfo could not hash the file.
     pub sha256: String,
     pub hashes_note: String,
 }
 
-impl FileFacts {
-    /// Reads a `fileinfo` output document.
-    pub fn from_fileinfo(output_json: &str) -> Option<Self> {
-        let v: Value = serde_json::from_str(output_json).ok()?;
-        Some(Self {
-            path: v.get("path")?.as_str()?.to_string(),
-            kind: v.get("type")?.as_str().unwrap_or_default().to_string(),
-            size: v.get("size")?.as_u64()?,
-            sha256: v
-                .pointer("/hashes/sha256")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            hashes_note: v
-                .get("hashes_note")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        })
+/// What kind of file fileinfo found; getfile fetches regular files only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    BlockDevice,
+    CharDevice,
+    /// A kind the agent did not name.
+    Other,
+}
+
+impl FileKind {
+    /// The name fileinfo's output uses, for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Dir => "dir",
+            Self::Symlink => "symlink",
+            Self::Fifo => "fifo",
+            Self::Socket => "socket",
+            Self::BlockDevice => "block_device",
+            Self::CharDevice => "char_device",
+            Self::Other => "special file",
+        }
     }
 }
 
@@ -78,15 +87,29 @@ pub async fn start_getfile(
     who: &Requester<'_>,
     facts: &FileFacts,
 ) -> Result<String, String> {
-    if facts.kind != "file" {
+    let limit = context.max_getfile_bytes(who.tenant);
+    check_getfile(facts, limit, who.tenant)?;
+    let name = safe_name(&facts.path);
+    let mut record = new_record(
+        context,
+        who,
+        TransferKind::Getfile,
+        facts.size,
+        &facts.sha256,
+    );
+    record.path = facts.path.clone();
+    record.name = name;
+    start(context, record).await
+}
+
+/// Whether getfile may fetch the file `facts` describe: a regular file, hashed, within the
+/// tenant's `limit`; or why not.
+fn check_getfile(facts: &FileFacts, limit: u64, tenant: &str) -> Result<(), String> {
+    if facts.kind != FileKind::File {
         return Err(format!(
             "{} is a {}, not a regular file; getfile fetches regular files only",
             facts.path,
-            if facts.kind.is_empty() {
-                "special file"
-            } else {
-                &facts.kind
-            }
+            facts.kind.as_str()
         ));
     }
     if facts.sha256.is_empty() {
@@ -100,24 +123,13 @@ pub async fn start_getfile(
             }
         ));
     }
-    let limit = context.max_getfile_bytes(who.tenant);
     if facts.size > limit {
         return Err(format!(
-            "{} is {} bytes, over the getfile limit of {limit} bytes for tenant {}; ask an administrator to raise max_getfile_bytes",
-            facts.path, facts.size, who.tenant
+            "{} is {} bytes, over the getfile limit of {limit} bytes for tenant {tenant}; ask an administrator to raise max_getfile_bytes",
+            facts.path, facts.size
         ));
     }
-    let name = safe_name(&facts.path);
-    let mut record = new_record(
-        context,
-        who,
-        TransferKind::Getfile,
-        facts.size,
-        &facts.sha256,
-    );
-    record.path = facts.path.clone();
-    record.name = name;
-    start(context, record).await
+    Ok(())
 }
 
 /// Records a putfile of a library file and starts driving it.
@@ -260,14 +272,37 @@ mod tests {
     }
 
     #[test]
-    fn fileinfo_output_gives_the_facts_getfile_needs() {
-        let out = r#"{"path":"/tmp/x","type":"file","size":5,"hashes":{"sha256":"ab"},"hashes_note":null}"#;
-        let facts = FileFacts::from_fileinfo(out).unwrap();
-        assert_eq!(facts.size, 5);
-        assert_eq!(facts.sha256, "ab");
-        let fifo = r#"{"path":"/tmp/p","type":"fifo","size":0,"hashes":null,"hashes_note":"not a regular file"}"#;
-        let facts = FileFacts::from_fileinfo(fifo).unwrap();
-        assert_eq!(facts.sha256, "");
-        assert_eq!(facts.hashes_note, "not a regular file");
+    fn getfile_takes_hashed_regular_files_within_the_limit() {
+        let file = FileFacts {
+            path: "/tmp/x".into(),
+            kind: FileKind::File,
+            size: 5,
+            sha256: "ab".into(),
+            hashes_note: String::new(),
+        };
+        assert_eq!(check_getfile(&file, 5, "demo"), Ok(()));
+        let over = check_getfile(&file, 4, "demo").unwrap_err();
+        assert!(
+            over.contains("over the getfile limit of 4 bytes for tenant demo"),
+            "{over}"
+        );
+        let fifo = FileFacts {
+            kind: FileKind::Fifo,
+            sha256: String::new(),
+            hashes_note: "not a regular file".into(),
+            ..file.clone()
+        };
+        let refused = check_getfile(&fifo, 5, "demo").unwrap_err();
+        assert!(
+            refused.starts_with("/tmp/x is a fifo, not a regular file"),
+            "{refused}"
+        );
+        let unhashed = FileFacts {
+            sha256: String::new(),
+            hashes_note: "over the hashing limit".into(),
+            ..file
+        };
+        let refused = check_getfile(&unhashed, 5, "demo").unwrap_err();
+        assert!(refused.contains("(over the hashing limit)"), "{refused}");
     }
 }

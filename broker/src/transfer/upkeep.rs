@@ -14,30 +14,37 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::actor::{TransferContext, drive, is_driven_here};
-use super::{TransferKind, Versioned};
+use super::{BookError, TransferKind, Versioned};
 use crate::time::now_ms;
 
 /// An owner writes its record every second; this long without a write means it is gone.
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
 const SCAN_EVERY: Duration = Duration::from_secs(1);
+/// Opening the watch is tried until it works, at most a second apart (backon's jitter adds up to
+/// the delay again, so 500 ms become 0.5 to 1 s).
+const WATCH_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
+    .with_jitter()
+    .with_min_delay(Duration::from_millis(500))
+    .with_max_delay(Duration::from_millis(500))
+    .without_max_times();
 
 type Key = (String, String);
 
 /// Watches the records until the node stops; returns only if the watch cannot be opened.
 pub async fn run(context: TransferContext) {
-    let mut watch = loop {
-        match context.book.watch_all().await {
-            Ok(watch) => break Box::pin(watch),
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch transfer records yet; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
+    let watch = (|| context.book.watch_all())
+        .retry(WATCH_RETRIES)
+        .notify(|error, _| tracing::warn!(%error, "cannot watch transfer records yet; retrying"))
+        .await;
+    let Ok(watch) = watch else {
+        return;
     };
+    let mut watch = Box::pin(watch);
     let retention_ms = context.settings.retention_secs.saturating_mul(1000);
     let mut running: HashMap<Key, (Versioned, Instant)> = HashMap::new();
     let mut finished: HashMap<Key, Versioned> = HashMap::new();
@@ -85,21 +92,34 @@ pub async fn run(context: TransferContext) {
 }
 
 async fn claim(context: &TransferContext, versioned: Versioned) {
-    let mut record = versioned.record;
-    let previous = record.owner;
-    record.owner = context.node_id;
-    record.heartbeat_ms = now_ms();
-    match context.book.update(&record, versioned.revision).await {
+    let id = versioned.record.id.clone();
+    match adopt(context, versioned).await {
         Ok(owned) => {
-            tracing::info!(tenant = %record.tenant, transfer = %record.id, previous, node = context.node_id, "took over a transfer");
             if let Err(error) = drive(context, owned).await {
-                tracing::error!(transfer = %record.id, %error, "cannot start the transfer's actor");
+                tracing::error!(transfer = %id, %error, "cannot start the transfer's actor");
             }
         }
         Err(error) => {
-            tracing::debug!(transfer = %record.id, %error, "another node claimed the transfer first")
+            tracing::debug!(transfer = %id, %error, "another node claimed the transfer first")
         }
     }
+}
+
+/// Takes over a transfer whose owner stopped driving it: a compare-and-set naming this node the
+/// owner, on the revision seen. Fails with [`BookError::Superseded`] when anyone wrote the record
+/// since (its owner after all, or another node that claimed it first). A cancel that finds no
+/// owner to ask takes the transfer over this way too ([`super::cancel`]).
+pub(super) async fn adopt(
+    context: &TransferContext,
+    orphan: Versioned,
+) -> Result<Versioned, BookError> {
+    let mut record = orphan.record;
+    let previous = record.owner;
+    record.owner = context.node_id;
+    record.heartbeat_ms = now_ms();
+    let owned = context.book.update(&record, orphan.revision).await?;
+    tracing::info!(tenant = %record.tenant, transfer = %record.id, previous, node = context.node_id, "took over a transfer");
+    Ok(owned)
 }
 
 /// Deletes a finished transfer's chunks (a getfile's; a putfile's come from the library) and then

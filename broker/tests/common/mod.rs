@@ -246,6 +246,39 @@ key = "{key}"
         )
     }
 
+    /// POSTs `body` with an `Idempotency-Key` header.
+    pub async fn call_with_key(
+        &self,
+        id: u64,
+        token: &str,
+        path: &str,
+        body: Value,
+        key: &str,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url(id)))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs `path` without a token and answers its body as text.
+    pub async fn get_text(&self, id: u64, path: &str) -> (StatusCode, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url(id)))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
     pub async fn get(&self, id: u64, token: &str, path: &str) -> (StatusCode, Value) {
         self.call(id, token, Method::GET, path, None).await
     }
@@ -405,7 +438,7 @@ key = "{key}"
             let (_, devices) = self
                 .call(ask, token, Method::GET, "/api/v1/devices", None)
                 .await;
-            devices.as_array().is_some_and(|list| {
+            devices["items"].as_array().is_some_and(|list| {
                 list.iter().any(|d| {
                     d["device"] == device
                         && d["online"] == true

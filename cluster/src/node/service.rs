@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent_proto::raft::raft_client::RaftClient;
+use backon::{ExponentialBuilder, Retryable};
 use openraft::BasicNode;
 use openraft::RaftMetrics;
 use tokio::sync::watch;
@@ -22,6 +23,14 @@ use crate::raft_types::{NodeId, Raft};
 
 /// Pause between attempts while a leader is being elected or found.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Attempts follow leader changes until the request timeout (the attempts' count is not bounded,
+/// their time is), at most [`RETRY_PAUSE`] apart: backon's jitter adds up to the delay again, so
+/// 25 ms become 25 to 50 ms.
+const LEADER_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
+    .with_jitter()
+    .with_min_delay(Duration::from_millis(25))
+    .with_max_delay(Duration::from_millis(25))
+    .without_max_times();
 
 #[derive(Clone)]
 pub struct LeaseService {
@@ -255,48 +264,62 @@ impl LeaseService {
     /// Sends a request to the leader, following leader changes until the request timeout.
     async fn call(&self, request: ClusterRequest) -> Result<ClusterReply, ClusterError> {
         let deadline = Instant::now() + self.inner.timeout;
-        let mut last_error = None;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(match last_error {
-                    Some(ClusterError::Unreachable { .. })
-                    | Some(ClusterError::NotLeader { .. })
-                    | None => ClusterError::NoLeader {
-                        waited_ms: millis(self.inner.timeout),
-                    },
-                    Some(other) => other,
-                });
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let attempt = || self.call_leader(&request, left());
+        let answer = attempt
+            .retry(LEADER_RETRIES)
+            .when(|error| error.is_retryable() && !left().is_zero())
+            // No pause runs past the deadline: the last attempt gets what is left.
+            .adjust(|_, pause| pause.map(|pause| pause.min(left())))
+            .notify(|error, _| {
+                tracing::debug!(node = self.inner.id, leader = ?self.leader(), %error, "retrying on the next leader")
+            })
+            .await;
+        answer.map_err(|error| match error {
+            ClusterError::Unreachable { .. } | ClusterError::NotLeader { .. } => {
+                ClusterError::NoLeader {
+                    waited_ms: millis(self.inner.timeout),
+                }
             }
-            let Some(leader) = self.leader() else {
+            other => other,
+        })
+    }
+
+    /// One attempt: to the leader this node knows (after waiting briefly for one to be elected),
+    /// within `remaining`.
+    async fn call_leader(
+        &self,
+        request: &ClusterRequest,
+        remaining: Duration,
+    ) -> Result<ClusterReply, ClusterError> {
+        let leader = match self.leader() {
+            Some(leader) => leader,
+            None => {
                 // Wake on the first metrics change (a leader elected) or after a pause.
                 let mut metrics = self.metrics();
                 let _ =
                     tokio::time::timeout(remaining.min(RETRY_PAUSE * 4), metrics.changed()).await;
-                continue;
-            };
-            let result = if leader == self.inner.id {
-                tokio::time::timeout(remaining, self.inner.leader.handle(request.clone()))
-                    .await
-                    .unwrap_or(Err(ClusterError::NoQuorum {
-                        waited_ms: millis(self.inner.timeout),
-                    }))
-            } else {
-                match self.peer(leader) {
-                    Ok(mut client) => {
-                        crate::network::forward(&mut client, leader, &request, remaining).await
-                    }
-                    Err(error) => Err(error),
-                }
-            };
-            match result {
-                Err(error) if error.is_retryable() => {
-                    tracing::debug!(node = self.inner.id, leader, %error, "retrying on the next leader");
-                    last_error = Some(error);
-                    tokio::time::sleep(remaining.min(RETRY_PAUSE)).await;
-                }
-                other => return other,
+                self.leader().ok_or(ClusterError::NotLeader {
+                    node: self.inner.id,
+                    leader: None,
+                })?
             }
+        };
+        if remaining.is_zero() {
+            return Err(ClusterError::NotLeader {
+                node: self.inner.id,
+                leader: Some(leader),
+            });
+        }
+        if leader == self.inner.id {
+            tokio::time::timeout(remaining, self.inner.leader.handle(request.clone()))
+                .await
+                .unwrap_or(Err(ClusterError::NoQuorum {
+                    waited_ms: millis(self.inner.timeout),
+                }))
+        } else {
+            let mut client = self.peer(leader)?;
+            crate::network::forward(&mut client, leader, request, remaining).await
         }
     }
 

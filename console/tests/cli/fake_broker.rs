@@ -11,8 +11,16 @@
 //! that completes on its second poll; `putfile NAME` does the same for a library file. The
 //! library lives in memory.
 //! Devices: `busy` (409 session_refused), `offline` (409 device_offline), `ghost` (404), `jobs-07`
-//! (opens with a command already running in the session, as if submitted elsewhere), anything
-//! else opens.
+//! (opens with a command already running in the session, as if submitted elsewhere),
+//! `drop-open` (the answer to an open is lost on the way: the session is open, the client sees
+//! the connection break; a retry with the same key gets it), `drop-submit` (the same for each
+//! command submitted in its session), anything else opens.
+//!
+//! Lists answer pages (`{"items", "next"}`, `limit` and `after` as the contract says), at most
+//! [`FakeBroker::set_page_size`] items each. Opening a session and submitting a command are
+//! idempotent by `Idempotency-Key` (or the body's `request_id` / `command_id`) like the broker's:
+//! a repeated key answers what the first request made, with 200. The fake numbers sessions and
+//! commands itself (`s-1`, `c-2`), whatever the key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,9 +40,20 @@ use tokio::sync::Notify;
 
 pub const TOKEN: &str = "good-token";
 
-#[derive(Default)]
 struct Inner {
     requests: Vec<String>,
+    /// Path and query of every request, in order.
+    uris: Vec<String>,
+    /// The idempotency key of every open and submission, by path, in order.
+    keys: Vec<(String, Option<String>)>,
+    /// Session (open) or command (submission) already made for a key.
+    made: HashMap<String, String>,
+    /// Most items on one page of a list.
+    page_size: usize,
+    /// Devices beyond the two every fake has.
+    extra_devices: usize,
+    /// Sessions opened so far.
+    opened: usize,
     sessions: HashMap<String, Session>,
     commands: HashMap<String, Cmd>,
     next: u64,
@@ -42,6 +61,26 @@ struct Inner {
     /// The `Range` header of every content request, in order.
     ranges: Vec<Option<String>>,
     library: std::collections::BTreeMap<String, Value>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            requests: Vec::new(),
+            uris: Vec::new(),
+            keys: Vec::new(),
+            made: HashMap::new(),
+            page_size: api_model::MAX_LIMIT,
+            extra_devices: 0,
+            opened: 0,
+            sessions: HashMap::new(),
+            commands: HashMap::new(),
+            next: 0,
+            transfers: HashMap::new(),
+            ranges: Vec::new(),
+            library: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -77,6 +116,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 struct Session {
     device: String,
     cwd: String,
+    /// Its first submission's answer is lost (device `drop-submit`).
+    drop_submit: bool,
 }
 
 #[derive(Clone)]
@@ -191,6 +232,37 @@ impl FakeBroker {
         self.shared.inner.lock().unwrap().sessions.len()
     }
 
+    /// Sessions opened since the start, closed or not.
+    pub fn sessions_opened(&self) -> usize {
+        self.shared.inner.lock().unwrap().opened
+    }
+
+    /// Path and query of every request so far.
+    pub fn uris(&self) -> Vec<String> {
+        self.shared.inner.lock().unwrap().uris.clone()
+    }
+
+    /// The idempotency key of every POST to `path` (opens or submissions), in order.
+    pub fn keys(&self, path: &str) -> Vec<Option<String>> {
+        let inner = self.shared.inner.lock().unwrap();
+        inner
+            .keys
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
+    /// Answers lists in pages of at most `size` items.
+    pub fn set_page_size(&self, size: usize) {
+        self.shared.inner.lock().unwrap().page_size = size;
+    }
+
+    /// Adds `count` devices (`dev-00001`, …) to the two every fake has.
+    pub fn add_devices(&self, count: usize) {
+        self.shared.inner.lock().unwrap().extra_devices += count;
+    }
+
     /// The `Range` header of each content request, in order.
     pub fn content_ranges(&self) -> Vec<Option<String>> {
         self.shared.inner.lock().unwrap().ranges.clone()
@@ -239,6 +311,7 @@ impl axum::serve::Listener for TlsListener {
 
 fn router(shared: St) -> Router {
     let api = Router::new()
+        .route("/me", get(me))
         .route("/devices", get(devices))
         .route("/sessions", get(list_sessions).post(open_session))
         .route("/sessions/{id}", get(show_session).delete(close_session))
@@ -263,7 +336,15 @@ fn router(shared: St) -> Router {
 
 async fn record(State(st): State<St>, req: Request, next: Next) -> Response {
     let line = format!("{} {}", req.method(), req.uri().path());
-    st.inner.lock().unwrap().requests.push(line);
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map_or_else(String::new, ToString::to_string);
+    {
+        let mut inner = st.inner.lock().unwrap();
+        inner.requests.push(line);
+        inner.uris.push(uri);
+    }
     next.run(req).await
 }
 
@@ -301,21 +382,106 @@ fn not_found(what: &str) -> Response {
     )
 }
 
-async fn devices() -> Json<Value> {
-    Json(json!([
-        {"device": "web-07", "tenant": "demo", "hostname": "web-07.example", "os": "linux",
-         "agent_version": "0.1.0", "online": true, "node": 1, "last_seen": "2025-06-01T10:42:00Z"},
-        {"device": "db-01", "tenant": "demo", "hostname": "db-01.example", "os": "linux",
-         "agent_version": "0.1.0", "online": false, "node": 2, "last_seen": "2025-06-01T09:00:00Z"}
-    ]))
+/// The page of `items` (in the list's order) that `paging` asks for, cursors being the `key`
+/// field of an item, as the broker pages every list.
+fn page(items: Vec<Value>, key: &str, paging: &api_model::Paging, page_size: usize) -> Response {
+    let limit = paging.limit.unwrap_or(api_model::DEFAULT_LIMIT);
+    if !(1..=api_model::MAX_LIMIT).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("limit {limit} is out of range"),
+            json!({}),
+        );
+    }
+    let start = match &paging.after {
+        None => 0,
+        Some(cursor) => match items.iter().position(|i| i[key] == *cursor) {
+            Some(at) => at + 1,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &format!("cursor {cursor} names nothing in this list"),
+                    json!({}),
+                );
+            }
+        },
+    };
+    let take = limit.min(page_size);
+    let more = items.len() > start + take;
+    let items: Vec<Value> = items.into_iter().skip(start).take(take).collect();
+    let next = if more {
+        items.last().map(|i| i[key].clone())
+    } else {
+        None
+    };
+    Json(json!({"items": items, "next": next})).into_response()
 }
 
-#[derive(Deserialize)]
-struct OpenBody {
-    device: String,
+/// `s-2` before `s-10`.
+fn numbered(id: &str) -> (usize, &str) {
+    (id.len(), id)
 }
 
-async fn open_session(State(st): State<St>, Json(body): Json<OpenBody>) -> Response {
+/// An answer lost on the way: the status line may arrive, then the connection breaks.
+fn dropped() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<axum::body::Bytes, _>(std::io::Error::other("answer dropped"))
+    });
+    axum::body::Body::from_stream(stream).into_response()
+}
+
+/// The `Idempotency-Key` header, or else the id in the body.
+fn key_of(headers: &axum::http::HeaderMap, body: Option<&String>) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| body.cloned())
+}
+
+async fn me() -> Json<Value> {
+    Json(json!({"tenant": "demo", "user": "analyst-b"}))
+}
+
+async fn devices(State(st): State<St>, Query(paging): Query<api_model::Paging>) -> Response {
+    let inner = st.inner.lock().unwrap();
+    let mut all = vec![
+        json!({"device": "web-07", "tenant": "demo", "hostname": "web-07.example", "os": "linux",
+         "agent_version": "0.1.0", "online": true, "node": 1, "last_seen": "2025-06-01T10:42:00Z"}),
+        json!({"device": "db-01", "tenant": "demo", "hostname": "db-01.example", "os": "linux",
+         "agent_version": "0.1.0", "online": false, "node": 2, "last_seen": "2025-06-01T09:00:00Z"}),
+    ];
+    all.extend((1..=inner.extra_devices).map(|n| {
+        json!({"device": format!("dev-{n:05}"), "tenant": "demo", "hostname": format!("dev-{n:05}.example"),
+               "os": "linux", "agent_version": "0.1.0", "online": true, "node": 1,
+               "last_seen": "2025-06-01T10:42:00Z"})
+    }));
+    page(all, "device", &paging, inner.page_size)
+}
+
+fn session_json(id: &str, s: &Session, with_cwd: bool) -> Value {
+    let mut session = json!({"session_id": id, "device": s.device, "user": "analyst-b", "node": 1,
+                             "token": id[2..].parse::<u64>().unwrap_or(1),
+                             "created_at": "2025-06-01T11:00:00Z", "duration_s": 5});
+    if with_cwd {
+        session["cwd"] = json!(s.cwd);
+    }
+    session
+}
+
+async fn open_session(
+    State(st): State<St>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<api_model::OpenSession>,
+) -> Response {
+    let key = key_of(&headers, body.request_id.as_ref());
+    st.inner
+        .lock()
+        .unwrap()
+        .keys
+        .push(("/api/v1/sessions".into(), key.clone()));
     match body.device.as_str() {
         "busy" => {
             return error(
@@ -338,16 +504,23 @@ async fn open_session(State(st): State<St>, Json(body): Json<OpenBody>) -> Respo
         _ => {}
     }
     let mut inner = st.inner.lock().unwrap();
+    if let Some(id) = key.as_ref().and_then(|k| inner.made.get(k))
+        && let Some(s) = inner.sessions.get(id)
+    {
+        return (StatusCode::OK, Json(session_json(id, s, true))).into_response();
+    }
     inner.next += 1;
+    inner.opened += 1;
     let id = format!("s-{}", inner.next);
-    inner.sessions.insert(
-        id.clone(),
-        Session {
-            device: body.device.clone(),
-            cwd: "/root".into(),
-        },
-    );
-    let token = inner.next;
+    let session = Session {
+        device: body.device.clone(),
+        cwd: "/root".into(),
+        drop_submit: body.device == "drop-submit",
+    };
+    inner.sessions.insert(id.clone(), session.clone());
+    if let Some(key) = key {
+        inner.made.insert(key, id.clone());
+    }
     if body.device == "jobs-07" {
         inner.next += 1;
         let cid = format!("c-{}", inner.next);
@@ -361,36 +534,28 @@ async fn open_session(State(st): State<St>, Json(body): Json<OpenBody>) -> Respo
         };
         inner.commands.insert(cid, running);
     }
-    (
-        StatusCode::CREATED,
-        Json(
-            json!({"session_id": id, "device": body.device, "user": "analyst-b",
-                    "token": token, "node": 1, "created_at": "2025-06-01T11:00:00Z"}),
-        ),
-    )
-        .into_response()
+    // A retry finds the session by its key and gets the answer.
+    if body.device == "drop-open" {
+        return dropped();
+    }
+    (StatusCode::CREATED, Json(session_json(&id, &session, true))).into_response()
 }
 
-async fn list_sessions(State(st): State<St>) -> Json<Value> {
+async fn list_sessions(State(st): State<St>, Query(paging): Query<api_model::Paging>) -> Response {
     let inner = st.inner.lock().unwrap();
-    Json(Value::Array(
-        inner
-            .sessions
-            .iter()
-            .map(|(id, s)| json!({"session_id": id, "device": s.device, "user": "analyst-b", "node": 1,
-                                  "created_at": "2025-06-01T11:00:00Z", "duration_s": 5, "token": 1}))
-            .collect(),
-    ))
+    let mut ids: Vec<&String> = inner.sessions.keys().collect();
+    ids.sort_by_key(|id| numbered(id));
+    let all = ids
+        .into_iter()
+        .map(|id| session_json(id, &inner.sessions[id], false))
+        .collect();
+    page(all, "session_id", &paging, inner.page_size)
 }
 
 async fn show_session(State(st): State<St>, Path(id): Path<String>) -> Response {
     let inner = st.inner.lock().unwrap();
     match inner.sessions.get(&id) {
-        Some(s) => Json(
-            json!({"session_id": id, "device": s.device, "user": "analyst-b", "node": 1,
-                               "created_at": "2025-06-01T11:00:00Z", "cwd": s.cwd, "token": 1}),
-        )
-        .into_response(),
+        Some(s) => Json(session_json(&id, s, true)).into_response(),
         None => not_found(&format!("session {id}")),
     }
 }
@@ -403,16 +568,26 @@ async fn close_session(State(st): State<St>, Path(id): Path<String>) -> Response
     }
 }
 
-#[derive(Deserialize)]
-struct SubmitBody {
-    command_line: String,
-}
-
 async fn submit(
     State(st): State<St>,
     Path(id): Path<String>,
-    Json(body): Json<SubmitBody>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<api_model::RunCommand>,
 ) -> Response {
+    let sent = key_of(&headers, body.command_id.as_ref());
+    // Command keys are the session's own.
+    let key = sent.as_ref().map(|k| format!("{id}/{k}"));
+    {
+        let mut inner = st.inner.lock().unwrap();
+        inner
+            .keys
+            .push((format!("/api/v1/sessions/{id}/commands"), sent));
+        if let Some(cid) = key.as_ref().and_then(|k| inner.made.get(k))
+            && let Some(c) = inner.commands.get(cid)
+        {
+            return (StatusCode::OK, Json(command_json(cid, c))).into_response();
+        }
+    }
     let line = body.command_line;
     let invocation = match commands::parse(&line) {
         Ok(invocation) => invocation,
@@ -547,27 +722,34 @@ async fn submit(
         };
     inner.next += 1;
     let cid = format!("c-{}", inner.next);
-    inner.commands.insert(
-        cid.clone(),
-        Cmd {
-            session: id,
-            line: line.clone(),
-            state,
-            output,
-            error: err,
-            cwd,
-        },
-    );
+    let command = Cmd {
+        session: id,
+        line,
+        state,
+        output,
+        error: err,
+        cwd,
+    };
+    inner.commands.insert(cid.clone(), command.clone());
+    if let Some(key) = key {
+        inner.made.insert(key, cid.clone());
+    }
     st.changed.notify_waiters();
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({"command_id": cid, "command_line": line, "state": "queued"})),
-    )
-        .into_response()
+    if session.drop_submit {
+        return dropped();
+    }
+    // As the broker answers a command it has just queued.
+    let queued = Cmd {
+        state: "queued",
+        output: Value::Null,
+        error: None,
+        ..command
+    };
+    (StatusCode::ACCEPTED, Json(command_json(&cid, &queued))).into_response()
 }
 
 fn command_json(cid: &str, c: &Cmd) -> Value {
-    let terminal = c.state != "running";
+    let terminal = !matches!(c.state, "running" | "queued");
     json!({"command_id": cid, "command_line": c.line, "state": c.state, "output": c.output,
            "error": c.error, "cwd": c.cwd, "submitted_at": "2025-06-01T11:00:01Z",
            "started_at": "2025-06-01T11:00:01Z",
@@ -601,16 +783,23 @@ async fn command(
     }
 }
 
-async fn list_commands(State(st): State<St>, Path(id): Path<String>) -> Json<Value> {
+async fn list_commands(
+    State(st): State<St>,
+    Path(id): Path<String>,
+    Query(paging): Query<api_model::Paging>,
+) -> Response {
     let inner = st.inner.lock().unwrap();
-    Json(Value::Array(
-        inner
-            .commands
-            .iter()
-            .filter(|(_, c)| c.session == id)
-            .map(|(cid, c)| command_json(cid, c))
-            .collect(),
-    ))
+    let mut cmds: Vec<(&String, &Cmd)> = inner
+        .commands
+        .iter()
+        .filter(|(_, c)| c.session == id)
+        .collect();
+    cmds.sort_by_key(|(cid, _)| numbered(cid));
+    let all = cmds
+        .into_iter()
+        .map(|(cid, c)| command_json(cid, c))
+        .collect();
+    page(all, "command_id", &paging, inner.page_size)
 }
 
 async fn cancel(State(st): State<St>, Path((id, cid)): Path<(String, String)>) -> Response {
@@ -622,13 +811,9 @@ async fn cancel(State(st): State<St>, Path((id, cid)): Path<(String, String)>) -
         c.state = "cancelled";
         c.error = Some("cancelled by analyst-b".into());
     }
-    let state = c.state;
+    let answer = command_json(&cid, c);
     st.changed.notify_waiters();
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({"command_id": cid, "state": state})),
-    )
-        .into_response()
+    (StatusCode::ACCEPTED, Json(answer)).into_response()
 }
 
 fn transfer_json(id: &str, x: &Xfer) -> Value {
@@ -666,21 +851,23 @@ async fn transfer(State(st): State<St>, Path(id): Path<String>) -> Response {
     Json(transfer_json(&id, x)).into_response()
 }
 
-#[derive(Deserialize)]
-struct SessionQuery {
-    session: String,
-}
-
-async fn list_transfers(State(st): State<St>, Query(q): Query<SessionQuery>) -> Json<Value> {
+async fn list_transfers(
+    State(st): State<St>,
+    Query(filter): Query<api_model::TransferFilter>,
+    Query(paging): Query<api_model::Paging>,
+) -> Response {
     let inner = st.inner.lock().unwrap();
-    Json(Value::Array(
-        inner
-            .transfers
-            .iter()
-            .filter(|(_, x)| x.session == q.session)
-            .map(|(id, x)| transfer_json(id, x))
-            .collect(),
-    ))
+    let mut xfers: Vec<(&String, &Xfer)> = inner
+        .transfers
+        .iter()
+        .filter(|(_, x)| filter.session.as_ref().is_none_or(|s| *s == x.session))
+        .collect();
+    xfers.sort_by_key(|(id, _)| numbered(id));
+    let all = xfers
+        .into_iter()
+        .map(|(id, x)| transfer_json(id, x))
+        .collect();
+    page(all, "transfer_id", &paging, inner.page_size)
 }
 
 async fn cancel_transfer(State(st): State<St>, Path(id): Path<String>) -> Response {
@@ -789,11 +976,10 @@ fn public_entry(entry: &Value) -> Value {
     e
 }
 
-async fn list_library(State(st): State<St>) -> Json<Value> {
+async fn list_library(State(st): State<St>, Query(paging): Query<api_model::Paging>) -> Response {
     let inner = st.inner.lock().unwrap();
-    Json(Value::Array(
-        inner.library.values().map(public_entry).collect(),
-    ))
+    let all = inner.library.values().map(public_entry).collect();
+    page(all, "name", &paging, inner.page_size)
 }
 
 #[derive(Deserialize)]

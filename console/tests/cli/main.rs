@@ -3,6 +3,7 @@
 
 mod fake_broker;
 
+mod contract;
 mod errors;
 mod exec;
 mod repl;

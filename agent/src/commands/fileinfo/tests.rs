@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use crate::commands::testutil::{mkfifo, run};
 use crate::commands::{CommandContext, execute};
-use crate::model::Status;
+use crate::model::{FileKind, Status};
 
 fn tool_digest(tool: &str, path: &std::path::Path) -> String {
     let out = std::process::Command::new(tool).arg(path).output().unwrap();
@@ -24,7 +24,14 @@ async fn hashes_match_coreutils() {
 
     let o = run("fileinfo", tmp.path().to_str().unwrap(), &[".hidden.bin"]).await;
     assert_eq!(o.status, Status::Ok, "{}", o.error);
+    let facts = o.file_facts.unwrap();
     let out = o.output.unwrap();
+    // The typed facts say what the document says.
+    assert_eq!(facts.path, out["path"]);
+    assert_eq!(facts.kind, FileKind::File);
+    assert_eq!(facts.size, 200_000);
+    assert_eq!(facts.sha256.unwrap(), out["hashes"]["sha256"]);
+    assert_eq!(facts.hashes_note, None);
     assert_eq!(out["hashes"]["sha256"], tool_digest("sha256sum", &path));
     assert_eq!(out["hashes"]["sha1"], tool_digest("sha1sum", &path));
     assert_eq!(out["hashes"]["md5"], tool_digest("md5sum", &path));
@@ -47,6 +54,9 @@ async fn fifo_and_dir_get_metadata_without_hashes() {
     // Never opened: if it were, this would hang until the test's timeout.
     let o = run("fileinfo", "/", &[fifo.to_str().unwrap()]).await;
     assert_eq!(o.status, Status::Ok, "{}", o.error);
+    let facts = o.file_facts.unwrap();
+    assert_eq!((facts.kind, facts.sha256), (FileKind::Fifo, None));
+    assert!(facts.hashes_note.unwrap().contains("not opened"));
     let out = o.output.unwrap();
     assert_eq!(out["type"], "fifo");
     assert_eq!(out["hashes"], serde_json::Value::Null);
@@ -115,6 +125,7 @@ async fn cancel_mid_hash_returns_metadata() {
     let o = task.await.unwrap();
     assert!(cancelled_at.elapsed() < Duration::from_secs(1));
     assert_eq!(o.status, Status::Cancelled, "{}", o.error);
+    assert_eq!(o.file_facts, None, "only a completed fileinfo states facts");
     let out = o.output.unwrap();
     assert_eq!(out["size"], 8u64 * 1024 * 1024 * 1024);
     assert_eq!(out["hashes"], serde_json::Value::Null);

@@ -9,6 +9,7 @@ fn ok(cwd: &str) -> Outcome {
         output: None,
         error: String::new(),
         cwd: cwd.into(),
+        file_facts: None,
     }
 }
 

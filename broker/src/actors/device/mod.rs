@@ -12,6 +12,7 @@ use agent_proto::agent::broker_message::Body as ToAgent;
 use agent_proto::agent::{BrokerMessage, CommandResult};
 use agent_proto::bus::envelope::Body;
 use agent_proto::bus::{Ack, DeviceOnline};
+use api_model::ErrorCode;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
@@ -22,6 +23,7 @@ use crate::bus::{self, Bus};
 use crate::registry::DeviceRegistry;
 use crate::time::now_ms;
 use crate::transfer::ChunkIntake;
+use crate::wire;
 
 /// How many heartbeat intervals may pass without one before the agent counts as gone.
 const MISSED_HEARTBEATS: u32 = 3;
@@ -235,12 +237,14 @@ impl DeviceState {
 
     async fn to_agent(&self, body: ToAgent) -> Result<(), Ack> {
         let message = BrokerMessage { body: Some(body) };
-        self.args.to_agent.send(Ok(message)).await.map_err(|_| Ack {
-            error_code: "device_offline".into(),
-            error: format!(
-                "device {} disconnected; wait for it to reconnect",
-                self.args.device
-            ),
+        self.args.to_agent.send(Ok(message)).await.map_err(|_| {
+            wire::refusal(
+                ErrorCode::DeviceOffline,
+                format!(
+                    "device {} disconnected; wait for it to reconnect",
+                    self.args.device
+                ),
+            )
         })
     }
 

@@ -6,11 +6,14 @@
 //! into a transfer when that completes. A running command whose device never answers times out;
 //! a session idle too long, or whose lease is lost, stops.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
+use indexmap::IndexMap;
+
+use api_model::{CommandState, ErrorCode};
 use commands::{BrokerCommand, Runs, TransferCommand};
 
-use super::record::{CommandRecord, CommandState};
+use super::record::CommandRecord;
 use crate::transfer::start::{FileFacts, resolve};
 
 /// Commands a session remembers; the oldest finished ones are forgotten first.
@@ -71,6 +74,8 @@ pub struct AgentResult {
     pub error: String,
     /// The working directory after the command (`cd`); empty when unchanged.
     pub cwd: String,
+    /// What a completed `fileinfo` found: getfile's prerequisite.
+    pub file_facts: Option<FileFacts>,
 }
 
 /// What the brokers do for a broker or transfer command.
@@ -112,11 +117,11 @@ pub enum Effect {
 /// A refused request, with the error code the API maps to its status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
-fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
     Refusal {
         code,
         message: message.into(),
@@ -128,7 +133,8 @@ fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
 pub struct SessionCore {
     timing: Timing,
     cwd: String,
-    commands: BTreeMap<String, CommandRecord>,
+    /// In submission order (client-chosen ids need not sort by time).
+    commands: IndexMap<String, CommandRecord>,
     queue: VecDeque<String>,
     running: Option<String>,
     /// The running command waits for its broker action (a `getfile -auto` starting its transfer).
@@ -146,7 +152,7 @@ impl SessionCore {
         Self {
             timing,
             cwd: "/".into(),
-            commands: BTreeMap::new(),
+            commands: IndexMap::new(),
             queue: VecDeque::new(),
             running: None,
             on_broker: false,
@@ -166,7 +172,7 @@ impl SessionCore {
         self.commands.get(id)
     }
 
-    /// Every remembered command, oldest first (ids are time-ordered).
+    /// Every remembered command, oldest first.
     pub fn commands(&self) -> impl Iterator<Item = &CommandRecord> {
         self.commands.values()
     }
@@ -243,18 +249,25 @@ impl SessionCore {
         effects: &mut Vec<Effect>,
     ) -> Result<(), Refusal> {
         self.last_activity_ms = now_ms;
-        if self.commands.contains_key(&id) {
-            return Err(refuse(
-                "invalid_request",
-                format!("command {id} exists already"),
-            ));
+        // A retried submit: the command it names stands; nothing runs again.
+        if let Some(existing) = self.commands.get(&id) {
+            return if existing.line == line {
+                Ok(())
+            } else {
+                Err(refuse(
+                    ErrorCode::AlreadyExists,
+                    format!(
+                        "command id {id} names another command line in this session; pick a new id"
+                    ),
+                ))
+            };
         }
         let invocation =
-            commands::parse(&line).map_err(|e| refuse("invalid_request", e.to_string()))?;
+            commands::parse(&line).map_err(|e| refuse(ErrorCode::InvalidRequest, e.to_string()))?;
         let spec = invocation.spec;
         if invocation.redirect.is_some() {
             return Err(refuse(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "writing output to a file (> file) is done by the console; remove it here",
             ));
         }
@@ -286,7 +299,7 @@ impl SessionCore {
         let action = match spec.runs {
             Runs::Console => {
                 return Err(refuse(
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     format!("{} runs in the console, not on the device", spec.name),
                 ));
             }
@@ -346,7 +359,7 @@ impl SessionCore {
         self.last_activity_ms = now_ms;
         let Some(record) = self.commands.get(id) else {
             return Err(refuse(
-                "not_found",
+                ErrorCode::NotFound,
                 format!("no command {id} in this session"),
             ));
         };
@@ -405,7 +418,7 @@ impl SessionCore {
         let then_getfile = record.then_getfile;
         let completed = result.state == CommandState::Completed;
         let facts = (completed && (record.command == "fileinfo" || then_getfile))
-            .then(|| FileFacts::from_fileinfo(&result.output_json))
+            .then_some(result.file_facts)
             .flatten();
         if let Some(facts) = &facts {
             self.remember(facts.clone());
@@ -553,7 +566,7 @@ impl SessionCore {
                 .map(|(id, _)| id.clone());
             match oldest_finished {
                 Some(id) => {
-                    self.commands.remove(&id);
+                    self.commands.shift_remove(&id);
                 }
                 None => break,
             }

@@ -20,21 +20,24 @@ use agent_proto::agent::{Cancel, CommandRequest};
 use agent_proto::bus::envelope::Body;
 use agent_proto::bus::session_reply::Body as Reply;
 use agent_proto::bus::session_request::Op;
-use agent_proto::bus::{CommandList, Empty, Error, SessionInfo, SessionReply};
-use cluster::lease::{AcquireRequest, Lease};
+use agent_proto::bus::{CommandList, Empty, RunRequest, SessionInfo, SessionReply, Submitted};
+use api_model::ErrorCode;
+use cluster::lease::{AcquireRequest, Lease, LeaseError};
 use cluster::{ClusterError, LeaseService};
 use futures::StreamExt;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
+use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 pub use core::{AgentResult, BrokerAction, Effect, Event, Refusal, SessionCore, Timing};
-pub use record::{CommandRecord, CommandState};
+pub use record::CommandRecord;
 
 use crate::bus::{self, Bus, BusError};
 use crate::config::SessionsSection;
 use crate::time::now_ms;
 use crate::transfer::TransferContext;
 use crate::transfer::start::{self as transfers, Requester};
+use crate::wire;
 
 /// How long a command dispatch waits for the device's node to take it.
 const DISPATCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -69,46 +72,149 @@ pub struct OpenRequest {
     pub tenant: String,
     pub user: String,
     pub device: String,
+    /// The client's idempotency key: the same key opens at most one live session.
+    pub key: Option<String>,
 }
 
-/// Acquires the lease and starts the session's actor under `supervisor`.
-pub async fn open(
-    request: OpenRequest,
-    node_id: u64,
-    bus: Bus,
-    leases: LeaseService,
-    settings: SessionsSection,
-    transfers: TransferContext,
-    supervisor: ActorCell,
-) -> Result<Lease, ClusterError> {
-    let lease = leases
-        .acquire(AcquireRequest {
-            session: uuid::Uuid::now_v7().to_string(),
-            tenant: request.tenant,
-            user: request.user,
-            device: request.device,
-            node: node_id,
-            ttl_ms: settings.lease_ttl_ms,
-        })
-        .await?;
-    let args = SessionArgs {
-        node_id,
-        lease: lease.clone(),
-        bus,
-        leases: leases.clone(),
-        settings,
-        transfers,
-    };
-    if let Err(error) = Actor::spawn_linked(None, SessionActor, args, supervisor).await {
-        tracing::error!(session = %lease.session, %error, "cannot start a session actor; releasing its lease");
-        let _ = leases
-            .release(&lease.tenant, &lease.session, lease.token)
-            .await;
-        return Err(ClusterError::Fatal(format!(
-            "cannot start the session: {error}"
-        )));
+impl OpenRequest {
+    /// A fresh time-ordered id, or with a key, the one id that key (of this analyst) names.
+    fn session_id(&self) -> String {
+        match &self.key {
+            None => uuid::Uuid::now_v7().to_string(),
+            Some(key) => {
+                let digest = Sha256::new()
+                    .chain_update(self.tenant.as_bytes())
+                    .chain_update([0])
+                    .chain_update(self.user.as_bytes())
+                    .chain_update([0])
+                    .chain_update(key.as_bytes())
+                    .finalize();
+                let mut bytes = [0u8; 16];
+                bytes.copy_from_slice(&digest[..16]);
+                uuid::Uuid::new_v8(bytes).to_string()
+            }
+        }
     }
-    Ok(lease)
+}
+
+/// What a node needs to open sessions.
+#[derive(Clone)]
+pub struct SessionContext {
+    pub node_id: u64,
+    pub bus: Bus,
+    pub leases: LeaseService,
+    pub settings: SessionsSection,
+    pub transfers: TransferContext,
+    /// The supervisor session actors run under.
+    pub supervisor: ActorCell,
+}
+
+/// A session as [`open`] left it.
+pub struct Opened {
+    pub lease: Lease,
+    /// The request's key had opened it before: nothing new was opened.
+    pub replayed: bool,
+}
+
+/// The live session `request`'s key opened before, if it has a key and there is one. A session of
+/// the same analyst for another device under the same key is refused as `SessionIdInUse`.
+pub async fn find_opened(
+    leases: &LeaseService,
+    request: &OpenRequest,
+) -> Result<Option<Lease>, ClusterError> {
+    if request.key.is_none() {
+        return Ok(None);
+    }
+    let session = request.session_id();
+    match leases.get(&request.tenant, &session).await? {
+        Some(lease) if lease.user == request.user && lease.device == request.device => {
+            Ok(Some(lease))
+        }
+        Some(_) => Err(ClusterError::Rejected(LeaseError::SessionIdInUse {
+            session,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// Acquires the lease and starts the session's actor, or answers the session the request's key
+/// opened before (on this node or another).
+pub async fn open(request: OpenRequest, context: SessionContext) -> Result<Opened, ClusterError> {
+    let acquired = context
+        .leases
+        .acquire(AcquireRequest {
+            session: request.session_id(),
+            tenant: request.tenant.clone(),
+            user: request.user.clone(),
+            device: request.device.clone(),
+            node: context.node_id,
+            ttl_ms: context.settings.lease_ttl_ms,
+        })
+        .await;
+    let lease = match acquired {
+        Ok(lease) => lease,
+        // Another node opened it for a retry of this request meanwhile.
+        Err(ClusterError::Rejected(LeaseError::SessionIdInUse { .. })) => {
+            return match find_opened(&context.leases, &request).await? {
+                Some(lease) => Ok(Opened {
+                    lease,
+                    replayed: true,
+                }),
+                None => Err(ClusterError::Rejected(LeaseError::SessionIdInUse {
+                    session: request.session_id(),
+                })),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let args = SessionArgs {
+        node_id: context.node_id,
+        lease: lease.clone(),
+        bus: context.bus,
+        leases: context.leases.clone(),
+        settings: context.settings,
+        transfers: context.transfers,
+    };
+    // Named by the session id, so a retry on this node finds the actor running instead of
+    // starting a second one.
+    let name = format!("session-{}", lease.session);
+    match Actor::spawn_linked(Some(name), SessionActor, args, context.supervisor).await {
+        Ok(_) => Ok(Opened {
+            lease,
+            replayed: false,
+        }),
+        Err(SpawnErr::ActorAlreadyRegistered(_)) => Ok(Opened {
+            lease,
+            replayed: true,
+        }),
+        Err(error) => {
+            tracing::error!(session = %lease.session, %error, "cannot start a session actor; releasing its lease");
+            let _ = context
+                .leases
+                .release(&lease.tenant, &lease.session, lease.token)
+                .await;
+            Err(ClusterError::Fatal(format!(
+                "cannot start the session: {error}"
+            )))
+        }
+    }
+}
+
+/// Ends `user`'s session `session` whose node is gone, by releasing its lease; false when there is
+/// no such live session of theirs.
+pub async fn end_orphan(
+    leases: &LeaseService,
+    tenant: &str,
+    user: &str,
+    session: &str,
+) -> Result<bool, ClusterError> {
+    match leases.get(tenant, session).await? {
+        Some(lease) if lease.user == user => {
+            leases.release(tenant, session, lease.token).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 impl Actor for SessionActor {
@@ -191,11 +297,8 @@ impl Actor for SessionActor {
     }
 }
 
-fn error(code: &str, message: impl Into<String>) -> Reply {
-    Reply::Error(Error {
-        code: code.into(),
-        message: message.into(),
-    })
+fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+    Reply::Error(wire::error_reply(code, message))
 }
 
 impl SessionState {
@@ -215,24 +318,23 @@ impl SessionState {
         let session = self.args.lease.session.clone();
         // Another analyst of the tenant gets the same answer as for a session that does not exist.
         let reply = if request.user != self.args.lease.user {
-            error("not_found", format!("no session {session}"))
+            error(ErrorCode::NotFound, format!("no session {session}"))
         } else {
             match request.op {
-                Some(Op::Run(line)) => {
-                    let id = uuid::Uuid::now_v7().to_string();
-                    let submit = Event::Submit {
-                        id: id.clone(),
-                        line,
-                    };
-                    self.answer(myself, submit, &id).await
-                }
+                Some(Op::Run(RunRequest {
+                    command_line,
+                    command_id,
+                })) => self.submit(myself, command_id, command_line).await,
                 Some(Op::Cancel(id)) => {
                     let cancel = Event::Cancel { id: id.clone() };
                     self.answer(myself, cancel, &id).await
                 }
                 Some(Op::Get(id)) => match self.core.command(&id) {
                     Some(record) => Reply::Command(record.to_wire()),
-                    None => error("not_found", format!("no command {id} in session {session}")),
+                    None => error(
+                        ErrorCode::NotFound,
+                        format!("no command {id} in session {session}"),
+                    ),
                 },
                 Some(Op::List(_)) => Reply::Commands(CommandList {
                     commands: self.core.commands().map(CommandRecord::to_wire).collect(),
@@ -243,7 +345,7 @@ impl SessionState {
                     let _ = self.apply(myself, Event::End).await;
                     Reply::Ended(Empty {})
                 }
-                None => error("invalid_request", "empty session request"),
+                None => error(ErrorCode::InvalidRequest, "empty session request"),
             }
         };
         let tenant = self.tenant().to_string();
@@ -253,12 +355,37 @@ impl SessionState {
         }
     }
 
+    /// Queues `line` as command `id` (one the session picks when empty), or answers the command
+    /// that id names already.
+    async fn submit(&mut self, myself: &ActorRef<SessionMsg>, id: String, line: String) -> Reply {
+        let id = if id.is_empty() {
+            uuid::Uuid::now_v7().to_string()
+        } else {
+            id
+        };
+        let replayed = self.core.command(&id).is_some();
+        let submit = Event::Submit {
+            id: id.clone(),
+            line,
+        };
+        match self.answer(myself, submit, &id).await {
+            Reply::Command(command) => Reply::Submitted(Submitted {
+                command: Some(command),
+                replayed,
+            }),
+            other => other,
+        }
+    }
+
     /// Applies `event` and answers with command `id` as it then stands, or the refusal.
     async fn answer(&mut self, myself: &ActorRef<SessionMsg>, event: Event, id: &str) -> Reply {
         match self.apply(myself, event).await {
             Ok(()) => match self.core.command(id) {
                 Some(record) => Reply::Command(record.to_wire()),
-                None => error("not_found", format!("no command {id} in this session")),
+                None => error(
+                    ErrorCode::NotFound,
+                    format!("no command {id} in this session"),
+                ),
             },
             Err(refusal) => error(refusal.code, refusal.message),
         }
@@ -329,11 +456,15 @@ impl SessionState {
     async fn on_event(&mut self, myself: &ActorRef<SessionMsg>, message: async_nats::Message) {
         let event = match bus::decode(&message) {
             Ok((_, Body::Result(result))) => Event::AgentResult(AgentResult {
-                state: CommandState::of(result.status()),
-                command_id: result.command_id,
+                state: wire::state_of(result.status()),
+                command_id: match self.command_of(&result.command_id) {
+                    Some(id) => id.to_string(),
+                    None => return,
+                },
                 output_json: result.output_json,
                 error: result.error,
                 cwd: result.cwd,
+                file_facts: result.file_facts.map(wire::file_facts),
             }),
             // The device reconnected: the running command goes again; the agent will not run it twice.
             Ok((_, Body::DeviceOnline(_))) => Event::DeviceOnline,
@@ -397,11 +528,25 @@ impl SessionState {
         }
     }
 
+    /// The id the device knows command `id` by. Command ids are the client's choice and unique
+    /// only within their session, while the device remembers (and replays) results by id across
+    /// sessions: the session id in front keeps one analyst's id from reaching another's result.
+    fn device_command_id(&self, id: &str) -> String {
+        format!("{}.{id}", self.args.lease.session)
+    }
+
+    /// The command of this session a device's command id names.
+    fn command_of<'a>(&self, device_command_id: &'a str) -> Option<&'a str> {
+        device_command_id
+            .strip_prefix(self.args.lease.session.as_str())?
+            .strip_prefix('.')
+    }
+
     async fn send_cancel(&self, id: &str) {
         let tenant = self.tenant().to_string();
         let subject = bus::device_cmd(&tenant, &self.args.lease.device);
         let cancel = Body::Cancel(Cancel {
-            command_id: id.to_string(),
+            command_id: self.device_command_id(id),
         });
         if let Err(e) = self
             .args
@@ -421,7 +566,7 @@ impl SessionState {
             .ok_or_else(|| format!("no command {id}"))?;
         let lease = &self.args.lease;
         let request = CommandRequest {
-            command_id: record.id.clone(),
+            command_id: self.device_command_id(&record.id),
             session_id: lease.session.clone(),
             token: lease.token,
             command: record.command.clone(),
@@ -441,7 +586,7 @@ impl SessionState {
             )
             .await
         {
-            Ok(Body::Ack(ack)) if ack.error_code.is_empty() => Ok(()),
+            Ok(Body::Ack(ack)) if wire::accepted(&ack) => Ok(()),
             Ok(Body::Ack(ack)) => Err(ack.error),
             Ok(_) => Err("unexpected answer from the device's node".into()),
             Err(BusError::NoResponders(_)) => Err(format!(

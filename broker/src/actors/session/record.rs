@@ -1,50 +1,10 @@
-//! A command of a session as the session keeps it, and its wire form.
+//! A command of a session as the session keeps it, and its wire form. Its state is the API's
+//! (`api_model::CommandState`); the state an agent's result puts it in is [`wire::state_of`].
 
-use agent_proto::agent::command_result::Status;
 use agent_proto::bus::Command;
+use api_model::CommandState;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CommandState {
-    Queued,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
-    TimedOut,
-    Rejected,
-}
-
-impl CommandState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandState::Queued => "queued",
-            CommandState::Running => "running",
-            CommandState::Completed => "completed",
-            CommandState::Failed => "failed",
-            CommandState::Cancelled => "cancelled",
-            CommandState::TimedOut => "timed_out",
-            CommandState::Rejected => "rejected",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        !matches!(self, CommandState::Queued | CommandState::Running)
-    }
-
-    /// The state an agent's result puts a command in.
-    pub fn of(status: Status) -> Self {
-        match status {
-            Status::Ok => CommandState::Completed,
-            Status::Failed | Status::Busy | Status::Unspecified => CommandState::Failed,
-            Status::Cancelled => CommandState::Cancelled,
-            Status::TimedOut => CommandState::TimedOut,
-            Status::StaleToken
-            | Status::UnknownCommand
-            | Status::Unsupported
-            | Status::InvalidArguments => CommandState::Rejected,
-        }
-    }
-}
+use crate::wire;
 
 #[derive(Clone, Debug)]
 pub struct CommandRecord {
@@ -69,7 +29,7 @@ impl CommandRecord {
         Command {
             command_id: self.id.clone(),
             command_line: self.line.clone(),
-            state: self.state.as_str().to_string(),
+            state: wire::to_bus_state(self.state).into(),
             output_json: self.output_json.clone(),
             error: self.error.clone(),
             cwd: self.cwd.clone(),

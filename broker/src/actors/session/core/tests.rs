@@ -26,6 +26,28 @@ fn ok(id: &str, output: &str) -> Event {
         output_json: output.into(),
         error: String::new(),
         cwd: String::new(),
+        file_facts: None,
+    })
+}
+
+fn facts(path: &str, size: u64, sha256: &str) -> FileFacts {
+    FileFacts {
+        path: path.into(),
+        kind: crate::transfer::start::FileKind::File,
+        size,
+        sha256: sha256.into(),
+        hashes_note: String::new(),
+    }
+}
+
+/// A completed fileinfo of a regular file, with its facts as the agent states them.
+fn fileinfo_ok(id: &str, facts: FileFacts) -> Event {
+    Event::AgentResult(AgentResult {
+        file_facts: Some(facts),
+        ..match ok(id, "{}") {
+            Event::AgentResult(r) => r,
+            _ => unreachable!(),
+        }
     })
 }
 
@@ -87,16 +109,31 @@ fn refused_lines_change_nothing() {
     let mut core = SessionCore::new(TIMING, 0);
     for line in ["", "nosuchcommand", "cls", "dir > out.txt"] {
         let refusal = core.handle(submit("x", line), 1).unwrap_err();
-        assert_eq!(refusal.code, "invalid_request", "{line}");
+        assert_eq!(refusal.code, ErrorCode::InvalidRequest, "{line}");
     }
     assert_eq!(core.commands().count(), 0);
+}
+
+#[test]
+fn a_retried_submit_runs_nothing_and_a_reused_id_is_refused() {
+    let mut core = SessionCore::new(TIMING, 0);
     core.handle(submit("x", "dir"), 1).unwrap();
-    let again = core.handle(submit("x", "dir"), 2).unwrap_err();
-    assert!(
-        again.message.contains("exists already"),
-        "{}",
-        again.message
-    );
+    let submitted_at = core.command("x").unwrap().submitted_at_ms;
+    assert_eq!(core.handle(submit("x", "dir"), 2).unwrap(), vec![]);
+    assert_eq!(core.command("x").unwrap().submitted_at_ms, submitted_at);
+    let clash = core.handle(submit("x", "processes"), 3).unwrap_err();
+    assert_eq!(clash.code, ErrorCode::AlreadyExists);
+    assert_eq!(core.commands().count(), 1);
+}
+
+#[test]
+fn commands_keep_the_order_they_came_in_whatever_their_ids() {
+    let mut core = SessionCore::new(TIMING, 0);
+    for id in ["zz", "aa", "mm"] {
+        core.handle(submit(id, "dir"), 1).unwrap();
+    }
+    let order: Vec<&str> = core.commands().map(|c| c.id.as_str()).collect();
+    assert_eq!(order, ["zz", "aa", "mm"]);
 }
 
 #[test]
@@ -151,9 +188,9 @@ fn getfile_needs_fileinfo_first_or_runs_it_with_auto() {
             .contains("run `fileinfo /etc/hosts`")
     );
 
-    let info = r#"{"path":"/etc/hosts","type":"file","size":12,"hashes":{"sha256":"ab"}}"#;
     core.handle(submit("b", "fileinfo /etc/hosts"), 2).unwrap();
-    core.handle(ok("b", info), 3).unwrap();
+    core.handle(fileinfo_ok("b", facts("/etc/hosts", 12, "ab")), 3)
+        .unwrap();
     let effects = core.handle(submit("c", "getfile /etc/hosts"), 4).unwrap();
     assert!(
         matches!(&effects[..], [Effect::RunOnBroker { action: BrokerAction::Getfile(f), .. }] if f.size == 12),
@@ -181,8 +218,9 @@ fn getfile_needs_fileinfo_first_or_runs_it_with_auto() {
     assert_eq!(effects, vec![Effect::Send("e".into())]);
     core.handle(submit("f", "dir"), 7).unwrap();
     assert_eq!(core.command("e").unwrap().args, ["-path", "/tmp/notes.txt"]);
-    let info = r#"{"path":"/tmp/notes.txt","type":"file","size":5,"hashes":{"sha256":"cd"}}"#;
-    let effects = core.handle(ok("e", info), 8).unwrap();
+    let effects = core
+        .handle(fileinfo_ok("e", facts("/tmp/notes.txt", 5, "cd")), 8)
+        .unwrap();
     assert!(
         matches!(&effects[..], [Effect::RunOnBroker { id, .. }] if id == "e"),
         "{effects:?}"
@@ -205,6 +243,18 @@ fn getfile_needs_fileinfo_first_or_runs_it_with_auto() {
 }
 
 #[test]
+fn getfile_auto_fails_when_its_fileinfo_states_no_facts() {
+    let mut core = SessionCore::new(TIMING, 0);
+    core.handle(submit("a", "getfile /etc/hosts -auto"), 1)
+        .unwrap();
+    let effects = core.handle(ok("a", "{}"), 2).unwrap();
+    assert_eq!(effects, vec![Effect::Publish("a".into())]);
+    assert_eq!(state(&core, "a"), CommandState::Failed);
+    let error = &core.command("a").unwrap().error;
+    assert!(error.contains("fileinfo gave no size or path"), "{error}");
+}
+
+#[test]
 fn cancel_takes_a_queued_command_out_and_asks_the_device_for_a_running_one() {
     let mut core = SessionCore::new(TIMING, 0);
     core.handle(submit("a", "dir"), 1).unwrap();
@@ -223,7 +273,7 @@ fn cancel_takes_a_queued_command_out_and_asks_the_device_for_a_running_one() {
     let missing = core
         .handle(Event::Cancel { id: "z".into() }, 4)
         .unwrap_err();
-    assert_eq!(missing.code, "not_found");
+    assert_eq!(missing.code, ErrorCode::NotFound);
 }
 
 #[test]
@@ -435,7 +485,6 @@ impl Driver {
             }
             Step::Answer(completed) => {
                 if let Some(id) = self.core.running().map(str::to_owned) {
-                    let info = r#"{"path":"/tmp/notes.txt","type":"file","size":5,"hashes":{"sha256":"cd"}}"#;
                     let state = if completed {
                         CommandState::Completed
                     } else {
@@ -444,9 +493,10 @@ impl Driver {
                     let _ = self.apply(Event::AgentResult(AgentResult {
                         command_id: id,
                         state,
-                        output_json: info.into(),
+                        output_json: "{}".into(),
                         error: String::new(),
                         cwd: String::new(),
+                        file_facts: completed.then(|| facts("/tmp/notes.txt", 5, "cd")),
                     }));
                 }
             }

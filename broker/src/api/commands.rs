@@ -1,0 +1,211 @@
+//! A session's commands: submit (idempotent with a command id), list, long-poll one, cancel,
+//! and the live stream of their changes.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use agent_proto::bus::envelope::Body;
+use agent_proto::bus::session_reply::Body as Reply;
+use agent_proto::bus::session_request::Op;
+use agent_proto::bus::{Empty, RunRequest};
+use api_model::{Command, CommandFilter, Page, Paging, RunCommand, Wait};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use serde_json::value::RawValue;
+
+use super::body::{IdempotencyKey, JsonBody};
+use super::{ApiError, ApiState, Caller, page};
+use crate::bus;
+use crate::time::timestamp_if_set;
+use crate::wire;
+
+/// Longest long-poll of a command's state.
+const MAX_WAIT_MS: u64 = 30_000;
+
+/// Queues a command line. With a `command_id` (or `Idempotency-Key`), a retried request answers
+/// the command the first one submitted (200) and never runs it twice.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/commands", tag = "commands", operation_id = "runCommand",
+    params(("id" = String, Path, description = "Session id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Same as `command_id`")),
+    request_body = RunCommand,
+    responses(
+        (status = 202, description = "Queued", body = Command),
+        (status = 200, description = "The command this id submitted before", body = Command),
+        (status = 404, description = "`not_found`: no live session with this id for this analyst", body = api_model::ErrorBody),
+        (status = 409, description = "`already_exists`: the command id names another command line in this session", body = api_model::ErrorBody)))]
+pub async fn run(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    key: IdempotencyKey,
+    JsonBody(body): JsonBody<RunCommand>,
+) -> Result<(StatusCode, Json<Command>), ApiError> {
+    if let Some(command) = &body.command_id {
+        ids::command(command)?;
+    }
+    let command_id = key
+        .merge(body.command_id, "command_id")?
+        .unwrap_or_default();
+    let request = RunRequest {
+        command_line: body.command_line,
+        command_id,
+    };
+    match state.control(&caller, &id, Op::Run(request)).await? {
+        Reply::Submitted(submitted) => {
+            let status = if submitted.replayed {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            let command = submitted.command.ok_or_else(ApiError::unexpected)?;
+            Ok((status, Json(view(&command))))
+        }
+        _ => Err(ApiError::unexpected()),
+    }
+}
+
+/// The session's commands, oldest first (the session remembers its last 1000).
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/commands", tag = "commands", operation_id = "listCommands",
+    params(("id" = String, Path, description = "Session id"), Paging, CommandFilter),
+    responses(
+        (status = 200, description = "A page of commands", body = Page<Command>),
+        (status = 404, description = "`not_found`: no live session with this id for this analyst", body = api_model::ErrorBody)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(paging): Query<Paging>,
+    Query(filter): Query<CommandFilter>,
+) -> Result<Json<Page<Command>>, ApiError> {
+    match state.control(&caller, &id, Op::List(Empty {})).await? {
+        Reply::Commands(list) => {
+            let commands = list
+                .commands
+                .iter()
+                .map(view)
+                .filter(|c| filter.state.is_none_or(|s| s == c.state))
+                .collect();
+            Ok(Json(page::page(commands, &paging, |c| &c.command_id)?))
+        }
+        _ => Err(ApiError::unexpected()),
+    }
+}
+
+/// One command. With `wait_ms`, answers as soon as it finishes, or after `wait_ms` at the latest.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/commands/{cid}", tag = "commands", operation_id = "getCommand",
+    params(("id" = String, Path, description = "Session id"), ("cid" = String, Path, description = "Command id"), Wait),
+    responses(
+        (status = 200, description = "The command as it stands", body = Command),
+        (status = 404, description = "`not_found`: no such session or command for this analyst", body = api_model::ErrorBody)))]
+pub async fn get(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((id, cid)): Path<(String, String)>,
+    Query(wait): Query<Wait>,
+) -> Result<Json<Command>, ApiError> {
+    let wait = Duration::from_millis(wait.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
+    // Subscribe before asking, so no state change falls between the answer and the wait.
+    let mut updates = if wait.is_zero() {
+        None
+    } else {
+        Some(
+            state
+                .bus
+                .subscribe(bus::session_out(&caller.tenant, &id))
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string()))?,
+        )
+    };
+    let Reply::Command(first) = state.control(&caller, &id, Op::Get(cid.clone())).await? else {
+        return Err(ApiError::unexpected());
+    };
+    let mut latest = view(&first);
+    let Some(updates) = updates.as_mut() else {
+        return Ok(Json(latest));
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    while !latest.state.is_terminal() {
+        let Ok(Some(message)) = tokio::time::timeout_at(deadline, updates.next()).await else {
+            break;
+        };
+        if let Ok((_, Body::CommandUpdate(update))) = bus::decode(&message)
+            && update.command_id == cid
+        {
+            latest = view(&update);
+        }
+    }
+    Ok(Json(latest))
+}
+
+/// Cancels a queued or running command.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/commands/{cid}/cancel", tag = "commands", operation_id = "cancelCommand",
+    params(("id" = String, Path, description = "Session id"), ("cid" = String, Path, description = "Command id")),
+    responses(
+        (status = 202, description = "Cancelled, or asked to stop on the device", body = Command),
+        (status = 404, description = "`not_found`: no such session or command for this analyst", body = api_model::ErrorBody)))]
+pub async fn cancel(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((id, cid)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Command>), ApiError> {
+    match state.control(&caller, &id, Op::Cancel(cid)).await? {
+        Reply::Command(c) => Ok((StatusCode::ACCEPTED, Json(view(&c)))),
+        _ => Err(ApiError::unexpected()),
+    }
+}
+
+/// Server-sent events: a `command` event with the whole command at every change of state.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/events", tag = "commands", operation_id = "sessionEvents",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "`text/event-stream` of `command` events, each a Command", content_type = "text/event-stream", body = Command),
+        (status = 404, description = "`not_found`: no live session with this id for this analyst", body = api_model::ErrorBody)))]
+pub async fn events(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Only the session's owner may listen; this also answers 404 for a missing session.
+    state.control(&caller, &id, Op::Describe(Empty {})).await?;
+    let updates = state
+        .bus
+        .subscribe(bus::session_out(&caller.tenant, &id))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let events = updates.filter_map(|message| async move {
+        match bus::decode(&message) {
+            Ok((_, Body::CommandUpdate(c))) => serde_json::to_string(&view(&c))
+                .ok()
+                .map(|data| Ok(Event::default().event("command").data(data))),
+            _ => None,
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// The API's form of a command. The device's output passes through as raw JSON, so its field
+/// order (the order of table columns in the console) is kept.
+fn view(c: &agent_proto::bus::Command) -> Command {
+    let output = (!c.output_json.is_empty()).then(|| {
+        RawValue::from_string(c.output_json.clone()).unwrap_or_else(|_| {
+            // Not JSON: pass it on as a string rather than lose it.
+            RawValue::from_string(serde_json::Value::String(c.output_json.clone()).to_string())
+                .expect("a JSON string is JSON")
+        })
+    });
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    Command {
+        command_id: c.command_id.clone(),
+        command_line: c.command_line.clone(),
+        state: wire::command_state(c.state()),
+        output,
+        error: text(&c.error),
+        cwd: text(&c.cwd),
+        submitted_at: timestamp_if_set(c.submitted_at_ms),
+        started_at: timestamp_if_set(c.started_at_ms),
+        finished_at: timestamp_if_set(c.finished_at_ms),
+    }
+}
