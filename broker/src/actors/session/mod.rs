@@ -11,6 +11,7 @@
 //! ```
 
 mod core;
+mod open;
 mod record;
 
 use std::collections::VecDeque;
@@ -22,14 +23,14 @@ use agent_proto::bus::session_reply::Body as Reply;
 use agent_proto::bus::session_request::Op;
 use agent_proto::bus::{CommandList, Empty, RunRequest, SessionInfo, SessionReply, Submitted};
 use api_model::ErrorCode;
-use cluster::lease::{AcquireRequest, Lease, LeaseError};
+use cluster::lease::Lease;
 use cluster::{ClusterError, LeaseService};
 use futures::StreamExt;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
-use sha2::{Digest, Sha256};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 
 pub use core::{AgentResult, BrokerAction, Effect, Event, Refusal, SessionCore, Timing};
+pub use open::{OpenRequest, Opened, SessionContext, end_orphan, find_opened, open};
 pub use record::CommandRecord;
 
 use crate::bus::{self, Bus, BusError};
@@ -65,156 +66,6 @@ pub struct SessionState {
     /// Set once the lease is released, so it is released exactly once.
     released: bool,
     tasks: Vec<JoinHandle<()>>,
-}
-
-/// Who opens a session, and on what.
-pub struct OpenRequest {
-    pub tenant: String,
-    pub user: String,
-    pub device: String,
-    /// The client's idempotency key: the same key opens at most one live session.
-    pub key: Option<String>,
-}
-
-impl OpenRequest {
-    /// A fresh time-ordered id, or with a key, the one id that key (of this analyst) names.
-    fn session_id(&self) -> String {
-        match &self.key {
-            None => uuid::Uuid::now_v7().to_string(),
-            Some(key) => {
-                let digest = Sha256::new()
-                    .chain_update(self.tenant.as_bytes())
-                    .chain_update([0])
-                    .chain_update(self.user.as_bytes())
-                    .chain_update([0])
-                    .chain_update(key.as_bytes())
-                    .finalize();
-                let mut bytes = [0u8; 16];
-                bytes.copy_from_slice(&digest[..16]);
-                uuid::Uuid::new_v8(bytes).to_string()
-            }
-        }
-    }
-}
-
-/// What a node needs to open sessions.
-#[derive(Clone)]
-pub struct SessionContext {
-    pub node_id: u64,
-    pub bus: Bus,
-    pub leases: LeaseService,
-    pub settings: SessionsSection,
-    pub transfers: TransferContext,
-    /// The supervisor session actors run under.
-    pub supervisor: ActorCell,
-}
-
-/// A session as [`open`] left it.
-pub struct Opened {
-    pub lease: Lease,
-    /// The request's key had opened it before: nothing new was opened.
-    pub replayed: bool,
-}
-
-/// The live session `request`'s key opened before, if it has a key and there is one. A session of
-/// the same analyst for another device under the same key is refused as `SessionIdInUse`.
-pub async fn find_opened(
-    leases: &LeaseService,
-    request: &OpenRequest,
-) -> Result<Option<Lease>, ClusterError> {
-    if request.key.is_none() {
-        return Ok(None);
-    }
-    let session = request.session_id();
-    match leases.get(&request.tenant, &session).await? {
-        Some(lease) if lease.user == request.user && lease.device == request.device => {
-            Ok(Some(lease))
-        }
-        Some(_) => Err(ClusterError::Rejected(LeaseError::SessionIdInUse {
-            session,
-        })),
-        None => Ok(None),
-    }
-}
-
-/// Acquires the lease and starts the session's actor, or answers the session the request's key
-/// opened before (on this node or another).
-pub async fn open(request: OpenRequest, context: SessionContext) -> Result<Opened, ClusterError> {
-    let acquired = context
-        .leases
-        .acquire(AcquireRequest {
-            session: request.session_id(),
-            tenant: request.tenant.clone(),
-            user: request.user.clone(),
-            device: request.device.clone(),
-            node: context.node_id,
-            ttl_ms: context.settings.lease_ttl_ms,
-        })
-        .await;
-    let lease = match acquired {
-        Ok(lease) => lease,
-        // Another node opened it for a retry of this request meanwhile.
-        Err(ClusterError::Rejected(LeaseError::SessionIdInUse { .. })) => {
-            return match find_opened(&context.leases, &request).await? {
-                Some(lease) => Ok(Opened {
-                    lease,
-                    replayed: true,
-                }),
-                None => Err(ClusterError::Rejected(LeaseError::SessionIdInUse {
-                    session: request.session_id(),
-                })),
-            };
-        }
-        Err(e) => return Err(e),
-    };
-    let args = SessionArgs {
-        node_id: context.node_id,
-        lease: lease.clone(),
-        bus: context.bus,
-        leases: context.leases.clone(),
-        settings: context.settings,
-        transfers: context.transfers,
-    };
-    // Named by the session id, so a retry on this node finds the actor running instead of
-    // starting a second one.
-    let name = format!("session-{}", lease.session);
-    match Actor::spawn_linked(Some(name), SessionActor, args, context.supervisor).await {
-        Ok(_) => Ok(Opened {
-            lease,
-            replayed: false,
-        }),
-        Err(SpawnErr::ActorAlreadyRegistered(_)) => Ok(Opened {
-            lease,
-            replayed: true,
-        }),
-        Err(error) => {
-            tracing::error!(session = %lease.session, %error, "cannot start a session actor; releasing its lease");
-            let _ = context
-                .leases
-                .release(&lease.tenant, &lease.session, lease.token)
-                .await;
-            Err(ClusterError::Fatal(format!(
-                "cannot start the session: {error}"
-            )))
-        }
-    }
-}
-
-/// Ends `user`'s session `session` whose node is gone, by releasing its lease; false when there is
-/// no such live session of theirs.
-pub async fn end_orphan(
-    leases: &LeaseService,
-    tenant: &str,
-    user: &str,
-    session: &str,
-) -> Result<bool, ClusterError> {
-    match leases.get(tenant, session).await? {
-        Some(lease) if lease.user == user => {
-            leases.release(tenant, session, lease.token).await?;
-            Ok(true)
-        }
-        _ => Ok(false),
-    }
 }
 
 impl Actor for SessionActor {
