@@ -124,6 +124,21 @@ async fn call_everything(
     answers
 }
 
+/// The fingerprint once every node holds the same log: a follower still catching up on the
+/// acquire would otherwise look like a change made by an intruder.
+async fn settled_fingerprint(cluster: &TestCluster) -> BTreeMap<NodeId, String> {
+    let mut settled = BTreeMap::new();
+    let agreed = testkit::wait_until(Duration::from_secs(20), || {
+        settled = fingerprint(cluster);
+        let first = settled.values().next().cloned();
+        let same = settled.values().all(|f| Some(f) == first.as_ref());
+        async move { same }
+    })
+    .await;
+    assert!(agreed, "the nodes' logs did not settle: {settled:?}");
+    settled
+}
+
 /// What an intruder could have changed: each node's term, last log index and members.
 fn fingerprint(cluster: &TestCluster) -> BTreeMap<NodeId, String> {
     cluster
@@ -159,7 +174,7 @@ async fn only_member_brokers_may_call_any_raft_rpc() {
         .await
         .unwrap();
     let leader = cluster.wait_for_leader().await;
-    let before = fingerprint(&cluster);
+    let before = settled_fingerprint(&cluster).await;
 
     // An agent's certificate comes from the agent CA, which Raft does not trust: no handshake.
     let agent = pki.agent();
