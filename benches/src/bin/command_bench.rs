@@ -309,11 +309,16 @@ impl Api {
         let deadline = Instant::now() + timeout;
         loop {
             let last = match self
-                .call(Method::GET, "/api/v1/devices", None, StatusCode::OK)
+                .call(
+                    Method::GET,
+                    "/api/v1/devices?limit=1000",
+                    None,
+                    StatusCode::OK,
+                )
                 .await
             {
-                Ok(devices) => {
-                    let entry = devices
+                Ok(page) => {
+                    let entry = page["items"]
                         .as_array()
                         .and_then(|list| list.iter().find(|d| d["device"] == device).cloned());
                     match entry {
