@@ -132,6 +132,7 @@ device_id = "$device"
 tenant = "demo"
 brokers = ["127.0.0.1:$((base + 7503))"]
 state_dir = "$work/agent-state"
+authority_keys = ["$(cat "$dev/certs/authority.pub")"]
 
 [tls]
 ca_cert = "$ca"

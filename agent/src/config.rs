@@ -4,6 +4,9 @@
 //! device_id = "web-07"
 //! tenant = "demo"
 //! brokers = ["10.0.0.1:7501", "10.0.0.2:7501"]
+//! # the lease authority's public keys: orders are obeyed only under grants signed by one of them
+//! # (usually one key; the old and the new one while the key is rotated)
+//! authority_keys = ["ed25519:3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"]
 //! state_dir = "/var/lib/lr-agent"
 //! system_root = "/"          # optional; where system state commands read /etc, /var, /home
 //! work_dir = "/var/lib/lr-agent/work"   # optional; putfile's working folder, <state_dir>/work by default
@@ -28,6 +31,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
+use grants::{GrantError, PublicKey, TrustedKeys};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +42,10 @@ pub struct Config {
     pub tenant: String,
     /// `host:port` of the brokers' agent endpoints, tried in turn.
     pub brokers: Vec<String>,
+    /// The lease authority's public keys (`ed25519:<64 hex digits>`) this agent trusts: it obeys
+    /// only orders whose grant one of them signed. Usually one; two while the key is rotated. See
+    /// [`Config::trusted_keys`].
+    pub authority_keys: Vec<String>,
     /// Where the fencing state lives; one directory per agent.
     pub state_dir: PathBuf,
     /// The directory system state commands (`services`, `scheduledtasks`, `startupfolders`,
@@ -128,6 +136,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brokers: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority_keys: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "TlsOverrides::is_empty")]
     pub tls: TlsOverrides,
@@ -202,6 +212,36 @@ impl Config {
             .unwrap_or_else(|| self.state_dir.join("work"))
     }
 
+    /// The authority keys, read: what [`Config::validate`] checks, naming the bad entry.
+    pub fn trusted_keys(&self) -> Result<TrustedKeys, ConfigError> {
+        if self.authority_keys.is_empty() {
+            return Err(ConfigError::invalid(
+                "authority_keys",
+                "no key given; list the lease authority's public key as \"ed25519:<64 hex digits>\" (two while it is rotated): without one the agent can verify no order and obeys none",
+            ));
+        }
+        let keys = self
+            .authority_keys
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                text.parse::<PublicKey>().map_err(|e| {
+                    let why = match e {
+                        GrantError::BadPublicKey { why, .. } => why,
+                        other => other.to_string(),
+                    };
+                    ConfigError::invalid(
+                        format!("authority_keys[{i}]"),
+                        format!(
+                            "'{text}' is not an Ed25519 public key ({why}); copy the lease authority's public key, written ed25519:<64 hex digits>"
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TrustedKeys::new(keys))
+    }
+
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         ids::device(&self.device_id)
@@ -217,6 +257,7 @@ impl Config {
             check_broker(b)
                 .map_err(|reason| ConfigError::invalid(format!("brokers[{i}]"), reason))?;
         }
+        self.trusted_keys()?;
         if self.state_dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid("state_dir", "must not be empty"));
         }

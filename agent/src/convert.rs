@@ -1,16 +1,25 @@
-//! The one place protobuf types meet domain types: requests, put offers and chunks in; results
-//! (with fileinfo's file facts), chunks, put progress and hello out.
+//! The one place protobuf types meet domain types. In: signed orders (commands, cancels, put
+//! offers) and chunk requests, each read into the [`SignedOrder`] that [`crate::authority`] checks
+//! and the action it asks for, and put chunks. Out: results (with fileinfo's file facts), chunks,
+//! put progress, transfer ends, heartbeats and the hello.
+//!
+//! An order's body is decoded here from exactly the bytes its signature covers, so what the
+//! authority checks (session, token, stamp) and what the executor runs come from the same bytes.
+//! A body that cannot be read is a refusal, never a panic.
 
 use std::time::Duration;
 
 use agent_proto::agent::{
-    AgentMessage, Chunk, ChunkRequest, CommandRequest, CommandResult, Heartbeat, Hello, PutChunk,
-    PutOffer, PutProgress, TransferEnded, agent_message, command_result, file_facts,
+    AgentMessage, Cancel, Chunk, ChunkRequest, CommandRequest, CommandResult, GetTicket, Heartbeat,
+    Hello, Order, OrderBody, PutChunk, PutOffer, PutProgress, TransferEnded, agent_message,
+    command_result, file_facts, order_body,
 };
+use prost::Message;
 
+use crate::authority::{Claim, OrderKind, Refused, SignedOrder};
 use crate::model::{
-    ChunkData, Completion, FileFacts, FileKind, Invocation, PutOfferRequest, Status, TransferEvent,
-    WindowRequest,
+    Action, CancelRequest, ChunkData, Completion, FileFacts, FileKind, Invocation, PutOfferRequest,
+    Status, TransferEvent, WindowRequest,
 };
 
 /// What the hello says about this agent.
@@ -25,7 +34,18 @@ pub struct AgentInfo {
 }
 
 /// The protocol version this agent speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest protocol version this agent speaks: 2, signed orders. Version 1's unsigned commands
+/// are exactly what the agent must no longer obey.
+pub const MIN_PROTOCOL_VERSION: u32 = 2;
+
+/// A signed order, read: what the authority checks, and what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded<T> {
+    pub signed: SignedOrder,
+    pub action: T,
+}
 
 pub fn hello(info: &AgentInfo, highest_token: u64) -> AgentMessage {
     AgentMessage {
@@ -48,7 +68,7 @@ pub fn heartbeat(sent_at_ms: u64) -> AgentMessage {
     }
 }
 
-pub fn invocation(req: CommandRequest) -> Invocation {
+fn invocation(req: CommandRequest) -> Invocation {
     Invocation {
         command_id: req.command_id,
         session_id: req.session_id,
@@ -102,21 +122,152 @@ fn kind(k: FileKind) -> file_facts::Kind {
     }
 }
 
-pub fn window_request(req: ChunkRequest) -> WindowRequest {
-    WindowRequest {
-        transfer_id: req.transfer_id,
-        session_id: req.session_id,
-        token: req.token,
-        path: req.path,
-        size: req.size,
-        sha256: req.sha256,
-        chunk_size: req.chunk_size,
-        first_index: req.first_index,
-        count: req.count,
+/// Reads an order: its body decoded from the signed bytes. A getfile ticket is refused here: it is
+/// valid only inside a chunk request.
+pub fn order(order: Order) -> Result<Decoded<Action>, Refused> {
+    let (stamped_at_ms, action, signed) = open(order)?;
+    let (claim, action) = match action {
+        order_body::Action::Command(req) => (
+            claim(
+                OrderKind::Command,
+                &req.session_id,
+                req.token,
+                stamped_at_ms,
+            ),
+            Action::Command(invocation(req)),
+        ),
+        order_body::Action::Cancel(c) => (
+            claim(OrderKind::Cancel, &c.session_id, c.token, stamped_at_ms),
+            Action::Cancel(cancel(c)),
+        ),
+        order_body::Action::Put(offer) => (
+            claim(
+                OrderKind::PutOffer,
+                &offer.session_id,
+                offer.token,
+                stamped_at_ms,
+            ),
+            Action::Put(put_offer(offer)),
+        ),
+        order_body::Action::Get(t) => {
+            return Err(Refused::Malformed {
+                why: format!(
+                    "getfile ticket {} came alone; a ticket is valid only inside a chunk request",
+                    t.transfer_id
+                ),
+            });
+        }
+    };
+    Ok(Decoded {
+        signed: signed.with(claim),
+        action,
+    })
+}
+
+/// Reads a chunk request: its signed ticket and its unsigned window, as one window request.
+pub fn chunk_request(req: ChunkRequest) -> Result<Decoded<WindowRequest>, Refused> {
+    let ticket = req.ticket.ok_or_else(|| Refused::Malformed {
+        why: "the chunk request carries no ticket".into(),
+    })?;
+    let (stamped_at_ms, action, signed) = open(ticket)?;
+    let order_body::Action::Get(t) = action else {
+        return Err(Refused::Malformed {
+            why: format!(
+                "the chunk request's ticket is a {}, not a getfile ticket",
+                kind_of(&action).as_str()
+            ),
+        });
+    };
+    let claim = claim(OrderKind::GetTicket, &t.session_id, t.token, stamped_at_ms);
+    Ok(Decoded {
+        signed: signed.with(claim),
+        action: window_request(t, req.first_index, req.count),
+    })
+}
+
+/// An order's signed parts, waiting for the claim its body makes.
+struct Unclaimed {
+    body: Vec<u8>,
+    signature: Vec<u8>,
+    grant: Option<grants::SignedGrant>,
+}
+
+impl Unclaimed {
+    fn with(self, claim: Claim) -> SignedOrder {
+        SignedOrder {
+            body: self.body,
+            signature: self.signature,
+            grant: self.grant,
+            claim,
+        }
     }
 }
 
-pub fn put_offer(req: PutOffer) -> PutOfferRequest {
+/// Decodes an order's body, keeping the exact bytes for the signature check.
+fn open(order: Order) -> Result<(u64, order_body::Action, Unclaimed), Refused> {
+    let body = OrderBody::decode(order.body.as_slice()).map_err(|e| Refused::Malformed {
+        why: format!("its body is not an OrderBody: {e}"),
+    })?;
+    let action = body.action.ok_or_else(|| Refused::Malformed {
+        why: "its body asks for nothing this agent knows".into(),
+    })?;
+    let grant = order.grant.map(|g| grants::SignedGrant {
+        body: g.body,
+        signature: g.signature,
+        key_id: g.key_id,
+    });
+    Ok((
+        body.stamped_at_ms,
+        action,
+        Unclaimed {
+            body: order.body,
+            signature: order.signature,
+            grant,
+        },
+    ))
+}
+
+fn claim(kind: OrderKind, session_id: &str, token: u64, stamped_at_ms: u64) -> Claim {
+    Claim {
+        kind,
+        session_id: session_id.to_owned(),
+        token,
+        stamped_at_ms,
+    }
+}
+
+fn kind_of(action: &order_body::Action) -> OrderKind {
+    match action {
+        order_body::Action::Command(_) => OrderKind::Command,
+        order_body::Action::Cancel(_) => OrderKind::Cancel,
+        order_body::Action::Get(_) => OrderKind::GetTicket,
+        order_body::Action::Put(_) => OrderKind::PutOffer,
+    }
+}
+
+fn cancel(c: Cancel) -> CancelRequest {
+    CancelRequest {
+        command_id: c.command_id,
+        session_id: c.session_id,
+        token: c.token,
+    }
+}
+
+fn window_request(t: GetTicket, first_index: u64, count: u32) -> WindowRequest {
+    WindowRequest {
+        transfer_id: t.transfer_id,
+        session_id: t.session_id,
+        token: t.token,
+        path: t.path,
+        size: t.size,
+        sha256: t.sha256,
+        chunk_size: t.chunk_size,
+        first_index,
+        count,
+    }
+}
+
+fn put_offer(req: PutOffer) -> PutOfferRequest {
     PutOfferRequest {
         transfer_id: req.transfer_id,
         session_id: req.session_id,
@@ -176,6 +327,7 @@ fn status(s: Status) -> command_result::Status {
         Status::Unsupported => Pb::Unsupported,
         Status::InvalidArguments => Pb::InvalidArguments,
         Status::Busy => Pb::Busy,
+        Status::Unauthorized => Pb::Unauthorized,
     }
 }
 
@@ -286,6 +438,193 @@ mod tests {
             panic!("not an end")
         };
         assert_eq!(e.path, "/var/lib/lr-agent/work/tool.sh");
+    }
+
+    fn encoded(stamped_at_ms: u64, action: order_body::Action) -> Vec<u8> {
+        OrderBody {
+            stamped_at_ms,
+            action: Some(action),
+        }
+        .encode_to_vec()
+    }
+
+    fn order_of(body: Vec<u8>) -> Order {
+        Order {
+            body,
+            signature: vec![7; 64],
+            grant: Some(agent_proto::agent::SignedGrant {
+                body: b"{}".to_vec(),
+                signature: vec![9; 64],
+                key_id: "00aa".into(),
+            }),
+        }
+    }
+
+    fn get_ticket() -> GetTicket {
+        GetTicket {
+            transfer_id: "t1".into(),
+            session_id: "s1".into(),
+            token: 4,
+            path: "/var/log/syslog".into(),
+            size: 10,
+            sha256: "ab".repeat(32),
+            chunk_size: 65536,
+        }
+    }
+
+    #[test]
+    fn an_order_reads_into_its_claim_and_action_keeping_the_signed_bytes() {
+        let body = encoded(
+            1234,
+            order_body::Action::Command(CommandRequest {
+                command_id: "s1.c1".into(),
+                session_id: "s1".into(),
+                token: 4,
+                command: "dir".into(),
+                args: vec!["/tmp".into()],
+                cwd: "/".into(),
+                timeout_ms: 500,
+            }),
+        );
+        let d = order(order_of(body.clone())).unwrap();
+        assert_eq!(d.signed.body, body);
+        assert_eq!(d.signed.signature, vec![7; 64]);
+        let grant = d.signed.grant.unwrap();
+        assert_eq!(
+            (grant.key_id.as_str(), grant.body),
+            ("00aa", b"{}".to_vec())
+        );
+        assert_eq!(
+            d.signed.claim,
+            Claim {
+                kind: OrderKind::Command,
+                session_id: "s1".into(),
+                token: 4,
+                stamped_at_ms: 1234
+            }
+        );
+        let Action::Command(inv) = d.action else {
+            panic!("not a command")
+        };
+        assert_eq!(
+            (inv.command_id.as_str(), inv.command.as_str()),
+            ("s1.c1", "dir")
+        );
+        assert_eq!(inv.timeout, Some(Duration::from_millis(500)));
+
+        let d = order(order_of(encoded(
+            9,
+            order_body::Action::Cancel(Cancel {
+                command_id: "s1.c1".into(),
+                session_id: "s1".into(),
+                token: 4,
+            }),
+        )))
+        .unwrap();
+        assert_eq!(d.signed.claim.kind, OrderKind::Cancel);
+        assert_eq!(
+            d.action,
+            Action::Cancel(CancelRequest {
+                command_id: "s1.c1".into(),
+                session_id: "s1".into(),
+                token: 4
+            })
+        );
+
+        let d = order(order_of(encoded(
+            9,
+            order_body::Action::Put(PutOffer {
+                transfer_id: "p1".into(),
+                session_id: "s1".into(),
+                token: 4,
+                name: "tool.sh".into(),
+                ..PutOffer::default()
+            }),
+        )))
+        .unwrap();
+        assert_eq!(d.signed.claim.kind, OrderKind::PutOffer);
+        assert!(matches!(d.action, Action::Put(p) if p.name == "tool.sh"));
+    }
+
+    #[test]
+    fn a_chunk_request_joins_its_signed_ticket_and_its_window() {
+        let body = encoded(77, order_body::Action::Get(get_ticket()));
+        let d = chunk_request(ChunkRequest {
+            ticket: Some(order_of(body.clone())),
+            first_index: 3,
+            count: 2,
+        })
+        .unwrap();
+        assert_eq!(d.signed.body, body);
+        assert_eq!(d.signed.claim.kind, OrderKind::GetTicket);
+        assert_eq!(d.signed.claim.stamped_at_ms, 77);
+        assert_eq!(
+            d.action,
+            WindowRequest {
+                transfer_id: "t1".into(),
+                session_id: "s1".into(),
+                token: 4,
+                path: "/var/log/syslog".into(),
+                size: 10,
+                sha256: "ab".repeat(32),
+                chunk_size: 65536,
+                first_index: 3,
+                count: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn a_ticket_is_only_a_ticket_inside_a_chunk_request() {
+        let err = order(order_of(encoded(1, order_body::Action::Get(get_ticket())))).unwrap_err();
+        assert!(
+            err.to_string().contains("only inside a chunk request"),
+            "{err}"
+        );
+        let command = encoded(1, order_body::Action::Command(CommandRequest::default()));
+        let err = chunk_request(ChunkRequest {
+            ticket: Some(order_of(command)),
+            first_index: 0,
+            count: 1,
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("ticket is a command, not a getfile ticket"),
+            "{err}"
+        );
+        let err = chunk_request(ChunkRequest::default()).unwrap_err();
+        assert!(err.to_string().contains("no ticket"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_body_is_a_refusal() {
+        // Field 1 (a number) sent as a length-delimited field.
+        let err = order(order_of(vec![0x0a, 0x05])).unwrap_err();
+        assert!(matches!(err, Refused::Malformed { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("the order cannot be read (its body is not an OrderBody"),
+            "{err}"
+        );
+        let err = order(order_of(Vec::new())).unwrap_err();
+        assert!(err.to_string().contains("asks for nothing"), "{err}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_read_or_refuse_without_panicking(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = order(order_of(body.clone()));
+            let _ = chunk_request(ChunkRequest { ticket: Some(order_of(body)), first_index: 0, count: 1 });
+        }
+    }
+
+    #[test]
+    fn unauthorized_travels_as_its_own_status() {
+        assert_eq!(
+            status(Status::Unauthorized),
+            command_result::Status::Unauthorized
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The executor: one task that owns the fencing ledger, the state file, the running commands and
 //! the file transfers; connections hold an [`ExecutorHandle`] and send it requests, chunk requests,
-//! put offers and chunks, and cancels. A chunk request or a put offer is fenced here like a command
-//! (a higher token is persisted before anything is read or written), then handed to [`Transfers`]
-//! (getfile) or [`Puts`] (putfile). Put chunks carry no token: their put checks the fence itself.
+//! put offers and chunks, and cancels. Every one of them but a put chunk comes from an order the
+//! connection has already verified ([`crate::authority`]): the executor trusts the tokens it is
+//! given, and no unverified token ever reaches the ledger. A chunk request or a put offer is fenced
+//! here like a command (a higher token is persisted before anything is read or written), then
+//! handed to [`Transfers`] (getfile) or [`Puts`] (putfile). Put chunks carry no token: their put
+//! checks the fence itself.
 //!
 //! Commands outlive connections. A result goes to every connection that asked for the id while it
 //! ran; if none of them is still open, the result waits in the ledger until the broker asks again.

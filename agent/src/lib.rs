@@ -1,12 +1,14 @@
 //! The endpoint agent: holds one gRPC stream to a broker node and runs live response commands.
 //!
 //! Entry point: [`run`]. Modules: [`config`] (validated once), `connection` (the stream task and
-//! reconnects), `executor` (the task that owns running commands and transfers), [`fencing`]
+//! reconnects), [`authority`] (which signed orders are obeyed: pure), `convert` (the only one that
+//! sees protobuf types), `executor` (the task that owns running commands and transfers), [`fencing`]
 //! (tokens and idempotency), [`commands`] (one module per command, bound by name to the shared
 //! command table), [`transfer`] (getfile: chunk windows the broker pulls; putfile: chunks the
 //! broker pushes into the working folder) and [`sys`] (Linux helpers). With the cargo feature `test-hooks`, `testing` holds hooks for tests only.
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod commands;
 pub mod config;
 mod connection;
@@ -20,7 +22,7 @@ pub mod testing;
 pub mod transfer;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -29,6 +31,7 @@ pub use config::{Config, ConfigError, ConnectionConfig, Overrides, TlsOverrides,
 pub use connection::{TlsMaterial, hostname};
 pub use convert::{AgentInfo, PROTOCOL_VERSION};
 
+use crate::authority::Authority;
 use crate::connection::Link;
 use crate::executor::ExecutorHandle;
 use crate::fencing::StateStore;
@@ -95,10 +98,11 @@ async fn start_work_dir(
 /// unusable).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let tls = check(&config)?;
+    let authority = Authority::new(config.trusted_keys()?, &config.tenant, &config.device_id);
     let (store, state) = StateStore::open(&config.state_dir)?;
     info!(
         device = %config.device_id, tenant = %config.tenant, highest_token = state.highest_token,
-        brokers = ?config.brokers, "agent starting"
+        brokers = ?config.brokers, authority_keys = ?config.authority_keys, "agent starting"
     );
     let system_root = sys::root::SystemRoot::new(&config.system_root);
     let work = start_work_dir(&config, &system_root).await?;
@@ -116,6 +120,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tls,
         info,
         executor,
+        authority: Mutex::new(authority),
     });
     let stop = CancellationToken::new();
     let link_task = tokio::spawn(connection::run_link(Arc::clone(&link), stop.clone()));

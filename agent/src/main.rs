@@ -24,6 +24,14 @@ struct Cli {
     /// host:port of a broker's agent endpoint; repeat, or comma-separate in LR_BROKERS.
     #[arg(long = "broker", env = "LR_BROKERS", value_delimiter = ',')]
     brokers: Vec<String>,
+    /// The lease authority's public key (ed25519:<hex>) whose grants are obeyed; repeat during a
+    /// key rotation, or comma-separate in LR_AUTHORITY_KEYS.
+    #[arg(
+        long = "authority-key",
+        env = "LR_AUTHORITY_KEYS",
+        value_delimiter = ','
+    )]
+    authority_keys: Vec<String>,
     #[arg(long, env = "LR_STATE_DIR")]
     state_dir: Option<PathBuf>,
     #[arg(long, env = "LR_CA_CERT")]
@@ -45,6 +53,7 @@ impl Cli {
             device_id: self.device_id.clone(),
             tenant: self.tenant.clone(),
             brokers: (!self.brokers.is_empty()).then(|| self.brokers.clone()),
+            authority_keys: (!self.authority_keys.is_empty()).then(|| self.authority_keys.clone()),
             state_dir: self.state_dir.clone(),
             tls: TlsOverrides {
                 ca_cert: self.ca_cert.clone(),

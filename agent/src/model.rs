@@ -19,6 +19,23 @@ pub struct Invocation {
     pub timeout: Option<Duration>,
 }
 
+/// What a signed order asks for, once read; [`crate::authority`] decides whether it is obeyed.
+/// (A getfile ticket travels inside a chunk request and becomes a [`WindowRequest`].)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Command(Invocation),
+    Cancel(CancelRequest),
+    Put(PutOfferRequest),
+}
+
+/// Stops the command or transfer `command_id`, asked by a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    pub command_id: String,
+    pub session_id: String,
+    pub token: u64,
+}
+
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -32,6 +49,9 @@ pub enum Status {
     InvalidArguments,
     /// At a limit of work at once; the same request can be repeated later.
     Busy,
+    /// The order's grant or signature did not verify, or its grant does not cover it: nothing
+    /// was done.
+    Unauthorized,
 }
 
 /// The result of one command id: replayed unchanged when the same id comes again.
@@ -109,7 +129,8 @@ pub struct Completion {
 }
 
 /// One window of a file transfer as the broker asked for it: chunks
-/// `[first_index, first_index + count)` of `path`, cut in `chunk_size` bytes.
+/// `[first_index, first_index + count)` of `path`, cut in `chunk_size` bytes. Everything but the
+/// window comes from the transfer's signed ticket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowRequest {
     pub transfer_id: String,

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agent::testing::{self, Corruption};
-use agent_proto::agent::ChunkRequest;
 use agent_proto::agent::command_result::Status as Pb;
 use common::*;
 use rand::RngCore;
@@ -29,10 +28,9 @@ fn random_file(dir: &Path, len: usize) -> (PathBuf, Vec<u8>) {
 }
 
 /// A request for `path` as fileinfo described it (`data`).
-fn request(id: &str, token: u64, path: &Path, data: &[u8], chunk_size: u32) -> ChunkRequest {
-    ChunkRequest {
+fn request(id: &str, token: u64, path: &Path, data: &[u8], chunk_size: u32) -> GetWindow {
+    GetWindow {
         transfer_id: id.into(),
-        session_id: "session-1".into(),
         token,
         path: path_str(path),
         size: data.len() as u64,
@@ -74,7 +72,7 @@ async fn a_file_comes_over_in_windows_and_reassembles_to_its_sha256() {
     // 5 MiB in chunks of 256 KiB: 20 chunks, 5 windows of 4.
     let mut chunks = Vec::new();
     for first in (0..20).step_by(4) {
-        conn.chunk_request(ChunkRequest {
+        conn.chunk_request(GetWindow {
             first_index: first,
             count: 4,
             ..request("t-5mib", 1, &path, &data, 256 * KIB)
@@ -86,7 +84,7 @@ async fn a_file_comes_over_in_windows_and_reassembles_to_its_sha256() {
     assert_eq!(sha256(&chunks.concat()), sha256(&data));
 
     // Nothing past the end of the file.
-    conn.chunk_request(ChunkRequest {
+    conn.chunk_request(GetWindow {
         first_index: 20,
         count: 4,
         ..request("t-5mib", 1, &path, &data, 256 * KIB)
@@ -157,14 +155,14 @@ async fn cancel_stops_a_window_between_chunks_and_the_transfer_resumes_after() {
     testing::delay_chunks(&path, Duration::from_millis(100));
 
     let mut conn = broker.accept().await;
-    conn.chunk_request(ChunkRequest {
+    conn.chunk_request(GetWindow {
         count: 64,
         ..request("t-cancel", 1, &path, &data, 64 * KIB)
     })
     .await;
     let mut chunks = Vec::new();
     receive(&mut conn, 0, 1, &mut chunks).await;
-    conn.cancel("t-cancel").await;
+    conn.cancel("t-cancel", 1).await;
     let cancelled_at = Instant::now();
     let end = loop {
         match conn.transfer().await {
@@ -194,7 +192,7 @@ async fn cancel_stops_a_window_between_chunks_and_the_transfer_resumes_after() {
 
     // Asked again from where it stopped, the rest comes.
     testing::clear(&path);
-    conn.chunk_request(ChunkRequest {
+    conn.chunk_request(GetWindow {
         first_index: next,
         count: 64,
         ..request("t-cancel", 1, &path, &data, 64 * KIB)
@@ -222,7 +220,7 @@ async fn a_transfer_resumes_from_an_index_on_another_broker_after_a_reconnect() 
         c = a.accept() => (c, b, a),
         c = b.accept() => (c, a, b),
     };
-    conn.chunk_request(ChunkRequest {
+    conn.chunk_request(GetWindow {
         count: 17,
         ..request("t-resume", 3, &path, &data, 64 * KIB)
     })
@@ -236,7 +234,7 @@ async fn a_transfer_resumes_from_an_index_on_another_broker_after_a_reconnect() 
     let mut survivor = survivor;
     let mut conn = survivor.accept().await;
     testing::clear(&path);
-    conn.chunk_request(ChunkRequest {
+    conn.chunk_request(GetWindow {
         first_index: 3,
         count: 64,
         ..request("t-resume", 3, &path, &data, 64 * KIB)
@@ -263,7 +261,7 @@ async fn the_test_hook_corrupts_a_chunk_once() {
     testing::corrupt_chunk_once(&path, 2, Corruption::DataAndChecksum);
 
     let mut conn = broker.accept().await;
-    let window = ChunkRequest {
+    let window = GetWindow {
         count: 3,
         ..request("t-bad", 1, &path, &data, 64 * KIB)
     };
@@ -310,7 +308,7 @@ async fn a_stalled_stream_stalls_the_reads() {
     let (path, data) = random_file(&dir, 64 * 256 * KIB as usize);
 
     let mut conn = broker.accept().await;
-    conn.chunk_request(ChunkRequest {
+    conn.chunk_request(GetWindow {
         count: 64,
         ..request("t-stall", 1, &path, &data, 256 * KIB)
     })

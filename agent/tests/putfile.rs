@@ -176,7 +176,7 @@ async fn put_offers_are_fenced_and_cancel_deletes_the_partial_file() {
     send_chunks(&mut conn, "p-new", &data, 0, 1).await;
     let partial = state_dir.join("work/.partial/p-new");
     assert_eq!(std::fs::metadata(&partial).unwrap().len(), u64::from(CHUNK));
-    conn.cancel("p-new").await;
+    conn.cancel("p-new", 9).await;
     let end = conn.transfer_ended().await;
     assert_eq!(status(end.status), Pb::Cancelled);
     assert!(!partial.exists());

@@ -188,8 +188,10 @@ impl Target for ClusterTarget {
                 device: format!("device-{who}"),
                 node: 1,
                 ttl_ms: TTL_MS,
+                session_key: None,
             })
-            .await?;
+            .await?
+            .lease;
         Ok((service, session, lease.token))
     }
 

@@ -101,6 +101,10 @@ pub struct RaftSection {
     /// The largest Raft RPC message sent or accepted.
     #[serde(default = "default_raft_message_bytes")]
     pub max_message_bytes: usize,
+    /// The lease authority's signing key (Ed25519, PKCS#8 PEM): whichever voter leads signs every
+    /// session's grant with it, so every voter holds the same key. `lr-broker dev-certs` writes
+    /// one as `authority.key`.
+    pub authority_key: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -263,6 +267,12 @@ impl BrokerConfig {
         self.cluster_config()
             .validate()
             .map_err(|e| bad(&format!("raft.{}", e.key), e.reason))?;
+        if self.raft.authority_key.as_os_str().is_empty() {
+            return Err(bad(
+                "raft.authority_key",
+                "must name the lease authority's key file (create one with `lr-broker dev-certs`)",
+            ));
+        }
         if !self.nats_url.starts_with("nats://") && !self.nats_url.starts_with("tls://") {
             return Err(bad(
                 "nats_url",

@@ -4,14 +4,20 @@
 //! benchmarks and the tests share:
 //!
 //! - `cluster-ca.pem/.key`, `broker-<n>.pem/.key`, `nats-server.pem/.key` (cluster CA);
-//! - `agent-ca.pem/.key`, `agent-<device>.pem/.key` (agent CA).
+//! - `agent-ca.pem/.key`, `agent-<device>.pem/.key` (agent CA);
+//! - `authority.key` (the lease authority's signing key, every broker's `raft.authority_key`) and
+//!   `authority.pub` (its public key as `ed25519:<hex>`, every agent's `authority_keys`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use grants::AuthorityKey;
 use pki::{BrokerIdentity, CaRole};
 
 use crate::nats::{ClientTls, ServerTls};
+
+/// The lease authority's public key, as agents pin it.
+pub const AUTHORITY_PUBLIC_FILE: &str = "authority.pub";
 
 /// The stem of nats-server's certificate files.
 pub const NATS_SERVER_CERT: &str = "nats-server";
@@ -27,7 +33,11 @@ pub fn certs(
 ) -> anyhow::Result<Vec<PathBuf>> {
     let cluster_ca = pki::ensure_ca(out, CaRole::Cluster)?;
     let agent_ca = pki::ensure_ca(out, CaRole::Agents)?;
-    let mut written = Vec::new();
+    let authority = AuthorityKey::from_pem_file(&pki::ensure_authority_key(out)?)?;
+    let public = out.join(AUTHORITY_PUBLIC_FILE);
+    std::fs::write(&public, format!("{}\n", authority.public()))
+        .with_context(|| format!("cannot write {}", public.display()))?;
+    let mut written = vec![public];
     for n in 1..=brokers {
         let identity = BrokerIdentity::new(cluster, n)?;
         written.push(cluster_ca.issue_broker(out, &identity, &[])?.cert);

@@ -27,6 +27,7 @@ pub mod dev;
 mod kv;
 pub mod nats;
 pub mod node;
+pub mod orders;
 pub mod registry;
 pub mod time;
 pub mod transfer;

@@ -13,6 +13,7 @@ use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
 use cluster::ClusterNode;
 use cluster::network::TlsMaterial;
+use grants::AuthorityKey;
 use ractor::{Actor, ActorRef};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -96,12 +97,16 @@ impl BrokerNode {
         let pems = Pems::read(&config.tls)?;
         pems.check_identity(&config.cluster_name, config.node_id)?;
 
+        let authority = AuthorityKey::from_pem_file(&config.raft.authority_key)
+            .context("raft.authority_key: cannot read the lease authority's key")?;
+        tracing::info!(key = %authority.public(), "lease authority key loaded");
         let mut cluster_config = config.cluster_config();
         cluster_config.tls = Some(TlsMaterial {
             ca_pem: pems.cluster_ca.clone(),
             cert_pem: pems.cert.clone(),
             key_pem: pems.key.clone(),
         });
+        cluster_config.authority = Some(Arc::new(authority));
         let cluster = ClusterNode::start(cluster_config)
             .await
             .context("cannot start the raft member")?;
@@ -187,6 +192,7 @@ impl BrokerNode {
             registry: registry.clone(),
             store,
             supervisor: devices.get_cell(),
+            leases: leases.clone(),
         };
         // Agents' certificates come from the agent CA alone: a broker's certificate is no agent.
         let agent_tls = ServerTlsConfig::new()

@@ -52,7 +52,8 @@ pub fn state_of(status: Status) -> CommandState {
         Status::StaleToken
         | Status::UnknownCommand
         | Status::Unsupported
-        | Status::InvalidArguments => CommandState::Rejected,
+        | Status::InvalidArguments
+        | Status::Unauthorized => CommandState::Rejected,
     }
 }
 

@@ -94,7 +94,7 @@ fn encode(body: Body) -> Bytes {
 fn hello(device: &str) -> Bytes {
     let message = AgentMessage {
         body: Some(Body::Hello(Hello {
-            protocol_version: 1,
+            protocol_version: agent::PROTOCOL_VERSION,
             device_id: device.into(),
             tenant: "demo".into(),
             hostname: "test".into(),

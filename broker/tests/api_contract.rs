@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use agent_proto::agent::order_body::Action;
 use agent_proto::bus::envelope::Body;
 use broker::bus;
 use common::{Stack, TENANT};
@@ -192,7 +193,9 @@ async fn me_lists_pages_and_retried_requests_do_things_once() {
     while let Ok(Some(message)) =
         tokio::time::timeout(Duration::from_secs(1), to_device.next()).await
     {
-        if let Ok((_, Body::Command(request))) = bus::decode(&message)
+        if let Ok((_, Body::Order(order))) = bus::decode(&message)
+            && let Ok(claims) = broker::orders::claims(&order)
+            && let Action::Command(request) = claims.action
             && request.command == "processes"
         {
             sent += 1;

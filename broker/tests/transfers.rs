@@ -74,20 +74,7 @@ async fn transfer(stack: &Stack, node: u64, id: &str) -> Value {
 
 /// Waits until the transfer ends; returns its final view.
 async fn finished(stack: &Stack, node: u64, id: &str) -> Value {
-    for _ in 0..120 {
-        let (status, view) = stack
-            .get(node, TOKEN, &format!("/api/v1/transfers/{id}?wait_ms=2000"))
-            .await;
-        if status == StatusCode::OK
-            && matches!(
-                view["state"].as_str(),
-                Some("completed" | "failed" | "cancelled")
-            )
-        {
-            return view;
-        }
-    }
-    panic!("transfer {id} did not finish");
+    stack.transfer_finished(node, TOKEN, id).await
 }
 
 async fn wait_for_progress(stack: &Stack, node: u64, id: &str, chunks: u64) {

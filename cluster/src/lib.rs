@@ -12,4 +12,4 @@ pub mod node;
 pub mod raft_types;
 pub mod store;
 
-pub use node::{ClusterConfig, ClusterError, ClusterNode, LeaseService, StartError};
+pub use node::{ClusterConfig, ClusterError, ClusterNode, Granted, LeaseService, StartError};

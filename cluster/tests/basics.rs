@@ -16,7 +16,8 @@ async fn leases_are_granted_and_refused_through_any_node() {
     let lease = s1
         .acquire(acquire_request("demo", "analyst-a", "web-07", "s1", 60_000))
         .await
-        .unwrap();
+        .unwrap()
+        .lease;
     assert!(lease.token > 0);
 
     // Another analyst on another node is refused, and told who holds the device.
@@ -78,7 +79,8 @@ async fn leases_are_granted_and_refused_through_any_node() {
     let again = s1
         .acquire(acquire_request("demo", "analyst-c", "web-07", "s7", 60_000))
         .await
-        .unwrap();
+        .unwrap()
+        .lease;
     assert!(again.token > lease.token);
 
     // Reads are linearizable from every node.
@@ -107,7 +109,8 @@ async fn bad_requests_get_typed_errors_and_change_nothing() {
     let lease = service
         .acquire(acquire_request("demo", "analyst-a", "web-07", "s1", 60_000))
         .await
-        .unwrap();
+        .unwrap()
+        .lease;
     let before = service.list_all().await.unwrap();
 
     let unknown = service.renew("demo", "nope", 1).await.unwrap_err();
@@ -189,7 +192,8 @@ async fn a_lease_not_renewed_expires_and_the_device_is_free_again() {
     let kept = service
         .acquire(acquire_request("demo", "analyst-b", "db-01", "kept", 1_500))
         .await
-        .unwrap();
+        .unwrap()
+        .lease;
     let stale = service
         .acquire(acquire_request(
             "demo",
@@ -199,7 +203,8 @@ async fn a_lease_not_renewed_expires_and_the_device_is_free_again() {
             1_000,
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .lease;
     for _ in 0..8 {
         service.renew("demo", "kept", kept.token).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -234,6 +239,7 @@ async fn a_lease_not_renewed_expires_and_the_device_is_free_again() {
             60_000,
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .lease;
     assert!(next.token > stale.token);
 }

@@ -38,7 +38,8 @@ async fn every_acknowledged_lease_survives_a_full_restart() {
                 600_000,
             ))
             .await
-            .unwrap();
+            .unwrap()
+            .lease;
         if i % 5 == 0 {
             service
                 .release(tenant, &lease.session, lease.token)
@@ -66,7 +67,8 @@ async fn every_acknowledged_lease_survives_a_full_restart() {
             "demo", "user-new", "dev-new", "s-new", 600_000,
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .lease;
     assert!(acknowledged.iter().all(|l| l.token < next.token));
 }
 
@@ -104,7 +106,8 @@ async fn a_node_that_was_down_catches_up_through_a_snapshot() {
                 600_000,
             ))
             .await
-            .unwrap();
+            .unwrap()
+            .lease;
         if i % 3 != 0 {
             service
                 .release("demo", &lease.session, lease.token)

@@ -29,7 +29,8 @@ async fn a_learner_joins_is_promoted_and_is_removed() {
         .service(1)
         .acquire(acquire_request("demo", "a", "web-07", "s1", 600_000))
         .await
-        .unwrap();
+        .unwrap()
+        .lease;
 
     // Node 4 starts empty with `join`, and is added through a follower.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -101,7 +102,8 @@ async fn the_cluster_runs_over_mutual_tls_and_refuses_strangers() {
         .service(3)
         .acquire(acquire_request("demo", "a", "web-07", "s1", 600_000))
         .await
-        .unwrap();
+        .unwrap()
+        .lease;
     assert_eq!(
         cluster.service(1).get("demo", "s1").await.unwrap(),
         Some(lease)

@@ -50,7 +50,7 @@ async fn client(id: usize, nodes: Nodes, acks: Arc<Mutex<Vec<Ack>>>) {
                 .acquire(acquire_request("demo", &user, &device, &session, 120_000))
                 .await
             {
-                Ok(lease) => {
+                Ok(cluster::Granted { lease, .. }) => {
                     granted = Some(lease);
                     break;
                 }
@@ -242,7 +242,8 @@ async fn racing_clients_never_break_the_invariants_while_the_leader_dies() {
             120_000,
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .lease;
     let final_state = service.list_all().await.unwrap();
     assert!(final_state.contains(&lease));
     let applied = service.metrics().borrow().last_applied.unwrap().index;

@@ -55,6 +55,7 @@ fn acquire_entry(term: u64, index: u64, n: u64) -> Entry {
         device: format!("device-{n}"),
         node: 1,
         ttl_ms: 30_000,
+        session_key: None,
     });
     Entry {
         log_id: log_id(term, index),

@@ -51,6 +51,7 @@ fn every_forward() -> Vec<ClusterRequest> {
             device: "web-07".into(),
             node: 1,
             ttl_ms: 24 * 3600 * 1000,
+            session_key: None,
         })),
         ClusterRequest::Write(LeaseOp::Renew {
             tenant: tenant(),

@@ -67,6 +67,7 @@ nats_url = "tls://localhost:$nats_port"
 [raft]
 listen = "127.0.0.1:$((base + 7400 + id))"
 members = [${members%, }]
+authority_key = "$dev/certs/authority.key"
 
 [agents]
 listen = "127.0.0.1:$((base + 7500 + id))"
@@ -94,6 +95,8 @@ device_id = "$device"
 tenant = "demo"
 brokers = ["127.0.0.1:$((base + 7501))", "127.0.0.1:$((base + 7502))", "127.0.0.1:$((base + 7503))"]
 state_dir = "$dev/data-$base/agent-state"
+# The lease authority's public key: the agent runs only orders under grants it signed.
+authority_keys = ["$(cat "$dev/certs/authority.pub")"]
 
 [tls]
 ca_cert = "$dev/certs/cluster-ca.pem"

@@ -119,6 +119,22 @@ pub fn ensure_ca(dir: &Path, role: CaRole) -> Result<Ca, PkiError> {
     }
 }
 
+/// The file of the lease authority's signing key in a development directory.
+pub const AUTHORITY_KEY_FILE: &str = "authority.key";
+
+/// The lease authority's Ed25519 signing key in `dir` (PKCS#8 PEM, owner-only), created if
+/// missing and kept if present, like the CAs. Returns its path.
+pub fn ensure_authority_key(dir: &Path) -> Result<PathBuf, PkiError> {
+    let path = dir.join(AUTHORITY_KEY_FILE);
+    if !exists(&path)? {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .map_err(generate("the lease authority key"))?;
+        create_dir(dir)?;
+        write_file(&path, &key.serialize_pem(), Mode::Secret)?;
+    }
+    Ok(path)
+}
+
 impl Ca {
     /// Creates a new CA in memory (tests; [`ensure_ca`] for one kept on disk).
     pub fn generate(role: CaRole) -> Result<Self, PkiError> {

@@ -22,7 +22,9 @@ pub use identity::{
     AGENT_URI_SCHEME, AgentIdentity, BROKER_URI_SCHEME, BrokerIdentity, agent_identity,
     broker_identity,
 };
-pub use issue::{Ca, CaRole, IssuedPaths, IssuedPem, ensure_ca};
+pub use issue::{
+    AUTHORITY_KEY_FILE, Ca, CaRole, IssuedPaths, IssuedPem, ensure_authority_key, ensure_ca,
+};
 
 /// Everything that can go wrong issuing certificates or reading an identity from one.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@ const GOOD: &str = r#"
 device_id = "web-07"
 tenant = "demo"
 brokers = ["127.0.0.1:7501", "[::1]:7502", "broker.example:7503"]
+authority_keys = ["ed25519:3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"]
 state_dir = "/var/lib/lr-agent"
 
 [tls]
@@ -86,6 +87,7 @@ fn flags_alone_are_enough() {
             device_id: Some("d".into()),
             tenant: Some("t".into()),
             brokers: Some(vec!["h:1".into()]),
+            authority_keys: Some(vec![format!("ed25519:{}", "ab".repeat(32))]),
             state_dir: Some("/s".into()),
             tls: TlsOverrides {
                 ca_cert: Some("/ca".into()),
@@ -97,6 +99,47 @@ fn flags_alone_are_enough() {
     )
     .unwrap();
     assert_eq!(c.tenant, "t");
+}
+
+const KEY: &str = "ed25519:3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+
+#[test]
+fn authority_keys_are_read_as_trusted_keys() {
+    let c = load(GOOD).unwrap();
+    let keys = c.trusted_keys().unwrap();
+    assert_eq!(keys.keys().len(), 1);
+    assert_eq!(keys.keys()[0].to_string(), KEY);
+    // Two during a rotation.
+    let other = format!("ed25519:{}", "0f".repeat(32));
+    let c = load(&GOOD.replace(
+        &format!("[\"{KEY}\"]"),
+        &format!("[\"{KEY}\", \"{other}\"]"),
+    ))
+    .unwrap();
+    assert_eq!(c.trusted_keys().unwrap().keys().len(), 2);
+}
+
+#[test]
+fn authority_keys_are_required_and_each_must_be_a_key() {
+    let err = load(&GOOD.replace(&format!("authority_keys = [\"{KEY}\"]\n"), "")).unwrap_err();
+    assert!(err.to_string().contains("authority_keys"), "{err}");
+    expect_key(
+        &GOOD.replace(&format!("[\"{KEY}\"]"), "[]"),
+        "authority_keys",
+    );
+    let short = format!("[\"{KEY}\", \"ed25519:abcd\"]");
+    let err = load(&GOOD.replace(&format!("[\"{KEY}\"]"), &short)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bad config: authority_keys[1]: 'ed25519:abcd' is not an Ed25519 public key (it is not 32 bytes long); copy the lease authority's public key, written ed25519:<64 hex digits>"
+    );
+    let pem = format!("[\"{}\"]", KEY.trim_start_matches("ed25519:"));
+    let err = load(&GOOD.replace(&format!("[\"{KEY}\"]"), &pem)).unwrap_err();
+    assert!(
+        err.to_string().contains("authority_keys[0]: '3b6a27bc")
+            && err.to_string().contains("does not start with ed25519:"),
+        "{err}"
+    );
 }
 
 fn expect_key(text: &str, key: &str) {

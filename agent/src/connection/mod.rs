@@ -3,17 +3,23 @@
 //!
 //! ```text
 //! run_link ──► session::serve(broker i) ──► ends ──► backoff ──► session::serve(broker i+1) ...
-//!                 │ hello → welcome → {commands, chunk requests, put offers and chunks, cancels} in;
+//!                 │ hello → welcome → {orders (commands, cancels, put offers), chunk requests,
+//!                 │                    put chunks} in;
 //!                 │                   {heartbeats, results, chunks, put progress, transfer ends} out
+//!                 ├─► Link::admit: every order and ticket verified (crate::authority), refused ones
+//!                 │   answered UNAUTHORIZED
 //!                 └─► ExecutorHandle (commands and puts outlive the session; chunk windows end with it)
 //! ```
+//!
+//! The [`Authority`] lives in the [`Link`], shared by every session to every broker, so what one
+//! stream has verified (the newest broker stamp) holds for the next.
 
 mod backoff;
 mod host;
 mod session;
 mod tls;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use backon::Retryable;
 use rand::Rng;
@@ -23,6 +29,7 @@ use tracing::{error, info, warn};
 pub use host::hostname;
 pub use tls::TlsMaterial;
 
+use crate::authority::{Authority, Refused, SignedOrder};
 use crate::config::Config;
 use crate::convert::AgentInfo;
 use crate::executor::ExecutorHandle;
@@ -35,6 +42,20 @@ pub(crate) struct Link {
     pub tls: TlsMaterial,
     pub info: AgentInfo,
     pub executor: ExecutorHandle,
+    pub authority: Mutex<Authority>,
+}
+
+impl Link {
+    /// Whether `order` is obeyed (see [`crate::authority`]). The lock is held for two signature
+    /// checks, a fraction of a millisecond.
+    pub fn admit(&self, order: &SignedOrder) -> Result<grants::Grant, Refused> {
+        // The authority's state is one number that is only ever raised: a panic elsewhere
+        // cannot leave it half-written.
+        self.authority
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(order)
+    }
 }
 
 /// Holds a stream to some broker until `shutdown` is cancelled.

@@ -1,6 +1,13 @@
 //! One attached stream to one broker: dial with mutual TLS, hello, wait for welcome, then carry
-//! commands, chunk requests, put offers and put chunks in, and heartbeats, results, chunks and
-//! put progress out, until the stream ends.
+//! signed orders (commands, cancels, put offers), chunk requests and put chunks in, and
+//! heartbeats, results, chunks and put progress out, until the stream ends.
+//!
+//! Every order, and the ticket of every chunk request, is verified ([`Link::admit`],
+//! [`crate::authority`]) before anything of it reaches the executor, so the fencing ledger only
+//! ever sees tokens the lease authority granted. A refused order is logged and answered with
+//! `UNAUTHORIZED` (a command by its result, a ticket or put offer by `TransferEnded`); a refused
+//! cancel is only logged. Put chunks are not signed: the put checks each against its SHA-256 and
+//! the file against its verified offer.
 //!
 //! The outgoing stream merges two channels: an unbounded one for the hello, heartbeats and results
 //! (small, and they must never wait behind a file), and the bounded [`TransferSink`] for chunks,
@@ -18,9 +25,10 @@ use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 use super::Link;
-use crate::convert::{self, PROTOCOL_VERSION};
-use crate::model::Completion;
-use crate::transfer::TransferSink;
+use crate::authority::{Claim, Refused};
+use crate::convert::{self, Decoded, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::model::{Action, Completion, Outcome, Status};
+use crate::transfer::{Refusal, TransferSink, Transfers, put};
 
 /// The heartbeat interval when the broker's welcome leaves it at 0.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
@@ -146,9 +154,15 @@ pub async fn serve(link: &Link, addr: &str) -> Result<SessionEnd, SessionError> 
 }
 
 fn check_welcome(w: &Welcome) -> Result<(), SessionError> {
-    if w.protocol_version == 0 || w.protocol_version > PROTOCOL_VERSION {
+    if w.protocol_version > PROTOCOL_VERSION {
         return Err(SessionError::Protocol(format!(
             "the broker chose protocol version {}, this agent speaks up to {PROTOCOL_VERSION}; upgrade the agent",
+            w.protocol_version
+        )));
+    }
+    if w.protocol_version < MIN_PROTOCOL_VERSION {
+        return Err(SessionError::Protocol(format!(
+            "the broker chose protocol version {}, older than {MIN_PROTOCOL_VERSION} (signed orders), the oldest this agent speaks; upgrade the brokers",
             w.protocol_version
         )));
     }
@@ -169,31 +183,94 @@ async fn handle(
     transfers: &TransferSink,
 ) {
     match msg.body {
-        Some(broker_message::Body::Command(req)) => {
-            link.executor
-                .submit(convert::invocation(req), results.clone())
-                .await;
-        }
-        Some(broker_message::Body::ChunkRequest(req)) => {
-            link.executor
-                .chunks(convert::window_request(req), transfers.clone())
-                .await;
-        }
-        Some(broker_message::Body::PutOffer(offer)) => {
-            link.executor
-                .put_offer(convert::put_offer(offer), transfers.clone())
-                .await;
-        }
+        Some(broker_message::Body::Order(order)) => match convert::order(order) {
+            Ok(order) => obey(link, order, results, transfers).await,
+            Err(refused) => warn!(reason = %refused, "refused an order"),
+        },
+        Some(broker_message::Body::ChunkRequest(req)) => match convert::chunk_request(req) {
+            Ok(Decoded {
+                signed,
+                action: req,
+            }) => match link.admit(&signed) {
+                Ok(_) => link.executor.chunks(req, transfers.clone()).await,
+                Err(refused) => {
+                    warn!(
+                        transfer = %req.transfer_id, session = %req.session_id, token = req.token,
+                        path = %req.path, reason = %refused, "refused a chunk request"
+                    );
+                    let refusal = Refusal::unauthorized(refused.to_string());
+                    Transfers::refuse_detached(&req.transfer_id, refusal, transfers.clone());
+                }
+            },
+            Err(refused) => warn!(reason = %refused, "refused a chunk request"),
+        },
         Some(broker_message::Body::PutChunk(chunk)) => {
             link.executor
                 .put_chunk(convert::put_chunk(chunk), transfers.clone())
                 .await;
         }
-        Some(broker_message::Body::Cancel(c)) => {
-            link.executor.cancel(c.command_id, transfers.clone()).await
-        }
         Some(broker_message::Body::Welcome(_)) => warn!("ignoring a second welcome"),
         None => debug!("ignoring an empty broker message"),
+    }
+}
+
+/// Hands a verified order to the executor, or answers why it was refused.
+async fn obey(
+    link: &Link,
+    order: Decoded<Action>,
+    results: &mpsc::UnboundedSender<Completion>,
+    transfers: &TransferSink,
+) {
+    let Decoded { signed, action } = order;
+    if let Err(refused) = link.admit(&signed) {
+        return refuse(&signed.claim, action, &refused, results, transfers);
+    }
+    match action {
+        Action::Command(inv) => link.executor.submit(inv, results.clone()).await,
+        Action::Cancel(c) => {
+            debug!(
+                command_id = %c.command_id, session = %c.session_id, token = c.token,
+                "cancel verified"
+            );
+            link.executor.cancel(c.command_id, transfers.clone()).await
+        }
+        Action::Put(offer) => link.executor.put_offer(offer, transfers.clone()).await,
+    }
+}
+
+/// Logs a refused order and answers it: a command with its result, a put offer with its end; a
+/// cancel has nothing to answer.
+fn refuse(
+    claim: &Claim,
+    action: Action,
+    refused: &Refused,
+    results: &mpsc::UnboundedSender<Completion>,
+    transfers: &TransferSink,
+) {
+    let (session, token) = (&claim.session_id, claim.token);
+    match action {
+        Action::Command(inv) => {
+            warn!(
+                command_id = %inv.command_id, session = %session, token, command = %inv.command,
+                reason = %refused, "refused a command"
+            );
+            let _ = results.send(Completion {
+                command_id: inv.command_id,
+                outcome: Outcome::error(Status::Unauthorized, refused.to_string(), inv.cwd),
+            });
+        }
+        Action::Cancel(c) => warn!(
+            command_id = %c.command_id, session = %session, token, reason = %refused,
+            "refused a cancel"
+        ),
+        Action::Put(offer) => {
+            warn!(
+                transfer = %offer.transfer_id, session = %session, token, name = %offer.name,
+                reason = %refused, "refused a put offer"
+            );
+            let refusal = Refusal::unauthorized(refused.to_string());
+            put::refuse(&offer.transfer_id, refusal, transfers.clone());
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! [`TransferSink`] and [`Refusal`].
 //!
 //! ```text
-//! session ──ChunkRequest──► executor: fence the token (a higher one is persisted first)
+//! session ──ChunkRequest──► verify its signed ticket (crate::authority); refused: UNAUTHORIZED
+//!                              └─► executor: fence the token (a higher one is persisted first)
 //!                              └─► Transfers::request: validate; one task per transfer id
 //!                                     └─► window task ── spawn_blocking: open, read one chunk ─┐
 //! stream ◄── TransferSink: bounded channel of chunks and TransferEnded, merged into the stream ◄─┘
@@ -19,8 +20,10 @@
 //!   broker keeps chunks by index, so they are duplicates at worst. Refusals are ordered the same way.
 //!   A request refused for a stale token is the exception: it is answered at once and disturbs
 //!   nothing, since a newer session may own the transfer now.
-//! - **Cancel** (`Cancel{command_id = transfer_id}`) stops the window in flight before its next
-//!   chunk, even while it waits for room on the stream, and ends it with `CANCELLED`.
+//! - **Cancel** (a verified `Cancel{command_id = transfer_id}`) stops the window in flight before
+//!   its next chunk, even while it waits for room on the stream, and ends it with `CANCELLED`.
+//! - **A refused ticket** (its grant or signature does not verify) is answered `UNAUTHORIZED` at
+//!   once, like a stale token, and disturbs nothing of the transfer it names.
 //! - **Bounded memory.** A window holds one chunk at a time and the sink is a small channel that
 //!   the gRPC stream drains as the network allows, so a slow link slows the reads down.
 //! - **The file must not change.** The first window of a transfer remembers the file's device,
@@ -97,6 +100,14 @@ impl Refusal {
     pub fn invalid(error: impl Into<String>) -> Self {
         Self {
             status: Status::InvalidArguments,
+            error: error.into(),
+        }
+    }
+
+    /// An order the agent did not verify (see [`crate::authority`]): `error` says why.
+    pub fn unauthorized(error: impl Into<String>) -> Self {
+        Self {
+            status: Status::Unauthorized,
             error: error.into(),
         }
     }

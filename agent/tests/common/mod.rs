@@ -1,18 +1,22 @@
-//! Shared fixtures for the agent's integration tests: a throwaway PKI, an in-test `AgentLink`
-//! broker over mutual TLS, and an agent running in-process via `agent::run`.
+//! Shared fixtures for the agent's integration tests: a throwaway PKI and lease authority key, an
+//! in-test `AgentLink` broker over mutual TLS whose orders are signed as a real session's are
+//! ([`Signer`]), and an agent running in-process via `agent::run`.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent::{Config, ConnectionConfig, TlsPaths};
 use agent_proto::agent::agent_link_server::{AgentLink, AgentLinkServer};
 use agent_proto::agent::{
-    AgentMessage, BrokerMessage, Cancel, Chunk, ChunkRequest, CommandRequest, CommandResult, Hello,
-    PutChunk, PutOffer, PutProgress, TransferEnded, Welcome, agent_message, broker_message,
+    AgentMessage, BrokerMessage, Cancel, Chunk, ChunkRequest, CommandRequest, CommandResult,
+    GetTicket, Hello, Order, OrderBody, PutChunk, PutOffer, PutProgress, SignedGrant,
+    TransferEnded, Welcome, agent_message, broker_message, order_body,
 };
+use grants::{AuthorityKey, Grant, SessionKey};
+use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -27,12 +31,20 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// that does not read stalls the agent's sending as a slow network would.
 pub const INBOUND_BUFFER: usize = 16;
 
-/// A CA, a broker certificate for "localhost" and an agent client certificate, as PEM files.
+/// The session every order of [`Signer::new`] belongs to.
+pub const SESSION: &str = "session-1";
+
+/// How long the test grants last: longer than any test.
+pub const GRANT_TTL_MS: u64 = 60 * 60 * 1000;
+
+/// A CA, a broker certificate for "localhost" and an agent client certificate, as PEM files, and
+/// the lease authority's key the agent trusts.
 pub struct Pki {
     pub dir: tempfile::TempDir,
     pub ca_pem: String,
     pub server_cert: String,
     pub server_key: String,
+    pub authority: Arc<AuthorityKey>,
 }
 
 impl Pki {
@@ -66,6 +78,7 @@ impl Pki {
             ca_pem: ca_cert.pem(),
             server_cert,
             server_key,
+            authority: Arc::new(authority_key()),
         }
     }
 
@@ -79,9 +92,176 @@ impl Pki {
     }
 }
 
+/// A fresh Ed25519 lease authority key (PKCS#8 PEM, as the brokers would read it).
+pub fn authority_key() -> AuthorityKey {
+    let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        .unwrap()
+        .serialize_pem();
+    AuthorityKey::from_pem(&pem).unwrap()
+}
+
+/// Milliseconds since the Unix epoch: the brokers' stamps.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// An order of `action`: its body stamped `stamped_at_ms`, signed by `key`, under `grant` (which
+/// need not match: forgeries are built with this).
+pub fn sign_order(
+    grant: Option<SignedGrant>,
+    key: &SessionKey,
+    stamped_at_ms: u64,
+    action: order_body::Action,
+) -> Order {
+    let body = OrderBody {
+        stamped_at_ms,
+        action: Some(action),
+    }
+    .encode_to_vec();
+    Order {
+        signature: key.sign(&body),
+        body,
+        grant,
+    }
+}
+
+/// A grant as it travels.
+pub fn wire_grant(signed: grants::SignedGrant) -> SignedGrant {
+    SignedGrant {
+        body: signed.body,
+        signature: signed.signature,
+        key_id: signed.key_id,
+    }
+}
+
+/// The lease authority and one of its sessions, as the brokers play them: every order is signed
+/// by the session under a grant for the token it carries, issued now and good for
+/// [`GRANT_TTL_MS`].
+#[derive(Clone)]
+pub struct Signer {
+    pub authority: Arc<AuthorityKey>,
+    pub session_key: Arc<SessionKey>,
+    pub session_id: String,
+    pub tenant: String,
+    pub device: String,
+}
+
+impl Signer {
+    /// Session [`SESSION`] on device web-07 of tenant demo, granted by `authority`.
+    pub fn new(authority: Arc<AuthorityKey>) -> Self {
+        Self {
+            authority,
+            session_key: Arc::new(SessionKey::generate().unwrap()),
+            session_id: SESSION.into(),
+            tenant: "demo".into(),
+            device: "web-07".into(),
+        }
+    }
+
+    /// This session's grant for `token`.
+    pub fn grant(&self, token: u64) -> Grant {
+        let now = now_ms();
+        Grant {
+            tenant: self.tenant.clone(),
+            device: self.device.clone(),
+            session: self.session_id.clone(),
+            user: "analyst-a".into(),
+            token,
+            issued_at_ms: now,
+            expires_at_ms: now + GRANT_TTL_MS,
+            session_key: self.session_key.public(),
+        }
+    }
+
+    /// `grant`, signed by the authority.
+    pub fn sign_grant(&self, grant: &Grant) -> SignedGrant {
+        wire_grant(self.authority.sign(grant))
+    }
+
+    /// `action` (which must carry `token`) under this session's grant for `token`, stamped now.
+    pub fn order(&self, token: u64, action: order_body::Action) -> Order {
+        let grant = self.sign_grant(&self.grant(token));
+        sign_order(Some(grant), &self.session_key, now_ms(), action)
+    }
+
+    pub fn command(&self, id: &str, token: u64, command: &str, args: &[&str], cwd: &str) -> Order {
+        self.order(
+            token,
+            order_body::Action::Command(CommandRequest {
+                command_id: id.into(),
+                session_id: self.session_id.clone(),
+                token,
+                command: command.into(),
+                args: args.iter().map(|s| s.to_string()).collect(),
+                cwd: cwd.into(),
+                timeout_ms: 0,
+            }),
+        )
+    }
+
+    pub fn cancel(&self, id: &str, token: u64) -> Order {
+        self.order(
+            token,
+            order_body::Action::Cancel(Cancel {
+                command_id: id.into(),
+                session_id: self.session_id.clone(),
+                token,
+            }),
+        )
+    }
+
+    /// `offer` signed as this session's (its session id is replaced by this session's).
+    pub fn put_offer(&self, offer: PutOffer) -> Order {
+        let token = offer.token;
+        let offer = PutOffer {
+            session_id: self.session_id.clone(),
+            ..offer
+        };
+        self.order(token, order_body::Action::Put(offer))
+    }
+
+    /// The window `w` asks for, under a ticket signed as this session's.
+    pub fn chunk_request(&self, w: GetWindow) -> ChunkRequest {
+        let ticket = GetTicket {
+            transfer_id: w.transfer_id,
+            session_id: self.session_id.clone(),
+            token: w.token,
+            path: w.path,
+            size: w.size,
+            sha256: w.sha256,
+            chunk_size: w.chunk_size,
+        };
+        ChunkRequest {
+            ticket: Some(self.order(w.token, order_body::Action::Get(ticket))),
+            first_index: w.first_index,
+            count: w.count,
+        }
+    }
+}
+
+/// A getfile window as a test asks for it: the ticket's fields and the window, flat (as protocol
+/// version 1 sent them). [`Signer::chunk_request`] signs the ticket.
+#[derive(Debug, Clone)]
+pub struct GetWindow {
+    pub transfer_id: String,
+    pub token: u64,
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub chunk_size: u32,
+    pub first_index: u64,
+    pub count: u32,
+}
+
 /// One agent stream as the test broker sees it.
 pub struct Conn {
     pub hello: Hello,
+    /// Signs what [`Conn::command`], [`Conn::cancel`], [`Conn::chunk_request`] and
+    /// [`Conn::put_offer`] send.
+    pub signer: Signer,
     to_agent: mpsc::Sender<Result<BrokerMessage, Status>>,
     from_agent: mpsc::Receiver<AgentMessage>,
     pub heartbeats: u64,
@@ -95,24 +275,25 @@ impl Conn {
             .expect("agent stream open");
     }
 
-    pub async fn command(&self, id: &str, token: u64, command: &str, args: &[&str], cwd: &str) {
-        self.send(broker_message::Body::Command(CommandRequest {
-            command_id: id.into(),
-            session_id: "session-1".into(),
-            token,
-            command: command.into(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            cwd: cwd.into(),
-            timeout_ms: 0,
-        }))
-        .await;
+    /// Sends `order` as it is (signed or forged).
+    pub async fn order(&self, order: Order) {
+        self.send(broker_message::Body::Order(order)).await;
     }
 
-    pub async fn cancel(&self, id: &str) {
-        self.send(broker_message::Body::Cancel(Cancel {
-            command_id: id.into(),
-        }))
-        .await;
+    /// Sends `req` as it is (its ticket signed or forged).
+    pub async fn send_chunk_request(&self, req: ChunkRequest) {
+        self.send(broker_message::Body::ChunkRequest(req)).await;
+    }
+
+    /// A signed command of session [`SESSION`] under a grant for `token`.
+    pub async fn command(&self, id: &str, token: u64, command: &str, args: &[&str], cwd: &str) {
+        self.order(self.signer.command(id, token, command, args, cwd))
+            .await;
+    }
+
+    /// A signed cancel of the command or transfer `id`.
+    pub async fn cancel(&self, id: &str, token: u64) {
+        self.order(self.signer.cancel(id, token)).await;
     }
 
     /// The next result, counting heartbeats on the way; panics after [`WAIT`].
@@ -130,8 +311,9 @@ impl Conn {
         }
     }
 
-    pub async fn chunk_request(&self, req: ChunkRequest) {
-        self.send(broker_message::Body::ChunkRequest(req)).await;
+    /// A chunk request under a signed ticket.
+    pub async fn chunk_request(&self, w: GetWindow) {
+        self.send_chunk_request(self.signer.chunk_request(w)).await;
     }
 
     /// The next chunk or transfer end, counting heartbeats on the way; panics after [`WAIT`].
@@ -168,8 +350,9 @@ impl Conn {
         }
     }
 
+    /// A signed put offer.
     pub async fn put_offer(&self, offer: PutOffer) {
-        self.send(broker_message::Body::PutOffer(offer)).await;
+        self.order(self.signer.put_offer(offer)).await;
     }
 
     pub async fn put_chunk(&self, chunk: PutChunk) {
@@ -218,6 +401,7 @@ enum Answer {
 #[derive(Clone)]
 struct Service {
     answer: Answer,
+    signer: Signer,
     conns: mpsc::UnboundedSender<Conn>,
     epoch: Arc<Mutex<u64>>,
     refused: mpsc::UnboundedSender<Hello>,
@@ -254,7 +438,7 @@ impl AgentLink for Service {
         to_agent
             .send(Ok(BrokerMessage {
                 body: Some(broker_message::Body::Welcome(Welcome {
-                    protocol_version: 1,
+                    protocol_version: agent::PROTOCOL_VERSION,
                     node_id,
                     epoch,
                     heartbeat_interval_ms: 200,
@@ -272,6 +456,7 @@ impl AgentLink for Service {
         });
         let _ = self.conns.send(Conn {
             hello,
+            signer: self.signer.clone(),
             to_agent,
             from_agent,
             heartbeats: 0,
@@ -306,6 +491,7 @@ impl TestBroker {
         let (refused_tx, refused) = mpsc::unbounded_channel();
         let service = Service {
             answer,
+            signer: Signer::new(Arc::clone(&pki.authority)),
             conns: conns_tx,
             epoch: Arc::default(),
             refused: refused_tx,
@@ -370,6 +556,7 @@ pub fn agent_config(pki: &Pki, brokers: &[SocketAddr], state_dir: &Path) -> Conf
         device_id: "web-07".into(),
         tenant: "demo".into(),
         brokers: brokers.iter().map(ToString::to_string).collect(),
+        authority_keys: vec![pki.authority.public().to_string()],
         state_dir: state_dir.to_owned(),
         system_root: "/".into(),
         work_dir: None,
@@ -432,4 +619,16 @@ pub fn tempdir() -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().to_owned();
     (d, p)
+}
+
+/// A tree whose walk takes long enough that a cancel sent right after the command finds it
+/// running (10,000 directories).
+pub fn big_tree() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (guard, root) = tempdir();
+    for i in 0..100 {
+        for j in 0..100 {
+            std::fs::create_dir_all(root.join(format!("d{i}/e{j}"))).unwrap();
+        }
+    }
+    (guard, root)
 }

@@ -20,9 +20,10 @@ use crate::bus::Bus;
 use crate::registry::{DeviceRecord, DeviceRegistry};
 use crate::time::now_ms;
 use crate::transfer::{ChunkIntake, ChunkStore};
+use cluster::LeaseService;
 
 /// The protocol versions this broker speaks.
-const PROTOCOL_VERSION: u32 = 1;
+const PROTOCOL_VERSION: u32 = 2;
 /// How long an agent has to send its hello after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands and cancels buffered towards one agent.
@@ -35,6 +36,8 @@ pub struct AgentService {
     pub registry: DeviceRegistry,
     pub store: ChunkStore,
     pub supervisor: ActorCell,
+    /// Where device actors check an order's lease before they deliver it.
+    pub leases: LeaseService,
 }
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<BrokerMessage, Status>> + Send>>;
@@ -120,6 +123,7 @@ impl AgentLink for AgentService {
             to_agent,
             bus: self.bus.clone(),
             registry: self.registry.clone(),
+            leases: self.leases.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, DeviceActor, args, self.supervisor.clone())
             .await
@@ -171,9 +175,11 @@ impl AgentLink for AgentService {
 
 /// The hello must speak a known protocol and claim the identity its certificate proves.
 fn check_hello(hello: &Hello, identity: &pki::AgentIdentity) -> Result<(), Status> {
-    if hello.protocol_version == 0 {
+    // Version 2 signs every order; an older agent would run orders it cannot check.
+    if hello.protocol_version < PROTOCOL_VERSION {
         return Err(Status::failed_precondition(format!(
-            "agent protocol version 0 is not supported; this broker speaks 1..={PROTOCOL_VERSION}"
+            "agent protocol version {} is not supported; this broker speaks {PROTOCOL_VERSION} (signed orders); upgrade the agent",
+            hello.protocol_version
         )));
     }
     if hello.device_id != identity.device || hello.tenant != identity.tenant {

@@ -1,6 +1,6 @@
 //! Envelopes round-trip, and one naming another tenant than its subject is refused.
 
-use agent_proto::agent::Cancel;
+use agent_proto::bus::TransferCancel;
 use async_nats::Message;
 
 use super::*;
@@ -19,8 +19,9 @@ fn message(subject: &str, payload: Bytes) -> Message {
 
 #[test]
 fn an_envelope_round_trips_on_its_tenants_subject() {
-    let body = Body::Cancel(Cancel {
-        command_id: "c1".into(),
+    let body = Body::TransferCancel(TransferCancel {
+        transfer_id: "t1".into(),
+        user: "a".into(),
     });
     let (tenant, decoded) = decode(&message(
         &device_cmd("demo", "web-07"),
@@ -33,8 +34,9 @@ fn an_envelope_round_trips_on_its_tenants_subject() {
 
 #[test]
 fn an_envelope_for_another_tenant_is_refused() {
-    let body = Body::Cancel(Cancel {
-        command_id: "c1".into(),
+    let body = Body::TransferCancel(TransferCancel {
+        transfer_id: "t1".into(),
+        user: "a".into(),
     });
     let err = decode(&message(
         &device_cmd("demo", "web-07"),

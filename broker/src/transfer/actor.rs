@@ -24,10 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_proto::agent::command_result::Status;
-use agent_proto::agent::{Cancel, ChunkRequest, PutChunk, PutOffer};
-use agent_proto::bus::Ack;
+use agent_proto::agent::{ChunkRequest, PutChunk};
 use agent_proto::bus::envelope::Body;
 use agent_proto::bus::transfer_event::Event;
+use agent_proto::bus::{self as bus_proto, Ack};
 use api_model::ErrorCode;
 use futures::StreamExt;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
@@ -39,6 +39,7 @@ use super::{
 };
 use crate::bus::{self, Bus, BusError};
 use crate::config::TransfersSection;
+use crate::orders;
 use crate::time::now_ms;
 use crate::transfer::cancel::CANCELLED;
 use crate::transfer::library::Library;
@@ -131,6 +132,9 @@ pub struct TransferRun {
     last_written: Instant,
     changed: bool,
     verifying: bool,
+    /// Why the transfer can no longer be carried out, found while talking to the device's node;
+    /// it ends as failed once the current message is handled.
+    refused: Option<String>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -194,6 +198,7 @@ impl Actor for TransferActor {
             last_written: Instant::now(),
             changed: false,
             verifying: false,
+            refused: None,
             tasks,
         })
     }
@@ -215,6 +220,10 @@ impl Actor for TransferActor {
             TransferMsg::DeviceOnline => run.resume().await,
             TransferMsg::Tick => run.on_tick(&myself).await,
             TransferMsg::Verified(result) => run.on_verified(result).await,
+        };
+        let outcome = match (outcome, run.refused.take()) {
+            (Ok(()), Some(error)) => run.finish(TransferState::Failed, error).await,
+            (outcome, _) => outcome,
         };
         match outcome {
             Ok(()) if run.owned.record.state.is_terminal() => myself.stop(None),
@@ -413,36 +422,31 @@ impl TransferRun {
             u64::from(self.context.settings.window_chunks).min(r.chunks().saturating_sub(first));
         self.sent_up_to = first + count;
         self.last_progress = Instant::now();
+        let ticket = match orders::decode(&r.ticket) {
+            Ok(ticket) => ticket,
+            Err(error) => return self.refuse(error),
+        };
         let request = ChunkRequest {
-            transfer_id: r.id.clone(),
-            session_id: r.session.clone(),
-            token: r.token,
-            path: r.path.clone(),
-            size: r.size,
-            sha256: r.sha256.clone(),
-            chunk_size: u32::try_from(r.chunk_size).unwrap_or(u32::MAX),
+            ticket: Some(ticket),
             first_index: first,
             count: u32::try_from(count).unwrap_or(u32::MAX),
         };
-        self.to_device(Body::ChunkRequest(request)).await;
+        self.send_to_device(Body::ChunkRequest(request)).await;
     }
 
     async fn offer(&mut self) {
         let r = &self.owned.record;
         self.last_progress = Instant::now();
         self.sent_up_to = r.chunks_done;
-        let offer = PutOffer {
-            transfer_id: r.id.clone(),
-            session_id: r.session.clone(),
-            token: r.token,
-            name: r.name.clone(),
-            size: r.size,
-            sha256: r.sha256.clone(),
-            chunk_size: u32::try_from(r.chunk_size).unwrap_or(u32::MAX),
-            keep: r.keep,
-            overwrite: r.overwrite,
-        };
-        self.to_device(Body::PutOffer(offer)).await;
+        match orders::decode(&r.ticket) {
+            Ok(offer) => self.send_to_device(Body::Order(offer)).await,
+            Err(error) => self.refuse(error),
+        }
+    }
+
+    /// Ends the transfer at the next step: it can never be carried out.
+    fn refuse(&mut self, error: String) {
+        self.refused = Some(error);
     }
 
     /// Sends library chunks up to a window past what the agent has.
@@ -483,7 +487,7 @@ impl TransferRun {
         }
     }
 
-    async fn to_device(&self, body: Body) {
+    async fn send_to_device(&mut self, body: Body) {
         let r = &self.owned.record;
         let subject = bus::device_cmd(&r.tenant, &r.device);
         match self
@@ -493,6 +497,14 @@ impl TransferRun {
             .await
         {
             Ok(Body::Ack(ack)) if crate::wire::accepted(&ack) => {}
+            // A newer session holds the device: the ticket will never be honoured again.
+            Ok(Body::Ack(ack)) if ack.error_code() == bus_proto::ErrorCode::Gone => {
+                let error = format!(
+                    "a newer session holds device {} now, so the transfer stopped: {}",
+                    r.device, ack.error
+                );
+                self.refuse(error);
+            }
             Ok(Body::Ack(ack)) => {
                 tracing::info!(transfer = %r.id, error = %ack.error, "device's node refused; will retry")
             }
@@ -631,11 +643,14 @@ pub(super) async fn end(
     tracing::info!(tenant = %r.tenant, transfer = %r.id, state = state.as_str(), error = %r.error, node = context.node_id, "transfer ended");
     if state != TransferState::Completed {
         let subject = bus::device_cmd(&r.tenant, &r.device);
-        let cancel = Body::Cancel(Cancel {
-            command_id: r.id.clone(),
-        });
-        if let Err(error) = context.bus.publish(subject, &r.tenant, cancel).await {
-            tracing::warn!(transfer = %r.id, %error, "cannot tell the device's node to stop the transfer");
+        match orders::decode(&r.cancel) {
+            Ok(cancel) => {
+                let cancel = Body::Order(cancel);
+                if let Err(error) = context.bus.publish(subject, &r.tenant, cancel).await {
+                    tracing::warn!(transfer = %r.id, %error, "cannot tell the device's node to stop the transfer");
+                }
+            }
+            Err(error) => tracing::warn!(transfer = %r.id, %error, "no cancel to send the device"),
         }
         if r.kind == TransferKind::Getfile
             && let Err(e) = context.store.delete(&r.tenant, &r.id).await

@@ -52,6 +52,13 @@ pub struct TransferRecord {
     pub heartbeat_ms: u64,
     pub created_at_ms: u64,
     pub finished_at_ms: u64,
+    /// The session's signed ticket (getfile) or offer (putfile), an encoded `Order` in hex, signed
+    /// when the transfer started: what any node driving the transfer sends the device.
+    #[serde(default)]
+    pub ticket: String,
+    /// The session's signed cancel of this transfer, sent when it ends other than completed.
+    #[serde(default)]
+    pub cancel: String,
 }
 
 impl TransferRecord {

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use agent_proto::agent::{ChunkRequest, PutProgress, TransferEnded};
+use agent_proto::agent::{GetTicket, PutProgress, TransferEnded};
 use agent_proto::bus::envelope::Body;
 use agent_proto::bus::transfer_event::Event;
 use agent_proto::bus::{ChunkRefused, TransferEvent};
@@ -55,21 +55,22 @@ impl ChunkIntake {
         }
     }
 
-    /// Remembers a window about to be asked of the agent; a later one replaces it.
-    pub fn expect(&self, request: &ChunkRequest) {
+    /// Remembers a window of `ticket`'s file about to be asked of the agent (chunks `first` to
+    /// `first + count`); a later one replaces it.
+    pub fn expect(&self, ticket: &GetTicket, first: u64, count: u32) {
         let asked = Asked {
-            size: request.size,
-            chunk_size: u64::from(request.chunk_size),
-            first: request.first_index,
-            end: request.first_index + u64::from(request.count),
+            size: ticket.size,
+            chunk_size: u64::from(ticket.chunk_size),
+            first,
+            end: first.saturating_add(u64::from(count)),
         };
         let mut windows = self.asked.lock().unwrap_or_else(|e| e.into_inner());
         if windows
             .by_transfer
-            .insert(request.transfer_id.clone(), asked)
+            .insert(ticket.transfer_id.clone(), asked)
             .is_none()
         {
-            windows.order.push_back(request.transfer_id.clone());
+            windows.order.push_back(ticket.transfer_id.clone());
         }
         while windows.order.len() > MAX_WINDOWS {
             if let Some(oldest) = windows.order.pop_front() {

@@ -8,10 +8,13 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use agent_proto::agent::order_body::Action;
+use agent_proto::agent::{Cancel, GetTicket, PutOffer};
 use serde_json::{Value, json};
 
 use super::{TransferContext, drive};
 use super::{TransferKind, TransferRecord, TransferState};
+use crate::orders::{self, Signer};
 use crate::time::now_ms;
 use crate::time::rfc3339;
 
@@ -78,6 +81,8 @@ pub struct Requester<'a> {
     pub session: &'a str,
     pub device: &'a str,
     pub token: u64,
+    /// Signs the transfer's orders with the session's key.
+    pub signer: &'a Signer,
 }
 
 /// Checks `facts` against what getfile may fetch, records the transfer and starts driving it.
@@ -99,7 +104,7 @@ pub async fn start_getfile(
     );
     record.path = facts.path.clone();
     record.name = name;
-    start(context, record).await
+    start(context, who, record).await
 }
 
 /// Whether getfile may fetch the file `facts` describe: a regular file, hashed, within the
@@ -157,7 +162,7 @@ pub async fn start_putfile(
     record.chunk_size = entry.chunk_size;
     record.keep = keep;
     record.overwrite = overwrite;
-    start(context, record).await
+    start(context, who, record).await
 }
 
 /// The `library` command's output.
@@ -209,10 +214,55 @@ fn new_record(
         heartbeat_ms: now,
         created_at_ms: now,
         finished_at_ms: 0,
+        ticket: String::new(),
+        cancel: String::new(),
     }
 }
 
-async fn start(context: &TransferContext, record: TransferRecord) -> Result<String, String> {
+/// Signs, once, what the transfer will send the device: its ticket (getfile) or offer
+/// (putfile), and its cancel. They are kept in the record, so whichever node drives the transfer,
+/// during its session or after it, sends the session's own signed orders and holds no key.
+fn sign_orders(who: &Requester<'_>, record: &mut TransferRecord) {
+    let r = &*record;
+    let chunk_size = u32::try_from(r.chunk_size).unwrap_or(u32::MAX);
+    let ticket = match r.kind {
+        TransferKind::Getfile => Action::Get(GetTicket {
+            transfer_id: r.id.clone(),
+            session_id: r.session.clone(),
+            token: r.token,
+            path: r.path.clone(),
+            size: r.size,
+            sha256: r.sha256.clone(),
+            chunk_size,
+        }),
+        // Not made by this broker: new records are getfiles or putfiles.
+        TransferKind::Putfile | TransferKind::Unknown => Action::Put(PutOffer {
+            transfer_id: r.id.clone(),
+            session_id: r.session.clone(),
+            token: r.token,
+            name: r.name.clone(),
+            size: r.size,
+            sha256: r.sha256.clone(),
+            chunk_size,
+            keep: r.keep,
+            overwrite: r.overwrite,
+        }),
+    };
+    let cancel = Action::Cancel(Cancel {
+        command_id: r.id.clone(),
+        session_id: r.session.clone(),
+        token: r.token,
+    });
+    record.ticket = orders::encode(&who.signer.sign(ticket));
+    record.cancel = orders::encode(&who.signer.sign(cancel));
+}
+
+async fn start(
+    context: &TransferContext,
+    who: &Requester<'_>,
+    mut record: TransferRecord,
+) -> Result<String, String> {
+    sign_orders(who, &mut record);
     let owned = context
         .book
         .create(&record)

@@ -66,6 +66,8 @@ pub struct Stack {
     pub certs: PathBuf,
     pub brokers: BTreeMap<u64, Broker>,
     pub http: reqwest::Client,
+    /// The authority keys agents started from now on trust (`ed25519:<hex>`): the stack's own.
+    pub trusted_keys: Vec<String>,
     agents: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -108,6 +110,7 @@ nats_url = "{nats}"
 [raft]
 listen = "127.0.0.1:{raft}"
 members = [{members}]
+authority_key = "{authority_key}"
 
 [agents]
 listen = "127.0.0.1:{agent_port}"
@@ -133,6 +136,7 @@ key = "{key}"
                 agent_ca = certs.join("agent-ca.pem").display(),
                 cert = certs.join(format!("broker-{id}.pem")).display(),
                 key = certs.join(format!("broker-{id}.key")).display(),
+                authority_key = certs.join(pki::AUTHORITY_KEY_FILE).display(),
             );
             std::fs::write(&config, toml).unwrap();
             brokers.insert(
@@ -153,6 +157,8 @@ key = "{key}"
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
+        let public =
+            std::fs::read_to_string(certs.join(broker::dev::AUTHORITY_PUBLIC_FILE)).unwrap();
         let mut stack = Stack {
             _turn: turn,
             dir,
@@ -160,6 +166,7 @@ key = "{key}"
             certs,
             brokers,
             http,
+            trusted_keys: vec![public.trim().to_string()],
             agents: Vec::new(),
         };
         for id in 1..=n {
@@ -309,6 +316,24 @@ key = "{key}"
         .await
     }
 
+    /// Long-polls transfer `id` through broker `node` until it is final; its view.
+    pub async fn transfer_finished(&self, node: u64, token: &str, id: &str) -> Value {
+        for _ in 0..120 {
+            let (status, view) = self
+                .get(node, token, &format!("/api/v1/transfers/{id}?wait_ms=2000"))
+                .await;
+            if status == StatusCode::OK
+                && matches!(
+                    view["state"].as_str(),
+                    Some("completed" | "failed" | "cancelled")
+                )
+            {
+                return view;
+            }
+        }
+        panic!("transfer {id} did not finish");
+    }
+
     /// Runs a command line in a session and waits for its final state.
     pub async fn run(&self, id: u64, token: &str, session: &str, line: &str) -> Value {
         let (status, submitted) = self
@@ -395,6 +420,7 @@ key = "{key}"
                 .map(|id| format!("127.0.0.1:{}", self.brokers[id].agent_port))
                 .collect(),
             state_dir: state_dir.clone(),
+            authority_keys: self.trusted_keys.clone(),
             system_root: system_root.to_path_buf(),
             work_dir: None,
             tls: agent::config::TlsPaths {

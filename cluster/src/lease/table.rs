@@ -165,7 +165,8 @@ impl LeaseTable {
                 && existing.user == req.user
                 && existing.device == req.device
                 && existing.node == req.node
-                && existing.ttl_ms == req.ttl_ms;
+                && existing.ttl_ms == req.ttl_ms
+                && existing.session_key == req.session_key;
             return if retry {
                 LeaseOutcome::Granted(existing.clone())
             } else {
@@ -188,6 +189,7 @@ impl LeaseTable {
             renewed_at: now,
             ttl_ms: req.ttl_ms,
             expires_at: now.saturating_add(req.ttl_ms),
+            session_key: req.session_key,
         };
         self.insert(lease.clone());
         LeaseOutcome::Granted(lease)

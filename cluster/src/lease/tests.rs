@@ -16,6 +16,7 @@ fn req(session: &str, tenant: &str, user: &str, device: &str) -> AcquireRequest 
         device: device.into(),
         node: 1,
         ttl_ms: TTL,
+        session_key: None,
     }
 }
 
@@ -101,6 +102,7 @@ fn grant_takes_token_from_log_index_and_times_from_stamp() {
         renewed_at: 100,
         ttl_ms: TTL,
         expires_at: 1_100,
+        session_key: None,
     };
     assert_eq!(outcome, LeaseOutcome::Granted(lease.clone()));
     assert_eq!(table.get(T, "s1"), Some(&lease));

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use grants::PublicKey;
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch, as stamped by the Raft leader on a proposal.
@@ -28,6 +29,9 @@ pub struct Lease {
     pub renewed_at: Millis,
     pub ttl_ms: u64,
     pub expires_at: Millis,
+    /// The session's public key, named in every grant the authority signs for this lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<PublicKey>,
 }
 
 /// Session limits of one tenant; part of the replicated state.
@@ -55,6 +59,9 @@ pub struct AcquireRequest {
     pub device: String,
     pub node: u64,
     pub ttl_ms: u64,
+    /// The key the session signs its orders with; the authority names it in the session's grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<PublicKey>,
 }
 
 /// A change to the lease table. Every op is applied atomically at one log index and one stamped time.

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use grants::AuthorityKey;
 use serde::{Deserialize, Serialize};
 
 use crate::network::TlsMaterial;
@@ -39,6 +41,10 @@ pub struct ClusterConfig {
     pub max_message_bytes: usize,
     #[serde(skip)]
     pub tls: Option<TlsMaterial>,
+    /// The lease authority's signing key: while this node leads, it signs a grant for every lease
+    /// it grants or renews that names a session key. Without it, leases carry no grant.
+    #[serde(skip)]
+    pub authority: Option<Arc<AuthorityKey>>,
 }
 
 impl Default for ClusterConfig {
@@ -59,6 +65,7 @@ impl Default for ClusterConfig {
             sweep_interval_ms: 1000,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             tls: None,
+            authority: None,
         }
     }
 }

@@ -1,13 +1,15 @@
 //! What a node does with a client request when it believes it leads: stamp, propose, confirm, answer.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use grants::{AuthorityKey, Grant, SignedGrant};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 
 use super::{ClusterError, ClusterReply, ClusterRequest};
-use crate::lease::{self, LeaseOp, Millis};
+use crate::lease::{self, LeaseOp, LeaseOutcome, Millis};
 use crate::raft_types::{NodeId, Raft, Request};
 use crate::store::StateReader;
 
@@ -18,6 +20,7 @@ pub struct LeaderOps {
     raft: Raft,
     state: StateReader,
     timeout: Duration,
+    authority: Option<Arc<AuthorityKey>>,
 }
 
 /// The leader's wall clock, the only clock the lease state machine ever sees (through stamps).
@@ -28,13 +31,25 @@ pub(crate) fn now_millis() -> Millis {
 }
 
 impl LeaderOps {
-    pub(crate) fn new(id: NodeId, raft: Raft, state: StateReader, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        id: NodeId,
+        raft: Raft,
+        state: StateReader,
+        timeout: Duration,
+        authority: Option<Arc<AuthorityKey>>,
+    ) -> Self {
         Self {
             id,
             raft,
             state,
             timeout,
+            authority,
         }
+    }
+
+    /// This node's replica of the lease table, whether or not it leads.
+    pub(crate) fn local_state(&self) -> &StateReader {
+        &self.state
     }
 
     pub async fn handle(&self, request: ClusterRequest) -> Result<ClusterReply, ClusterError> {
@@ -128,10 +143,32 @@ impl LeaderOps {
         let outcome = response.data.outcome.ok_or_else(|| {
             ClusterError::Protocol("a lease op was applied without an outcome".into())
         })?;
+        let grant = self.sign(&outcome);
         Ok(ClusterReply::Written {
             log_index: response.log_id.index,
-            outcome,
+            outcome: Box::new(outcome),
+            grant,
         })
+    }
+
+    /// The grant for a lease this leader just granted or renewed, issued at the time the state
+    /// machine applied it. Only a lease naming a session key gets one.
+    fn sign(&self, outcome: &LeaseOutcome) -> Option<SignedGrant> {
+        let (LeaseOutcome::Granted(lease) | LeaseOutcome::Renewed(lease)) = outcome else {
+            return None;
+        };
+        let authority = self.authority.as_ref()?;
+        let grant = Grant {
+            tenant: lease.tenant.clone(),
+            device: lease.device.clone(),
+            session: lease.session.clone(),
+            user: lease.user.clone(),
+            token: lease.token,
+            issued_at_ms: lease.renewed_at,
+            expires_at_ms: lease.expires_at,
+            session_key: lease.session_key?,
+        };
+        Some(authority.sign(&grant))
     }
 
     fn membership_changed(

@@ -25,7 +25,7 @@ pub use config::{ClusterConfig, ConfigError, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::ClusterError;
 pub use leader::LeaderOps;
 pub use request::{ClusterReply, ClusterRequest};
-pub use service::LeaseService;
+pub use service::{Granted, LeaseService};
 
 use crate::network::{NetworkFactory, RaftService};
 use crate::raft_types::{NodeId, Raft};
@@ -109,6 +109,7 @@ impl ClusterNode {
             raft.clone(),
             state.clone(),
             config.request_timeout(),
+            config.authority.clone(),
         );
         let service = LeaseService::new(
             config.node_id,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use grants::SignedGrant;
 use serde::{Deserialize, Serialize};
 
 use crate::lease::{LeaseOp, LeaseOutcome, LeaseQuery, QueryAnswer};
@@ -31,7 +32,11 @@ pub enum ClusterRequest {
 pub enum ClusterReply {
     Written {
         log_index: u64,
-        outcome: LeaseOutcome,
+        /// Boxed: a lease is large beside the other answers.
+        outcome: Box<LeaseOutcome>,
+        /// The authority's signed grant for a lease granted or renewed with a session key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<SignedGrant>,
     },
     Read(QueryAnswer),
     MembershipChanged {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use agent_proto::raft::raft_client::RaftClient;
 use backon::{ExponentialBuilder, Retryable};
+use grants::SignedGrant;
 use openraft::BasicNode;
 use openraft::RaftMetrics;
 use tokio::sync::watch;
@@ -31,6 +32,14 @@ const LEADER_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
     .with_min_delay(Duration::from_millis(25))
     .with_max_delay(Duration::from_millis(25))
     .without_max_times();
+
+/// A lease as granted or renewed, with the authority's signed grant when the request named a
+/// session key and the leader holds the authority key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Granted {
+    pub lease: Lease,
+    pub grant: Option<SignedGrant>,
+}
 
 #[derive(Clone)]
 pub struct LeaseService {
@@ -69,10 +78,11 @@ impl LeaseService {
 
     /// Grants a lease, or refuses it naming the invariant and the holder. Retrying with the same
     /// session id after an unknown outcome is safe: an identical acquire returns the same lease.
-    pub async fn acquire(&self, request: AcquireRequest) -> Result<Lease, ClusterError> {
+    /// Takes a lease; with a session key in the request, the answer carries the authority's grant.
+    pub async fn acquire(&self, request: AcquireRequest) -> Result<Granted, ClusterError> {
         match self.write(LeaseOp::Acquire(request)).await? {
-            (_, LeaseOutcome::Granted(lease)) => Ok(lease),
-            (_, other) => Err(unexpected(other)),
+            (LeaseOutcome::Granted(lease), grant) => Ok(Granted { lease, grant }),
+            (other, _) => Err(unexpected(other)),
         }
     }
 
@@ -81,15 +91,15 @@ impl LeaseService {
         tenant: &str,
         session: &str,
         token: u64,
-    ) -> Result<Lease, ClusterError> {
+    ) -> Result<Granted, ClusterError> {
         let op = LeaseOp::Renew {
             tenant: tenant.into(),
             session: session.into(),
             token,
         };
         match self.write(op).await? {
-            (_, LeaseOutcome::Renewed(lease)) => Ok(lease),
-            (_, other) => Err(unexpected(other)),
+            (LeaseOutcome::Renewed(lease), grant) => Ok(Granted { lease, grant }),
+            (other, _) => Err(unexpected(other)),
         }
     }
 
@@ -105,16 +115,16 @@ impl LeaseService {
             token,
         };
         match self.write(op).await? {
-            (_, LeaseOutcome::Released(lease)) => Ok(lease),
-            (_, other) => Err(unexpected(other)),
+            (LeaseOutcome::Released(lease), _) => Ok(lease),
+            (other, _) => Err(unexpected(other)),
         }
     }
 
     /// Removes every lease whose TTL has run out by the leader's stamped time.
     pub async fn expire_sweep(&self) -> Result<Vec<Lease>, ClusterError> {
         match self.write(LeaseOp::ExpireSweep).await? {
-            (_, LeaseOutcome::Expired(leases)) => Ok(leases),
-            (_, other) => Err(unexpected(other)),
+            (LeaseOutcome::Expired(leases), _) => Ok(leases),
+            (other, _) => Err(unexpected(other)),
         }
     }
 
@@ -128,8 +138,8 @@ impl LeaseService {
             limits,
         };
         match self.write(op).await? {
-            (_, LeaseOutcome::LimitsSet { limits, .. }) => Ok(limits),
-            (_, other) => Err(unexpected(other)),
+            (LeaseOutcome::LimitsSet { limits, .. }, _) => Ok(limits),
+            (other, _) => Err(unexpected(other)),
         }
     }
 
@@ -151,6 +161,23 @@ impl LeaseService {
             device: device.into(),
         };
         Ok(self.leases(query).await?.pop())
+    }
+
+    /// `device`'s lease as this node's replica has it, and the last log index the replica
+    /// applied (no fencing token above it was ever granted). A replica may be behind the
+    /// leader, never ahead: a caller that finds no match confirms with [`Self::by_device`].
+    pub async fn local_by_device(&self, tenant: &str, device: &str) -> (Option<Lease>, u64) {
+        let state = self.inner.leader.local_state();
+        let query = LeaseQuery::Device {
+            tenant: tenant.into(),
+            device: device.into(),
+        };
+        let lease = match state.query(&query).await {
+            QueryAnswer::Leases(mut leases) => leases.pop(),
+            _ => None,
+        };
+        let applied = state.last_applied().await.map_or(0, |id| id.index);
+        (lease, applied)
     }
 
     pub async fn by_user(&self, tenant: &str, user: &str) -> Result<Vec<Lease>, ClusterError> {
@@ -235,17 +262,16 @@ impl LeaseService {
         }))
     }
 
-    async fn write(&self, op: LeaseOp) -> Result<(u64, LeaseOutcome), ClusterError> {
+    async fn write(
+        &self,
+        op: LeaseOp,
+    ) -> Result<(LeaseOutcome, Option<SignedGrant>), ClusterError> {
         match self.call(ClusterRequest::Write(op)).await? {
-            ClusterReply::Written {
-                outcome: LeaseOutcome::Refused(refusal),
-                ..
-            } => Err(ClusterError::Refused(refusal)),
-            ClusterReply::Written {
-                outcome: LeaseOutcome::Rejected(error),
-                ..
-            } => Err(ClusterError::Rejected(error)),
-            ClusterReply::Written { log_index, outcome } => Ok((log_index, outcome)),
+            ClusterReply::Written { outcome, grant, .. } => match *outcome {
+                LeaseOutcome::Refused(refusal) => Err(ClusterError::Refused(refusal)),
+                LeaseOutcome::Rejected(error) => Err(ClusterError::Rejected(error)),
+                outcome => Ok((outcome, grant)),
+            },
             other => Err(ClusterError::Protocol(format!(
                 "unexpected answer to a write: {other:?}"
             ))),

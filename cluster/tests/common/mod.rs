@@ -227,6 +227,7 @@ pub fn acquire_request(
         device: device.into(),
         node: 1,
         ttl_ms,
+        session_key: None,
     }
 }
 

@@ -4,7 +4,8 @@
 //! offer's before it is moved to its name.
 //!
 //! ```text
-//! session ──PutOffer──► executor: fence the token (a higher one is persisted first)
+//! session ──PutOffer──► verify the signed offer (crate::authority); refused: UNAUTHORIZED
+//!                          └─► executor: fence the token (a higher one is persisted first)
 //!         ──PutChunk──►    └─► Puts: validate; one task per transfer id, fed by a bounded queue
 //!                                 └─► PutTask ── spawn_blocking: <work_dir>/.partial/<id> ─────┐
 //! stream ◄── TransferSink: PutProgress after the offer and every chunk, TransferEnded at the end ◄┘
@@ -27,7 +28,10 @@
 //! - **Deleted at restart unless keep.** Files put without `keep` are listed, with the boot id of
 //!   the time, in `<state_dir>/volatile-files.json` ([`volatile`]); when the agent starts on a
 //!   different boot id, it deletes them.
-//! - **Cancel** (`Cancel{command_id = transfer_id}`) deletes the partial file and forgets the offer.
+//! - **Cancel** (a verified `Cancel{command_id = transfer_id}`) deletes the partial file and forgets
+//!   the offer.
+//! - **Chunks are not signed**: each is checked against its SHA-256 and the whole file against the
+//!   signed offer's, so a forged chunk can only make the put fail.
 //! - **Fencing.** An offer is fenced by its token like a command; a chunk carries no token, so its
 //!   transfer stops with `STALE_TOKEN` once a higher token than its offer's has been accepted, until
 //!   it is offered again.

@@ -1,7 +1,10 @@
 //! `DeviceActor`: owns one agent's gRPC stream on the node the agent dialled.
 //!
-//! It takes commands, cancels and transfer requests for its device from NATS
-//! (`lr.<tenant>.dev.<device>.cmd`), writes them to the agent's stream, and publishes the agent's results to the session's subject. A newer
+//! It takes sessions' signed orders (commands, cancels, transfer tickets and offers) and chunk
+//! windows for its device from NATS (`lr.<tenant>.dev.<device>.cmd`), and writes to the agent's
+//! stream only those whose fencing token the lease table backs ([`orders::judge`]: the local
+//! replica first, a linearizable read before any refusal); the rest are dropped and logged. It
+//! publishes the agent's results to the session's subject. A newer
 //! connection of the same device (a higher epoch, announced on `.online`) supersedes it; so does a
 //! stream that closes or an agent that stops heartbeating.
 
@@ -9,10 +12,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use agent_proto::agent::broker_message::Body as ToAgent;
-use agent_proto::agent::{BrokerMessage, CommandResult};
+use agent_proto::agent::order_body::Action;
+use agent_proto::agent::{BrokerMessage, CommandResult, Order};
 use agent_proto::bus::envelope::Body;
 use agent_proto::bus::{Ack, DeviceOnline};
 use api_model::ErrorCode;
+use cluster::LeaseService;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
@@ -20,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::bus::{self, Bus};
+use crate::orders::{self, Claims};
 use crate::registry::DeviceRegistry;
 use crate::time::now_ms;
 use crate::transfer::ChunkIntake;
@@ -53,6 +59,8 @@ pub struct DeviceArgs {
     pub registry: DeviceRegistry,
     /// Where chunks this connection is asked for are checked and stored.
     pub intake: ChunkIntake,
+    /// The lease table every order is checked against.
+    pub leases: LeaseService,
 }
 
 pub struct DeviceState {
@@ -188,39 +196,45 @@ impl DeviceState {
             }
         };
         let ack = match body {
-            Body::Command(request) => {
-                let session = request.session_id.clone();
-                let id = request.command_id.clone();
-                match self.to_agent(ToAgent::Command(request)).await {
+            Body::Order(order) => match self.admit(&order, &message.subject).await {
+                Ok(claims) => match self.to_agent(ToAgent::Order(order)).await {
                     Ok(()) => {
-                        self.in_flight.insert(id, session);
+                        if let Action::Command(c) = claims.action {
+                            self.in_flight.insert(c.command_id, claims.session);
+                        }
                         Ack::default()
                     }
                     Err(ack) => ack,
+                },
+                Err(ack) => ack,
+            },
+            Body::ChunkRequest(request) => {
+                let ticket = request.ticket.clone().unwrap_or_default();
+                match self.admit(&ticket, &message.subject).await {
+                    Ok(Claims {
+                        action: Action::Get(get),
+                        ..
+                    }) => {
+                        self.args
+                            .intake
+                            .expect(&get, request.first_index, request.count);
+                        self.to_agent(ToAgent::ChunkRequest(request))
+                            .await
+                            .err()
+                            .unwrap_or_default()
+                    }
+                    Ok(_) => wire::refusal(
+                        ErrorCode::InvalidRequest,
+                        "a chunk request's ticket must be a getfile ticket",
+                    ),
+                    Err(ack) => ack,
                 }
             }
-            Body::ChunkRequest(request) => {
-                self.args.intake.expect(&request);
-                self.to_agent(ToAgent::ChunkRequest(request))
-                    .await
-                    .err()
-                    .unwrap_or_default()
-            }
-            Body::PutOffer(offer) => self
-                .to_agent(ToAgent::PutOffer(offer))
-                .await
-                .err()
-                .unwrap_or_default(),
             Body::PutChunk(chunk) => {
                 // Sent without a reply: the agent's progress answers it.
                 let _ = self.to_agent(ToAgent::PutChunk(chunk)).await;
                 return;
             }
-            Body::Cancel(cancel) => self
-                .to_agent(ToAgent::Cancel(cancel))
-                .await
-                .err()
-                .unwrap_or_default(),
             Body::DeviceOnline(online) => {
                 if online.epoch > self.args.epoch {
                     tracing::info!(device = %self.args.device, epoch = self.args.epoch, newer = online.epoch, node = online.node_id, "superseded by a newer connection");
@@ -232,6 +246,48 @@ impl DeviceState {
         };
         if let Err(error) = self.args.bus.reply(&message, &tenant, Body::Ack(ack)).await {
             tracing::warn!(device = %self.args.device, %error, "cannot acknowledge a command");
+        }
+    }
+
+    /// The order's claims if the lease table backs them; otherwise the refusal, logged with the
+    /// subject it came on and the token it claimed.
+    async fn admit(&self, order: &Order, subject: &str) -> Result<Claims, Ack> {
+        let a = &self.args;
+        let claims = orders::claims(order).map_err(|reason| {
+            tracing::warn!(tenant = %a.tenant, device = %a.device, %subject, %reason, "dropped an unreadable order");
+            wire::refusal(ErrorCode::InvalidRequest, reason)
+        })?;
+        let (lease, applied) = a.leases.local_by_device(&a.tenant, &a.device).await;
+        let mut verdict = orders::judge(&claims, lease.as_ref(), applied);
+        if matches!(&verdict, Err(r) if r.code != ErrorCode::Gone) {
+            // This replica may not have applied a fresh grant yet: ask the leader before refusing.
+            verdict = match a.leases.by_device(&a.tenant, &a.device).await {
+                Ok(lease) => {
+                    let (_, applied) = a.leases.local_by_device(&a.tenant, &a.device).await;
+                    let granted = lease.as_ref().map_or(0, |l| l.token);
+                    orders::judge(&claims, lease.as_ref(), applied.max(granted))
+                }
+                Err(error) => {
+                    tracing::warn!(device = %a.device, %error, "cannot confirm an order's lease");
+                    return Err(wire::refusal(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "the lease authority cannot be reached to check the order ({error}); retry"
+                        ),
+                    ));
+                }
+            };
+        }
+        match verdict {
+            Ok(()) => Ok(claims),
+            Err(refusal) => {
+                tracing::warn!(
+                    tenant = %a.tenant, device = %a.device, %subject, session = %claims.session,
+                    token = claims.token, id = %claims.subject_id(), reason = %refusal.reason,
+                    "dropped an order that the device's lease does not back"
+                );
+                Err(wire::refusal(refusal.code, refusal.reason))
+            }
         }
     }
 

@@ -17,6 +17,7 @@ mod record;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use agent_proto::agent::order_body::Action;
 use agent_proto::agent::{Cancel, CommandRequest};
 use agent_proto::bus::envelope::Body;
 use agent_proto::bus::session_reply::Body as Reply;
@@ -24,7 +25,7 @@ use agent_proto::bus::session_request::Op;
 use agent_proto::bus::{CommandList, Empty, RunRequest, SessionInfo, SessionReply, Submitted};
 use api_model::ErrorCode;
 use cluster::lease::Lease;
-use cluster::{ClusterError, LeaseService};
+use cluster::{ClusterError, Granted, LeaseService};
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
@@ -35,6 +36,7 @@ pub use record::CommandRecord;
 
 use crate::bus::{self, Bus, BusError};
 use crate::config::SessionsSection;
+use crate::orders::Signer;
 use crate::time::now_ms;
 use crate::transfer::TransferContext;
 use crate::transfer::start::{self as transfers, Requester};
@@ -54,6 +56,8 @@ pub enum SessionMsg {
 pub struct SessionArgs {
     pub node_id: u64,
     pub lease: Lease,
+    /// Signs every order the session sends its device.
+    pub signer: Signer,
     pub bus: Bus,
     pub leases: LeaseService,
     pub settings: SessionsSection,
@@ -328,7 +332,7 @@ impl SessionState {
         let _ = self.apply(myself, event).await;
     }
 
-    async fn renew(&self) -> Event {
+    async fn renew(&mut self) -> Event {
         let lease = &self.args.lease;
         match self
             .args
@@ -336,7 +340,12 @@ impl SessionState {
             .renew(&lease.tenant, &lease.session, lease.token)
             .await
         {
-            Ok(_) => Event::LeaseRenewed,
+            Ok(Granted { grant, .. }) => {
+                if let Some(grant) = grant {
+                    self.args.signer.renewed(grant);
+                }
+                Event::LeaseRenewed
+            }
             Err(ClusterError::Rejected(e)) => {
                 tracing::warn!(session = %lease.session, error = %e, "lease lost; ending the session");
                 Event::LeaseLost
@@ -396,9 +405,12 @@ impl SessionState {
     async fn send_cancel(&self, id: &str) {
         let tenant = self.tenant().to_string();
         let subject = bus::device_cmd(&tenant, &self.args.lease.device);
-        let cancel = Body::Cancel(Cancel {
+        let lease = &self.args.lease;
+        let cancel = Body::Order(self.args.signer.sign(Action::Cancel(Cancel {
             command_id: self.device_command_id(id),
-        });
+            session_id: lease.session.clone(),
+            token: lease.token,
+        })));
         if let Err(e) = self
             .args
             .bus
@@ -432,7 +444,7 @@ impl SessionState {
             .request(
                 subject,
                 &lease.tenant,
-                Body::Command(request),
+                Body::Order(self.args.signer.sign(Action::Command(request))),
                 DISPATCH_TIMEOUT,
             )
             .await
@@ -477,6 +489,7 @@ impl SessionState {
             session: &lease.session,
             device: &lease.device,
             token: lease.token,
+            signer: &self.args.signer,
         };
         match action {
             BrokerAction::ListLibrary => transfers::library_listing(context, &lease.tenant).await,

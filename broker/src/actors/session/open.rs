@@ -1,13 +1,15 @@
 //! Opening a session (idempotent with a client's key) and ending one whose node is gone.
 
 use cluster::lease::{AcquireRequest, Lease, LeaseError};
-use cluster::{ClusterError, LeaseService};
+use cluster::{ClusterError, Granted, LeaseService};
+use grants::SessionKey;
 use ractor::{Actor, ActorCell, SpawnErr};
 use sha2::{Digest, Sha256};
 
 use super::{SessionActor, SessionArgs};
 use crate::bus::Bus;
 use crate::config::SessionsSection;
+use crate::orders::Signer;
 use crate::transfer::TransferContext;
 
 /// Who opens a session, and on what.
@@ -83,6 +85,9 @@ pub async fn find_opened(
 /// Acquires the lease and starts the session's actor, or answers the session the request's key
 /// opened before (on this node or another).
 pub async fn open(request: OpenRequest, context: SessionContext) -> Result<Opened, ClusterError> {
+    // The session's own key: the authority names it in the grant, the agent checks every order
+    // against it. It lives in the session actor's memory only.
+    let key = SessionKey::generate().map_err(|e| ClusterError::Fatal(e.to_string()))?;
     let acquired = context
         .leases
         .acquire(AcquireRequest {
@@ -92,10 +97,23 @@ pub async fn open(request: OpenRequest, context: SessionContext) -> Result<Opene
             device: request.device.clone(),
             node: context.node_id,
             ttl_ms: context.settings.lease_ttl_ms,
+            session_key: Some(key.public()),
         })
         .await;
-    let lease = match acquired {
-        Ok(lease) => lease,
+    let (lease, grant) = match acquired {
+        Ok(Granted {
+            lease,
+            grant: Some(grant),
+        }) => (lease, grant),
+        Ok(Granted { lease, grant: None }) => {
+            let _ = context
+                .leases
+                .release(&lease.tenant, &lease.session, lease.token)
+                .await;
+            return Err(ClusterError::Fatal(
+                "the lease authority granted the lease without a signed grant, so the device would refuse every command; give every broker raft.authority_key".into(),
+            ));
+        }
         // Another node opened it for a retry of this request meanwhile.
         Err(ClusterError::Rejected(LeaseError::SessionIdInUse { .. })) => {
             return match find_opened(&context.leases, &request).await? {
@@ -113,6 +131,7 @@ pub async fn open(request: OpenRequest, context: SessionContext) -> Result<Opene
     let args = SessionArgs {
         node_id: context.node_id,
         lease: lease.clone(),
+        signer: Signer::new(key, grant),
         bus: context.bus,
         leases: context.leases.clone(),
         settings: context.settings,

@@ -44,15 +44,13 @@ impl Fixture {
     }
 }
 
-/// Asks for chunks 0 and 1 of a file of three and a bit chunks.
-fn window(transfer: &str) -> ChunkRequest {
-    ChunkRequest {
+/// A ticket for a file of three and a bit chunks.
+fn ticket(transfer: &str) -> GetTicket {
+    GetTicket {
         transfer_id: transfer.into(),
         size: 3 * CHUNK as u64 + 10,
         chunk_size: CHUNK as u32,
-        first_index: 0,
-        count: 2,
-        ..ChunkRequest::default()
+        ..GetTicket::default()
     }
 }
 
@@ -78,7 +76,7 @@ fn refusal(event: Option<Event>) -> String {
 async fn only_what_this_connection_asked_for_is_stored() {
     let f = fixture().await;
     let intake = f.intake("demo");
-    intake.expect(&window("xfer-a"));
+    intake.expect(&ticket("xfer-a"), 0, 2);
     let mut events = f
         .client
         .subscribe(bus::transfer_evt("demo", "xfer-a"))
@@ -123,7 +121,7 @@ async fn only_what_this_connection_asked_for_is_stored() {
 #[tokio::test]
 async fn another_tenants_connection_cannot_add_to_a_transfer() {
     let f = fixture().await;
-    f.intake("demo").expect(&window("xfer-a"));
+    f.intake("demo").expect(&ticket("xfer-a"), 0, 2);
     let data = Bytes::from(vec![1u8; CHUNK]);
     let sha = sha256_hex(&data);
 

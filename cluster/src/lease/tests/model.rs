@@ -41,8 +41,21 @@ impl Model {
         match op {
             LeaseOp::Acquire(req) => {
                 if let Some(l) = self.leases.iter().find(|l| l.session == req.session) {
-                    let same = (&l.tenant, &l.user, &l.device, l.node, l.ttl_ms)
-                        == (&req.tenant, &req.user, &req.device, req.node, req.ttl_ms);
+                    let same = (
+                        &l.tenant,
+                        &l.user,
+                        &l.device,
+                        l.node,
+                        l.ttl_ms,
+                        l.session_key,
+                    ) == (
+                        &req.tenant,
+                        &req.user,
+                        &req.device,
+                        req.node,
+                        req.ttl_ms,
+                        req.session_key,
+                    );
                     return if same {
                         LeaseOutcome::Granted(l.clone())
                     } else {
@@ -113,6 +126,7 @@ impl Model {
                     renewed_at: now,
                     ttl_ms: req.ttl_ms,
                     expires_at: now.saturating_add(req.ttl_ms),
+                    session_key: req.session_key,
                 };
                 self.leases.push(lease.clone());
                 LeaseOutcome::Granted(lease)

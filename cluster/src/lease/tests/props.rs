@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use grants::PublicKey;
 use proptest::prelude::*;
 
 use super::model::Model;
@@ -77,7 +78,7 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         6 => (
             prop_oneof![4 => Just(Pick::Fresh), 1 => any::<usize>().prop_map(Pick::Live)],
-            prop_oneof![1 => Just(None), 1 => Just(Some(0)), 1 => (1..=5u8).prop_map(Some)],
+            prop_oneof![1 => Just(None), 1 => Just(Some(0)), 1 => (1..=6u8).prop_map(Some)],
             0..TENANTS,
             0..USERS,
             0..DEVICES,
@@ -152,6 +153,7 @@ fn to_op(action: &Action, live: &[Lease], fresh: &mut u64) -> LeaseOp {
                     device: l.device.clone(),
                     node: l.node,
                     ttl_ms: l.ttl_ms,
+                    session_key: l.session_key,
                 };
                 match retry {
                     Some(1) => req.node += 1,
@@ -159,6 +161,7 @@ fn to_op(action: &Action, live: &[Lease], fresh: &mut u64) -> LeaseOp {
                     Some(3) => req.device.push('x'),
                     Some(4) => req.user.push('x'),
                     Some(5) => req.tenant.push('x'),
+                    Some(6) => req.session_key = PublicKey::from_bytes(&[6; 32]).ok(),
                     _ => {}
                 }
                 LeaseOp::Acquire(req)
@@ -170,6 +173,7 @@ fn to_op(action: &Action, live: &[Lease], fresh: &mut u64) -> LeaseOp {
                 device: format!("d{device}"),
                 node: *node,
                 ttl_ms: *ttl_ms,
+                session_key: None,
             }),
         },
         Action::Renew {
@@ -435,6 +439,7 @@ fn any_op() -> impl Strategy<Value = LeaseOp> {
                     device,
                     node,
                     ttl_ms,
+                    session_key: None,
                 })
             }),
         (id(), id(), any::<u64>()).prop_map(|(tenant, session, token)| LeaseOp::Renew {
