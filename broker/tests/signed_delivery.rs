@@ -314,3 +314,45 @@ async fn getfile(stack: &Stack, session: &str, path: &Path) -> String {
         .unwrap()
         .to_string()
 }
+
+/// A rotation of the lease authority's key, with real brokers: the agent trusts the old and the
+/// new key, the brokers other than the session's restart one by one with the new key, and the
+/// session's commands go on running while its lease is renewed (every second here) under grants
+/// of either key, whichever node leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_keeps_a_live_session_working() {
+    let mut stack = Stack::start(3, "[sessions]\nlease_ttl_ms = 3000\n").await;
+    let rotated = pki::ensure_authority_key(&stack.path().join("rotated")).unwrap();
+    let public = AuthorityKey::from_pem_file(&rotated).unwrap().public();
+    stack.trusted_keys.push(public.to_string());
+    stack.start_agent("demo", "web-07", "web-07", &[1]);
+    stack.wait_online(TOKEN, "web-07", Some(1)).await;
+    let (status, opened) = stack.open(1, TOKEN, "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let session = opened["session_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        stack.run(1, TOKEN, &session, "dir").await["state"],
+        "completed"
+    );
+
+    let old = stack
+        .certs
+        .join(pki::AUTHORITY_KEY_FILE)
+        .display()
+        .to_string();
+    for id in [2, 3] {
+        let config = stack.brokers[&id].config.clone();
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, text.replace(&old, &rotated.display().to_string())).unwrap();
+        stack.kill(id);
+        stack.spawn_broker(id);
+        stack.wait_healthy(id).await;
+        // Past a few renewals of the session's lease.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let done = stack.run(1, TOKEN, &session, "dir").await;
+        assert_eq!(
+            done["state"], "completed",
+            "after broker {id} rotated: {done}"
+        );
+    }
+}
