@@ -157,7 +157,10 @@ fn check_history(entries: &[cluster::raft_types::Entry], acks: &[Ack]) -> BTreeM
                     "renewed a lease that was not live"
                 );
             }
-            LeaseOutcome::Refused(_) | LeaseOutcome::Rejected(_) => {}
+            LeaseOutcome::Refused(_)
+            | LeaseOutcome::Rejected(_)
+            | LeaseOutcome::Directory(_)
+            | LeaseOutcome::DirectoryRefused(_) => {}
         }
     }
     for ack in acks {

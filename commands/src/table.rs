@@ -2,12 +2,8 @@
 
 use std::time::Duration;
 
-/// Who may run a command (per tenant, later per device group).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Basic,
-    Advanced,
-}
+/// The role a command needs: `responder-basic` or `responder-advanced` (see the `access` crate).
+pub use access::Role;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Platform {
@@ -195,7 +191,7 @@ const fn named(name: &'static str, kind: ParamKind, help: &'static str) -> Param
 const fn device(name: &'static str, summary: &'static str) -> Spec {
     Spec {
         name,
-        role: Role::Basic,
+        role: Role::ResponderBasic,
         runs: Runs::Device,
         platforms: LINUX,
         summary,
@@ -383,7 +379,7 @@ pub static TABLE: &[Spec] = &[
         "this session's background jobs (downloads, uploads) with their progress",
     ),
     Spec {
-        role: Role::Advanced,
+        role: Role::ResponderAdvanced,
         output: Output::Table,
         examples: &["library", "library -output json"],
         ..broker(
@@ -411,7 +407,7 @@ pub static TABLE: &[Spec] = &[
         )
     },
     Spec {
-        role: Role::Advanced,
+        role: Role::ResponderAdvanced,
         params: &[param(
             "name",
             ParamKind::Text,

@@ -32,10 +32,13 @@ pub fn help(name: Option<&str>, format: Format) -> Result<String, ParseError> {
 }
 
 const GROUPS: [(Role, &str); 2] = [
-    (Role::Basic, "Basic commands (role: live response basic)"),
     (
-        Role::Advanced,
-        "Advanced commands (role: live response advanced)",
+        Role::ResponderBasic,
+        "Basic commands (role: responder-basic)",
+    ),
+    (
+        Role::ResponderAdvanced,
+        "Advanced commands (role: responder-advanced)",
     ),
 ];
 
@@ -95,10 +98,7 @@ fn kind(kind: ParamKind) -> &'static str {
 }
 
 fn role(role: Role) -> &'static str {
-    match role {
-        Role::Basic => "basic",
-        Role::Advanced => "advanced",
-    }
+    role.id()
 }
 
 fn runs(spec: &Spec) -> &'static str {

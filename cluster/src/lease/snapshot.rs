@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::table::LeaseTable;
 use super::{Lease, Millis, TenantLimits};
+use crate::directory::Directory;
 
 /// What a Raft snapshot stores. Plain string-keyed maps, because JSON cannot key a map by a tuple.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -13,6 +14,8 @@ pub(super) struct TableData {
     clock: Millis,
     leases: BTreeMap<String, Lease>,
     limits: BTreeMap<String, TenantLimits>,
+    #[serde(default)]
+    directory: Directory,
 }
 
 impl From<LeaseTable> for TableData {
@@ -21,6 +24,7 @@ impl From<LeaseTable> for TableData {
             clock: table.clock,
             leases: table.leases,
             limits: table.limits,
+            directory: table.directory,
         }
     }
 }
@@ -34,6 +38,7 @@ impl TryFrom<TableData> for LeaseTable {
         let mut table = LeaseTable {
             clock: data.clock,
             limits: data.limits,
+            directory: data.directory,
             ..LeaseTable::default()
         };
         for (key, lease) in data.leases {

@@ -10,6 +10,7 @@ use super::{
     AcquireRequest, Holder, Invariant, Lease, LeaseError, LeaseOp, LeaseOutcome, LeaseQuery,
     Millis, QueryAnswer, Refusal, TenantLimits, validate,
 };
+use crate::directory::Directory;
 
 /// Every live lease, the tenants' limits and the highest stamped time seen.
 ///
@@ -22,6 +23,7 @@ pub struct LeaseTable {
     pub(super) leases: BTreeMap<String, Lease>,
     /// Only tenants whose limits were set; the others have the defaults.
     pub(super) limits: BTreeMap<String, TenantLimits>,
+    pub(super) directory: Directory,
     pub(super) index: Index,
 }
 
@@ -51,15 +53,25 @@ impl LeaseTable {
                 token,
             } => self.release(tenant, session, *token),
             LeaseOp::ExpireSweep => LeaseOutcome::Expired(expired),
+            LeaseOp::Directory(op) => match self.directory.apply(now, op) {
+                Ok(outcome) => LeaseOutcome::Directory(outcome),
+                Err(error) => LeaseOutcome::DirectoryRefused(error),
+            },
             LeaseOp::SetTenantLimits { tenant, limits } => {
                 // Lowering a limit evicts nobody: it only refuses acquires until usage drops.
                 self.limits.insert(tenant.clone(), *limits);
+                self.directory.limits_changed(tenant);
                 LeaseOutcome::LimitsSet {
                     tenant: tenant.clone(),
                     limits: *limits,
                 }
             }
         }
+    }
+
+    /// Tenants, users, tokens and groups.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
     }
 
     /// Highest stamped time applied so far.
@@ -83,6 +95,9 @@ impl LeaseTable {
             LeaseQuery::Tenant { tenant } => self.by_tenant(tenant).into_iter().cloned().collect(),
             LeaseQuery::Limits { tenant } => return QueryAnswer::Limits(self.limits(tenant)),
             LeaseQuery::All => self.all().cloned().collect(),
+            LeaseQuery::Directory => {
+                return QueryAnswer::Directory(Box::new(self.directory.clone()));
+            }
         };
         QueryAnswer::Leases(leases)
     }

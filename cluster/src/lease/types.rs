@@ -3,6 +3,8 @@
 use std::fmt;
 
 use grants::PublicKey;
+
+use crate::directory::{Directory, DirectoryError, DirectoryOp, DirectoryOutcome};
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch, as stamped by the Raft leader on a proposal.
@@ -85,6 +87,8 @@ pub enum LeaseOp {
         tenant: String,
         limits: TenantLimits,
     },
+    /// A change to the directory, in the same log and state as the leases.
+    Directory(DirectoryOp),
 }
 
 /// What applying a [`LeaseOp`] decided.
@@ -98,6 +102,9 @@ pub enum LeaseOutcome {
         tenant: String,
         limits: TenantLimits,
     },
+    Directory(DirectoryOutcome),
+    /// A directory change that was refused; nothing changed.
+    DirectoryRefused(DirectoryError),
     /// A valid acquire that would break an invariant.
     Refused(Refusal),
     /// An op that is malformed or names no live lease; nothing changed.
@@ -180,10 +187,13 @@ pub enum LeaseQuery {
     },
     /// Every live lease of every tenant: for operators and invariant checks, never for analysts.
     All,
+    /// The whole directory (administration reads it after its own writes).
+    Directory,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QueryAnswer {
     Leases(Vec<Lease>),
     Limits(TenantLimits),
+    Directory(Box<Directory>),
 }

@@ -24,7 +24,8 @@ pub fn validate(op: &LeaseOp) -> Result<(), LeaseError> {
             check_id("tenant", Kind::Tenant, tenant)?;
             check_id("session", Kind::Session, session)
         }
-        LeaseOp::ExpireSweep => Ok(()),
+        // The directory checks its own ops as it applies them (a refusal changes nothing).
+        LeaseOp::ExpireSweep | LeaseOp::Directory(_) => Ok(()),
         LeaseOp::SetTenantLimits { tenant, limits } => {
             check_id("tenant", Kind::Tenant, tenant)?;
             check_limits(limits)

@@ -5,6 +5,7 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::directory::DirectoryError;
 use crate::lease::{Invariant, LeaseError, Millis, Refusal};
 use crate::raft_types::NodeId;
 
@@ -16,6 +17,9 @@ pub enum ClusterError {
     /// The op is malformed or names no live lease; nothing changed.
     #[error(transparent)]
     Rejected(#[from] LeaseError),
+    /// A directory change was refused; nothing changed.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
     /// This node is not the leader; the caller retries on `leader` when known.
     #[error("node {node} is not the leader (leader: {leader:?})")]
     NotLeader {

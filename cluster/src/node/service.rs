@@ -9,6 +9,8 @@ use std::time::Duration;
 use agent_proto::raft::raft_client::RaftClient;
 use backon::{ExponentialBuilder, Retryable};
 use grants::SignedGrant;
+
+use crate::directory::{Directory, DirectoryOp, DirectoryOutcome};
 use openraft::BasicNode;
 use openraft::RaftMetrics;
 use tokio::sync::watch;
@@ -163,6 +165,40 @@ impl LeaseService {
         Ok(self.leases(query).await?.pop())
     }
 
+    /// Changes the directory through the leader.
+    pub async fn change_directory(
+        &self,
+        op: DirectoryOp,
+    ) -> Result<DirectoryOutcome, ClusterError> {
+        match self.write(LeaseOp::Directory(op)).await? {
+            (LeaseOutcome::Directory(outcome), _) => Ok(outcome),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    /// The directory as the leader has it (linearizable): what administration reads.
+    pub async fn directory(&self) -> Result<Directory, ClusterError> {
+        match self
+            .call(ClusterRequest::Read(LeaseQuery::Directory))
+            .await?
+        {
+            ClusterReply::Read(QueryAnswer::Directory(directory)) => Ok(*directory),
+            other => Err(ClusterError::Protocol(format!(
+                "unexpected answer to a directory read: {other:?}"
+            ))),
+        }
+    }
+
+    /// Runs `f` on this node's replica of the directory: no quorum, possibly a little behind
+    /// the leader. What authenticates every API request; keep `f` short.
+    pub async fn with_local_directory<R>(&self, f: impl FnOnce(&Directory) -> R) -> R {
+        self.inner
+            .leader
+            .local_state()
+            .with_table(|t| f(t.directory()))
+            .await
+    }
+
     /// `device`'s lease as this node's replica has it, and the last log index the replica
     /// applied (no fencing token above it was ever granted). A replica may be behind the
     /// leader, never ahead: a caller that finds no match confirms with [`Self::by_device`].
@@ -270,6 +306,7 @@ impl LeaseService {
             ClusterReply::Written { outcome, grant, .. } => match *outcome {
                 LeaseOutcome::Refused(refusal) => Err(ClusterError::Refused(refusal)),
                 LeaseOutcome::Rejected(error) => Err(ClusterError::Rejected(error)),
+                LeaseOutcome::DirectoryRefused(error) => Err(ClusterError::Directory(error)),
                 outcome => Ok((outcome, grant)),
             },
             other => Err(ClusterError::Protocol(format!(

@@ -1,0 +1,197 @@
+//! What the directory holds, what may be asked of it, and what it answers.
+
+use access::RoleGrant;
+use serde::{Deserialize, Serialize};
+
+use crate::lease::Millis;
+
+/// The tenant that holds platform admins; no customer tenant may take its id.
+pub const PLATFORM_TENANT: &str = "platform";
+
+/// The prefix of every API token, so a leaked one can be found by scanners.
+pub const TOKEN_PREFIX: &str = "lrt_";
+
+/// How a tenant uses live response. Session limits live beside the leases
+/// ([`crate::lease::TenantLimits`]) and are shown with these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantSettings {
+    pub live_response_enabled: bool,
+    pub unsigned_scripts_allowed: bool,
+    /// A session with no analyst activity this long ends.
+    pub idle_timeout_ms: u64,
+    /// Device groups where remediation is allowed; empty: nowhere.
+    pub remediation_groups: Vec<String>,
+    /// Grows with every change of the tenant's settings or limits; never goes back.
+    pub version: u64,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        Self {
+            live_response_enabled: true,
+            unsigned_scripts_allowed: false,
+            idle_timeout_ms: 30 * 60 * 1000,
+            remediation_groups: Vec::new(),
+            version: 1,
+        }
+    }
+}
+
+/// A change of settings: only the fields given change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SettingsPatch {
+    pub live_response_enabled: Option<bool>,
+    pub unsigned_scripts_allowed: Option<bool>,
+    pub idle_timeout_ms: Option<u64>,
+    pub remediation_groups: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: String,
+    pub display_name: String,
+    pub settings: TenantSettings,
+    pub created_at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub tenant: String,
+    pub name: String,
+    pub roles: Vec<RoleGrant>,
+    pub created_at: Millis,
+}
+
+/// An API token as stored: never the token itself, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// The token's public id, also the start of the token (`lrt_<id>_<secret>`).
+    pub id: String,
+    pub tenant: String,
+    pub user: String,
+    /// Hex SHA-256 of the whole token.
+    pub sha256: String,
+    #[serde(default)]
+    pub description: String,
+    pub created_at: Millis,
+    #[serde(default)]
+    pub expires_at: Option<Millis>,
+    #[serde(default)]
+    pub revoked_at: Option<Millis>,
+    #[serde(default)]
+    pub last_used_at: Option<Millis>,
+}
+
+impl ApiToken {
+    /// Whether the token admits a request at `now` (the caller's clock: expiry is coarse).
+    pub fn is_live(&self, now: Millis) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// Which devices a group holds: listed ones, and those matching a rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "match", content = "pattern")]
+pub enum GroupRule {
+    /// A device id glob (`*` any run of characters, `?` one).
+    Device(String),
+    /// A hostname glob.
+    Hostname(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceGroup {
+    pub tenant: String,
+    pub name: String,
+    #[serde(default)]
+    pub devices: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<GroupRule>,
+}
+
+/// A change to the directory. Applied atomically at one log index and stamped time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DirectoryOp {
+    /// The first start of a cluster: the platform tenant with its first admin and token, and
+    /// whatever the configuration held before the directory existed. Refused once done.
+    Bootstrap {
+        admin: String,
+        token: ApiToken,
+        import: Vec<Import>,
+    },
+    CreateTenant {
+        id: String,
+        display_name: String,
+    },
+    UpdateTenant {
+        id: String,
+        display_name: Option<String>,
+        settings: SettingsPatch,
+    },
+    RemoveTenant {
+        id: String,
+    },
+    CreateUser {
+        tenant: String,
+        name: String,
+        roles: Vec<RoleGrant>,
+    },
+    SetRoles {
+        tenant: String,
+        name: String,
+        roles: Vec<RoleGrant>,
+    },
+    RemoveUser {
+        tenant: String,
+        name: String,
+    },
+    CreateToken(ApiToken),
+    RevokeToken {
+        tenant: String,
+        id: String,
+    },
+    /// Records a token's last use (coarsely: nodes report it now and then, not per request).
+    TokenUsed {
+        id: String,
+        at: Millis,
+    },
+    PutGroup(DeviceGroup),
+    RemoveGroup {
+        tenant: String,
+        name: String,
+    },
+}
+
+/// A tenant, its users and their tokens, as a configuration held them before the directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Import {
+    pub tenant: String,
+    pub users: Vec<(String, Vec<RoleGrant>)>,
+    pub tokens: Vec<ApiToken>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DirectoryOutcome {
+    Bootstrapped,
+    Tenant(Tenant),
+    User(User),
+    Token(ApiToken),
+    Group(DeviceGroup),
+    Removed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("no {what} {id}")]
+    NotFound { what: String, id: String },
+    #[error("{what} {id} exists already")]
+    AlreadyExists { what: String, id: String },
+    #[error("the directory was bootstrapped already")]
+    AlreadyBootstrapped,
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("{0}")]
+    Conflict(String),
+}
