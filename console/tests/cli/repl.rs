@@ -118,7 +118,7 @@ async fn help_is_answered_here() {
     run.assert_code(0);
     assert!(
         run.stdout
-            .contains("Basic commands (role: live response basic)"),
+            .contains("Basic commands (role: responder-basic)"),
         "{run:?}"
     );
     assert!(
