@@ -11,8 +11,10 @@ use crate::Timestamp;
 pub enum ErrorCode {
     /// The request is malformed: a bad id, body, query or command line. `rule` says what is allowed.
     InvalidRequest,
-    /// No bearer token, or one the broker does not know.
+    /// No bearer token, or one the broker does not know, or one revoked or expired.
     Unauthorized,
+    /// The caller's roles do not allow this; `role` names the role needed.
+    Forbidden,
     /// No such object for this caller (another analyst's or tenant's objects answer the same).
     NotFound,
     /// The object exists already; ask again with `overwrite=true` to replace it.
@@ -40,9 +42,10 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a broker sends, for tests and documents that must name them all.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::AlreadyExists,
         ErrorCode::SessionRefused,
@@ -59,6 +62,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::SessionRefused => "session_refused",
@@ -78,6 +82,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => 400,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::AlreadyExists
             | ErrorCode::SessionRefused
@@ -114,6 +119,9 @@ pub struct ErrorDetail {
     /// `invalid_request` for a malformed id: the rule the id must follow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// `forbidden`: the role the request needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// `session_refused`: the limit that refused the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invariant: Option<Invariant>,
@@ -131,6 +139,7 @@ impl ErrorDetail {
             code,
             message: message.into(),
             rule: None,
+            role: None,
             invariant: None,
             limit: None,
             holders: None,

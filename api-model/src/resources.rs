@@ -18,10 +18,17 @@ pub struct Health {
 
 /// `GET /api/v1/me`: who the bearer token belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"tenant": "acme", "user": "alice@acme.example"}))]
+#[schema(example = json!({"tenant": "acme", "user": "alice@acme.example",
+    "roles": ["responder-basic"], "commands": ["cd", "dir", "fileinfo"]}))]
 pub struct Me {
     pub tenant: String,
     pub user: String,
+    /// The caller's roles (`role`, or `role (groups a, b)` when scoped to device groups).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The commands the caller may run on some device of the tenant.
+    #[serde(default)]
+    pub commands: Vec<String>,
 }
 
 /// A device whose agent has connected at least once.

@@ -141,6 +141,10 @@ pub struct ApiToken {
     pub tenant: String,
     pub user: String,
     pub token_sha256: String,
+    /// The user's roles when imported (default: responder-basic, responder-advanced and
+    /// library-manager, what every analyst could do before roles).
+    #[serde(default)]
+    pub roles: Option<Vec<access::Role>>,
 }
 
 /// PEM files. This node's certificate (from the cluster CA, identity

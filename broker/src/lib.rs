@@ -24,6 +24,7 @@ pub mod api;
 pub mod bus;
 pub mod config;
 pub mod dev;
+pub mod directory;
 mod kv;
 pub mod nats;
 pub mod node;

@@ -139,12 +139,19 @@ async fn run(file: Option<PathBuf>, node_id: Option<u64>) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    let refused = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = terminate.recv() => None,
+        reason = node.refused() => Some(reason),
+    };
     node.shutdown().await;
-    ExitCode::SUCCESS
+    match refused {
+        Some(reason) => {
+            eprintln!("lr-broker: {reason}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        None => ExitCode::SUCCESS,
+    }
 }
 
 fn dev_certs(out: &Path, cluster: &str, brokers: u64, agents: &[String]) -> anyhow::Result<()> {

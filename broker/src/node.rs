@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use agent_proto::agent::agent_link_server::AgentLinkServer;
 use anyhow::Context;
-use backon::{ExponentialBuilder, Retryable};
 use cluster::ClusterNode;
 use cluster::network::TlsMaterial;
 use grants::AuthorityKey;
@@ -25,7 +24,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::actors::Supervisor;
 use crate::agents::AgentService;
-use crate::api::{self, ApiState, Tokens};
+use crate::api::{self, ApiState};
 use crate::bus::Bus;
 use crate::config::BrokerConfig;
 use crate::registry::DeviceRegistry;
@@ -34,14 +33,6 @@ use crate::transfer::{ChunkStore, ChunkStoreConfig, TransferBook, TransferContex
 
 /// How long start waits for the NATS server.
 const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Tenant limits are written until a leader takes them, at most a second apart (backon's jitter
-/// adds up to the delay again, so 500 ms become 0.5 to 1 s).
-const LIMITS_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
-    .with_jitter()
-    .with_min_delay(Duration::from_millis(500))
-    .with_max_delay(Duration::from_millis(500))
-    .without_max_times();
-
 pub struct BrokerNode {
     pub node_id: u64,
     pub api_addr: SocketAddr,
@@ -50,6 +41,7 @@ pub struct BrokerNode {
     supervisors: Vec<ActorRef<()>>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
+    directory: watch::Receiver<crate::directory::Readiness>,
 }
 
 /// The node's PEM files, read once.
@@ -111,7 +103,7 @@ impl BrokerNode {
             .await
             .context("cannot start the raft member")?;
         let leases = cluster.lease_service();
-        let limits_applied = apply_tenant_limits(&config, leases.clone());
+        let directory = crate::directory::start(&config, leases.clone());
 
         let nats = crate::nats::connect(
             &config.nats_url,
@@ -230,8 +222,8 @@ impl BrokerNode {
             settings: config.sessions.clone(),
             sessions: sessions.get_cell(),
             transfers,
-            tokens: Tokens::new(&config.api.tokens),
-            limits_applied,
+            last_use: api::LastUse::default(),
+            directory: directory.clone(),
         });
         let api_task = tokio::spawn(api::serve_https(
             api_listener,
@@ -249,7 +241,22 @@ impl BrokerNode {
             supervisors: vec![devices, sessions, transfers_supervisor],
             stop,
             servers: vec![agents_task, api_task, upkeep_task],
+            directory,
         })
+    }
+
+    /// Resolves with the reason when this node's configuration contradicts the directory (a
+    /// token added after the bootstrap): the process must stop with exit code 64.
+    pub async fn refused(&self) -> String {
+        let mut directory = self.directory.clone();
+        loop {
+            if let crate::directory::Readiness::Refused(reason) = &*directory.borrow_and_update() {
+                return reason.clone();
+            }
+            if directory.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Stops taking work, ends this node's sessions (releasing their leases) and agent streams,
@@ -273,34 +280,6 @@ impl BrokerNode {
 
 /// Writes the configured tenant limits once a leader exists; the returned flag turns true when
 /// they are in force, and `/healthz` reports the node ready only then.
-fn apply_tenant_limits(
-    config: &BrokerConfig,
-    leases: cluster::LeaseService,
-) -> watch::Receiver<bool> {
-    let (applied, receiver) = watch::channel(config.tenants.is_empty());
-    let tenants = config.tenants.clone();
-    let node = config.node_id;
-    tokio::spawn(async move {
-        for (tenant, section) in tenants {
-            let limits = cluster::lease::TenantLimits {
-                max_sessions_per_tenant: section.max_sessions_per_tenant,
-                max_sessions_per_user: section.max_sessions_per_user,
-            };
-            let set = (|| leases.set_tenant_limits(&tenant, limits))
-                .retry(LIMITS_RETRIES)
-                .notify(|error, _| {
-                    tracing::warn!(node, %tenant, %error, "cannot set tenant limits yet; retrying")
-                })
-                .await;
-            if set.is_err() {
-                return;
-            }
-        }
-        let _ = applied.send(true);
-    });
-    receiver
-}
-
 async fn wait_for(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }

@@ -64,6 +64,7 @@ pub fn error_code(code: bus::ErrorCode) -> Option<ErrorCode> {
         bus::ErrorCode::Unspecified => return None,
         bus::ErrorCode::InvalidRequest => ErrorCode::InvalidRequest,
         bus::ErrorCode::Unauthorized => ErrorCode::Unauthorized,
+        bus::ErrorCode::Forbidden => ErrorCode::Forbidden,
         bus::ErrorCode::NotFound => ErrorCode::NotFound,
         bus::ErrorCode::AlreadyExists => ErrorCode::AlreadyExists,
         bus::ErrorCode::SessionRefused => ErrorCode::SessionRefused,
@@ -84,6 +85,7 @@ pub fn to_bus_code(code: ErrorCode) -> bus::ErrorCode {
     match code {
         ErrorCode::InvalidRequest => bus::ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized => bus::ErrorCode::Unauthorized,
+        ErrorCode::Forbidden => bus::ErrorCode::Forbidden,
         ErrorCode::NotFound => bus::ErrorCode::NotFound,
         ErrorCode::AlreadyExists => bus::ErrorCode::AlreadyExists,
         ErrorCode::SessionRefused => bus::ErrorCode::SessionRefused,
@@ -147,6 +149,7 @@ pub fn statuses(code: ErrorCode) -> (StatusCode, tonic::Code) {
     let grpc = match code {
         ErrorCode::InvalidRequest => tonic::Code::InvalidArgument,
         ErrorCode::Unauthorized => tonic::Code::Unauthenticated,
+        ErrorCode::Forbidden => tonic::Code::PermissionDenied,
         ErrorCode::NotFound | ErrorCode::Gone => tonic::Code::NotFound,
         ErrorCode::AlreadyExists => tonic::Code::AlreadyExists,
         // A limit on sessions is a quota; a body over the limit is what gRPC calls exhausted too.

@@ -108,7 +108,24 @@ async fn me_lists_pages_and_retried_requests_do_things_once() {
     let mut stack = Stack::start(2, "").await;
     let (status, me) = stack.get(2, "token-a", "/api/v1/me").await;
     assert_eq!(status, StatusCode::OK, "{me}");
-    assert_eq!(me, json!({"tenant": TENANT, "user": "analyst-a"}));
+    assert_eq!(
+        (&me["tenant"], &me["user"]),
+        (&json!(TENANT), &json!("analyst-a"))
+    );
+    assert_eq!(
+        me["roles"],
+        json!(["responder-basic", "responder-advanced", "library-manager"])
+    );
+    let commands: Vec<&str> = me["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(
+        commands.contains(&"dir") && commands.contains(&"getfile"),
+        "{me}"
+    );
 
     stack.start_agent(TENANT, "web-01", "web-01", &[1]);
     stack.start_agent(TENANT, "web-02", "web-02", &[2]);

@@ -46,6 +46,7 @@ impl Exit {
                 Exit::Usage
             }
             ErrorCode::Unauthorized
+            | ErrorCode::Forbidden
             | ErrorCode::SessionRefused
             | ErrorCode::DeviceOffline
             | ErrorCode::AlreadyExists
@@ -148,6 +149,9 @@ fn hint_for_code(code: ErrorCode) -> Option<&'static str> {
     Some(match code {
         ErrorCode::Unauthorized => {
             "check LR_TOKEN (--token, token in the config file): it may be missing, mistyped or expired"
+        }
+        ErrorCode::Forbidden => {
+            "`lr whoami` lists your roles; ask a tenant admin for the role the message names"
         }
         ErrorCode::NotFound => {
             "`lr devices` lists the devices you can reach, `lr sessions` the live sessions"

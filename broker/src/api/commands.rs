@@ -1,6 +1,7 @@
 //! A session's commands: submit (idempotent with a command id), list, long-poll one, cancel,
 //! and the live stream of their changes.
 
+use access::Role;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -49,6 +50,18 @@ pub async fn run(
     let command_id = key
         .merge(body.command_id, "command_id")?
         .unwrap_or_default();
+    // The role the command line needs; a line that does not parse is the session's to refuse.
+    let role = commands::parse(&body.command_line)
+        .map(|parsed| parsed.spec.role)
+        .unwrap_or(Role::ResponderBasic);
+    match state.leases.local_get(&caller.tenant, &id).await {
+        Some(lease) if lease.user == caller.user => {
+            state
+                .require_on_device(&caller, role, &lease.device)
+                .await?
+        }
+        _ => caller.require(role)?,
+    }
     let request = RunRequest {
         command_line: body.command_line,
         command_id,
@@ -80,6 +93,7 @@ pub async fn list(
     Query(paging): Query<Paging>,
     Query(filter): Query<CommandFilter>,
 ) -> Result<Json<Page<Command>>, ApiError> {
+    caller.require(Role::Viewer)?;
     match state.control(&caller, &id, Op::List(Empty {})).await? {
         Reply::Commands(list) => {
             let commands = list
@@ -106,6 +120,7 @@ pub async fn get(
     Path((id, cid)): Path<(String, String)>,
     Query(wait): Query<Wait>,
 ) -> Result<Json<Command>, ApiError> {
+    caller.require(Role::Viewer)?;
     let wait = Duration::from_millis(wait.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
     // Subscribe before asking, so no state change falls between the answer and the wait.
     let mut updates = if wait.is_zero() {
@@ -151,6 +166,7 @@ pub async fn cancel(
     caller: Caller,
     Path((id, cid)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Command>), ApiError> {
+    caller.require(Role::ResponderBasic)?;
     match state.control(&caller, &id, Op::Cancel(cid)).await? {
         Reply::Command(c) => Ok((StatusCode::ACCEPTED, Json(view(&c)))),
         _ => Err(ApiError::unexpected()),
@@ -168,6 +184,7 @@ pub async fn events(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    caller.require(Role::Viewer)?;
     // Only the session's owner may listen; this also answers 404 for a missing session.
     state.control(&caller, &id, Op::Describe(Empty {})).await?;
     let updates = state

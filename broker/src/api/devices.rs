@@ -4,11 +4,14 @@ use api_model::{Device, DeviceFilter, Health, Me, Page, Paging};
 use axum::Json;
 use axum::extract::{Query, State};
 
+use access::Role;
+
 use super::{ApiError, ApiState, Caller, page};
+use crate::directory::Readiness;
 use crate::registry::DeviceRecord;
 use crate::time::{now_ms, timestamp};
 
-/// Whether this node serves requests: it sees a Raft leader and the tenant limits are in force.
+/// Whether this node serves requests: it sees a Raft leader and the directory is ready.
 #[utoipa::path(get, path = "/healthz", tag = "cluster", operation_id = "health",
     security(()),
     responses((status = 200, description = "This node and the leader it sees", body = Health)))]
@@ -17,7 +20,7 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
     Json(Health {
         node: state.node_id,
         leader,
-        ok: leader.is_some() && *state.limits_applied.borrow(),
+        ok: leader.is_some() && *state.directory.borrow() == Readiness::Ready,
     })
 }
 
@@ -25,9 +28,27 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
 #[utoipa::path(get, path = "/api/v1/me", tag = "analysts", operation_id = "whoAmI",
     responses((status = 200, description = "The caller", body = Me)))]
 pub async fn me(caller: Caller) -> Json<Me> {
+    let commands = commands::TABLE
+        .iter()
+        .filter(|spec| access::allows_somewhere(&caller.roles, spec.role))
+        .map(|spec| spec.name.to_string())
+        .collect();
+    let roles = caller
+        .roles
+        .iter()
+        .map(|g| {
+            if g.groups.is_empty() {
+                g.role.to_string()
+            } else {
+                format!("{} (groups {})", g.role, g.groups.join(", "))
+            }
+        })
+        .collect();
     Json(Me {
         tenant: caller.tenant,
         user: caller.user,
+        roles,
+        commands,
     })
 }
 
@@ -41,6 +62,7 @@ pub async fn list(
     Query(paging): Query<Paging>,
     Query(filter): Query<DeviceFilter>,
 ) -> Result<Json<Page<Device>>, ApiError> {
+    caller.require(Role::Viewer)?;
     let now = now_ms();
     let mut devices: Vec<Device> = state
         .registry

@@ -1,5 +1,6 @@
 //! The tenant library: upload (streamed, chunk by chunk), list, delete.
 
+use access::Role;
 use api_model::{LibraryEntry, LibraryUpload, Page, Paging};
 use axum::Json;
 use axum::extract::{Path, Query, Request, State};
@@ -46,6 +47,7 @@ pub async fn list(
     caller: Caller,
     Query(paging): Query<Paging>,
 ) -> Result<Json<Page<LibraryEntry>>, ApiError> {
+    caller.require(Role::Viewer)?;
     let entries = state.transfers.library.list(&caller.tenant).await?;
     let entries = entries.iter().map(view).collect();
     Ok(Json(page::page(entries, &paging, |e| &e.name)?))
@@ -67,6 +69,7 @@ pub async fn upload(
     Query(query): Query<LibraryUpload>,
     request: Request,
 ) -> Result<(StatusCode, Json<LibraryEntry>), ApiError> {
+    caller.require(Role::LibraryManager)?;
     ids::library_name(&name)?;
     let context = &state.transfers;
     let upload = Upload {
@@ -101,6 +104,7 @@ pub async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require(Role::LibraryManager)?;
     state
         .transfers
         .library

@@ -32,7 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use auth::{Caller, Tokens, sha256_hex};
+pub use auth::{Caller, LastUse, TENANT_HEADER, sha256_hex};
 pub use error::ApiError;
 pub use serve::serve_https;
 
@@ -57,9 +57,10 @@ pub struct Inner {
     pub settings: SessionsSection,
     pub sessions: ActorCell,
     pub transfers: TransferContext,
-    pub tokens: Tokens,
-    /// True once the configured tenant limits are in the replicated state.
-    pub limits_applied: tokio::sync::watch::Receiver<bool>,
+    /// When this node last recorded each token's use.
+    pub last_use: LastUse,
+    /// Whether the directory is bootstrapped and matches this node's configuration.
+    pub directory: tokio::sync::watch::Receiver<crate::directory::Readiness>,
 }
 
 impl std::ops::Deref for ApiState {
@@ -83,6 +84,28 @@ impl ApiState {
             transfers: self.transfers.clone(),
             supervisor: self.sessions.clone(),
         }
+    }
+
+    /// Allows a request that needs `role` on `device`: at once for a role held on every device,
+    /// otherwise by the device's groups (from its id and hostname).
+    async fn require_on_device(
+        &self,
+        caller: &Caller,
+        role: access::Role,
+        device: &str,
+    ) -> Result<(), ApiError> {
+        if caller.require(role).is_ok() || !access::allows_somewhere(&caller.roles, role) {
+            return caller.require(role);
+        }
+        let hostname = match self.registry.get(&caller.tenant, device).await {
+            Ok(Some(record)) => record.hostname,
+            _ => String::new(),
+        };
+        let groups = self
+            .leases
+            .with_local_directory(|d| d.groups_of(&caller.tenant, device, &hostname))
+            .await;
+        caller.require_on(role, device, &groups)
     }
 
     /// Sends a request to the session's actor, wherever it runs.

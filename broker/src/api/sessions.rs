@@ -1,5 +1,6 @@
 //! Sessions: open (idempotent with a request id), list, describe, end.
 
+use access::Role;
 use agent_proto::bus::Empty;
 use agent_proto::bus::session_reply::Body as Reply;
 use agent_proto::bus::session_request::Op;
@@ -35,6 +36,10 @@ pub async fn open(
         ids::idempotency_key(id)?;
     }
     let key = key.merge(body.request_id, "request_id")?;
+    // Whether the caller may open sessions at all, before anything of the device is told.
+    if !access::allows_somewhere(&caller.roles, Role::ResponderBasic) {
+        caller.require(Role::ResponderBasic)?;
+    }
     let device = state
         .registry
         .get(&caller.tenant, &body.device)
@@ -46,6 +51,14 @@ pub async fn open(
                 body.device, caller.tenant
             ))
         })?;
+    state
+        .require_on_device(&caller, Role::ResponderBasic, &device.device)
+        .await?;
+    let tenant = state
+        .leases
+        .with_local_directory(|d| d.tenant(&caller.tenant).cloned())
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("no tenant {}", caller.tenant)))?;
     let request = OpenRequest {
         tenant: caller.tenant.clone(),
         user: caller.user.clone(),
@@ -66,7 +79,18 @@ pub async fn open(
             ),
         ));
     }
-    let opened = session::open(request, state.session_context()).await?;
+    if !tenant.settings.live_response_enabled {
+        return Err(ApiError::new(
+            ErrorCode::SessionRefused,
+            format!(
+                "live response is disabled for tenant {}; a tenant admin can enable it (lr admin tenant update --live-response on)",
+                caller.tenant
+            ),
+        ));
+    }
+    let mut context = state.session_context();
+    context.settings.idle_timeout_ms = tenant.settings.idle_timeout_ms;
+    let opened = session::open(request, context).await?;
     let status = if opened.replayed {
         StatusCode::OK
     } else {
@@ -85,6 +109,7 @@ pub async fn list(
     Query(paging): Query<Paging>,
     Query(filter): Query<SessionFilter>,
 ) -> Result<Json<Page<Session>>, ApiError> {
+    caller.require(Role::Viewer)?;
     let mut leases: Vec<Lease> = state
         .leases
         .list(&caller.tenant)
@@ -109,6 +134,7 @@ pub async fn describe(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Session>, ApiError> {
+    caller.require(Role::Viewer)?;
     match state.control(&caller, &id, Op::Describe(Empty {})).await? {
         Reply::Session(s) => Ok(Json(Session {
             session_id: s.session_id,
@@ -136,6 +162,7 @@ pub async fn end(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require(Role::ResponderBasic)?;
     match state.control(&caller, &id, Op::End(Empty {})).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT),
         // The session's node is gone but its lease may still be live.

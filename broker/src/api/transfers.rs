@@ -1,6 +1,7 @@
 //! Transfers: status (with long-poll), cancel, content with HTTP Range. A transfer is visible to
 //! the analyst who started it; another's (or another tenant's) answers like a missing one.
 
+use access::Role;
 use std::time::Duration;
 
 use api_model::{Page, Paging, Transfer, TransferFilter, Wait};
@@ -73,6 +74,7 @@ pub async fn list(
     Query(paging): Query<Paging>,
     Query(filter): Query<TransferFilter>,
 ) -> Result<Json<Page<Transfer>>, ApiError> {
+    caller.require(Role::Viewer)?;
     let mut records = state.transfers.book.list(&caller.tenant).await?;
     records.retain(|r| {
         r.user == caller.user
@@ -99,6 +101,7 @@ pub async fn get(
     Path(id): Path<String>,
     Query(wait): Query<Wait>,
 ) -> Result<Json<Transfer>, ApiError> {
+    caller.require(Role::Viewer)?;
     ids::transfer(&id)?;
     let wait = Duration::from_millis(wait.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
     // Watch before reading, so no change falls between the read and the wait.
@@ -138,6 +141,7 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require(Role::ResponderAdvanced)?;
     ids::transfer(&id)?;
     transfer::cancel(&state.transfers, &caller.tenant, &caller.user, &id)
         .await
@@ -169,6 +173,7 @@ pub async fn content(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    caller.require(Role::ResponderAdvanced)?;
     ids::transfer(&id)?;
     let record = owned(&state, &caller, &id).await?.record;
     if record.kind != TransferKind::Getfile {

@@ -199,6 +199,18 @@ impl LeaseService {
             .await
     }
 
+    /// Session `session`'s lease as this node's replica has it (possibly a little behind).
+    pub async fn local_get(&self, tenant: &str, session: &str) -> Option<Lease> {
+        let query = LeaseQuery::Session {
+            tenant: tenant.into(),
+            session: session.into(),
+        };
+        match self.inner.leader.local_state().query(&query).await {
+            QueryAnswer::Leases(mut leases) => leases.pop(),
+            _ => None,
+        }
+    }
+
     /// `device`'s lease as this node's replica has it, and the last log index the replica
     /// applied (no fencing token above it was ever granted). A replica may be behind the
     /// leader, never ahead: a caller that finds no match confirms with [`Self::by_device`].
