@@ -2,11 +2,16 @@
 //! console reads them. The OpenAPI document is generated from these types, so what is written here
 //! is the contract: change a field and the document, the broker and the console change together.
 
+mod admin;
 mod error;
 mod requests;
 mod resources;
 mod states;
 
+pub use admin::{
+    CreateTenant, CreateToken, CreateUser, CreatedToken, DeviceGroup, GroupRule, RoleGrant, Tenant,
+    TenantSettings, Token, UpdateTenant, UpdateUser, User,
+};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, Holder, Invariant};
 pub use jiff::Timestamp;
 pub use requests::{

@@ -210,12 +210,12 @@ mod tests {
             assert_eq!(error_code(to_bus_code(code)), Some(code), "{code}");
             assert!(!accepted(&refusal(code, "no")), "{code}");
         }
-        for n in 1..=12 {
+        for n in 1..=13 {
             let bus = bus::ErrorCode::try_from(n).unwrap();
             assert_eq!(error_code(bus).map(to_bus_code), Some(bus), "{bus:?}");
         }
         assert!(
-            bus::ErrorCode::try_from(13).is_err(),
+            bus::ErrorCode::try_from(14).is_err(),
             "a code not mapped here"
         );
         // Unspecified is an accepted ack, and nothing maps to it.
@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(state_of(Status::StaleToken), CommandState::Rejected);
         assert_eq!(state_of(Status::TimedOut), CommandState::TimedOut);
         // Every status ends a command.
-        for n in 0..=9 {
+        for n in 0..=10 {
             let status = Status::try_from(n).unwrap();
             assert!(state_of(status).is_terminal(), "{status:?}");
         }
@@ -264,7 +264,9 @@ mod tests {
         // The statuses the API has always answered with.
         assert_eq!(
             http,
-            [400, 401, 404, 409, 409, 409, 409, 413, 416, 410, 503, 500]
+            [
+                400, 401, 403, 404, 409, 409, 409, 409, 413, 416, 410, 503, 500
+            ]
         );
         let grpc: Vec<tonic::Code> = ErrorCode::ALL.iter().map(|&c| statuses(c).1).collect();
         assert_eq!(
@@ -272,6 +274,7 @@ mod tests {
             [
                 tonic::Code::InvalidArgument,
                 tonic::Code::Unauthenticated,
+                tonic::Code::PermissionDenied,
                 tonic::Code::NotFound,
                 tonic::Code::AlreadyExists,
                 tonic::Code::ResourceExhausted,

@@ -33,6 +33,7 @@ const BEARER: &str = "bearer";
         (name = "commands", description = "Commands of a session and their live stream"),
         (name = "transfers", description = "Files from devices (getfile) and to them (putfile)"),
         (name = "library", description = "The tenant's library of files for putfile and run"),
+        (name = "admin", description = "Tenants (platform admins); a tenant's settings, users, tokens and device groups (tenant admins)"),
     ),
     components(schemas(ErrorBody, ErrorCode))
 )]

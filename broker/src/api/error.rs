@@ -8,6 +8,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cluster::ClusterError;
+use cluster::directory::DirectoryError;
 use cluster::lease::{Invariant, LeaseError};
 use serde_json::{Value, json};
 
@@ -96,6 +97,13 @@ impl From<ClusterError> for ApiError {
                 "this request id already opened a session on another device; use a new request id",
             ),
             ClusterError::Rejected(_) => Self::not_found(error.to_string()),
+            ClusterError::Directory(e) => match e {
+                DirectoryError::NotFound { .. } => Self::not_found(e.to_string()),
+                DirectoryError::Invalid { .. } => Self::invalid(e.to_string()),
+                DirectoryError::AlreadyExists { .. }
+                | DirectoryError::AlreadyBootstrapped
+                | DirectoryError::Conflict(_) => Self::new(ErrorCode::AlreadyExists, e.to_string()),
+            },
             _ => Self::unavailable(format!("{error}")),
         }
     }

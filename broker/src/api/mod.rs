@@ -5,6 +5,7 @@
 //! OpenAPI document served at `/api/v1/openapi.json` (and as a page at `/api/v1/docs`) is
 //! generated, never written by hand.
 
+mod admin;
 mod auth;
 mod body;
 mod commands;
@@ -168,6 +169,28 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(transfers::content))
         .routes(routes!(library::list))
         .routes(library_file)
+        .routes(routes!(admin::list_tenants, admin::create_tenant))
+        .routes(routes!(
+            admin::get_tenant,
+            admin::update_tenant,
+            admin::remove_tenant
+        ))
+        .routes(routes!(admin::get_settings, admin::update_settings))
+        .routes(routes!(admin::list_users, admin::create_user))
+        .routes(routes!(
+            admin::get_user,
+            admin::update_user,
+            admin::remove_user
+        ))
+        .routes(routes!(admin::list_tokens, admin::create_token))
+        .routes(routes!(admin::revoke_token))
+        .routes(routes!(admin::list_groups))
+        .routes(routes!(
+            admin::get_group,
+            admin::put_group,
+            admin::remove_group
+        ))
+        .routes(routes!(admin::device_groups))
         .split_for_parts();
     doc::finish(&mut document);
     (router, document)
@@ -211,12 +234,12 @@ mod tests {
             .paths
             .values()
             .map(|item| {
-                [&item.get, &item.put, &item.post, &item.delete]
+                [&item.get, &item.put, &item.post, &item.patch, &item.delete]
                     .iter()
                     .filter(|op| op.is_some())
                     .count()
             })
             .sum();
-        assert_eq!(operations, 19, "{:?}", document.paths.paths.keys());
+        assert_eq!(operations, 39, "{:?}", document.paths.paths.keys());
     }
 }
