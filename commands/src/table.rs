@@ -225,9 +225,10 @@ const GETFILE_PARAMS: &[Param] = &[param(
     "the file to download, absolute or relative",
 )];
 
-/// `getfile` and its alias `download`.
+/// `getfile` and its alias `download`: advanced commands, as in the reference product.
 const fn getfile(name: &'static str, examples: &'static [&'static str]) -> Spec {
     Spec {
+        role: Role::ResponderAdvanced,
         params: GETFILE_PARAMS,
         flags: &[Flag {
             name: "auto",

@@ -237,10 +237,26 @@ key = "{key}"
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.call_in(id, token, None, method, path, body).await
+    }
+
+    /// The same, naming the tenant to act in (what a platform admin does).
+    pub async fn call_in(
+        &self,
+        id: u64,
+        token: &str,
+        tenant: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.url(id)))
             .bearer_auth(token);
+        if let Some(tenant) = tenant {
+            request = request.header("LR-Tenant", tenant);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -363,6 +379,32 @@ key = "{key}"
             }
         }
         panic!("command {line} did not finish");
+    }
+
+    /// The bootstrap file of the broker that bootstrapped the directory, and the platform
+    /// admin's token in it.
+    pub async fn admin_token(&self) -> (PathBuf, String) {
+        let files: Vec<PathBuf> = self
+            .brokers
+            .keys()
+            .map(|id| {
+                self.dir
+                    .path()
+                    .join(format!("broker-{id}"))
+                    .join(broker::directory::BOOTSTRAP_TOKEN_FILE)
+            })
+            .collect();
+        let mut found = None;
+        let ok = testkit::wait_until(WAIT, || {
+            found = files.iter().find(|f| f.is_file()).cloned();
+            let done = found.is_some();
+            async move { done }
+        })
+        .await;
+        assert!(ok, "no broker wrote the bootstrap token");
+        let file = found.unwrap();
+        let token = std::fs::read_to_string(&file).unwrap().trim().to_string();
+        (file, token)
     }
 
     pub fn agent_cert(&self, tenant: &str, device: &str) -> (PathBuf, PathBuf) {
