@@ -64,6 +64,15 @@ async fn everywhere(stack: &Stack, token: &str, expected: StatusCode) -> bool {
     .await
 }
 
+/// What is asked, how, with which body, and which roles may (`*`: every role).
+type Check = (
+    &'static str,
+    Method,
+    &'static str,
+    Option<Value>,
+    &'static [&'static str],
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_gets_exactly_its_routes_and_commands() {
     let mut stack = Stack::start(3, "").await;
@@ -94,7 +103,7 @@ async fn every_role_gets_exactly_its_routes_and_commands() {
     callers.push(("platform-admin".into(), admin.clone(), Some("demo")));
 
     // (what, method, path, body, roles allowed); everyone else is answered 403.
-    let matrix: Vec<(&str, Method, &str, Option<Value>, &[&str])> = vec![
+    let matrix: Vec<Check> = vec![
         ("me", Method::GET, "/api/v1/me", None, &["*"]),
         ("devices", Method::GET, "/api/v1/devices", None, &["*"]),
         ("sessions", Method::GET, "/api/v1/sessions", None, &["*"]),
