@@ -210,6 +210,45 @@ async fn every_role_gets_exactly_its_routes_and_commands() {
         commands.contains("\"dir\"") && !commands.contains("\"getfile\""),
         "{me}"
     );
+
+    // A role scoped to a device group reaches that group's devices only.
+    let group =
+        json!({"devices": ["web-07"], "rules": [{"match": "hostname", "pattern": "no-such-*"}]});
+    let (status, body) = stack
+        .call_in(
+            1,
+            &admin,
+            Some("demo"),
+            Method::PUT,
+            "/api/v1/admin/groups/servers",
+            Some(group),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let roles = json!([{"role": "responder-basic", "groups": ["servers"]}]);
+    let (status, body) = stack
+        .call_in(
+            1,
+            &admin,
+            Some("demo"),
+            Method::POST,
+            "/api/v1/admin/users",
+            Some(json!({"name": "scoped", "roles": roles})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let scoped = token(&stack, &admin, "demo", "scoped", None).await;
+    assert!(everywhere(&stack, &scoped, StatusCode::OK).await);
+    stack.start_agent("demo", "db-02", "db-02", &[2]);
+    stack.wait_online(&scoped, "db-02", None).await;
+    let (status, body) = stack.open(1, &scoped, "db-02").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("db-02"),
+        "{body}"
+    );
+    let (status, body) = stack.open(1, &scoped, "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,10 +42,13 @@ impl Caller {
         access::allows_somewhere(&self.roles, Role::PlatformAdmin)
     }
 
-    /// Allows a request that needs `role` anywhere in the caller's tenant.
+    /// Allows a request that needs `role` anywhere in the caller's tenant. Reading the tenant's
+    /// lists (`viewer`) is open to any role, scoped to device groups or not: groups bound what a
+    /// caller may do on devices, not which devices it may see.
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         self.scoped()?;
-        if access::allows(&self.roles, role, None) {
+        let anywhere = access::allows(&self.roles, role, None);
+        if anywhere || (role == Role::Viewer && access::allows_somewhere(&self.roles, role)) {
             return Ok(());
         }
         Err(self.forbidden(role, String::new()))
