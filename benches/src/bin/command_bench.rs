@@ -51,6 +51,9 @@ enum Mode {
     Nats(NatsArgs),
     /// Run a program (e.g. `ssh -S <control socket> host ls /`) again and again.
     Ssh(SshArgs),
+    /// Make a token, see it work on every node, revoke it through the first; times the revoke
+    /// until every node refuses the token (401).
+    Revocation(RevocationArgs),
     /// Print the results (`--json` lines, in any number of files) side by side, with ratios.
     Compare { files: Vec<PathBuf> },
 }
@@ -94,6 +97,26 @@ struct ApiArgs {
     expect_node: Option<u64>,
     #[arg(long, default_value_t = 60)]
     online_timeout_secs: u64,
+}
+
+#[derive(Args, Debug)]
+struct RevocationArgs {
+    #[command(flatten)]
+    run: Run,
+    /// The API of every node, comma-separated; the revoke goes to the first.
+    #[arg(long, value_delimiter = ',', required = true)]
+    urls: Vec<String>,
+    #[arg(long, env = "LR_CA_CERT")]
+    ca: PathBuf,
+    /// A tenant admin's (or, with --tenant, a platform admin's) token.
+    #[arg(long, env = "LR_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    /// The tenant to act in, for a platform admin.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The user each token is made for.
+    #[arg(long, default_value = "analyst-a")]
+    user: String,
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +197,11 @@ async fn main() -> anyhow::Result<()> {
             let outcome = bench_ssh(&args).await?;
             (args.run, outcome)
         }
+        Mode::Revocation(args) => {
+            args.run.validate()?;
+            let outcome = bench_revocation(&args).await?;
+            (args.run, outcome)
+        }
         Mode::Compare { files } => return compare(&files),
     };
     print_header();
@@ -203,6 +231,28 @@ impl Run {
         F: FnMut() -> Fut,
         Fut: Future<Output = anyhow::Result<()>>,
     {
+        self.measure_part(target, operation, || {
+            let run = op();
+            async move {
+                let t0 = Instant::now();
+                run.await.map(|()| t0.elapsed())
+            }
+        })
+        .await
+    }
+
+    /// The same, for operations that time their measured part themselves (after unmeasured
+    /// preparation).
+    async fn measure_part<F, Fut>(
+        &self,
+        target: &str,
+        operation: &str,
+        mut op: F,
+    ) -> anyhow::Result<Outcome>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = anyhow::Result<Duration>>,
+    {
         let mut errors = 0;
         let mut first_error = None;
         let mut fail = |e: anyhow::Error| {
@@ -225,9 +275,8 @@ impl Run {
         let mut samples = Vec::with_capacity(self.count);
         let started = Instant::now();
         for _ in 0..self.count {
-            let t0 = Instant::now();
             match op().await {
-                Ok(()) => samples.push(t0.elapsed()),
+                Ok(took) => samples.push(took),
                 Err(e) => fail(e)?,
             }
         }
@@ -280,10 +329,25 @@ impl Api {
         body: Option<Value>,
         expect: StatusCode,
     ) -> anyhow::Result<Value> {
+        self.call_in(None, method, path, body, expect).await
+    }
+
+    /// The same, acting in `tenant` (a platform admin names it with `LR-Tenant`).
+    async fn call_in(
+        &self,
+        tenant: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        expect: StatusCode,
+    ) -> anyhow::Result<Value> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.url))
             .bearer_auth(&self.token);
+        if let Some(tenant) = tenant {
+            request = request.header("LR-Tenant", tenant);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -418,6 +482,95 @@ async fn bench_api(args: &ApiArgs) -> anyhow::Result<Outcome> {
     let outcome = outcome?;
     ended.context("ending the session")?;
     Ok(outcome)
+}
+
+// ---- revocation ---------------------------------------------------------------------------------
+
+/// Polls of one node for the refusal, at most this far apart.
+const REVOCATION_POLL: Duration = Duration::from_millis(1);
+/// Bound on one revocation reaching every node.
+const REVOCATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn bench_revocation(args: &RevocationArgs) -> anyhow::Result<Outcome> {
+    let client = |url: &str, token: &str| {
+        Api::new(&ApiArgs {
+            run: Run {
+                count: 1,
+                warmup: 0,
+                max_errors: 0,
+                json: false,
+            },
+            url: url.to_string(),
+            ca: args.ca.clone(),
+            token: token.to_string(),
+            device: String::new(),
+            command_line: String::new(),
+            expect_node: None,
+            online_timeout_secs: 0,
+        })
+    };
+    let admins = args
+        .urls
+        .iter()
+        .map(|url| client(url, &args.admin_token))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tenant = args.tenant.clone();
+    let operation = format!(
+        "revoke a token through one node, until all {} refuse it",
+        args.urls.len()
+    );
+    args.run
+        .measure_part("revocation", &operation, || async {
+            let admin = &admins[0];
+            let created = admin
+                .call_in(
+                    tenant.as_deref(),
+                    Method::POST,
+                    "/api/v1/admin/tokens",
+                    Some(json!({"user": args.user, "description": "revocation bench"})),
+                    StatusCode::CREATED,
+                )
+                .await?;
+            let token = created["token"].as_str().unwrap_or_default().to_string();
+            let id = created["id"].as_str().unwrap_or_default().to_string();
+            let users = args
+                .urls
+                .iter()
+                .map(|url| client(url, &token))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for user in &users {
+                until_status(user, StatusCode::OK).await?;
+            }
+            let t0 = Instant::now();
+            admin
+                .call_in(
+                    tenant.as_deref(),
+                    Method::DELETE,
+                    &format!("/api/v1/admin/tokens/{id}"),
+                    None,
+                    StatusCode::OK,
+                )
+                .await?;
+            for user in &users {
+                until_status(user, StatusCode::UNAUTHORIZED).await?;
+            }
+            Ok(t0.elapsed())
+        })
+        .await
+}
+
+/// Asks `GET /api/v1/me` until it answers `status`.
+async fn until_status(api: &Api, status: StatusCode) -> anyhow::Result<()> {
+    let deadline = Instant::now() + REVOCATION_TIMEOUT;
+    loop {
+        if api.call(Method::GET, "/api/v1/me", None, status).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{} did not answer {status} within {REVOCATION_TIMEOUT:?}", api.url);
+        }
+        tokio::time::sleep(REVOCATION_POLL).await;
+    }
 }
 
 // ---- nats ---------------------------------------------------------------------------------------
