@@ -13,7 +13,8 @@ use crate::Timestamp;
 pub struct TenantSettings {
     pub live_response_enabled: bool,
     pub unsigned_scripts_allowed: bool,
-    pub idle_timeout_ms: u64,
+    /// `null`: the brokers' default.
+    pub idle_timeout_ms: Option<u64>,
     pub remediation_groups: Vec<String>,
     pub max_sessions_per_tenant: u32,
     pub max_sessions_per_user: u32,
@@ -22,7 +23,7 @@ pub struct TenantSettings {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "acme", "display_name": "ACME Corp", "created_at": "2026-12-05T12:00:00Z",
-    "settings": {"live_response_enabled": true, "unsigned_scripts_allowed": false, "idle_timeout_ms": 1800000,
+    "settings": {"live_response_enabled": true, "unsigned_scripts_allowed": false, "idle_timeout_ms": null,
     "remediation_groups": [], "max_sessions_per_tenant": 25, "max_sessions_per_user": 1, "version": 3}}))]
 pub struct Tenant {
     pub id: String,

@@ -89,7 +89,9 @@ pub async fn open(
         ));
     }
     let mut context = state.session_context();
-    context.settings.idle_timeout_ms = tenant.settings.idle_timeout_ms;
+    if let Some(idle) = tenant.settings.idle_timeout_ms {
+        context.settings.idle_timeout_ms = idle;
+    }
     let opened = session::open(request, context).await?;
     let status = if opened.replayed {
         StatusCode::OK

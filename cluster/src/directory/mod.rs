@@ -186,7 +186,7 @@ impl Directory {
                             "must be between 1000 (a second) and 604800000 (a week)",
                         ));
                     }
-                    s.idle_timeout_ms = v;
+                    s.idle_timeout_ms = Some(v);
                 }
                 if let Some(groups) = &settings.remediation_groups {
                     for g in groups {

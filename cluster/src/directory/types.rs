@@ -18,8 +18,9 @@ pub const TOKEN_PREFIX: &str = "lrt_";
 pub struct TenantSettings {
     pub live_response_enabled: bool,
     pub unsigned_scripts_allowed: bool,
-    /// A session with no analyst activity this long ends.
-    pub idle_timeout_ms: u64,
+    /// A session with no analyst activity this long ends; `None`: the brokers' default
+    /// (`sessions.idle_timeout_ms`).
+    pub idle_timeout_ms: Option<u64>,
     /// Device groups where remediation is allowed; empty: nowhere.
     pub remediation_groups: Vec<String>,
     /// Grows with every change of the tenant's settings or limits; never goes back.
@@ -31,7 +32,7 @@ impl Default for TenantSettings {
         Self {
             live_response_enabled: true,
             unsigned_scripts_allowed: false,
-            idle_timeout_ms: 30 * 60 * 1000,
+            idle_timeout_ms: None,
             remediation_groups: Vec::new(),
             version: 1,
         }
