@@ -28,6 +28,10 @@ use serde_json::value::RawValue;
 use crate::doc::Doc;
 use crate::exit::Exit;
 
+mod admin;
+
+pub use admin::DeviceGroups;
+
 /// How long to wait for a TCP+TLS connection to a broker node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an ordinary (not long-polling) request may take.
@@ -245,6 +249,8 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    /// The tenant a platform admin acts in: the `LR-Tenant` header of every request.
+    tenant: Option<String>,
     /// `trace` in the REPL: a line on stderr for every request and its answer. Shared by clones.
     trace: Arc<AtomicBool>,
 }
@@ -273,8 +279,16 @@ impl Client {
             http,
             base: endpoint.base.clone(),
             token: endpoint.token.clone(),
+            tenant: None,
             trace: Arc::default(),
         })
+    }
+
+    /// The same client acting in `tenant` (a platform admin's `--tenant`): every request names
+    /// it in the `LR-Tenant` header.
+    pub fn with_tenant(mut self, tenant: Option<String>) -> Client {
+        self.tenant = tenant;
+        self
     }
 
     pub fn base(&self) -> &Url {
@@ -690,6 +704,9 @@ impl Client {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
+        if let Some(tenant) = &self.tenant {
+            request = request.header(TENANT_HEADER, tenant);
+        }
         request
     }
 
@@ -752,6 +769,8 @@ impl Client {
 
 /// The header that makes a retried request answer what the first one did.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The header a platform admin names the tenant it acts in with.
+pub const TENANT_HEADER: &str = "lr-tenant";
 
 /// A successful answer, read as what the endpoint returns.
 struct Answer {

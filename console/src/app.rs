@@ -7,6 +7,7 @@ use api_model::{CommandState, ErrorCode, TransferKind};
 use backon::{ConstantBuilder, Retryable};
 use tokio::runtime::Runtime;
 
+use crate::admin;
 use crate::api::{Client, List, MAX_LIST_ITEMS};
 use crate::cli::{Cli, Command, LibraryCommand, SessionCommand, TransferCommand};
 use crate::cmdline;
@@ -33,6 +34,7 @@ pub fn main(cli: Cli) -> Result<Exit, Failure> {
     let flags = Layer::from_flags(
         cli.api_url,
         cli.token,
+        cli.tenant,
         cli.ca_cert,
         cli.output,
         cli.downloads_dir,
@@ -55,7 +57,7 @@ pub fn main(cli: Cli) -> Result<Exit, Failure> {
         .over(file_layer)
         .validate(cli.command.needs_token())
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let api = Client::new(&settings.endpoint)?;
+    let api = Client::new(&settings.endpoint)?.with_tenant(settings.tenant.clone());
     let setting = settings.output;
     let downloads = settings.downloads_dir.clone();
 
@@ -236,6 +238,7 @@ fn one_shot(
                 let signals = install_signals()?;
                 watch_transfer(api, started, String::new(), format, downloads, &signals).await
             }
+            Command::Admin(command) => admin::run(api, command, format, width).await,
             Command::Connect { .. } => unreachable!("connect runs the REPL"),
         }
     })
@@ -373,7 +376,7 @@ fn report(
 }
 
 /// Confirms an action: `{"<id key>": id, "<done>": true}` in JSON, `sentence` in a table.
-fn print_done(
+pub(crate) fn print_done(
     format: Format,
     width: Option<u16>,
     (key, id): (&str, String),
@@ -397,18 +400,29 @@ fn print_list<T>(
     format: Format,
     width: Option<u16>,
 ) -> Result<Exit, Failure> {
-    let exit = print_doc(&list.doc(), format, width)?;
-    if list.cut {
+    print_rows(&list.doc(), list.cut, what, format, width)
+}
+
+/// The items of a list as `doc` shows them, and on stderr a line when the list was `cut`.
+pub(crate) fn print_rows(
+    doc: &Doc,
+    cut: bool,
+    what: &str,
+    format: Format,
+    width: Option<u16>,
+) -> Result<Exit, Failure> {
+    let exit = print_doc(doc, format, width)?;
+    if cut {
         crate::say!("lr: the list was cut: only the first {MAX_LIST_ITEMS} {what} are shown");
     }
     Ok(exit)
 }
 
-fn print_doc(doc: &Doc, format: Format, width: Option<u16>) -> Result<Exit, Failure> {
+pub(crate) fn print_doc(doc: &Doc, format: Format, width: Option<u16>) -> Result<Exit, Failure> {
     print_text(&render::render(doc, format, width))
 }
 
-fn print_text(text: &str) -> Result<Exit, Failure> {
+pub(crate) fn print_text(text: &str) -> Result<Exit, Failure> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())

@@ -6,10 +6,17 @@ use clap::{Parser, Subcommand};
 
 use crate::render::Format;
 
+mod admin;
+
+pub use admin::{
+    AdminCommand, DeviceCommand, GroupCommand, GroupList, RoleArgs, SettingsArgs, SettingsCommand,
+    Switch, TenantCommand, TokenCommand, UserCommand, parse_grant,
+};
+
 const AFTER_HELP: &str = "\
-Settings: flags override LR_API_URL, LR_TOKEN, LR_CA_CERT, LR_OUTPUT, LR_DOWNLOADS_DIR and
-LR_INSECURE_HTTP, which override ~/.config/lr/config.toml (keys api_url, token, ca_cert, output,
-downloads_dir, insecure_http; LR_CONFIG names another file). getfile saves files in
+Settings: flags override LR_API_URL, LR_TOKEN, LR_CA_CERT, LR_TENANT, LR_OUTPUT, LR_DOWNLOADS_DIR
+and LR_INSECURE_HTTP, which override ~/.config/lr/config.toml (keys api_url, token, ca_cert,
+tenant, output, downloads_dir, insecure_http; LR_CONFIG names another file). getfile saves files in
 downloads_dir, by default ~/lr-downloads. An http:// API URL is refused (the token would travel
 in clear) unless it names this machine (localhost, 127.0.0.0/8, ::1) and --insecure-http is given.
 
@@ -36,6 +43,11 @@ pub struct Cli {
     /// API bearer token [env: LR_TOKEN]
     #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
+
+    /// Tenant to act in, for platform admins: sent as the LR-Tenant header on every request
+    /// [env: LR_TENANT]
+    #[arg(long, global = true, value_name = "TENANT")]
+    pub tenant: Option<String>,
 
     /// PEM file of the CA to trust, instead of the system's trust store [env: LR_CA_CERT]
     #[arg(long, global = true, value_name = "PEM")]
@@ -81,7 +93,7 @@ pub enum Command {
     },
     /// Health of the broker node at the API URL (no token needed)
     Health,
-    /// Who the token belongs to: its user and tenant
+    /// Who the token belongs to: its user, tenant and roles
     Whoami,
     /// The tenant's library of files for putfile and run: list, upload, delete
     #[command(subcommand)]
@@ -89,6 +101,9 @@ pub enum Command {
     /// Transfers started by getfile, download and putfile: show, download again, cancel
     #[command(subcommand)]
     Transfer(TransferCommand),
+    /// Administration: tenants, settings, users and their roles, API tokens, device groups
+    #[command(subcommand)]
+    Admin(AdminCommand),
 }
 
 #[derive(Debug, Subcommand)]

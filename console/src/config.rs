@@ -5,6 +5,7 @@
 //! ```toml
 //! api_url = "https://broker.example:7601"
 //! token = "..."
+//! tenant = "acme"             # platform admins: the tenant to act in (the LR-Tenant header)
 //! ca_cert = "/etc/lr/ca.pem"   # relative paths are relative to the config file
 //! output = "table"             # or "json"
 //! downloads_dir = "~/lr-downloads"   # where getfile saves files (the default)
@@ -49,6 +50,7 @@ impl fmt::Display for Origin {
 pub struct Layer {
     pub api_url: Option<(String, Origin)>,
     pub token: Option<(String, Origin)>,
+    pub tenant: Option<(String, Origin)>,
     pub ca_cert: Option<(PathBuf, Origin)>,
     pub output: Option<(Format, Origin)>,
     pub downloads_dir: Option<(PathBuf, Origin)>,
@@ -61,6 +63,7 @@ pub struct Layer {
 struct FileKeys {
     api_url: Option<String>,
     token: Option<String>,
+    tenant: Option<String>,
     ca_cert: Option<PathBuf>,
     output: Option<Format>,
     downloads_dir: Option<PathBuf>,
@@ -69,6 +72,7 @@ struct FileKeys {
 
 pub const ENV_API_URL: &str = "LR_API_URL";
 pub const ENV_TOKEN: &str = "LR_TOKEN";
+pub const ENV_TENANT: &str = "LR_TENANT";
 pub const ENV_CA_CERT: &str = "LR_CA_CERT";
 pub const ENV_OUTPUT: &str = "LR_OUTPUT";
 pub const ENV_DOWNLOADS_DIR: &str = "LR_DOWNLOADS_DIR";
@@ -83,6 +87,7 @@ impl Layer {
     pub fn from_flags(
         api_url: Option<String>,
         token: Option<String>,
+        tenant: Option<String>,
         ca_cert: Option<PathBuf>,
         output: Option<Format>,
         downloads_dir: Option<PathBuf>,
@@ -91,6 +96,7 @@ impl Layer {
         Layer {
             api_url: api_url.map(|v| (v, Origin::Flag("--api-url"))),
             token: token.map(|v| (v, Origin::Flag("--token"))),
+            tenant: tenant.map(|v| (v, Origin::Flag("--tenant"))),
             ca_cert: ca_cert.map(|v| (v, Origin::Flag("--ca-cert"))),
             output: output.map(|v| (v, Origin::Flag("--output"))),
             downloads_dir: downloads_dir.map(|v| (v, Origin::Flag("--downloads-dir"))),
@@ -99,8 +105,8 @@ impl Layer {
         }
     }
 
-    /// `LR_API_URL`, `LR_TOKEN`, `LR_CA_CERT`, `LR_OUTPUT`, `LR_DOWNLOADS_DIR`, `LR_INSECURE_HTTP`
-    /// from `get` (the process environment in production, a map in tests). Empty values count as
+    /// `LR_API_URL`, `LR_TOKEN`, `LR_TENANT`, `LR_CA_CERT`, `LR_OUTPUT`, `LR_DOWNLOADS_DIR`,
+    /// `LR_INSECURE_HTTP` from `get` (the process environment in production, a map in tests). Empty values count as
     /// unset.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
         let var = |name: &'static str| {
@@ -139,6 +145,7 @@ impl Layer {
         Ok(Layer {
             api_url: var(ENV_API_URL),
             token: var(ENV_TOKEN),
+            tenant: var(ENV_TENANT),
             ca_cert: var(ENV_CA_CERT).map(|(v, o)| (PathBuf::from(v), o)),
             output,
             downloads_dir: var(ENV_DOWNLOADS_DIR).map(|(v, o)| (PathBuf::from(v), o)),
@@ -158,6 +165,7 @@ impl Layer {
         Ok(Layer {
             api_url: keys.api_url.map(|v| (v, origin())),
             token: keys.token.map(|v| (v, origin())),
+            tenant: keys.tenant.map(|v| (v, origin())),
             ca_cert: keys.ca_cert.map(|v| (dir.join(v), origin())),
             output: keys.output.map(|v| (v, origin())),
             downloads_dir: keys.downloads_dir.map(|v| {
@@ -186,6 +194,7 @@ impl Layer {
         Layer {
             api_url: self.api_url.or(lower.api_url),
             token: self.token.or(lower.token),
+            tenant: self.tenant.or(lower.tenant),
             ca_cert: self.ca_cert.or(lower.ca_cert),
             output: self.output.or(lower.output),
             downloads_dir: self.downloads_dir.or(lower.downloads_dir),
@@ -217,6 +226,8 @@ pub struct Settings {
     pub api_url_origin: Origin,
     /// Where getfile saves files.
     pub downloads_dir: PathBuf,
+    /// The tenant a platform admin acts in, sent as `LR-Tenant` on every request.
+    pub tenant: Option<String>,
 }
 
 /// A bad or missing setting, naming the key and where the value came from.
@@ -305,6 +316,23 @@ impl Layer {
             }
             None => None,
         };
+        let tenant = match self.tenant {
+            Some((tenant, origin)) => {
+                let tenant = tenant.trim().to_owned();
+                ids::tenant(&tenant).map_err(|e| ConfigError {
+                    key: "tenant",
+                    origin,
+                    problem: format!(
+                        "{:?} is not a tenant id: {}; {}",
+                        e.value,
+                        e.reason,
+                        e.rule()
+                    ),
+                })?;
+                Some(tenant)
+            }
+            None => None,
+        };
         if let Some((path, origin)) = &self.ca_cert
             && !path.is_file()
         {
@@ -334,6 +362,7 @@ impl Layer {
         };
         Ok(Settings {
             downloads_dir,
+            tenant,
             endpoint: Endpoint {
                 base,
                 token,
@@ -415,7 +444,15 @@ mod tests {
             ("LR_TOKEN", "env-token"),
         ]))
         .unwrap();
-        let flags = Layer::from_flags(None, Some("flag-token".into()), None, None, None, false);
+        let flags = Layer::from_flags(
+            None,
+            Some("flag-token".into()),
+            None,
+            None,
+            None,
+            None,
+            false,
+        );
 
         let merged = flags.over(env).over(file);
         assert_eq!(
@@ -475,6 +512,7 @@ mod tests {
             None,
             None,
             None,
+            None,
             false,
         )
         .validate(true)
@@ -493,6 +531,7 @@ mod tests {
             None,
             None,
             None,
+            None,
             false,
         )
         .validate(true)
@@ -508,6 +547,7 @@ mod tests {
             Layer::from_flags(
                 Some("https://x".into()),
                 Some("t".into()),
+                None,
                 None,
                 None,
                 None,
@@ -538,6 +578,7 @@ mod tests {
             Some("t".into()),
             None,
             None,
+            None,
             Some(not_a_dir),
             false,
         )
@@ -551,6 +592,7 @@ mod tests {
         Layer::from_flags(
             Some(url.into()),
             Some("t".into()),
+            None,
             None,
             None,
             None,
@@ -609,6 +651,7 @@ mod tests {
                 None,
                 None,
                 None,
+                None,
                 false,
             )
         };
@@ -647,6 +690,61 @@ mod tests {
             "api_url (from flag --api-url): refusing http://10.0.0.5:7601: the API token would \
              cross the network in clear; use https:// (--insecure-http only allows a broker on \
              this machine: localhost, 127.0.0.0/8, ::1)"
+        );
+    }
+
+    #[test]
+    fn tenant_from_flag_env_or_file_is_checked() {
+        let url = || {
+            Layer::from_flags(
+                Some("https://x".into()),
+                Some("t".into()),
+                None,
+                None,
+                None,
+                None,
+                false,
+            )
+        };
+        assert_eq!(url().validate(true).unwrap().tenant, None);
+        let file =
+            Layer::from_toml("tenant = \"acme\"\n", Path::new("/etc/lr/config.toml")).unwrap();
+        let env_layer = Layer::from_env(env(&[("LR_TENANT", "demo")])).unwrap();
+        assert_eq!(
+            url()
+                .over(file.clone())
+                .validate(true)
+                .unwrap()
+                .tenant
+                .as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            url()
+                .over(env_layer)
+                .over(file)
+                .validate(true)
+                .unwrap()
+                .tenant
+                .as_deref(),
+            Some("demo")
+        );
+        let flag = Layer::from_flags(None, None, Some("ops".into()), None, None, None, false);
+        assert_eq!(
+            flag.over(url()).validate(true).unwrap().tenant.as_deref(),
+            Some("ops")
+        );
+        let bad = Layer::from_env(env(&[("LR_TENANT", "acme.eu")]))
+            .unwrap()
+            .over(url())
+            .validate(true)
+            .unwrap_err();
+        assert_eq!(bad.key, "tenant");
+        assert!(
+            bad.to_string().starts_with(
+                "tenant (from environment variable LR_TENANT): \"acme.eu\" is not a tenant id"
+            ),
+            "{bad}"
         );
     }
 

@@ -12,6 +12,7 @@ macro_rules! say {
     }};
 }
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod cli;

@@ -20,11 +20,19 @@ pub fn trace_switch(current: bool, value: Option<&str>) -> Result<bool, String> 
     }
 }
 
-/// `whoami`: in JSON the object as the broker sent it; as a table one line, `<user> (tenant <t>)`.
+/// `whoami`: in JSON the object as the broker sent it; as a table `<user> (tenant <t>)`, then
+/// `roles: <role>, <role> (groups a, b)`.
 pub fn whoami_body(me: &Typed<api_model::Me>, format: Format) -> String {
     match format {
         Format::Json => render::json(&me.doc),
-        Format::Table => format!("{} (tenant {})\n", me.user, me.tenant),
+        Format::Table => {
+            let roles = if me.roles.is_empty() {
+                "none".to_owned()
+            } else {
+                me.roles.join(", ")
+            };
+            format!("{} (tenant {})\nroles: {roles}\n", me.user, me.tenant)
+        }
     }
 }
 
@@ -76,12 +84,20 @@ mod tests {
         .unwrap();
         assert_eq!(
             whoami_body(&me, Format::Table),
-            "alice@acme.example (tenant acme)\n"
+            "alice@acme.example (tenant acme)\nroles: none\n"
         );
         assert_eq!(
             whoami_body(&me, Format::Json),
             "{\n  \"user\": \"alice@acme.example\",\n  \"tenant\": \"acme\"\n}\n",
             "the broker's order"
+        );
+        let me = Typed::<api_model::Me>::from_doc(doc(
+            r#"{"tenant":"acme","user":"alice","roles":["responder-basic","responder-advanced (groups servers, dbs)"],"commands":["dir"]}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            whoami_body(&me, Format::Table),
+            "alice (tenant acme)\nroles: responder-basic, responder-advanced (groups servers, dbs)\n"
         );
     }
 

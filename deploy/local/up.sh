@@ -3,6 +3,10 @@
 # nodes and an agent for this machine, then opens the console on it (unless --detach).
 # Trust as in production: a cluster CA for brokers and nats-server, an agent CA for agents;
 # nats-server admits only the brokers' certificates, over TLS, with broker permissions.
+# Analysts are in the brokers' replicated directory, not in their configuration: the node that
+# bootstraps the cluster writes the platform admin's token to its data folder, and up.sh uses it
+# (with `lr admin`) to create tenants demo and acme, analysts a, b (demo) and c (acme), and a fresh
+# token for each analyst on every run.
 # Everything lives under .lr/dev/ (configs, certs, data, logs, pids); deploy/local/down.sh stops it.
 set -euo pipefail
 
@@ -45,10 +49,6 @@ device=${device:-localhost}
 
 "$bin/lr-broker" dev-certs --out "$dev/certs" --brokers 3 --agent "demo/$device" >/dev/null
 
-token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-token_a=$(token); token_b=$(token); token_c=$(token)
-
 "$bin/lr-broker" nats-config --certs "$dev/certs" --brokers 3 \
   --listen "127.0.0.1:$nats_port" --store-dir "$dev/data-$base/nats" > "$dev/nats.conf"
 nats-server -c "$dev/nats.conf" >"$dev/logs/nats.log" 2>&1 &
@@ -74,11 +74,6 @@ listen = "127.0.0.1:$((base + 7500 + id))"
 
 [api]
 listen = "127.0.0.1:$((base + 7600 + id))"
-tokens = [
-  { tenant = "demo", user = "analyst-a", token_sha256 = "$(sha "$token_a")" },
-  { tenant = "demo", user = "analyst-b", token_sha256 = "$(sha "$token_b")" },
-  { tenant = "acme", user = "analyst-c", token_sha256 = "$(sha "$token_c")" },
-]
 
 [tls]
 cluster_ca = "$dev/certs/cluster-ca.pem"
@@ -106,29 +101,110 @@ CONF
 "$bin/lr-agent" --config "$dev/agent.toml" >"$dev/logs/agent.log" 2>&1 &
 echo "$! lr-agent" >> "$dev/pids"
 
-cat > "$dev/env" <<ENV
-export LR_API_URL=https://localhost:$((base + 7601))
-export LR_CA_CERT=$dev/certs/cluster-ca.pem
+api_url=https://localhost:$((base + 7601))
+ca_cert=$dev/certs/cluster-ca.pem
+deadline=$((SECONDS + 60))
+waited() {
+  if [ $SECONDS -ge $deadline ]; then
+    echo "up.sh: $1 within 60 s; logs are in $dev/logs" >&2
+    exit 1
+  fi
+  sleep 0.5
+}
+# lr as up.sh runs it: this cluster, and no config file, tenant or output format of the user's.
+lr_() {
+  LR_API_URL=$api_url LR_CA_CERT=$ca_cert LR_CONFIG=/dev/null LR_TENANT= LR_OUTPUT=table \
+    "$bin/lr" "$@"
+}
+
+# Every broker answers /healthz with ok (it knows a leader).
+for id in 1 2 3; do
+  until lr_ health --output json --api-url "https://localhost:$((base + 7600 + id))" 2>/dev/null |
+    grep -q '"ok": *true'; do
+    waited "broker $id did not become healthy"
+  done
+done
+
+# The platform admin's token, from the node that bootstrapped the directory (owner-only; the file
+# stays there for later runs).
+admin_token=""
+while [ -z "$admin_token" ]; do
+  for file in "$dev/data-$base"/broker-*/bootstrap-admin-token; do
+    if [ -s "$file" ]; then
+      admin_token=$(tr -d '[:space:]' < "$file")
+      break
+    fi
+  done
+  [ -n "$admin_token" ] || waited "no broker wrote $dev/data-$base/broker-*/bootstrap-admin-token (data from an older version? remove $dev/data-$base)"
+done
+as_admin() { LR_TOKEN=$admin_token lr_ "$@"; }
+
+# `ensure <show command> -- <create command>`: creates a tenant or user, unless a later run finds
+# it there already (the create refused with exit 3, already_exists, and the show finds it): then
+# answers 1. Any other failure stops up.sh.
+ensure() {
+  local show=() err code=0
+  while [ "$1" != -- ]; do show+=("$1"); shift; done
+  shift
+  err=$(as_admin "$@" 2>&1 >/dev/null) || code=$?
+  [ "$code" = 0 ] && return 0
+  if [ "$code" = 3 ] && as_admin "${show[@]}" >/dev/null 2>&1; then
+    return 1
+  fi
+  echo "up.sh: lr $*: $err" >&2
+  exit 1
+}
+# `analyst <tenant> <user> <role>...`: the user with exactly these roles.
+analyst() {
+  local tenant=$1 user=$2 roles=()
+  shift 2
+  for role in "$@"; do roles+=(--role "$role"); done
+  ensure --tenant "$tenant" admin user show "$user" -- \
+    --tenant "$tenant" admin user create "$user" "${roles[@]}" ||
+    as_admin --tenant "$tenant" admin user update "$user" "${roles[@]}" >/dev/null
+}
+# `token_for <tenant> <user>`: a new token for the user, alone on stdout (lr's note that it will
+# not be shown again, which does not hold it, goes to a log).
+token_for() {
+  as_admin --tenant "$1" admin token create "$2" --description "deploy/local/up.sh" \
+    2>"$dev/logs/lr-admin.log" || {
+    echo "up.sh: cannot create a token for $2 (tenant $1): $(cat "$dev/logs/lr-admin.log")" >&2
+    exit 1
+  }
+}
+
+for tenant in demo acme; do
+  ensure admin tenant show "$tenant" -- admin tenant create "$tenant" || true
+done
+analyst demo analyst-a responder-basic responder-advanced library-manager
+analyst demo analyst-b responder-basic responder-advanced
+analyst acme analyst-c responder-basic responder-advanced
+token_a=$(token_for demo analyst-a)
+token_b=$(token_for demo analyst-b)
+token_c=$(token_for acme analyst-c)
+
+# Tokens inside: readable by this user only.
+rm -f "$dev/env"
+(umask 077 && cat > "$dev/env" <<ENV
+export LR_API_URL=$api_url
+export LR_CA_CERT=$ca_cert
 export LR_DEVICE=$device
 export LR_BIN=$bin
 export LR_TOKEN=$token_a
 export LR_TOKEN_B=$token_b
 export LR_TOKEN_C=$token_c
+export LR_ADMIN_TOKEN=$admin_token
 export PATH="$bin:\$PATH"
 ENV
+)
 
-# Healthy: every broker knows a leader, and the agent's device is online.
-. "$dev/env"
-deadline=$((SECONDS + 60))
-until "$bin/lr" --output json devices 2>/dev/null | grep -q "\"online\": *true"; do
-  if [ $SECONDS -ge $deadline ]; then
-    echo "up.sh: the cluster did not become healthy within 60 s; logs are in $dev/logs" >&2
-    exit 1
-  fi
-  sleep 0.5
+# Healthy: the agent's device is online, as analyst-a sees it.
+until LR_TOKEN=$token_a lr_ --output json devices 2>/dev/null | grep -q "\"online\": *true"; do
+  waited "the cluster did not become healthy"
 done
 echo "up.sh: cluster up; device $device online. Environment: source $dev/env"
 
 if [ "$detach" = 0 ]; then
+  . "$dev/env"
   exec "$bin/lr" connect "$device"
 fi

@@ -563,11 +563,18 @@ async fn bench_revocation(args: &RevocationArgs) -> anyhow::Result<Outcome> {
 async fn until_status(api: &Api, status: StatusCode) -> anyhow::Result<()> {
     let deadline = Instant::now() + REVOCATION_TIMEOUT;
     loop {
-        if api.call(Method::GET, "/api/v1/me", None, status).await.is_ok() {
+        if api
+            .call(Method::GET, "/api/v1/me", None, status)
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!("{} did not answer {status} within {REVOCATION_TIMEOUT:?}", api.url);
+            bail!(
+                "{} did not answer {status} within {REVOCATION_TIMEOUT:?}",
+                api.url
+            );
         }
         tokio::time::sleep(REVOCATION_POLL).await;
     }

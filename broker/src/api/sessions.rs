@@ -83,7 +83,7 @@ pub async fn open(
         return Err(ApiError::new(
             ErrorCode::SessionRefused,
             format!(
-                "live response is disabled for tenant {}; a tenant admin can enable it (lr admin tenant update --live-response on)",
+                "live response is disabled for tenant {}; a tenant admin can enable it (lr admin settings update --live-response on)",
                 caller.tenant
             ),
         ));

@@ -183,7 +183,10 @@ async fn a_submission_whose_answer_was_lost_is_retried_with_the_same_key() {
 async fn whoami_says_who_the_token_belongs_to() {
     let broker = FakeBroker::http().await;
     let run = Lr::at(&broker).run(&["whoami"]).await;
-    assert_eq!(run.assert_code(0).stdout, "analyst-b (tenant demo)\n");
+    assert_eq!(
+        run.assert_code(0).stdout,
+        "analyst-b (tenant demo)\nroles: responder-basic, responder-advanced (groups servers, dbs)\n"
+    );
     let json = Lr::at(&broker).run(&["whoami", "--output", "json"]).await;
     let me = json.assert_code(0).json();
     assert_eq!(

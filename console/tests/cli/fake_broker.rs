@@ -21,6 +21,9 @@
 //! idempotent by `Idempotency-Key` (or the body's `request_id` / `command_id`) like the broker's:
 //! a repeated key answers what the first request made, with 200. The fake numbers sessions and
 //! commands itself (`s-1`, `c-2`), whatever the key.
+//!
+//! Administration (`/api/v1/admin/...`) is in [`crate::fake_admin`]. Every request's `LR-Tenant`
+//! header is recorded ([`FakeBroker::tenant_headers`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,11 +42,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 pub const TOKEN: &str = "good-token";
+pub use crate::fake_admin::VIEWER_TOKEN;
 
 struct Inner {
     requests: Vec<String>,
     /// Path and query of every request, in order.
     uris: Vec<String>,
+    /// The `LR-Tenant` header of every request, in order.
+    tenant_headers: Vec<Option<String>>,
     /// The idempotency key of every open and submission, by path, in order.
     keys: Vec<(String, Option<String>)>,
     /// Session (open) or command (submission) already made for a key.
@@ -68,6 +74,7 @@ impl Default for Inner {
         Inner {
             requests: Vec::new(),
             uris: Vec::new(),
+            tenant_headers: Vec::new(),
             keys: Vec::new(),
             made: HashMap::new(),
             page_size: api_model::MAX_LIMIT,
@@ -237,6 +244,11 @@ impl FakeBroker {
         self.shared.inner.lock().unwrap().opened
     }
 
+    /// The `LR-Tenant` header of every request so far (`None`: not sent).
+    pub fn tenant_headers(&self) -> Vec<Option<String>> {
+        self.shared.inner.lock().unwrap().tenant_headers.clone()
+    }
+
     /// Path and query of every request so far.
     pub fn uris(&self) -> Vec<String> {
         self.shared.inner.lock().unwrap().uris.clone()
@@ -323,6 +335,7 @@ fn router(shared: St) -> Router {
         .route("/transfers/{id}/content", get(content))
         .route("/library", get(list_library))
         .route("/library/{name}", put(put_library).delete(delete_library))
+        .nest("/admin", crate::fake_admin::router())
         .route_layer(middleware::from_fn(auth));
     Router::new()
         .route(
@@ -340,20 +353,22 @@ async fn record(State(st): State<St>, req: Request, next: Next) -> Response {
         .uri()
         .path_and_query()
         .map_or_else(String::new, ToString::to_string);
+    let tenant = req
+        .headers()
+        .get("lr-tenant")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     {
         let mut inner = st.inner.lock().unwrap();
         inner.requests.push(line);
         inner.uris.push(uri);
+        inner.tenant_headers.push(tenant);
     }
     next.run(req).await
 }
 
 async fn auth(req: Request, next: Next) -> Response {
-    let ok = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
+    let token = bearer(req.headers());
+    let ok = token == Some(TOKEN) || token == Some(VIEWER_TOKEN);
     if !ok {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -365,7 +380,15 @@ async fn auth(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-fn error(status: StatusCode, code: &str, message: &str, extra: Value) -> Response {
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// An error answer of the contract: `{"error": {code, message, ..extra}}`.
+pub fn error(status: StatusCode, code: &str, message: &str, extra: Value) -> Response {
     let mut body = json!({"code": code, "message": message});
     if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
         b.extend(e);
@@ -384,7 +407,12 @@ fn not_found(what: &str) -> Response {
 
 /// The page of `items` (in the list's order) that `paging` asks for, cursors being the `key`
 /// field of an item, as the broker pages every list.
-fn page(items: Vec<Value>, key: &str, paging: &api_model::Paging, page_size: usize) -> Response {
+pub fn page(
+    items: Vec<Value>,
+    key: &str,
+    paging: &api_model::Paging,
+    page_size: usize,
+) -> Response {
     let limit = paging.limit.unwrap_or(api_model::DEFAULT_LIMIT);
     if !(1..=api_model::MAX_LIMIT).contains(&limit) {
         return error(
@@ -441,8 +469,15 @@ fn key_of(headers: &axum::http::HeaderMap, body: Option<&String>) -> Option<Stri
         .or_else(|| body.cloned())
 }
 
-async fn me() -> Json<Value> {
-    Json(json!({"tenant": "demo", "user": "analyst-b"}))
+async fn me(headers: axum::http::HeaderMap) -> Json<Value> {
+    if bearer(&headers) == Some(VIEWER_TOKEN) {
+        return Json(
+            json!({"tenant": "demo", "user": "analyst-v", "roles": ["viewer"], "commands": []}),
+        );
+    }
+    Json(json!({"tenant": "demo", "user": "analyst-b",
+                "roles": ["responder-basic", "responder-advanced (groups servers, dbs)"],
+                "commands": ["cd", "dir", "processes"]}))
 }
 
 async fn devices(State(st): State<St>, Query(paging): Query<api_model::Paging>) -> Response {

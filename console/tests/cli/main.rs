@@ -1,8 +1,10 @@
 //! Runs the built `lr` binary against an in-test broker and checks what it prints, what it
 //! returns, and what it asked the broker to do.
 
+mod fake_admin;
 mod fake_broker;
 
+mod admin;
 mod contract;
 mod errors;
 mod exec;
