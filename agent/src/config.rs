@@ -34,6 +34,9 @@ use figment::providers::{Format, Serialized, Toml};
 use grants::{GrantError, PublicKey, TrustedKeys};
 use serde::{Deserialize, Serialize};
 
+/// Most tags a device may carry.
+pub const MAX_TAGS: usize = 32;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -58,6 +61,10 @@ pub struct Config {
     /// `<state_dir>/work` when not set. See [`Config::work_dir`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_dir: Option<PathBuf>,
+    /// Labels an administrator gives this device (ids: `A-Z a-z 0-9 _ -`, at most
+    /// [`MAX_TAGS`]); device groups may select devices by tag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     pub tls: TlsPaths,
     #[serde(default)]
     pub connection: ConnectionConfig,
@@ -247,6 +254,16 @@ impl Config {
         ids::device(&self.device_id)
             .map_err(|e| ConfigError::invalid("device_id", e.to_string()))?;
         ids::tenant(&self.tenant).map_err(|e| ConfigError::invalid("tenant", e.to_string()))?;
+        if self.tags.len() > MAX_TAGS {
+            return Err(ConfigError::invalid(
+                "tags",
+                format!("{} tags; at most {MAX_TAGS}", self.tags.len()),
+            ));
+        }
+        for (i, tag) in self.tags.iter().enumerate() {
+            ids::tenant(tag)
+                .map_err(|e| ConfigError::invalid(format!("tags[{i}]"), e.to_string()))?;
+        }
         if self.brokers.is_empty() {
             return Err(ConfigError::invalid(
                 "brokers",

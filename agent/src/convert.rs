@@ -31,6 +31,7 @@ pub struct AgentInfo {
     pub os: String,
     pub agent_version: String,
     pub capabilities: Vec<String>,
+    pub tags: Vec<String>,
 }
 
 /// The protocol version this agent speaks.
@@ -57,6 +58,7 @@ pub fn hello(info: &AgentInfo, highest_token: u64) -> AgentMessage {
             os: info.os.clone(),
             agent_version: info.agent_version.clone(),
             capabilities: info.capabilities.clone(),
+            tags: info.tags.clone(),
             highest_token,
         })),
     }

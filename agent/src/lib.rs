@@ -114,6 +114,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         os: std::env::consts::OS.to_owned(),
         agent_version: VERSION.to_owned(),
         capabilities: capabilities(),
+        tags: config.tags.clone(),
     };
     let link = Arc::new(Link {
         config,

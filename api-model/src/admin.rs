@@ -124,12 +124,14 @@ pub struct CreatedToken {
     pub record: Token,
 }
 
-/// Which devices a group holds by rule: a device id or hostname glob (`*`, `?`).
+/// Which devices a group holds by rule: a device id or hostname glob (`*`, `?`), or a tag the
+/// device's agent carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case", tag = "match", content = "pattern")]
 pub enum GroupRule {
     Device(String),
     Hostname(String),
+    Tag(String),
 }
 
 /// `PUT /api/v1/admin/groups/{name}` and what it answers.

@@ -47,6 +47,9 @@ pub struct Device {
     /// The broker node holding (or last holding) its stream.
     pub node: u64,
     pub last_seen: Timestamp,
+    /// The tags the device's agent carries (device groups may select by them).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// A live response session: one analyst on one device, until ended or idle.

@@ -31,6 +31,9 @@ pub struct DeviceRecord {
     pub node: u64,
     pub epoch: u64,
     pub last_seen_ms: u64,
+    /// The tags the agent's configuration gives the device.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// A connection whose node has not refreshed `last_seen` for this long is taken as gone (the node
@@ -193,6 +196,7 @@ mod tests {
             node: 1,
             epoch: 1,
             last_seen_ms: 1_000_000,
+            tags: Vec::new(),
         };
         assert!(record.is_online(1_000_000 + STALE_AFTER_MS - 1));
         assert!(!record.is_online(1_000_000 + STALE_AFTER_MS));

@@ -102,6 +102,7 @@ fn hello(device: &str) -> Bytes {
             agent_version: "0".into(),
             capabilities: vec![],
             highest_token: 0,
+            tags: vec![],
         })),
     };
     prost::Message::encode_to_vec(&message).into()

@@ -438,6 +438,49 @@ async fn every_role_gets_exactly_its_routes_and_commands() {
     );
     let (status, body) = stack.open(1, &scoped, "web-07").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    let first = body["session_id"].as_str().unwrap().to_string();
+    let (status, _) = stack
+        .call(
+            1,
+            &scoped,
+            Method::DELETE,
+            &format!("/api/v1/sessions/{first}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // A tag rule takes the devices whose agent carries the tag.
+    stack.agent_tags = vec!["pci".into()];
+    stack.start_agent("demo", "db-03", "db-03", &[3]);
+    stack.wait_online(&scoped, "db-03", None).await;
+    let (_, listed) = stack.get(1, &scoped, "/api/v1/devices?limit=1000").await;
+    assert!(listed.to_string().contains("\"pci\""), "{listed}");
+    let group = json!({"rules": [{"match": "tag", "pattern": "pci"}]});
+    let (status, body) = stack
+        .call_in(
+            1,
+            &admin,
+            Some("demo"),
+            Method::PUT,
+            "/api/v1/admin/groups/servers",
+            Some(group),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, groups) = stack
+        .call_in(
+            1,
+            &admin,
+            Some("demo"),
+            Method::GET,
+            "/api/v1/admin/devices/db-03/groups",
+            None,
+        )
+        .await;
+    assert_eq!(groups["groups"], json!(["servers"]), "{groups}");
+    let (status, body) = stack.open(2, &scoped, "db-03").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,11 +158,13 @@ async fn group(api: &Client, command: GroupCommand, out: Out) -> Result<Exit, Fa
             devices,
             hostnames,
             device_globs,
+            tags,
         } => {
             let rules = hostnames
                 .into_iter()
                 .map(GroupRule::Hostname)
                 .chain(device_globs.into_iter().map(GroupRule::Device))
+                .chain(tags.into_iter().map(GroupRule::Tag))
                 .collect();
             let group = DeviceGroup {
                 name,

@@ -191,3 +191,23 @@ fn the_shipped_example_is_valid() {
     assert_eq!(c.brokers.len(), 3);
     assert_eq!(c.connection, ConnectionConfig::default());
 }
+
+#[test]
+fn tags_are_ids_and_few() {
+    let c =
+        load(&GOOD.replace("state_dir =", "tags = [\"pci\", \"db-tier\"]\nstate_dir =")).unwrap();
+    assert_eq!(c.tags, ["pci", "db-tier"]);
+    assert!(load(GOOD).unwrap().tags.is_empty());
+    expect_key(
+        &GOOD.replace("state_dir =", "tags = [\"ok\", \"not ok\"]\nstate_dir ="),
+        "tags[1]",
+    );
+    let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("\"t{i}\"")).collect();
+    expect_key(
+        &GOOD.replace(
+            "state_dir =",
+            &format!("tags = [{}]\nstate_dir =", many.join(", ")),
+        ),
+        "tags",
+    );
+}

@@ -560,6 +560,7 @@ pub fn agent_config(pki: &Pki, brokers: &[SocketAddr], state_dir: &Path) -> Conf
         state_dir: state_dir.to_owned(),
         system_root: "/".into(),
         work_dir: None,
+        tags: Vec::new(),
         tls: pki.tls_paths(),
         connection: ConnectionConfig {
             connect_timeout_ms: 2_000,

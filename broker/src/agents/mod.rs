@@ -24,6 +24,8 @@ use cluster::LeaseService;
 
 /// The protocol versions this broker speaks.
 const PROTOCOL_VERSION: u32 = 2;
+/// Most tags a device may carry (as the agent's configuration allows).
+const MAX_TAGS: usize = 32;
 /// How long an agent has to send its hello after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands and cancels buffered towards one agent.
@@ -91,6 +93,7 @@ impl AgentLink for AgentService {
                 node: self.node_id,
                 epoch: 0,
                 last_seen_ms: now_ms(),
+                tags: hello.tags.clone(),
             })
             .await
             .map_err(|e| Status::unavailable(format!("{e}; retry")))?;
@@ -180,6 +183,17 @@ fn check_hello(hello: &Hello, identity: &pki::AgentIdentity) -> Result<(), Statu
         return Err(Status::failed_precondition(format!(
             "agent protocol version {} is not supported; this broker speaks {PROTOCOL_VERSION} (signed orders); upgrade the agent",
             hello.protocol_version
+        )));
+    }
+    if hello.tags.len() > MAX_TAGS {
+        return Err(Status::invalid_argument(format!(
+            "the hello carries {} tags, at most {MAX_TAGS}; fix the agent's config",
+            hello.tags.len()
+        )));
+    }
+    if let Some(bad) = hello.tags.iter().find_map(|t| ids::tenant(t).err()) {
+        return Err(Status::invalid_argument(format!(
+            "a tag in the hello is refused: {bad}; fix the agent's config"
         )));
     }
     if hello.device_id != identity.device || hello.tenant != identity.tenant {

@@ -81,6 +81,7 @@ fn group_view(g: &dir::DeviceGroup) -> DeviceGroup {
             .map(|r| match r {
                 dir::GroupRule::Device(p) => GroupRule::Device(p.clone()),
                 dir::GroupRule::Hostname(p) => GroupRule::Hostname(p.clone()),
+                dir::GroupRule::Tag(t) => GroupRule::Tag(t.clone()),
             })
             .collect(),
     }
@@ -504,6 +505,7 @@ pub async fn put_group(
             .map(|r| match r {
                 GroupRule::Device(p) => dir::GroupRule::Device(p),
                 GroupRule::Hostname(p) => dir::GroupRule::Hostname(p),
+                GroupRule::Tag(t) => dir::GroupRule::Tag(t),
             })
             .collect(),
     };
@@ -555,6 +557,6 @@ pub async fn device_groups(
         .map_err(|e| ApiError::unavailable(e.to_string()))?
         .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
     let directory = state.directory().await?;
-    let groups = directory.groups_of(&caller.tenant, &id, &device.hostname);
+    let groups = directory.groups_of(&caller.tenant, &id, &device.hostname, &device.tags);
     Ok(Json(DeviceGroups { device: id, groups }))
 }

@@ -54,6 +54,16 @@ impl Caller {
         Err(self.forbidden(role, String::new()))
     }
 
+    /// Allows a request that needs `role` on at least one device: for what the caller does in its
+    /// own session or transfer, which it could only start where its role reaches.
+    pub fn require_somewhere(&self, role: Role) -> Result<(), ApiError> {
+        self.scoped()?;
+        if access::allows_somewhere(&self.roles, role) {
+            return Ok(());
+        }
+        Err(self.forbidden(role, String::new()))
+    }
+
     /// Allows a request that needs `role` on a device in `groups`.
     pub fn require_on(&self, role: Role, device: &str, groups: &[String]) -> Result<(), ApiError> {
         self.scoped()?;

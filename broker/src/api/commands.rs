@@ -166,7 +166,7 @@ pub async fn cancel(
     caller: Caller,
     Path((id, cid)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Command>), ApiError> {
-    caller.require(Role::ResponderBasic)?;
+    caller.require_somewhere(Role::ResponderBasic)?;
     match state.control(&caller, &id, Op::Cancel(cid)).await? {
         Reply::Command(c) => Ok((StatusCode::ACCEPTED, Json(view(&c)))),
         _ => Err(ApiError::unexpected()),

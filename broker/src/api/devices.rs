@@ -87,5 +87,6 @@ fn view(d: &DeviceRecord, now: u64) -> Device {
         online: d.is_online(now),
         node: d.node,
         last_seen: timestamp(d.last_seen_ms),
+        tags: d.tags.clone(),
     }
 }

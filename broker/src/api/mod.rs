@@ -98,13 +98,13 @@ impl ApiState {
         if caller.require(role).is_ok() || !access::allows_somewhere(&caller.roles, role) {
             return caller.require(role);
         }
-        let hostname = match self.registry.get(&caller.tenant, device).await {
-            Ok(Some(record)) => record.hostname,
-            _ => String::new(),
+        let (hostname, tags) = match self.registry.get(&caller.tenant, device).await {
+            Ok(Some(record)) => (record.hostname, record.tags),
+            _ => (String::new(), Vec::new()),
         };
         let groups = self
             .leases
-            .with_local_directory(|d| d.groups_of(&caller.tenant, device, &hostname))
+            .with_local_directory(|d| d.groups_of(&caller.tenant, device, &hostname, &tags))
             .await;
         caller.require_on(role, device, &groups)
     }

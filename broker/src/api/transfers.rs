@@ -141,7 +141,7 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Role::ResponderAdvanced)?;
+    caller.require_somewhere(Role::ResponderAdvanced)?;
     ids::transfer(&id)?;
     transfer::cancel(&state.transfers, &caller.tenant, &caller.user, &id)
         .await
@@ -173,7 +173,7 @@ pub async fn content(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::ResponderAdvanced)?;
+    caller.require_somewhere(Role::ResponderAdvanced)?;
     ids::transfer(&id)?;
     let record = owned(&state, &caller, &id).await?.record;
     if record.kind != TransferKind::Getfile {

@@ -68,6 +68,8 @@ pub struct Stack {
     pub http: reqwest::Client,
     /// The authority keys agents started from now on trust (`ed25519:<hex>`): the stack's own.
     pub trusted_keys: Vec<String>,
+    /// The tags agents started from now on carry.
+    pub agent_tags: Vec<String>,
     agents: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -167,6 +169,7 @@ key = "{key}"
             brokers,
             http,
             trusted_keys: vec![public.trim().to_string()],
+            agent_tags: Vec::new(),
             agents: Vec::new(),
         };
         for id in 1..=n {
@@ -463,6 +466,7 @@ key = "{key}"
                 .collect(),
             state_dir: state_dir.clone(),
             authority_keys: self.trusted_keys.clone(),
+            tags: self.agent_tags.clone(),
             system_root: system_root.to_path_buf(),
             work_dir: None,
             tls: agent::config::TlsPaths {

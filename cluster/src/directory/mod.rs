@@ -268,7 +268,7 @@ impl Directory {
                     ids::device(d).map_err(|e| invalid("devices", e.to_string()))?;
                 }
                 for rule in &group.rules {
-                    let (GroupRule::Device(p) | GroupRule::Hostname(p)) = rule;
+                    let (GroupRule::Device(p) | GroupRule::Hostname(p) | GroupRule::Tag(p)) = rule;
                     if p.is_empty() || p.len() > 253 || p.chars().any(char::is_control) {
                         return Err(invalid(
                             "rules",
@@ -415,14 +415,21 @@ impl Directory {
             .map(|(_, g)| g)
     }
 
-    /// The groups of `tenant` a device belongs to, by its id and hostname.
-    pub fn groups_of(&self, tenant: &str, device: &str, hostname: &str) -> Vec<String> {
+    /// The groups of `tenant` a device belongs to, by its id, hostname and tags.
+    pub fn groups_of(
+        &self,
+        tenant: &str,
+        device: &str,
+        hostname: &str,
+        tags: &[String],
+    ) -> Vec<String> {
         self.groups(tenant)
             .filter(|g| {
                 g.devices.iter().any(|d| d == device)
                     || g.rules.iter().any(|r| match r {
                         GroupRule::Device(p) => glob(p, device),
                         GroupRule::Hostname(p) => glob(p, hostname),
+                        GroupRule::Tag(t) => tags.contains(t),
                     })
             })
             .map(|g| g.name.clone())

@@ -164,16 +164,21 @@ fn groups_hold_listed_devices_and_matching_ones() {
         tenant: "demo".into(),
         name: "servers".into(),
         devices: vec!["db-01".into()],
-        rules: vec![GroupRule::Hostname("web-*.example.com".into())],
+        rules: vec![
+            GroupRule::Hostname("web-*.example.com".into()),
+            GroupRule::Tag("pci".into()),
+        ],
     };
     d.apply(1, &DirectoryOp::PutGroup(group)).unwrap();
-    assert_eq!(d.groups_of("demo", "db-01", "x"), vec!["servers"]);
+    assert_eq!(d.groups_of("demo", "db-01", "x", &[]), vec!["servers"]);
     assert_eq!(
-        d.groups_of("demo", "w", "WEB-07.example.com"),
+        d.groups_of("demo", "w", "WEB-07.example.com", &[]),
         vec!["servers"]
     );
-    assert!(d.groups_of("demo", "w", "mail.example.com").is_empty());
-    assert!(d.groups_of("acme", "db-01", "x").is_empty());
+    assert!(d.groups_of("demo", "w", "mail.example.com", &[]).is_empty());
+    assert!(d.groups_of("acme", "db-01", "x", &[]).is_empty());
+    let tagged = ["linux".to_string(), "pci".to_string()];
+    assert_eq!(d.groups_of("demo", "w", "mail", &tagged), vec!["servers"]);
 }
 
 #[test]

@@ -100,6 +100,8 @@ pub enum GroupRule {
     Device(String),
     /// A hostname glob.
     Hostname(String),
+    /// A tag the device's agent carries (exact).
+    Tag(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -206,7 +206,7 @@ pub enum GroupCommand {
     },
     /// Create or replace a device group: the devices and rules given, nothing else
     #[command(
-        after_help = "Example: lr admin group set servers --device db-01 --hostname 'web-*' --device-glob 'srv-??'"
+        after_help = "Example: lr admin group set servers --device db-01 --hostname 'web-*' --device-glob 'srv-??' --tag pci"
     )]
     Set {
         /// Group name: 1 to 64 of A-Z a-z 0-9 _ -
@@ -221,6 +221,9 @@ pub enum GroupCommand {
         /// Every device whose id matches this glob (`*`, `?`); repeat for several
         #[arg(long = "device-glob", value_name = "GLOB")]
         device_globs: Vec<String>,
+        /// Every device whose agent carries this tag (its config's `tags`); repeat for several
+        #[arg(long = "tag", value_name = "TAG", value_parser = parse_group_name)]
+        tags: Vec<String>,
     },
     /// Remove a device group
     Remove {
