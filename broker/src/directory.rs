@@ -103,33 +103,42 @@ pub fn start(config: &BrokerConfig, leases: LeaseService) -> watch::Receiver<Rea
 async fn ensure(config: &BrokerConfig, leases: &LeaseService) -> Result<(), String> {
     let node = config.node_id;
     let directory = read(leases, node).await;
-    if !directory.is_bootstrapped() {
-        let admin = mint(PLATFORM_TENANT, BOOTSTRAP_ADMIN, "bootstrap", None);
-        let op = DirectoryOp::Bootstrap {
-            admin: BOOTSTRAP_ADMIN.into(),
-            token: admin.record.clone(),
-            import: imports(config),
-        };
-        let proposed = (|| leases.change_directory(op.clone()))
-            .retry(DIRECTORY_RETRIES)
-            .when(ClusterError::is_retryable)
-            .notify(|error, _| tracing::warn!(node, %error, "cannot bootstrap the directory yet; retrying"))
-            .await;
-        match proposed {
-            Ok(_) => {
-                let path = config.data_dir.join(BOOTSTRAP_TOKEN_FILE);
-                write_secret(&path, &admin.secret).map_err(|e| {
-                    format!("the directory was bootstrapped, but its admin token could not be written to {}: {e}; recover by bootstrapping a new cluster", path.display())
-                })?;
-                tracing::info!(node, path = %path.display(), "bootstrapped the directory; the platform admin's one-time token is in this file (owner-only)");
-                set_limits(config, leases).await;
-                return Ok(());
-            }
-            Err(ClusterError::Directory(DirectoryError::AlreadyBootstrapped)) => {}
-            Err(error) => return Err(format!("cannot bootstrap the directory: {error}")),
-        }
+    if directory.is_bootstrapped() {
+        return check(config, &directory);
     }
-    check(config, &read(leases, node).await)
+    let admin = mint(PLATFORM_TENANT, BOOTSTRAP_ADMIN, "bootstrap", None);
+    let op = DirectoryOp::Bootstrap {
+        admin: BOOTSTRAP_ADMIN.into(),
+        token: admin.record.clone(),
+        import: imports(config),
+    };
+    // Proposed again on any failure but a refusal: a second bootstrap is refused as done, so
+    // an attempt whose answer was lost cannot apply twice.
+    let proposed = (|| leases.change_directory(op.clone()))
+        .retry(DIRECTORY_RETRIES)
+        .when(|e| !matches!(e, ClusterError::Directory(_)))
+        .notify(
+            |error, _| tracing::warn!(node, %error, "cannot bootstrap the directory yet; retrying"),
+        )
+        .await;
+    match proposed {
+        Ok(_) | Err(ClusterError::Directory(DirectoryError::AlreadyBootstrapped)) => {}
+        Err(error) => return Err(format!("cannot bootstrap the directory: {error}")),
+    }
+    // Whose bootstrap committed: this node's if the directory holds its admin token.
+    let directory = read(leases, node).await;
+    if directory.token_by_hash(&admin.record.sha256).is_some() {
+        let path = config.data_dir.join(BOOTSTRAP_TOKEN_FILE);
+        write_secret(&path, &admin.secret).map_err(|e| {
+            format!(
+                "the directory was bootstrapped, but its admin token could not be written to {}: {e}; recover by bootstrapping a new cluster",
+                path.display()
+            )
+        })?;
+        tracing::info!(node, path = %path.display(), "bootstrapped the directory; the platform admin's one-time token is in this file (owner-only)");
+        set_limits(config, leases).await;
+    }
+    check(config, &directory)
 }
 
 async fn read(leases: &LeaseService, node: u64) -> Directory {
