@@ -66,7 +66,8 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     pub tls: TlsPaths,
-    #[serde(default)]
+    // Left out of a written config when it holds the defaults, so they can change with the agent.
+    #[serde(default, skip_serializing_if = "ConnectionConfig::is_default")]
     pub connection: ConnectionConfig,
 }
 
@@ -120,6 +121,10 @@ impl Default for ConnectionConfig {
 }
 
 impl ConnectionConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
@@ -254,16 +259,7 @@ impl Config {
         ids::device(&self.device_id)
             .map_err(|e| ConfigError::invalid("device_id", e.to_string()))?;
         ids::tenant(&self.tenant).map_err(|e| ConfigError::invalid("tenant", e.to_string()))?;
-        if self.tags.len() > MAX_TAGS {
-            return Err(ConfigError::invalid(
-                "tags",
-                format!("{} tags; at most {MAX_TAGS}", self.tags.len()),
-            ));
-        }
-        for (i, tag) in self.tags.iter().enumerate() {
-            ids::tenant(tag)
-                .map_err(|e| ConfigError::invalid(format!("tags[{i}]"), e.to_string()))?;
-        }
+        check_tags(&self.tags)?;
         if self.brokers.is_empty() {
             return Err(ConfigError::invalid(
                 "brokers",
@@ -340,7 +336,22 @@ impl Config {
     }
 }
 
-fn check_broker(b: &str) -> Result<(), String> {
+/// At most [`MAX_TAGS`] tags, each an id.
+pub(crate) fn check_tags(tags: &[String]) -> Result<(), ConfigError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ConfigError::invalid(
+            "tags",
+            format!("{} tags; at most {MAX_TAGS}", tags.len()),
+        ));
+    }
+    for (i, tag) in tags.iter().enumerate() {
+        ids::tenant(tag).map_err(|e| ConfigError::invalid(format!("tags[{i}]"), e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// A broker's `host:port`, without a scheme; an IPv6 address in brackets.
+pub(crate) fn check_broker(b: &str) -> Result<(), String> {
     if b.contains("://") {
         return Err(format!("'{b}': give host:port without a scheme"));
     }

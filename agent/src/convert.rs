@@ -1,7 +1,8 @@
 //! The one place protobuf types meet domain types. In: signed orders (commands, cancels, put
 //! offers) and chunk requests, each read into the [`SignedOrder`] that [`crate::authority`] checks
 //! and the action it asks for, and put chunks. Out: results (with fileinfo's file facts), chunks,
-//! put progress, transfer ends, heartbeats and the hello.
+//! put progress, transfer ends, heartbeats and the hello. Certificates: the enrolment request and
+//! its reply, renewal requests and their answers.
 //!
 //! An order's body is decoded here from exactly the bytes its signature covers, so what the
 //! authority checks (session, token, stamp) and what the executor runs come from the same bytes.
@@ -10,13 +11,15 @@
 use std::time::Duration;
 
 use agent_proto::agent::{
-    AgentMessage, Cancel, Chunk, ChunkRequest, CommandRequest, CommandResult, GetTicket, Heartbeat,
-    Hello, Order, OrderBody, PutChunk, PutOffer, PutProgress, TransferEnded, agent_message,
-    command_result, file_facts, order_body,
+    AgentMessage, Cancel, Chunk, ChunkRequest, CommandRequest, CommandResult, EnrolReply,
+    EnrolRequest, GetTicket, Heartbeat, Hello, Order, OrderBody, PutChunk, PutOffer, PutProgress,
+    RenewRequest, TransferEnded, agent_message, command_result, file_facts, order_body,
 };
 use prost::Message;
 
 use crate::authority::{Claim, OrderKind, Refused, SignedOrder};
+use crate::connection::Renewed;
+use crate::enrol::Enrolled;
 use crate::model::{
     Action, CancelRequest, ChunkData, Completion, FileFacts, FileKind, Invocation, PutOfferRequest,
     Status, TransferEvent, WindowRequest,
@@ -67,6 +70,51 @@ pub fn hello(info: &AgentInfo, highest_token: u64) -> AgentMessage {
 pub fn heartbeat(sent_at_ms: u64) -> AgentMessage {
     AgentMessage {
         body: Some(agent_message::Body::Heartbeat(Heartbeat { sent_at_ms })),
+    }
+}
+
+/// Asks for a certificate for the key of `csr_der`, the device's new one.
+pub fn renew(csr_der: Vec<u8>) -> AgentMessage {
+    AgentMessage {
+        body: Some(agent_message::Body::Renew(RenewRequest { csr_der })),
+    }
+}
+
+/// The answer to a renewal request: its error when it carries one, else its certificate.
+pub fn renewed(answer: agent_proto::agent::Renewed) -> Renewed {
+    if !answer.error.is_empty() {
+        Renewed::Refused(answer.error)
+    } else if answer.certificate_pem.is_empty() {
+        Renewed::Refused("the answer carries neither a certificate nor an error".into())
+    } else {
+        Renewed::Certificate(answer.certificate_pem)
+    }
+}
+
+/// An enrolment of `device_id` with `token`, for the key of `csr_der`; `tenant` when the device
+/// expects one.
+pub fn enrol_request(
+    token: &str,
+    device_id: &str,
+    csr_der: Vec<u8>,
+    tenant: Option<&str>,
+) -> EnrolRequest {
+    EnrolRequest {
+        token: token.to_owned(),
+        device_id: device_id.to_owned(),
+        csr_der,
+        tenant: tenant.unwrap_or_default().to_owned(),
+    }
+}
+
+pub fn enrolled(reply: EnrolReply) -> Enrolled {
+    Enrolled {
+        tenant: reply.tenant,
+        device_id: reply.device_id,
+        certificate_pem: reply.certificate_pem,
+        issuing_ca_pem: reply.issuing_ca_pem,
+        cluster_ca_pem: reply.cluster_ca_pem,
+        authority_keys: reply.authority_keys,
     }
 }
 

@@ -1,11 +1,14 @@
 //! The endpoint agent: holds one gRPC stream to a broker node and runs live response commands.
 //!
-//! Entry point: [`run`]. Modules: [`config`] (validated once), `connection` (the stream task and
-//! reconnects), [`authority`] (which signed orders are obeyed: pure), `convert` (the only one that
-//! sees protobuf types), `executor` (the task that owns running commands and transfers), [`fencing`]
-//! (tokens and idempotency), [`commands`] (one module per command, bound by name to the shared
-//! command table), [`transfer`] (getfile: chunk windows the broker pulls; putfile: chunks the
-//! broker pushes into the working folder) and [`sys`] (Linux helpers). With the cargo feature `test-hooks`, `testing` holds hooks for tests only.
+//! Entry points: [`run`], and [`enrol::enrol`] (`lr-agent enroll`: how a device gets its key,
+//! certificate and config). Modules: [`config`] (validated once), `connection` (the stream task,
+//! reconnects and certificate renewal), `credentials` (the key and certificate: checked when
+//! issued, replaced on disk as a pair), [`authority`] (which signed orders are obeyed: pure),
+//! `convert` (the only one that sees protobuf types), `executor` (the task that owns running
+//! commands and transfers), [`fencing`] (tokens and idempotency), [`commands`] (one module per
+//! command, bound by name to the shared command table), [`transfer`] (getfile: chunk windows the
+//! broker pulls; putfile: chunks the broker pushes into the working folder) and [`sys`] (Linux
+//! helpers). With the cargo feature `test-hooks`, `testing` holds hooks for tests only.
 #![forbid(unsafe_code)]
 
 pub mod authority;
@@ -13,6 +16,8 @@ pub mod commands;
 pub mod config;
 mod connection;
 mod convert;
+mod credentials;
+pub mod enrol;
 mod executor;
 pub mod fencing;
 pub mod model;
@@ -28,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::{Config, ConfigError, ConnectionConfig, Overrides, TlsOverrides, TlsPaths};
-pub use connection::{TlsMaterial, hostname};
+pub use connection::{CertificateExpired, TlsMaterial, hostname};
 pub use convert::{AgentInfo, PROTOCOL_VERSION};
 
 use crate::authority::Authority;
@@ -95,9 +100,9 @@ async fn start_work_dir(
 
 /// Runs the agent until `shutdown` resolves: loads the fencing state, connects to the brokers and
 /// keeps reconnecting. Returns an error only for what retrying cannot fix (bad config, state_dir
-/// unusable).
+/// unusable, the device's certificate expired: [`CertificateExpired`]).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let tls = check(&config)?;
+    check(&config)?;
     let authority = Authority::new(config.trusted_keys()?, &config.tenant, &config.device_id);
     let (store, state) = StateStore::open(&config.state_dir)?;
     info!(
@@ -118,20 +123,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let link = Arc::new(Link {
         config,
-        tls,
         info,
         executor,
         authority: Mutex::new(authority),
     });
     let stop = CancellationToken::new();
-    let link_task = tokio::spawn(connection::run_link(Arc::clone(&link), stop.clone()));
-    shutdown.await;
-    info!("agent stopping");
-    stop.cancel();
-    let _ = link_task.await;
+    let mut link_task = tokio::spawn(connection::run_link(Arc::clone(&link), stop.clone()));
+    let ended = tokio::select! {
+        () = shutdown => None,
+        ended = &mut link_task => Some(ended),
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            info!("agent stopping");
+            stop.cancel();
+            link_task.await
+        }
+    };
     // The last executor handle goes with the link: the executor cancels what still runs and ends,
     // which releases the state directory's lock.
     drop(link);
     let _ = executor_task.await;
-    Ok(())
+    Ok(ended??)
 }

@@ -145,3 +145,81 @@ pub struct DeviceGroup {
     #[serde(default)]
     pub rules: Vec<GroupRule>,
 }
+
+/// An enrolment token as the directory keeps it: never the token itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnrolmentToken {
+    pub id: String,
+    pub tenant: String,
+    pub description: String,
+    /// The device group enrolled devices join, if any.
+    pub group: Option<String>,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// `POST /api/v1/admin/enrolment-tokens`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnrolmentToken {
+    #[serde(default)]
+    pub description: String,
+    /// Seconds from now until the token stops working (default a day, at most 30 days).
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+    /// How many devices may enrol with it (default 1).
+    #[serde(default)]
+    pub max_uses: Option<u32>,
+    /// A device group of the tenant every device enrolled with it joins.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// The answer to `POST /api/v1/admin/enrolment-tokens`: the token, shown this once, and the
+/// fingerprint `lr-agent enroll --ca-fingerprint` pins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedEnrolmentToken {
+    /// The enrolment token (`lre_...`). It is not stored and cannot be shown again.
+    pub token: String,
+    /// SHA-256 (hex) of the cluster CA certificate, which signs every broker's certificate: the
+    /// device checks the broker it enrols through against it.
+    pub ca_fingerprint: String,
+    /// SHA-256 (hex) of the issuing CA certificate, which signs the devices' certificates.
+    pub issuing_ca_fingerprint: String,
+    #[serde(flatten)]
+    pub record: EnrolmentToken,
+}
+
+/// Whether a device may connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrolmentState {
+    Enrolled,
+    Revoked,
+    /// A value from a newer broker.
+    #[serde(other, skip_serializing)]
+    Unknown,
+}
+
+/// An enrolled device: its enrolment, its certificate and when it was last seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnrolledDevice {
+    pub device: String,
+    pub tenant: String,
+    pub state: EnrolmentState,
+    /// SHA-256 (hex) of the device's current certificate.
+    pub certificate: String,
+    pub certificate_expires_at: Timestamp,
+    pub enrolled_at: Timestamp,
+    pub renewed_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    /// An admin allowed the device id to enrol again.
+    pub reenrolment_allowed: bool,
+    pub online: bool,
+    pub last_seen: Option<Timestamp>,
+    pub hostname: Option<String>,
+}

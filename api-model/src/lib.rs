@@ -9,8 +9,9 @@ mod resources;
 mod states;
 
 pub use admin::{
-    CreateTenant, CreateToken, CreateUser, CreatedToken, DeviceGroup, GroupRule, RoleGrant, Tenant,
-    TenantSettings, Token, UpdateTenant, UpdateUser, User,
+    CreateEnrolmentToken, CreateTenant, CreateToken, CreateUser, CreatedEnrolmentToken,
+    CreatedToken, DeviceGroup, EnrolledDevice, EnrolmentState, EnrolmentToken, GroupRule,
+    RoleGrant, Tenant, TenantSettings, Token, UpdateTenant, UpdateUser, User,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, Holder, Invariant};
 pub use jiff::Timestamp;

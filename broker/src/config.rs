@@ -124,6 +124,20 @@ pub struct AgentsSection {
     /// envelope, or a command's output.
     #[serde(default = "default_agent_message_bytes")]
     pub max_message_bytes: usize,
+    /// How long a certificate issued at enrolment or renewal is valid (default 30 days); agents
+    /// renew it when two thirds of it have passed.
+    #[serde(default = "default_certificate_lifetime_secs")]
+    pub certificate_lifetime_secs: u64,
+    /// The lease authority's public keys (`ed25519:<hex>`) enrolling devices are told to trust;
+    /// empty: this node's own authority key. List the old and the new key while rotating it.
+    #[serde(default)]
+    pub authority_keys: Vec<String>,
+}
+
+impl AgentsSection {
+    pub fn certificate_lifetime(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.certificate_lifetime_secs)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -157,6 +171,10 @@ pub struct TlsSection {
     pub cluster_ca: PathBuf,
     /// The agent issuing CA: the only root agents' client certificates are trusted by.
     pub agent_ca: PathBuf,
+    /// The issuing CA's private key: a node that holds it signs the certificates of devices
+    /// enrolling or renewing through it; one without it refuses enrolments, saying so.
+    #[serde(default)]
+    pub agent_ca_key: Option<PathBuf>,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
@@ -186,6 +204,15 @@ fn default_sessions_per_tenant() -> u32 {
 fn default_sessions_per_user() -> u32 {
     1
 }
+
+fn default_certificate_lifetime_secs() -> u64 {
+    30 * 24 * 3_600
+}
+
+/// Agents renew at two thirds of a lifetime; much shorter, renewals would chase each other.
+const MIN_CERTIFICATE_LIFETIME_SECS: u64 = 10;
+/// What browsers accept of public certificates; a device certificate should not live longer.
+const MAX_CERTIFICATE_LIFETIME_SECS: u64 = 397 * 24 * 3_600;
 
 fn default_heartbeat_ms() -> u32 {
     5_000
@@ -312,6 +339,31 @@ impl BrokerConfig {
                     ),
                 ));
             }
+        }
+        if let Some(path) = &self.tls.agent_ca_key
+            && !path.is_file()
+        {
+            return Err(bad(
+                "tls.agent_ca_key",
+                format!(
+                    "{} is not a readable file; give the issuing ca's key, or leave the key out so this node issues no certificates",
+                    path.display()
+                ),
+            ));
+        }
+        for (i, key) in self.agents.authority_keys.iter().enumerate() {
+            key.parse::<grants::PublicKey>()
+                .map_err(|e| bad(&format!("agents.authority_keys[{i}]"), e.to_string()))?;
+        }
+        if !(MIN_CERTIFICATE_LIFETIME_SECS..=MAX_CERTIFICATE_LIFETIME_SECS)
+            .contains(&self.agents.certificate_lifetime_secs)
+        {
+            return Err(bad(
+                "agents.certificate_lifetime_secs",
+                format!(
+                    "must be between {MIN_CERTIFICATE_LIFETIME_SECS} and {MAX_CERTIFICATE_LIFETIME_SECS} (397 days)"
+                ),
+            ));
         }
         let s = &self.sessions;
         if s.lease_ttl_ms < 1_000 || s.lease_ttl_ms > cluster::lease::MAX_TTL_MS {

@@ -23,16 +23,12 @@ pub const AUTHORITY_PUBLIC_FILE: &str = "authority.pub";
 pub const NATS_SERVER_CERT: &str = "nats-server";
 
 /// Creates both CAs in `out` (each kept if it exists) and issues certificates for brokers
-/// `1..=brokers` of `cluster` and nats-server (unless `brokers` is 0), and for each
-/// `(tenant, device)` agent. Returns the certificate files written. Blocking.
-pub fn certs(
-    out: &Path,
-    cluster: &str,
-    brokers: u64,
-    agents: &[(String, String)],
-) -> anyhow::Result<Vec<PathBuf>> {
+/// `1..=brokers` of `cluster` and nats-server (unless `brokers` is 0). Agents get theirs by
+/// enrolling (`lr-agent enroll`), from the agent CA kept here. Returns the certificate files
+/// written. Blocking.
+pub fn certs(out: &Path, cluster: &str, brokers: u64) -> anyhow::Result<Vec<PathBuf>> {
     let cluster_ca = pki::ensure_ca(out, CaRole::Cluster)?;
-    let agent_ca = pki::ensure_ca(out, CaRole::Agents)?;
+    pki::ensure_ca(out, CaRole::Agents)?;
     let authority = AuthorityKey::from_pem_file(&pki::ensure_authority_key(out)?)?;
     let public = out.join(AUTHORITY_PUBLIC_FILE);
     std::fs::write(&public, format!("{}\n", authority.public()))
@@ -44,9 +40,6 @@ pub fn certs(
     }
     if brokers > 0 {
         written.push(cluster_ca.issue_server(out, NATS_SERVER_CERT, &[])?.cert);
-    }
-    for (tenant, device) in agents {
-        written.push(agent_ca.issue_agent(out, tenant, device)?.cert);
     }
     Ok(written)
 }
@@ -91,12 +84,4 @@ pub fn broker_tls(certs: &Path, node: u64) -> ClientTls {
         cert: certs.join(format!("broker-{node}.pem")),
         key: certs.join(format!("broker-{node}.key")),
     }
-}
-
-/// Reads `TENANT/DEVICE`.
-pub fn parse_agent(agent: &str) -> anyhow::Result<(String, String)> {
-    let (tenant, device) = agent
-        .split_once('/')
-        .with_context(|| format!("--agent {agent:?} is not TENANT/DEVICE"))?;
-    Ok((tenant.to_owned(), device.to_owned()))
 }

@@ -56,12 +56,7 @@ pub struct Minted {
 
 /// A fresh token `lrt_<id>_<secret>` for `user` of `tenant`.
 pub fn mint(tenant: &str, user: &str, description: &str, expires_at: Option<u64>) -> Minted {
-    let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
-    let secret = format!(
-        "{TOKEN_PREFIX}{id}_{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let (id, secret) = fresh_secret(TOKEN_PREFIX);
     let record = ApiToken {
         id,
         tenant: tenant.into(),
@@ -74,6 +69,17 @@ pub fn mint(tenant: &str, user: &str, description: &str, expires_at: Option<u64>
         last_used_at: None,
     };
     Minted { secret, record }
+}
+
+/// A new public id and the whole secret `<prefix><id>_<two random v4 uuids in hex>`.
+pub fn fresh_secret(prefix: &str) -> (String, String) {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+    let secret = format!(
+        "{prefix}{id}_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    (id, secret)
 }
 
 /// How the start's directory check ended.

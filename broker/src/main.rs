@@ -29,8 +29,8 @@ enum Command {
         #[arg(long)]
         node_id: Option<u64>,
     },
-    /// Create the development cluster CA and agent CA (each kept if it exists), and certificates
-    /// for brokers (cluster CA), nats-server (cluster CA) and agents (agent CA).
+    /// Create the development cluster CA and agent (issuing) CA, each kept if it exists, and
+    /// certificates for brokers and nats-server (cluster CA). Agents enrol (`lr-agent enroll`).
     DevCerts {
         /// Directory for the PEM files.
         #[arg(long, default_value = ".lr/dev/certs")]
@@ -41,9 +41,6 @@ enum Command {
         /// Broker certificates to issue: broker-1 .. broker-N.
         #[arg(long, default_value_t = 3)]
         brokers: u64,
-        /// Agent certificates to issue, as TENANT/DEVICE (repeatable).
-        #[arg(long = "agent")]
-        agents: Vec<String>,
     },
     /// Print a nats-server configuration that admits brokers 1..N of a cluster and nobody else:
     /// TLS with cluster-CA client certificates mapped to users, broker permissions only.
@@ -90,8 +87,7 @@ async fn main() -> ExitCode {
             out,
             cluster,
             brokers,
-            agents,
-        } => report(dev_certs(&out, &cluster, brokers, &agents)),
+        } => report(dev_certs(&out, &cluster, brokers)),
         Command::NatsConfig {
             certs,
             cluster,
@@ -154,12 +150,8 @@ async fn run(file: Option<PathBuf>, node_id: Option<u64>) -> ExitCode {
     }
 }
 
-fn dev_certs(out: &Path, cluster: &str, brokers: u64, agents: &[String]) -> anyhow::Result<()> {
-    let agents = agents
-        .iter()
-        .map(|a| dev::parse_agent(a))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    for cert in dev::certs(out, cluster, brokers, &agents)? {
+fn dev_certs(out: &Path, cluster: &str, brokers: u64) -> anyhow::Result<()> {
+    for cert in dev::certs(out, cluster, brokers)? {
         println!("{}", cert.display());
     }
     Ok(())

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_proto::agent::agent_link_server::AgentLinkServer;
+use agent_proto::agent::enrolment_server::EnrolmentServer;
 use anyhow::Context;
 use cluster::ClusterNode;
 use cluster::network::TlsMaterial;
@@ -24,6 +25,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::actors::Supervisor;
 use crate::agents::AgentService;
+use crate::agents::enrolment::{EnrolmentService, Issuer};
 use crate::api::{self, ApiState};
 use crate::bus::Bus;
 use crate::config::BrokerConfig;
@@ -31,6 +33,8 @@ use crate::registry::DeviceRegistry;
 use crate::transfer::library::Library;
 use crate::transfer::{ChunkStore, ChunkStoreConfig, TransferBook, TransferContext, upkeep};
 
+/// An enrolment request is a token, a device id and a signing request: a few kilobytes.
+const ENROLMENT_MESSAGE_BYTES: usize = 64 * 1024;
 /// How long start waits for the NATS server.
 const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct BrokerNode {
@@ -65,6 +69,43 @@ impl Pems {
         })
     }
 
+    /// This node's certificate followed by the cluster CA, unless the file holds it already.
+    fn chain(&self) -> String {
+        if self.cert.contains(self.cluster_ca.trim()) {
+            self.cert.clone()
+        } else {
+            format!("{}\n{}", self.cert.trim_end(), self.cluster_ca)
+        }
+    }
+
+    /// What this node hands enrolling devices, and signs their certificates with when it holds
+    /// the issuing CA's key.
+    fn issuer(&self, config: &BrokerConfig, authority_public: &str) -> anyhow::Result<Issuer> {
+        let ca = match &config.tls.agent_ca_key {
+            Some(path) => {
+                let key = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                Some(
+                    pki::Ca::from_pem(pki::CaRole::Agents, &self.agent_ca, &key)
+                        .context("tls.agent_ca_key")?,
+                )
+            }
+            None => None,
+        };
+        let authority_keys = if config.agents.authority_keys.is_empty() {
+            vec![authority_public.to_owned()]
+        } else {
+            config.agents.authority_keys.clone()
+        };
+        Ok(Issuer::new(
+            ca,
+            self.cluster_ca.clone(),
+            self.agent_ca.clone(),
+            authority_keys,
+            config.agents.certificate_lifetime(),
+        ))
+    }
+
     /// Refuses to start with a certificate that does not name this node: peers and nats-server
     /// would refuse it anyway, with less clear messages.
     fn check_identity(&self, cluster: &str, node: u64) -> anyhow::Result<()> {
@@ -91,7 +132,8 @@ impl BrokerNode {
 
         let authority = AuthorityKey::from_pem_file(&config.raft.authority_key)
             .context("raft.authority_key: cannot read the lease authority's key")?;
-        tracing::info!(key = %authority.public(), "lease authority key loaded");
+        let authority_public = authority.public().to_string();
+        tracing::info!(key = %authority_public, "lease authority key loaded");
         let mut cluster_config = config.cluster_config();
         cluster_config.tls = Some(TlsMaterial {
             ca_pem: pems.cluster_ca.clone(),
@@ -173,6 +215,7 @@ impl BrokerNode {
         let upkeep_task = tokio::spawn(upkeep::run(transfers.clone()));
         let (stop, stopped) = watch::channel(false);
 
+        let issuer = Arc::new(pems.issuer(&config, &authority_public)?);
         let agents_listener = TcpListener::bind(config.agents.listen)
             .await
             .with_context(|| format!("cannot listen for agents on {}", config.agents.listen))?;
@@ -185,11 +228,20 @@ impl BrokerNode {
             store,
             supervisor: devices.get_cell(),
             leases: leases.clone(),
+            issuer: issuer.clone(),
+        };
+        let enrolment_service = EnrolmentService {
+            issuer: issuer.clone(),
+            leases: leases.clone(),
         };
         // Agents' certificates come from the agent CA alone: a broker's certificate is no agent.
+        // A certificate is optional at the handshake so a device can enrol; `AgentLink` refuses
+        // a stream without one. The chain carries the cluster CA, which an enrolling device
+        // finds by the fingerprint it pins.
         let agent_tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(&pems.cert, &pems.key))
-            .client_ca_root(Certificate::from_pem(&pems.agent_ca));
+            .identity(Identity::from_pem(pems.chain(), &pems.key))
+            .client_ca_root(Certificate::from_pem(&pems.agent_ca))
+            .client_auth_optional(true);
         let agent_server = tonic::transport::Server::builder()
             .tls_config(agent_tls)
             .context("bad tls material for the agent service")?
@@ -197,6 +249,10 @@ impl BrokerNode {
                 AgentLinkServer::new(agent_service)
                     .max_decoding_message_size(config.agents.max_message_bytes)
                     .max_encoding_message_size(config.agents.max_message_bytes),
+            )
+            .add_service(
+                EnrolmentServer::new(enrolment_service)
+                    .max_decoding_message_size(ENROLMENT_MESSAGE_BYTES),
             )
             .serve_with_incoming_shutdown(
                 // Commands are small messages: without nodelay each would wait ~40 ms for an ack.
@@ -224,6 +280,7 @@ impl BrokerNode {
             transfers,
             last_use: api::LastUse::default(),
             directory: directory.clone(),
+            issuer: issuer.clone(),
         });
         let api_task = tokio::spawn(api::serve_https(
             api_listener,

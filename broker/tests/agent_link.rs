@@ -44,7 +44,7 @@ impl Codec for RawCodec {
 }
 
 async fn channel(stack: &Stack, device: &str, broker: u64) -> Channel {
-    let (cert, key) = stack.agent_cert("demo", device);
+    let (cert, key) = stack.agent_cert("demo", device).await;
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(
             std::fs::read(stack.ca_path()).unwrap(),

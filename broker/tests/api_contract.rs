@@ -127,8 +127,8 @@ async fn me_lists_pages_and_retried_requests_do_things_once() {
         "{me}"
     );
 
-    stack.start_agent(TENANT, "web-01", "web-01", &[1]);
-    stack.start_agent(TENANT, "web-02", "web-02", &[2]);
+    stack.start_agent(TENANT, "web-01", "web-01", &[1]).await;
+    stack.start_agent(TENANT, "web-02", "web-02", &[2]).await;
     stack.wait_online("token-a", "web-01", None).await;
     stack.wait_online("token-a", "web-02", None).await;
 

@@ -38,7 +38,9 @@ async fn every_basic_command_tells_the_truth_about_this_machine() {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlanTedKeyPlanTedKeyPlanTedKeyPlanTedKey0 planted@attacker\n",
     )
     .unwrap();
-    stack.start_agent_on("demo", "web-07", "web-07", &[3], &root);
+    stack
+        .start_agent_on("demo", "web-07", "web-07", &[3], &root)
+        .await;
     stack.wait_online("token-a", "web-07", Some(3)).await;
     let (status, session) = stack.open(1, "token-a", "web-07").await;
     assert_eq!(status, StatusCode::CREATED, "{session}");

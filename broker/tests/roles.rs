@@ -86,7 +86,7 @@ async fn every_role_gets_exactly_its_routes_and_commands() {
         0o600,
         "the bootstrap token file is for its owner only"
     );
-    stack.start_agent("demo", "web-07", "web-07", &[1]);
+    stack.start_agent("demo", "web-07", "web-07", &[1]).await;
     stack.wait_online("token-a", "web-07", None).await;
 
     let roles = [
@@ -343,6 +343,55 @@ async fn every_role_gets_exactly_its_routes_and_commands() {
             None,
             ADMINS,
         ),
+        (
+            "enrolment tokens",
+            Method::GET,
+            "/api/v1/admin/enrolment-tokens",
+            None,
+            ADMINS,
+        ),
+        (
+            "create enrolment token",
+            Method::POST,
+            "/api/v1/admin/enrolment-tokens",
+            Some(json!({"max_uses": 0})),
+            ADMINS,
+        ),
+        (
+            "revoke enrolment token",
+            Method::DELETE,
+            "/api/v1/admin/enrolment-tokens/none",
+            None,
+            ADMINS,
+        ),
+        (
+            "enrolled devices",
+            Method::GET,
+            "/api/v1/admin/devices",
+            None,
+            ADMINS,
+        ),
+        (
+            "enrolled device",
+            Method::GET,
+            "/api/v1/admin/devices/none",
+            None,
+            ADMINS,
+        ),
+        (
+            "revoke device",
+            Method::POST,
+            "/api/v1/admin/devices/none/revoke",
+            None,
+            ADMINS,
+        ),
+        (
+            "allow re-enrolment",
+            Method::POST,
+            "/api/v1/admin/devices/none/allow-reenrolment",
+            None,
+            ADMINS,
+        ),
     ];
     for (role, token, tenant) in &callers {
         for (what, method, path, body, allowed) in &matrix {
@@ -428,7 +477,7 @@ async fn every_role_gets_exactly_its_routes_and_commands() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let scoped = token(&stack, &admin, "demo", "scoped", None).await;
     assert!(everywhere(&stack, &scoped, StatusCode::OK).await);
-    stack.start_agent("demo", "db-02", "db-02", &[2]);
+    stack.start_agent("demo", "db-02", "db-02", &[2]).await;
     stack.wait_online(&scoped, "db-02", None).await;
     let (status, body) = stack.open(1, &scoped, "db-02").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -452,7 +501,7 @@ async fn every_role_gets_exactly_its_routes_and_commands() {
 
     // A tag rule takes the devices whose agent carries the tag.
     stack.agent_tags = vec!["pci".into()];
-    stack.start_agent("demo", "db-03", "db-03", &[3]);
+    stack.start_agent("demo", "db-03", "db-03", &[3]).await;
     stack.wait_online(&scoped, "db-03", None).await;
     let (_, listed) = stack.get(1, &scoped, "/api/v1/devices?limit=1000").await;
     assert!(listed.to_string().contains("\"pci\""), "{listed}");
@@ -611,7 +660,7 @@ async fn revocation_expiry_and_tenant_boundaries_hold_on_every_node() {
         &["responder-basic"],
     )
     .await;
-    stack.start_agent("initech", "db-01", "db-01", &[2]);
+    stack.start_agent("initech", "db-01", "db-01", &[2]).await;
     stack.wait_online(&bob, "db-01", None).await;
     let refused = testkit::wait_until(Duration::from_secs(30), || async {
         let (status, body) = stack.open(2, &bob, "db-01").await;

@@ -22,7 +22,7 @@ fn tool_hash(tool: &str, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_on_node_1_investigates_a_device_on_node_3() {
     let mut stack = Stack::start(3, "").await;
-    stack.start_agent("demo", "web-07", "web-07", &[3]);
+    stack.start_agent("demo", "web-07", "web-07", &[3]).await;
     stack.wait_online("token-a", "web-07", Some(3)).await;
 
     let (status, session) = stack.open(1, "token-a", "web-07").await;
@@ -144,7 +144,7 @@ async fn session_limits_name_the_holder_and_ending_frees_the_device() {
     )
     .await;
     for (device, broker) in [("d1", 1), ("d2", 2), ("d3", 3)] {
-        stack.start_agent("demo", device, device, &[broker]);
+        stack.start_agent("demo", device, device, &[broker]).await;
     }
     for device in ["d1", "d2", "d3"] {
         stack.wait_online("token-a", device, None).await;
@@ -194,7 +194,7 @@ async fn session_limits_name_the_holder_and_ending_frees_the_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_nodes_free_their_sessions_and_agents_move_to_another_node() {
     let mut stack = Stack::start(3, "[sessions]\nlease_ttl_ms = 3000\n").await;
-    stack.start_agent("demo", "web-07", "web-07", &[2, 3]);
+    stack.start_agent("demo", "web-07", "web-07", &[2, 3]).await;
     stack.wait_online("token-a", "web-07", None).await;
     let (_, devices) = stack.get(1, "token-a", "/api/v1/devices").await;
     let agent_node = devices["items"][0]["node"].as_u64().unwrap();
@@ -236,8 +236,8 @@ async fn killed_nodes_free_their_sessions_and_agents_move_to_another_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_whose_certificate_does_not_match_its_hello_is_refused() {
     let mut stack = Stack::start(3, "").await;
-    stack.start_agent("demo", "impostor", "web-07", &[1]);
-    stack.start_agent("demo", "honest", "honest", &[1]);
+    stack.start_agent("demo", "impostor", "web-07", &[1]).await;
+    stack.start_agent("demo", "honest", "honest", &[1]).await;
     stack.wait_online("token-a", "honest", None).await;
     let refused = testkit::wait_until(WAIT, || async {
         stack.log(1).contains("hello claims device impostor")
@@ -264,7 +264,7 @@ async fn an_agent_whose_certificate_does_not_match_its_hello_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_whose_analyst_vanished_ends_by_idle_timeout() {
     let mut stack = Stack::start(3, "[sessions]\nidle_timeout_ms = 1500\n").await;
-    stack.start_agent("demo", "web-07", "web-07", &[1]);
+    stack.start_agent("demo", "web-07", "web-07", &[1]).await;
     stack.wait_online("token-a", "web-07", None).await;
     let (status, session) = stack.open(1, "token-a", "web-07").await;
     assert_eq!(status, StatusCode::CREATED);
@@ -288,7 +288,7 @@ async fn a_sessions_output_streams_live_to_any_node() {
     use futures::StreamExt;
 
     let mut stack = Stack::start(3, "").await;
-    stack.start_agent("demo", "web-07", "web-07", &[3]);
+    stack.start_agent("demo", "web-07", "web-07", &[3]).await;
     stack.wait_online("token-a", "web-07", Some(3)).await;
     let (_, session) = stack.open(1, "token-a", "web-07").await;
     let id = session["session_id"].as_str().unwrap().to_string();
@@ -329,7 +329,7 @@ async fn a_sessions_output_streams_live_to_any_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_reaches_the_agent_and_stops_a_search_of_the_whole_disk() {
     let mut stack = Stack::start(3, "").await;
-    stack.start_agent("demo", "web-07", "web-07", &[3]);
+    stack.start_agent("demo", "web-07", "web-07", &[3]).await;
     stack.wait_online("token-a", "web-07", Some(3)).await;
     let (_, session) = stack.open(1, "token-a", "web-07").await;
     let id = session["session_id"].as_str().unwrap().to_string();

@@ -83,8 +83,8 @@ fn grant_of(order: &Order) -> SignedGrant {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_orders_do_not_run_are_logged_and_the_device_stays_usable() {
     let mut stack = Stack::start(3, "").await;
-    stack.start_agent("demo", "web-07", "web-07", &[3]);
-    stack.start_agent("demo", "db-01", "db-01", &[2]);
+    stack.start_agent("demo", "web-07", "web-07", &[3]).await;
+    stack.start_agent("demo", "db-01", "db-01", &[2]).await;
     stack.wait_online(TOKEN, "web-07", Some(3)).await;
     stack.wait_online(TOKEN, "db-01", Some(2)).await;
     let nats = stack.nats_as_broker(1).await;
@@ -258,7 +258,7 @@ async fn forged_orders_do_not_run_are_logged_and_the_device_stays_usable() {
 async fn a_getfile_outlives_its_session_until_another_session_takes_the_device() {
     let settings = "[transfers]\nchunk_size = 262144\nwindow_chunks = 4\n";
     let mut stack = Stack::start(3, settings).await;
-    stack.start_agent("demo", "web-07", "web-07", &[3]);
+    stack.start_agent("demo", "web-07", "web-07", &[3]).await;
     stack.wait_online(TOKEN, "web-07", Some(3)).await;
     let dir = stack.path().join("files");
     std::fs::create_dir_all(&dir).unwrap();
@@ -325,7 +325,7 @@ async fn a_key_rotation_keeps_a_live_session_working() {
     let rotated = pki::ensure_authority_key(&stack.path().join("rotated")).unwrap();
     let public = AuthorityKey::from_pem_file(&rotated).unwrap().public();
     stack.trusted_keys.push(public.to_string());
-    stack.start_agent("demo", "web-07", "web-07", &[1]);
+    stack.start_agent("demo", "web-07", "web-07", &[1]).await;
     stack.wait_online(TOKEN, "web-07", Some(1)).await;
     let (status, opened) = stack.open(1, TOKEN, "web-07").await;
     assert_eq!(status, StatusCode::CREATED, "{opened}");

@@ -124,7 +124,7 @@ async fn driven(stack: &Stack, id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_through_another_node_ends_the_transfer_on_its_owner() {
     let mut stack = Stack::start(3, SETTINGS).await;
-    stack.start_agent("demo", "fin-01", "fin-01", &[3]);
+    stack.start_agent("demo", "fin-01", "fin-01", &[3]).await;
     stack.wait_online(TOKEN, "fin-01", Some(3)).await;
     let path = fixture(&stack, "ledger.db");
     // The session, and so the transfer, is driven by broker 1; the agent is on broker 3.
@@ -187,7 +187,7 @@ async fn a_cancel_through_another_node_ends_the_transfer_on_its_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_of_a_transfer_whose_owner_died_is_carried_out_by_the_node_asked() {
     let mut stack = Stack::start(3, SETTINGS).await;
-    stack.start_agent("demo", "hr-02", "hr-02", &[3]);
+    stack.start_agent("demo", "hr-02", "hr-02", &[3]).await;
     stack.wait_online(TOKEN, "hr-02", Some(3)).await;
     let path = fixture(&stack, "payroll.db");
     let id = slow_getfile(&stack, 1, "hr-02", &path).await;

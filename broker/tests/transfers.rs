@@ -109,7 +109,7 @@ fn fixture(stack: &Stack, name: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn getfile_survives_its_owner_dying_and_checks_every_chunk() {
     let mut stack = Stack::start(3, SETTINGS).await;
-    stack.start_agent("demo", "web-07", "web-07", &[3]);
+    stack.start_agent("demo", "web-07", "web-07", &[3]).await;
     stack.wait_online(TOKEN, "web-07", Some(3)).await;
     // The session, and so the transfer, is driven by broker 1; the agent is on broker 3.
     let sid = session(&stack, 1, "web-07").await;
@@ -193,7 +193,7 @@ async fn getfile_survives_its_owner_dying_and_checks_every_chunk() {
 async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
     let mut stack = Stack::start(3, SETTINGS).await;
     // The agent dials broker 3 first and broker 2 when 3 is not there.
-    stack.start_agent("demo", "db-01", "db-01", &[3, 2]);
+    stack.start_agent("demo", "db-01", "db-01", &[3, 2]).await;
     stack.wait_online(TOKEN, "db-01", None).await;
     let (_, devices) = stack.get(1, TOKEN, "/api/v1/devices").await;
     let agents_node = devices["items"][0]["node"].as_u64().unwrap();
@@ -297,7 +297,7 @@ async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gib_round_trips_with_the_right_sha256() {
     let mut stack = Stack::start(3, "").await;
-    stack.start_agent("demo", "big-01", "big-01", &[2]);
+    stack.start_agent("demo", "big-01", "big-01", &[2]).await;
     stack.wait_online(TOKEN, "big-01", Some(2)).await;
     let sid = session(&stack, 1, "big-01").await;
     let path = fixture(&stack, "disk.img");
@@ -346,7 +346,7 @@ async fn upload(stack: &Stack, name: &str, data: Vec<u8>, query: &str) -> (Statu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_library_keeps_its_rules_and_putfile_delivers() {
     let mut stack = Stack::start(3, SETTINGS).await;
-    let state_dir = stack.start_agent("demo", "ws-09", "ws-09", &[3]);
+    let state_dir = stack.start_agent("demo", "ws-09", "ws-09", &[3]).await;
     stack.wait_online(TOKEN, "ws-09", Some(3)).await;
 
     let script = b"#!/bin/sh\necho collected\n".to_vec();
@@ -502,7 +502,7 @@ async fn relay(client: TcpStream, upstream: u16, mut budget: u64, down: Arc<Atom
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consoles_download_resumes_with_range_after_its_connection_is_cut() {
     let mut stack = Stack::start(3, SETTINGS).await;
-    stack.start_agent("demo", "hr-01", "hr-01", &[1]);
+    stack.start_agent("demo", "hr-01", "hr-01", &[1]).await;
     stack.wait_online(TOKEN, "hr-01", None).await;
     let sid = session(&stack, 1, "hr-01").await;
     let path = fixture(&stack, "mailbox.pst");
@@ -546,7 +546,7 @@ async fn the_consoles_download_resumes_with_range_after_its_connection_is_cut() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_transfer_is_deleted_after_its_retention() {
     let mut stack = Stack::start(3, "[transfers]\nchunk_size = 262144\nretention_secs = 5\n").await;
-    stack.start_agent("demo", "ops-01", "ops-01", &[2]);
+    stack.start_agent("demo", "ops-01", "ops-01", &[2]).await;
     stack.wait_online(TOKEN, "ops-01", None).await;
     let sid = session(&stack, 1, "ops-01").await;
     let path = fixture(&stack, "notes.txt");
@@ -573,7 +573,7 @@ async fn a_finished_transfer_is_deleted_after_its_retention() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_getfiles_than_the_agent_sends_at_once_all_complete() {
     let mut stack = Stack::start(3, SETTINGS).await;
-    stack.start_agent("demo", "fs-01", "fs-01", &[3]);
+    stack.start_agent("demo", "fs-01", "fs-01", &[3]).await;
     stack.wait_online(TOKEN, "fs-01", None).await;
     let sid = session(&stack, 1, "fs-01").await;
     let count = agent::transfer::MAX_WINDOWS + 2;

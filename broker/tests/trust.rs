@@ -48,7 +48,10 @@ async fn nats_admits_brokers_alone_and_only_to_what_brokers_use() {
     let certs = tempfile::tempdir().unwrap();
     let nats = secure_nats(certs.path(), 2);
     let dir = certs.path();
-    broker::dev::certs(dir, common::CLUSTER, 0, &[("demo".into(), "web-07".into())]).unwrap();
+    pki::ensure_ca(dir, pki::CaRole::Agents)
+        .unwrap()
+        .issue_agent(dir, "demo", "web-07")
+        .unwrap();
     // A cluster-CA broker certificate for a node nats-server does not list.
     let cluster_ca = pki::ensure_ca(dir, pki::CaRole::Cluster).unwrap();
     cluster_ca

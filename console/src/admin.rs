@@ -4,18 +4,22 @@
 //! group's rules as `hostname web-*`, lists of names joined with commas.
 //!
 //! A new token is printed once, alone on stdout (so `token=$(lr admin token create ...)` works),
-//! with a line on stderr saying it will not be shown again.
+//! with a line on stderr saying it will not be shown again. A new enrolment token is printed once
+//! too, with what it allows and the `lr-agent enroll` line to paste on a device (the broker's
+//! agent endpoint is not known to the console, so that line holds a placeholder for it).
+//! Enrolment tokens and enrolled devices are listed with the columns an admin decides by.
 
 use api_model::{
-    CreateTenant, CreateToken, CreateUser, CreatedToken, DeviceGroup, ErrorCode, GroupRule,
-    UpdateTenant, UpdateUser,
+    CreateEnrolmentToken, CreateTenant, CreateToken, CreateUser, CreatedEnrolmentToken,
+    CreatedToken, DeviceGroup, EnrolledDevice, EnrolmentToken, ErrorCode, GroupRule, UpdateTenant,
+    UpdateUser,
 };
 
 use crate::api::{ApiError, Client, List, Typed};
 use crate::app::{print_doc, print_done, print_rows, print_text};
 use crate::cli::{
-    AdminCommand, DeviceCommand, GroupCommand, SettingsArgs, SettingsCommand, TenantCommand,
-    TokenCommand, UserCommand,
+    AdminCommand, DeviceCommand, EnrolmentCommand, GroupCommand, SettingsArgs, SettingsCommand,
+    TenantCommand, TokenCommand, UserCommand,
 };
 use crate::doc::Doc;
 use crate::exit::{Exit, Failure};
@@ -45,13 +49,8 @@ pub async fn run(
         AdminCommand::User(command) => user(api, command, out).await,
         AdminCommand::Token(command) => token(api, command, out).await,
         AdminCommand::Group(command) => group(api, command, out).await,
-        AdminCommand::Device(DeviceCommand::Groups { id }) => {
-            let groups = api
-                .device_groups(&id)
-                .await
-                .map_err(Kind::Device.failure())?;
-            out.object(&groups)
-        }
+        AdminCommand::Enrolment(command) => enrolment(api, command, out).await,
+        AdminCommand::Device(command) => device(api, command, out).await,
     }
 }
 
@@ -181,6 +180,88 @@ async fn group(api: &Client, command: GroupCommand, out: Out) -> Result<Exit, Fa
     }
 }
 
+async fn enrolment(api: &Client, command: EnrolmentCommand, out: Out) -> Result<Exit, Failure> {
+    let failure = Kind::Enrolment.failure();
+    match command {
+        EnrolmentCommand::List => out.rows(
+            &api.enrolment_tokens().await.map_err(failure)?,
+            "enrolment tokens",
+            enrolment_row,
+        ),
+        EnrolmentCommand::Create {
+            expires_in,
+            max_uses,
+            group,
+            description,
+        } => {
+            let body = CreateEnrolmentToken {
+                description,
+                expires_in_secs: expires_in,
+                max_uses,
+                group,
+            };
+            // A missing group is the group's absence, not the token's.
+            let created =
+                api.create_enrolment_token(&body)
+                    .await
+                    .map_err(|e| match body.group {
+                        Some(_) => Kind::Group.failure()(e),
+                        None => Failure::from(e),
+                    })?;
+            let exit = print_text(&created_enrolment_body(&created, out.format))?;
+            crate::say!("{}", created_enrolment_note(&created));
+            Ok(exit)
+        }
+        EnrolmentCommand::Revoke { id } => {
+            let token = api.revoke_enrolment_token(&id).await.map_err(failure)?;
+            crate::say!(
+                "lr: enrolment token {id} of tenant {} revoked; no device can enrol with it from \
+                 now on (devices it enrolled stay enrolled)",
+                token.tenant
+            );
+            out.object(&token)
+        }
+    }
+}
+
+async fn device(api: &Client, command: DeviceCommand, out: Out) -> Result<Exit, Failure> {
+    let failure = Kind::Enrolled.failure();
+    match command {
+        DeviceCommand::List => out.rows(
+            &api.enrolled_devices().await.map_err(failure)?,
+            "devices",
+            device_row,
+        ),
+        DeviceCommand::Show { id } => out.object(&api.enrolled_device(&id).await.map_err(failure)?),
+        DeviceCommand::Revoke { id } => {
+            let device = api.revoke_device(&id).await.map_err(failure)?;
+            crate::say!(
+                "lr: device {id} of tenant {} revoked: its stream is dropped and its sessions end; \
+                 it cannot connect until `lr admin device allow-reenrolment {id}` and a new \
+                 enrolment",
+                device.tenant
+            );
+            out.object(&device)
+        }
+        DeviceCommand::AllowReenrolment { id } => {
+            let device = api.allow_reenrolment(&id).await.map_err(failure)?;
+            crate::say!(
+                "lr: device {id} of tenant {} may enrol once more, with a token from `lr admin \
+                 enrolment create`",
+                device.tenant
+            );
+            out.object(&device)
+        }
+        DeviceCommand::Groups { id } => {
+            let groups = api
+                .device_groups(&id)
+                .await
+                .map_err(Kind::Device.failure())?;
+            out.object(&groups)
+        }
+    }
+}
+
 /// The change `tenant update` or `settings update` asks for.
 pub fn update_of(args: &SettingsArgs) -> UpdateTenant {
     UpdateTenant {
@@ -215,6 +296,109 @@ pub fn created_token_note(created: &Typed<CreatedToken>) -> String {
     )
 }
 
+/// Where the agent's `--broker` goes in the enroll line: brokers listen for agents on an address
+/// of their own, which the API does not tell.
+pub const AGENT_ENDPOINT_PLACEHOLDER: &str = "<broker-agent-endpoint>";
+
+/// What a new enrolment token prints on stdout: as a table, what it allows and the line to run
+/// on a device; as JSON, the whole object.
+pub fn created_enrolment_body(created: &Typed<CreatedEnrolmentToken>, format: Format) -> String {
+    if format == Format::Json {
+        return crate::render::json(&created.doc);
+    }
+    let record = &created.record;
+    let fields = [
+        ("token", created.token.clone()),
+        ("id", record.id.clone()),
+        ("tenant", record.tenant.clone()),
+        ("expires", record.expires_at.to_string()),
+        ("uses", uses(record)),
+        (
+            "group",
+            record.group.as_deref().unwrap_or("(none)").to_owned(),
+        ),
+    ];
+    let mut text = String::new();
+    for (key, value) in fields {
+        text.push_str(&format!("{:<8} {value}\n", format!("{key}:")));
+    }
+    text.push_str(&format!(
+        "\nTo enrol a device, run this on it, with {AGENT_ENDPOINT_PLACEHOLDER} replaced by\n\
+         the HOST:PORT where the brokers accept agents:\n{}\n",
+        enroll_line(created)
+    ));
+    text
+}
+
+/// `lr-agent enroll ...` for a new enrolment token, ready to paste but for the broker's address.
+pub fn enroll_line(created: &CreatedEnrolmentToken) -> String {
+    format!(
+        "lr-agent enroll --broker {AGENT_ENDPOINT_PLACEHOLDER} --token {} --ca-fingerprint {}",
+        shell_word(&created.token),
+        shell_word(&created.ca_fingerprint)
+    )
+}
+
+/// The line on stderr beside a new enrolment token.
+pub fn created_enrolment_note(created: &Typed<CreatedEnrolmentToken>) -> String {
+    let token = &created.record;
+    format!(
+        "lr: enrolment token {} (tenant {}, expires {}) created; store it now: it will not be \
+         shown again",
+        token.id, token.tenant, token.expires_at
+    )
+}
+
+/// A row of `lr admin enrolment list`.
+fn enrolment_row(token: &Typed<EnrolmentToken>) -> Doc {
+    let mut row = pick(&token.doc, &["id", "description", "group"]);
+    row.push(("uses/max".to_owned(), Doc::String(uses(token))));
+    row.extend(pick(&token.doc, &["expires_at", "revoked_at"]));
+    Doc::Object(row)
+}
+
+/// A row of `lr admin device list`.
+fn device_row(device: &Typed<EnrolledDevice>) -> Doc {
+    Doc::Object(pick(
+        &device.doc,
+        &[
+            "device",
+            "state",
+            "certificate_expires_at",
+            "last_seen",
+            "online",
+            "hostname",
+            "reenrolment_allowed",
+        ],
+    ))
+}
+
+/// These fields of an object, in this order, as the broker sent them (null when absent).
+fn pick(doc: &Doc, keys: &[&str]) -> Vec<(String, Doc)> {
+    keys.iter()
+        .map(|key| ((*key).to_owned(), doc.get(key).cloned().unwrap_or_default()))
+        .collect()
+}
+
+/// `2/20`: devices enrolled with a token, of those it allows.
+fn uses(token: &EnrolmentToken) -> String {
+    format!("{}/{}", token.uses, token.max_uses)
+}
+
+/// `text` as one shell word: as it is when it holds nothing a shell reads, else single-quoted.
+/// The token and fingerprint come from the broker and end up pasted into a shell.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:/=+@%,".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// What an admin command's error is about, for the hint of a 404.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -223,7 +407,11 @@ enum Kind {
     User,
     Token,
     Group,
+    Enrolment,
+    /// A device as `lr devices` knows it.
     Device,
+    /// A device as enrolment knows it.
+    Enrolled,
 }
 
 impl Kind {
@@ -242,7 +430,13 @@ impl Kind {
                         Kind::User => "lr admin user list shows the tenant's users",
                         Kind::Token => "lr admin token list shows the tenant's tokens",
                         Kind::Group => "lr admin group list shows the tenant's device groups",
+                        Kind::Enrolment => {
+                            "lr admin enrolment list shows the tenant's enrolment tokens"
+                        }
                         Kind::Device => "lr devices lists the tenant's devices",
+                        Kind::Enrolled => {
+                            "lr admin device list shows the tenant's enrolled devices"
+                        }
                     }
                     .to_owned(),
                 ];
@@ -274,9 +468,19 @@ impl Out {
     }
 
     fn list<T>(self, list: &List<T>, what: &str) -> Result<Exit, Failure> {
+        self.rows(list, what, |item| table_view(&item.doc))
+    }
+
+    /// A list: as the broker sent it in JSON, each item as `row` makes it in a table.
+    fn rows<T>(
+        self,
+        list: &List<T>,
+        what: &str,
+        row: impl Fn(&Typed<T>) -> Doc,
+    ) -> Result<Exit, Failure> {
         let doc = match self.format {
             Format::Json => list.doc(),
-            Format::Table => Doc::Array(list.items.iter().map(|i| table_view(&i.doc)).collect()),
+            Format::Table => Doc::Array(list.items.iter().map(row).collect()),
         };
         print_rows(&doc, list.cut, what, self.format, self.width)
     }
@@ -461,6 +665,63 @@ mod tests {
             note,
             "lr: token 0123 for analyst-a (tenant demo) created; store it now: it will not be \
              shown again"
+        );
+    }
+
+    const CREATED_ENROLMENT: &str = r#"{"token":"lre_0123_secret","ca_fingerprint":"5e0f3c","issuing_ca_fingerprint":"abab","id":"0123","tenant":"demo","description":"web farm","group":"servers","max_uses":20,"uses":0,"created_by":"admin-a","created_at":"2026-12-05T12:00:00Z","expires_at":"2026-12-06T12:00:00Z","revoked_at":null}"#;
+
+    #[test]
+    fn a_new_enrolment_token_comes_with_its_enroll_line() {
+        let created = Typed::<CreatedEnrolmentToken>::from_doc(doc(CREATED_ENROLMENT)).unwrap();
+        let body = created_enrolment_body(&created, Format::Table);
+        assert_eq!(
+            body.lines().last(),
+            Some(
+                "lr-agent enroll --broker <broker-agent-endpoint> --token lre_0123_secret \
+                 --ca-fingerprint 5e0f3c"
+            )
+        );
+        insta::assert_snapshot!(body);
+
+        let json: serde_json::Value =
+            serde_json::from_str(&created_enrolment_body(&created, Format::Json)).unwrap();
+        assert_eq!(json["token"], "lre_0123_secret");
+        assert_eq!(json["issuing_ca_fingerprint"], "abab");
+        let note = created_enrolment_note(&created);
+        assert!(!note.contains("lre_0123_secret"), "{note}");
+        assert_eq!(
+            note,
+            "lr: enrolment token 0123 (tenant demo, expires 2026-12-06T12:00:00Z) created; store \
+             it now: it will not be shown again"
+        );
+    }
+
+    #[test]
+    fn what_the_broker_sends_is_pasted_as_one_shell_word() {
+        assert_eq!(shell_word("lre_0123_Secret-9"), "lre_0123_Secret-9");
+        assert_eq!(shell_word("ab:cd"), "ab:cd");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("a b;rm -rf /"), "'a b;rm -rf /'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn enrolment_tokens_and_devices_as_rows() {
+        let token = Typed::<EnrolmentToken>::from_doc(doc(
+            r#"{"id":"0123","tenant":"demo","description":"web farm","group":null,"max_uses":20,"uses":3,"created_by":"admin-a","created_at":"2026-12-05T12:00:00Z","expires_at":"2026-12-06T12:00:00Z","revoked_at":"2026-12-05T13:00:00Z"}"#,
+        ))
+        .unwrap();
+        let device = Typed::<EnrolledDevice>::from_doc(doc(
+            r#"{"device":"web-07","tenant":"demo","state":"enrolled","certificate":"c0ffee","certificate_expires_at":"2026-12-12T12:00:00Z","enrolled_at":"2026-12-05T12:00:00Z","renewed_at":null,"revoked_at":null,"reenrolment_allowed":false,"online":true,"last_seen":"2026-12-05T12:30:00Z","hostname":"web-07.example"}"#,
+        ))
+        .unwrap();
+        insta::assert_snapshot!(
+            "enrolment_rows",
+            render::text(&Doc::Array(vec![enrolment_row(&token)]), Some(120))
+        );
+        insta::assert_snapshot!(
+            "device_rows",
+            render::text(&Doc::Array(vec![device_row(&device)]), Some(120))
         );
     }
 }

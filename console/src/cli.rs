@@ -9,8 +9,8 @@ use crate::render::Format;
 mod admin;
 
 pub use admin::{
-    AdminCommand, DeviceCommand, GroupCommand, GroupList, RoleArgs, SettingsArgs, SettingsCommand,
-    Switch, TenantCommand, TokenCommand, UserCommand, parse_grant,
+    AdminCommand, DeviceCommand, EnrolmentCommand, GroupCommand, GroupList, RoleArgs, SettingsArgs,
+    SettingsCommand, Switch, TenantCommand, TokenCommand, UserCommand, parse_grant,
 };
 
 const AFTER_HELP: &str = "\
@@ -101,7 +101,8 @@ pub enum Command {
     /// Transfers started by getfile, download and putfile: show, download again, cancel
     #[command(subcommand)]
     Transfer(TransferCommand),
-    /// Administration: tenants, settings, users and their roles, API tokens, device groups
+    /// Administration: tenants, settings, users and their roles, API tokens, device groups,
+    /// enrolment tokens, enrolled devices
     #[command(subcommand)]
     Admin(AdminCommand),
 }

@@ -205,6 +205,10 @@ impl Ca {
         self.role
     }
 
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
     /// Issues a broker certificate for TLS server and client use (agent gRPC, HTTPS API, Raft,
     /// NATS). Its identity is the SAN URI `lr-broker://<cluster>/<node>`; its names are
     /// `localhost`, `127.0.0.1`, `::1` and `extra_sans` (DNS names or IP addresses).
@@ -351,7 +355,7 @@ fn local_and(extra: &[String]) -> Result<Vec<SanType>, PkiError> {
     Ok(sans)
 }
 
-fn dn(common_name: &str) -> rcgen::DistinguishedName {
+pub(crate) fn dn(common_name: &str) -> rcgen::DistinguishedName {
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
     dn.push(DnType::OrganizationName, ORGANIZATION);
@@ -410,6 +414,16 @@ fn write_pair(dir: &Path, stem: &str, issued: &IssuedPem) -> Result<IssuedPaths,
     write_file(&paths.key, &issued.key_pem, Mode::Secret)?;
     write_file(&paths.cert, &issued.cert_pem, Mode::Public)?;
     Ok(paths)
+}
+
+/// Writes `contents` to `path` readable by its owner only (0600), atomically: a private key.
+pub fn write_secret(path: &Path, contents: &str) -> Result<(), PkiError> {
+    write_file(path, contents, Mode::Secret)
+}
+
+/// Writes `contents` to `path` (0644), atomically: a certificate.
+pub fn write_public(path: &Path, contents: &str) -> Result<(), PkiError> {
+    write_file(path, contents, Mode::Public)
 }
 
 #[derive(Clone, Copy)]

@@ -13,17 +13,23 @@
 
 #![forbid(unsafe_code)]
 
+pub mod enrol;
 pub mod identity;
 pub mod issue;
 
 use std::path::PathBuf;
 
+pub use enrol::{
+    BACKDATE, IssuedCertificate, NewRequest, Validity, certifies_key, fingerprint, new_request,
+    pem_to_der, validity,
+};
 pub use identity::{
     AGENT_URI_SCHEME, AgentIdentity, BROKER_URI_SCHEME, BrokerIdentity, agent_identity,
     broker_identity,
 };
 pub use issue::{
     AUTHORITY_KEY_FILE, Ca, CaRole, IssuedPaths, IssuedPem, ensure_authority_key, ensure_ca,
+    write_public, write_secret,
 };
 
 /// Everything that can go wrong issuing certificates or reading an identity from one.
@@ -88,6 +94,11 @@ pub enum PkiError {
         "certificate has more than one identity ({first:?}, {second:?}); issue a certificate with exactly one"
     )]
     AmbiguousIdentity { first: String, second: String },
+
+    #[error(
+        "the certificate request is refused: {reason}; send a pkcs#10 request signed by the device's new key"
+    )]
+    BadRequest { reason: String },
 
     #[error(
         "the {held} ca cannot issue {what}; {what} come from the {needed} ca, so that neither kind of certificate is trusted where the other is"

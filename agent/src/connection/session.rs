@@ -9,6 +9,10 @@
 //! cancel is only logged. Put chunks are not signed: the put checks each against its SHA-256 and
 //! the file against its verified offer.
 //!
+//! The TLS material is read afresh for every dial, so a renewed certificate is presented from
+//! the next dial on; a certificate past its expiry ends the agent ([`SessionError::Expired`])
+//! instead of dialling with it. Renewal requests and their answers ride the stream ([`renew`]).
+//!
 //! The outgoing stream merges two channels: an unbounded one for the hello, heartbeats and results
 //! (small, and they must never wait behind a file), and the bounded [`TransferSink`] for chunks,
 //! put progress and transfer ends, which gRPC drains only as the network takes them, so reading a file never outruns the link.
@@ -24,7 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
-use super::Link;
+use super::renew::{self, Renewal};
+use super::tls::CertificateExpired;
+use super::{Link, TlsMaterial, chain};
 use crate::authority::{Claim, Refused};
 use crate::convert::{self, Decoded, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::model::{Action, Completion, Outcome, Status};
@@ -46,6 +52,10 @@ pub struct SessionEnd {
 /// A session that never got to the welcome.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    #[error(transparent)]
+    Expired(CertificateExpired),
+    #[error("cannot read the tls files: {0}")]
+    Credentials(crate::config::ConfigError),
     #[error("bad broker address: {0}")]
     Address(String),
     #[error("cannot connect: {0}")]
@@ -68,9 +78,15 @@ pub fn is_identity_problem(status: &tonic::Status) -> bool {
 
 pub async fn serve(link: &Link, addr: &str) -> Result<SessionEnd, SessionError> {
     let c = &link.config.connection;
+    let paths = link.config.tls.clone();
+    let tls = tokio::task::spawn_blocking(move || TlsMaterial::load(&paths))
+        .await
+        .map_err(|e| SessionError::Connect(e.to_string()))?
+        .map_err(SessionError::Credentials)?;
+    tls.check_expiry(unix_ms()).map_err(SessionError::Expired)?;
     let endpoint = Endpoint::from_shared(format!("https://{addr}"))
         .map_err(|e| SessionError::Address(chain(&e)))?
-        .tls_config(link.tls.client_config())
+        .tls_config(tls.client_config())
         .map_err(|e| SessionError::Connect(chain(&e)))?
         .connect_timeout(c.connect_timeout())
         .tcp_nodelay(true)
@@ -125,6 +141,7 @@ pub async fn serve(link: &Link, addr: &str) -> Result<SessionEnd, SessionError> 
         heartbeat_ms = welcome.heartbeat_interval_ms, "attached to broker"
     );
 
+    let mut renewal = Renewal::new(tls.validity());
     let (res_tx, mut res_rx) = mpsc::unbounded_channel::<Completion>();
     let mut heartbeat = tokio::time::interval(heartbeat_interval(&welcome));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -135,12 +152,19 @@ pub async fn serve(link: &Link, addr: &str) -> Result<SessionEnd, SessionError> 
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {
-                Ok(Some(m)) => handle(link, m, &res_tx, &transfers).await,
+                Ok(Some(m)) => handle(link, m, &res_tx, &transfers, &mut renewal).await,
                 Ok(None) => return Ok(end("the broker ended the stream".into())),
                 Err(status) => return Ok(end(format!("{} ({:?})", status.message(), status.code()))),
             },
             Some(done) = res_rx.recv() => {
                 if out_tx.send(convert::result(done)).is_err() {
+                    return Ok(end("the outgoing stream closed".into()));
+                }
+            }
+            () = tokio::time::sleep(renewal.wait(unix_ms())) => {
+                if let Some(csr_der) = renew::request(link, &mut renewal, unix_ms())
+                    && out_tx.send(convert::renew(csr_der)).is_err()
+                {
                     return Ok(end("the outgoing stream closed".into()));
                 }
             }
@@ -181,6 +205,7 @@ async fn handle(
     msg: BrokerMessage,
     results: &mpsc::UnboundedSender<Completion>,
     transfers: &TransferSink,
+    renewal: &mut Renewal,
 ) {
     match msg.body {
         Some(broker_message::Body::Order(order)) => match convert::order(order) {
@@ -208,6 +233,9 @@ async fn handle(
             link.executor
                 .put_chunk(convert::put_chunk(chunk), transfers.clone())
                 .await;
+        }
+        Some(broker_message::Body::Renewed(answer)) => {
+            renew::answered(link, renewal, convert::renewed(answer), unix_ms()).await;
         }
         Some(broker_message::Body::Welcome(_)) => warn!("ignoring a second welcome"),
         None => debug!("ignoring an empty broker message"),
@@ -278,19 +306,4 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// An error with its sources: tonic's transport errors say little at the top level, and repeat
-/// themselves one level down, so repeated segments are dropped.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = inner.source();
-    }
-    parts.join(": ")
 }

@@ -12,7 +12,7 @@ use agent::{Config, ConnectionConfig, TlsPaths};
 use agent_proto::agent::agent_link_server::{AgentLink, AgentLinkServer};
 use agent_proto::agent::{
     AgentMessage, BrokerMessage, Cancel, Chunk, ChunkRequest, CommandRequest, CommandResult,
-    GetTicket, Hello, Order, OrderBody, PutChunk, PutOffer, PutProgress, SignedGrant,
+    GetTicket, Hello, Order, OrderBody, PutChunk, PutOffer, PutProgress, RenewRequest, SignedGrant,
     TransferEnded, Welcome, agent_message, broker_message, order_body,
 };
 use grants::{AuthorityKey, Grant, SessionKey};
@@ -259,6 +259,8 @@ pub struct GetWindow {
 /// One agent stream as the test broker sees it.
 pub struct Conn {
     pub hello: Hello,
+    /// The client certificate the agent presented (DER).
+    pub peer_cert: Vec<u8>,
     /// Signs what [`Conn::command`], [`Conn::cancel`], [`Conn::chunk_request`] and
     /// [`Conn::put_offer`] send.
     pub signer: Signer,
@@ -367,6 +369,21 @@ impl Conn {
         }
     }
 
+    /// The next renewal request, counting heartbeats on the way; panics after [`WAIT`].
+    pub async fn renew_request(&mut self) -> RenewRequest {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.from_agent.recv())
+                .await
+                .expect("a renewal request in time")
+                .expect("agent stream open");
+            match msg.body {
+                Some(agent_message::Body::Renew(r)) => return r,
+                Some(agent_message::Body::Heartbeat(_)) => self.heartbeats += 1,
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+    }
+
     /// Waits for one heartbeat.
     pub async fn heartbeat(&mut self) {
         let start = self.heartbeats;
@@ -415,6 +432,10 @@ impl AgentLink for Service {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
+        let peer_cert = request
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|c| c.to_vec()))
+            .unwrap_or_default();
         let mut inbound = request.into_inner();
         let hello = match inbound.message().await? {
             Some(AgentMessage {
@@ -456,6 +477,7 @@ impl AgentLink for Service {
         });
         let _ = self.conns.send(Conn {
             hello,
+            peer_cert,
             signer: self.signer.clone(),
             to_agent,
             from_agent,

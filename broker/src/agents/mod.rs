@@ -1,6 +1,11 @@
-//! The gRPC service agents dial (mutual TLS). It identifies the device from its client
-//! certificate, checks the hello against it, records the connection, and hands the stream to a
-//! new `DeviceActor`.
+//! The gRPC services agents dial. `AgentLink` (mutual TLS) identifies the device from its client
+//! certificate, admits it only if the directory holds that certificate as the enrolled device's
+//! own, checks the hello against it, records the connection, and hands the stream to a new
+//! `DeviceActor`. [`enrolment`]: how a device gets its certificate, and renews it.
+
+pub mod enrolment;
+
+use std::sync::Arc;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -15,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use self::enrolment::Issuer;
 use crate::actors::device::{DeviceActor, DeviceArgs, DeviceMsg};
 use crate::bus::Bus;
 use crate::registry::{DeviceRecord, DeviceRegistry};
@@ -38,8 +44,10 @@ pub struct AgentService {
     pub registry: DeviceRegistry,
     pub store: ChunkStore,
     pub supervisor: ActorCell,
-    /// Where device actors check an order's lease before they deliver it.
+    /// Where device actors check an order's lease before they deliver it, and a certificate's
+    /// enrolment.
     pub leases: LeaseService,
+    pub issuer: Arc<Issuer>,
 }
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<BrokerMessage, Status>> + Send>>;
@@ -52,13 +60,28 @@ impl AgentLink for AgentService {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Outbound>, Status> {
-        let identity = request
+        let peer = request
             .peer_certs()
-            .and_then(|certs| certs.first().map(|c| pki::agent_identity(c.as_ref())))
+            .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec()))
             .ok_or_else(|| {
-                Status::unauthenticated("no client certificate; enrol the agent to get one")
-            })?
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+                Status::unauthenticated(
+                    "no client certificate; enrol the agent with `lr-agent enroll` to get one",
+                )
+            })?;
+        let identity =
+            pki::agent_identity(&peer).map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let certificate = pki::fingerprint(&peer);
+        if let Err(status) = enrolment::admitted(
+            &self.leases,
+            &identity.tenant,
+            &identity.device,
+            &certificate,
+        )
+        .await
+        {
+            tracing::warn!(tenant = %identity.tenant, device = %identity.device, reason = status.message(), "refused an agent's certificate");
+            return Err(status);
+        }
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.next()).await {
             Ok(Some(Ok(AgentMessage {
@@ -127,6 +150,8 @@ impl AgentLink for AgentService {
             bus: self.bus.clone(),
             registry: self.registry.clone(),
             leases: self.leases.clone(),
+            certificate,
+            issuer: self.issuer.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, DeviceActor, args, self.supervisor.clone())
             .await
@@ -165,6 +190,11 @@ impl AgentLink for AgentService {
                     Some(Ok(AgentMessage {
                         body: Some(FromAgent::PutProgress(progress)),
                     })) => intake.put_progress(progress).await,
+                    Some(Ok(AgentMessage {
+                        body: Some(FromAgent::Renew(renew)),
+                    })) => {
+                        let _ = actor.cast(DeviceMsg::Renew(renew.csr_der));
+                    }
                     Some(Ok(_)) => tracing::warn!("unexpected message from an agent; ignored"),
                     Some(Err(status)) => break format!("stream error: {}", status.message()),
                     None => break "agent closed the stream".to_string(),

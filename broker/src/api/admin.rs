@@ -106,11 +106,11 @@ fn grants(roles: &[RoleGrant]) -> Result<Vec<Grant>, ApiError> {
 // ---- helpers ------------------------------------------------------------------------------------
 
 impl ApiState {
-    async fn directory(&self) -> Result<Directory, ApiError> {
+    pub(super) async fn directory(&self) -> Result<Directory, ApiError> {
         Ok(self.leases.directory().await?)
     }
 
-    async fn change(&self, op: DirectoryOp) -> Result<DirectoryOutcome, ApiError> {
+    pub(super) async fn change(&self, op: DirectoryOp) -> Result<DirectoryOutcome, ApiError> {
         Ok(self.leases.change_directory(op).await?)
     }
 

@@ -99,7 +99,9 @@ impl From<ClusterError> for ApiError {
             ClusterError::Rejected(_) => Self::not_found(error.to_string()),
             ClusterError::Directory(e) => match e {
                 DirectoryError::NotFound { .. } => Self::not_found(e.to_string()),
-                DirectoryError::Invalid { .. } => Self::invalid(e.to_string()),
+                DirectoryError::Invalid { .. } | DirectoryError::Refused(_) => {
+                    Self::invalid(e.to_string())
+                }
                 DirectoryError::AlreadyExists { .. }
                 | DirectoryError::AlreadyBootstrapped
                 | DirectoryError::Conflict(_) => Self::new(ErrorCode::AlreadyExists, e.to_string()),

@@ -11,6 +11,7 @@ mod body;
 mod commands;
 mod devices;
 mod doc;
+mod enrolment;
 mod error;
 mod library;
 mod page;
@@ -62,6 +63,8 @@ pub struct Inner {
     pub last_use: LastUse,
     /// Whether the directory is bootstrapped and matches this node's configuration.
     pub directory: tokio::sync::watch::Receiver<crate::directory::Readiness>,
+    /// The CAs enrolment tokens name.
+    pub issuer: std::sync::Arc<crate::agents::enrolment::Issuer>,
 }
 
 impl std::ops::Deref for ApiState {
@@ -191,6 +194,12 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
             admin::remove_group
         ))
         .routes(routes!(admin::device_groups))
+        .routes(routes!(enrolment::list_tokens, enrolment::create_token))
+        .routes(routes!(enrolment::revoke_token))
+        .routes(routes!(enrolment::list_devices))
+        .routes(routes!(enrolment::get_device))
+        .routes(routes!(enrolment::revoke_device))
+        .routes(routes!(enrolment::allow_reenrolment))
         .split_for_parts();
     doc::finish(&mut document);
     (router, document)
@@ -240,6 +249,6 @@ mod tests {
                     .count()
             })
             .sum();
-        assert_eq!(operations, 39, "{:?}", document.paths.paths.keys());
+        assert_eq!(operations, 46, "{:?}", document.paths.paths.keys());
     }
 }

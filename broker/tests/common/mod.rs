@@ -25,7 +25,7 @@ pub const ANALYSTS: [(&str, &str, &str); 4] = [
 /// Creates the development certificates for `brokers` brokers in `certs` and starts nats-server
 /// the way a deployment does: TLS, brokers' certificates mapped to users, broker permissions.
 pub fn secure_nats(certs: &Path, brokers: u64) -> NatsServer {
-    broker::dev::certs(certs, CLUSTER, brokers, &[]).unwrap();
+    broker::dev::certs(certs, CLUSTER, brokers).unwrap();
     NatsServer::start_with(|listen, store| {
         broker::dev::nats_config(certs, CLUSTER, brokers, listen, store).unwrap()
     })
@@ -74,7 +74,8 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts nats-server and `n` brokers; `extra_toml` is appended to every broker's config.
+    /// Starts nats-server and `n` brokers; `extra_toml` is appended to every broker's config,
+    /// in its `[agents]` section (keys before any header set agent settings).
     pub async fn start(n: u64, extra_toml: &str) -> Self {
         testkit::init_tracing();
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -114,10 +115,6 @@ listen = "127.0.0.1:{raft}"
 members = [{members}]
 authority_key = "{authority_key}"
 
-[agents]
-listen = "127.0.0.1:{agent_port}"
-heartbeat_interval_ms = 300
-
 [api]
 listen = "127.0.0.1:{api_port}"
 tokens = [{tokens}]
@@ -125,8 +122,13 @@ tokens = [{tokens}]
 [tls]
 cluster_ca = "{cluster_ca}"
 agent_ca = "{agent_ca}"
+agent_ca_key = "{agent_ca_key}"
 cert = "{cert}"
 key = "{key}"
+
+[agents]
+listen = "127.0.0.1:{agent_port}"
+heartbeat_interval_ms = 300
 {extra_toml}
 "#,
                 data = dir.path().join(format!("broker-{id}")).display(),
@@ -136,6 +138,7 @@ key = "{key}"
                 tokens = tokens.join(", "),
                 cluster_ca = certs.join("cluster-ca.pem").display(),
                 agent_ca = certs.join("agent-ca.pem").display(),
+                agent_ca_key = certs.join("agent-ca.key").display(),
                 cert = certs.join(format!("broker-{id}.pem")).display(),
                 key = certs.join(format!("broker-{id}.key")).display(),
                 authority_key = certs.join(pki::AUTHORITY_KEY_FILE).display(),
@@ -410,10 +413,59 @@ key = "{key}"
         (file, token)
     }
 
-    pub fn agent_cert(&self, tenant: &str, device: &str) -> (PathBuf, PathBuf) {
-        let ca = pki::ensure_ca(&self.certs, pki::CaRole::Agents).unwrap();
-        let issued = ca.issue_agent(&self.certs, tenant, device).unwrap();
-        (issued.cert, issued.key)
+    /// An enrolment token of `tenant` made by the platform admin; `body` as the API takes it.
+    /// Answers the API's answer (`token`, `ca_fingerprint`, ...).
+    pub async fn enrolment_token(&self, tenant: &str, body: Value) -> Value {
+        let (_, admin) = self.admin_token().await;
+        let (status, answer) = self
+            .call_in(
+                1,
+                &admin,
+                Some(tenant),
+                Method::POST,
+                "/api/v1/admin/enrolment-tokens",
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        answer
+    }
+
+    /// The options `lr-agent enroll` would be given to enrol `device` through broker `via` with
+    /// `token`, writing under the device's own directory of this stack.
+    pub fn enrol_options(
+        &self,
+        via: u64,
+        token: &Value,
+        device: &str,
+    ) -> agent::enrol::EnrolOptions {
+        let state_dir = self.dir.path().join(format!("agent-{device}"));
+        agent::enrol::EnrolOptions {
+            broker: format!("127.0.0.1:{}", self.brokers[&via].agent_port),
+            token: token["token"].as_str().unwrap().to_string(),
+            ca_fingerprint: token["ca_fingerprint"].as_str().unwrap().to_string(),
+            device_id: device.to_string(),
+            tenant: None,
+            config: state_dir.join("agent.toml"),
+            state_dir,
+            server_name: Some("localhost".into()),
+            tags: Vec::new(),
+        }
+    }
+
+    /// Enrols `device` of `tenant` as a device does: a one-use token from the admin API, then
+    /// what `lr-agent enroll` does, through broker `via`. Answers the configuration written.
+    pub async fn enrol(&self, tenant: &str, device: &str, via: u64) -> agent::Config {
+        let token = self.enrolment_token(tenant, json!({})).await;
+        agent::enrol::enrol(&self.enrol_options(via, &token, device))
+            .await
+            .unwrap_or_else(|e| panic!("enrolling {device}: {e}"))
+    }
+
+    /// The certificate and key of an enrolled `device` of `tenant`.
+    pub async fn agent_cert(&self, tenant: &str, device: &str) -> (PathBuf, PathBuf) {
+        let config = self.enrol(tenant, device, 1).await;
+        (config.tls.cert, config.tls.key)
     }
 
     /// The cluster CA: what agents and analysts check brokers' certificates against.
@@ -434,9 +486,10 @@ key = "{key}"
         std::fs::read_to_string(self.brokers[&id].config.with_extension("log")).unwrap_or_default()
     }
 
-    /// Starts an agent in this process for `device` of `tenant`, dialling the given brokers in
-    /// order; `device_in_cert` lets a test give it a certificate for another device.
-    pub fn start_agent(
+    /// Enrols `device_in_cert` of `tenant` through the first of `brokers`, then starts an agent
+    /// in this process calling itself `device` (a test may make it claim another device than
+    /// its certificate's), dialling the given brokers in order. Answers its state directory.
+    pub async fn start_agent(
         &mut self,
         tenant: &str,
         device: &str,
@@ -444,10 +497,11 @@ key = "{key}"
         brokers: &[u64],
     ) -> PathBuf {
         self.start_agent_on(tenant, device, device_in_cert, brokers, Path::new("/"))
+            .await
     }
 
     /// The same, with the agent reading configuration files (cron, keys, units) under `system_root`.
-    pub fn start_agent_on(
+    pub async fn start_agent_on(
         &mut self,
         tenant: &str,
         device: &str,
@@ -455,11 +509,10 @@ key = "{key}"
         brokers: &[u64],
         system_root: &Path,
     ) -> PathBuf {
-        let (cert, key) = self.agent_cert(tenant, device_in_cert);
+        let enrolled = self.enrol(tenant, device_in_cert, brokers[0]).await;
         let state_dir = self.dir.path().join(format!("agent-{device}"));
         let config = agent::Config {
             device_id: device.into(),
-            tenant: tenant.into(),
             brokers: brokers
                 .iter()
                 .map(|id| format!("127.0.0.1:{}", self.brokers[id].agent_port))
@@ -468,19 +521,19 @@ key = "{key}"
             authority_keys: self.trusted_keys.clone(),
             tags: self.agent_tags.clone(),
             system_root: system_root.to_path_buf(),
-            work_dir: None,
-            tls: agent::config::TlsPaths {
-                ca_cert: self.ca_path(),
-                cert,
-                key,
-                server_name: "localhost".into(),
-            },
             connection: agent::config::ConnectionConfig {
                 backoff_initial_ms: 50,
                 backoff_max_ms: 500,
                 ..Default::default()
             },
+            ..enrolled
         };
+        self.run_agent(config);
+        state_dir
+    }
+
+    /// Runs an agent with `config` in this process until the stack is dropped.
+    pub fn run_agent(&mut self, config: agent::Config) {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             if let Err(error) = agent::run(config, async {
@@ -492,7 +545,6 @@ key = "{key}"
             }
         });
         self.agents.push(stop);
-        state_dir
     }
 
     /// Waits until `device` is online through broker `via` (any broker when None).

@@ -27,6 +27,9 @@ pub struct Directory {
     tokens: BTreeMap<String, ApiToken>,
     /// Keyed by `tenant/name`.
     groups: BTreeMap<String, DeviceGroup>,
+    enrolment_tokens: BTreeMap<String, EnrolmentToken>,
+    /// Keyed by `tenant/device`.
+    devices: BTreeMap<String, EnrolledDevice>,
     /// Token id by the SHA-256 of the token.
     by_hash: HashMap<String, String>,
 }
@@ -39,6 +42,8 @@ struct DirectoryData {
     users: BTreeMap<String, User>,
     tokens: BTreeMap<String, ApiToken>,
     groups: BTreeMap<String, DeviceGroup>,
+    enrolment_tokens: BTreeMap<String, EnrolmentToken>,
+    devices: BTreeMap<String, EnrolledDevice>,
 }
 
 impl From<DirectoryData> for Directory {
@@ -54,6 +59,8 @@ impl From<DirectoryData> for Directory {
             users: d.users,
             tokens: d.tokens,
             groups: d.groups,
+            enrolment_tokens: d.enrolment_tokens,
+            devices: d.devices,
             by_hash,
         }
     }
@@ -67,6 +74,8 @@ impl From<Directory> for DirectoryData {
             users: d.users,
             tokens: d.tokens,
             groups: d.groups,
+            enrolment_tokens: d.enrolment_tokens,
+            devices: d.devices,
         }
     }
 }
@@ -207,7 +216,9 @@ impl Directory {
                 let prefix = format!("{id}/");
                 self.users.retain(|k, _| !k.starts_with(&prefix));
                 self.groups.retain(|k, _| !k.starts_with(&prefix));
+                self.devices.retain(|k, _| !k.starts_with(&prefix));
                 self.tokens.retain(|_, t| t.tenant != *id);
+                self.enrolment_tokens.retain(|_, t| t.tenant != *id);
                 self.reindex();
                 Ok(DirectoryOutcome::Removed)
             }
@@ -286,7 +297,182 @@ impl Directory {
                     .ok_or_else(|| not_found("group", name))?;
                 Ok(DirectoryOutcome::Removed)
             }
+            DirectoryOp::CreateEnrolmentToken(token) => self
+                .create_enrolment_token(token)
+                .map(DirectoryOutcome::EnrolmentToken),
+            DirectoryOp::RevokeEnrolmentToken { tenant, id } => {
+                let token = self
+                    .enrolment_tokens
+                    .get_mut(id)
+                    .filter(|t| t.tenant == *tenant)
+                    .ok_or_else(|| not_found("enrolment token", id))?;
+                token.revoked_at.get_or_insert(now);
+                Ok(DirectoryOutcome::EnrolmentToken(token.clone()))
+            }
+            DirectoryOp::Enrol {
+                tenant,
+                device,
+                token_id,
+                token_sha256,
+                certificate,
+                certificate_expires_at,
+            } => {
+                ids::device(device).map_err(|e| invalid("device", e.to_string()))?;
+                check_fingerprint(certificate)?;
+                let token = self.live_enrolment_token(now, tenant, token_id, token_sha256)?;
+                let group = token.group.clone();
+                if let Some(known) = self.devices.get(&key(tenant, device))
+                    && !known.reenrolment_allowed
+                {
+                    return Err(DirectoryError::Refused(format!(
+                        "device {device} is {} in tenant {tenant} already; an admin must allow it to enrol again (`lr admin device allow-reenrolment {device}`)",
+                        match known.state {
+                            EnrolmentState::Enrolled => "enrolled",
+                            EnrolmentState::Revoked => "revoked",
+                        }
+                    )));
+                }
+                if let Some(name) = &group {
+                    let group = self.groups.get_mut(&key(tenant, name)).ok_or_else(|| {
+                        DirectoryError::Refused(format!(
+                            "the enrolment token's device group {name} no longer exists; make a new token"
+                        ))
+                    })?;
+                    if !group.devices.contains(device) {
+                        group.devices.push(device.clone());
+                    }
+                }
+                if let Some(token) = self.enrolment_tokens.get_mut(token_id) {
+                    token.uses += 1;
+                }
+                let enrolled = EnrolledDevice {
+                    tenant: tenant.clone(),
+                    device: device.clone(),
+                    state: EnrolmentState::Enrolled,
+                    certificate: certificate.clone(),
+                    previous_certificate: None,
+                    certificate_expires_at: *certificate_expires_at,
+                    token: token_id.clone(),
+                    enrolled_at: now,
+                    renewed_at: None,
+                    revoked_at: None,
+                    reenrolment_allowed: false,
+                };
+                self.devices.insert(key(tenant, device), enrolled.clone());
+                Ok(DirectoryOutcome::Device(enrolled))
+            }
+            DirectoryOp::RenewCertificate {
+                tenant,
+                device,
+                presented,
+                certificate,
+                certificate_expires_at,
+            } => {
+                check_fingerprint(certificate)?;
+                self.admits(tenant, device, presented)
+                    .map_err(|e| DirectoryError::Refused(e.to_string()))?;
+                let enrolled = self
+                    .devices
+                    .get_mut(&key(tenant, device))
+                    .ok_or_else(|| not_found("device", device))?;
+                enrolled.previous_certificate = Some(presented.clone());
+                enrolled.certificate = certificate.clone();
+                enrolled.certificate_expires_at = *certificate_expires_at;
+                enrolled.renewed_at = Some(now);
+                Ok(DirectoryOutcome::Device(enrolled.clone()))
+            }
+            DirectoryOp::RevokeDevice { tenant, device } => {
+                let enrolled = self
+                    .devices
+                    .get_mut(&key(tenant, device))
+                    .ok_or_else(|| not_found("device", device))?;
+                enrolled.state = EnrolmentState::Revoked;
+                enrolled.revoked_at.get_or_insert(now);
+                enrolled.reenrolment_allowed = false;
+                Ok(DirectoryOutcome::Device(enrolled.clone()))
+            }
+            DirectoryOp::AllowReenrolment { tenant, device } => {
+                let enrolled = self
+                    .devices
+                    .get_mut(&key(tenant, device))
+                    .ok_or_else(|| not_found("device", device))?;
+                enrolled.reenrolment_allowed = true;
+                Ok(DirectoryOutcome::Device(enrolled.clone()))
+            }
         }
+    }
+
+    fn create_enrolment_token(
+        &mut self,
+        token: &EnrolmentToken,
+    ) -> Result<EnrolmentToken, DirectoryError> {
+        // The creator may be a platform admin, who is no user of the tenant: recorded, not looked up.
+        self.tenant(&token.tenant)
+            .ok_or_else(|| not_found("tenant", &token.tenant))?;
+        ids::user(&token.created_by).map_err(|e| invalid("created_by", e.to_string()))?;
+        ids::tenant(&token.id).map_err(|e| invalid("token id", e.to_string()))?;
+        check_fingerprint(&token.sha256).map_err(|_| invalid("sha256", "must be 64 hex digits"))?;
+        if token.max_uses == 0 {
+            return Err(invalid("max_uses", "must be at least 1"));
+        }
+        if let Some(name) = &token.group {
+            self.group(&token.tenant, name)
+                .ok_or_else(|| not_found("group", name))?;
+        }
+        if self.enrolment_tokens.contains_key(&token.id) {
+            return Err(exists("enrolment token", &token.id));
+        }
+        let mut token = token.clone();
+        token.uses = 0;
+        token.revoked_at = None;
+        self.enrolment_tokens
+            .insert(token.id.clone(), token.clone());
+        Ok(token)
+    }
+
+    /// The token `id` if its hash is `sha256`, it belongs to `tenant` and may enrol one more
+    /// device at `now`.
+    fn live_enrolment_token(
+        &self,
+        now: Millis,
+        tenant: &str,
+        id: &str,
+        sha256: &str,
+    ) -> Result<&EnrolmentToken, DirectoryError> {
+        let unknown = || {
+            DirectoryError::Refused(
+                "the enrolment token is not known; check it, or make a new one with `lr admin enrolment create`"
+                    .into(),
+            )
+        };
+        let token = self
+            .enrolment_tokens
+            .get(id)
+            .filter(|t| t.sha256 == sha256)
+            .ok_or_else(unknown)?;
+        if token.tenant != tenant {
+            return Err(DirectoryError::Refused(format!(
+                "the enrolment token belongs to another tenant than {tenant}; use a token of {tenant}"
+            )));
+        }
+        let dead = |why: &str| {
+            DirectoryError::Refused(format!(
+                "the enrolment token {id} {why}; make a new one with `lr admin enrolment create`"
+            ))
+        };
+        if token.revoked_at.is_some() {
+            return Err(dead("was revoked"));
+        }
+        if now >= token.expires_at {
+            return Err(dead("expired"));
+        }
+        if token.uses >= token.max_uses {
+            return Err(dead(&format!(
+                "was used up ({} of {} enrolments)",
+                token.uses, token.max_uses
+            )));
+        }
+        Ok(token)
     }
 
     fn create_tenant(
@@ -415,6 +601,67 @@ impl Directory {
             .map(|(_, g)| g)
     }
 
+    pub fn enrolment_token(&self, id: &str) -> Option<&EnrolmentToken> {
+        self.enrolment_tokens.get(id)
+    }
+
+    pub fn enrolment_tokens(&self, tenant: &str) -> impl Iterator<Item = &EnrolmentToken> {
+        let tenant = tenant.to_owned();
+        self.enrolment_tokens
+            .values()
+            .filter(move |t| t.tenant == tenant)
+    }
+
+    /// Whether a device may enrol with this token now (the same checks an `Enrol` makes of it).
+    pub fn check_enrolment_token(
+        &self,
+        now: Millis,
+        tenant: &str,
+        id: &str,
+        sha256: &str,
+    ) -> Result<(), DirectoryError> {
+        self.live_enrolment_token(now, tenant, id, sha256)
+            .map(|_| ())
+    }
+
+    pub fn device(&self, tenant: &str, device: &str) -> Option<&EnrolledDevice> {
+        self.devices.get(&key(tenant, device))
+    }
+
+    pub fn devices(&self, tenant: &str) -> impl Iterator<Item = &EnrolledDevice> {
+        let prefix = format!("{tenant}/");
+        self.devices
+            .range(prefix.clone()..)
+            .take_while(move |(k, _)| k.starts_with(&prefix))
+            .map(|(_, d)| d)
+    }
+
+    /// Whether the certificate with fingerprint `certificate` admits `device` of `tenant`: the
+    /// device is enrolled and the certificate is its current one or the one its last renewal
+    /// replaced.
+    pub fn admits(&self, tenant: &str, device: &str, certificate: &str) -> Result<(), NotAdmitted> {
+        let enrolled = self
+            .device(tenant, device)
+            .ok_or_else(|| NotAdmitted::NotEnrolled {
+                tenant: tenant.into(),
+                device: device.into(),
+            })?;
+        if enrolled.state == EnrolmentState::Revoked {
+            return Err(NotAdmitted::Revoked {
+                tenant: tenant.into(),
+                device: device.into(),
+            });
+        }
+        if enrolled.certificate != certificate
+            && enrolled.previous_certificate.as_deref() != Some(certificate)
+        {
+            return Err(NotAdmitted::Superseded {
+                device: device.into(),
+            });
+        }
+        Ok(())
+    }
+
     /// The groups of `tenant` a device belongs to, by its id, hostname and tags.
     pub fn groups_of(
         &self,
@@ -435,6 +682,13 @@ impl Directory {
             .map(|g| g.name.clone())
             .collect()
     }
+}
+
+fn check_fingerprint(value: &str) -> Result<(), DirectoryError> {
+    if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid("certificate", "a fingerprint is 64 hex digits"));
+    }
+    Ok(())
 }
 
 fn check_display_name(name: &str) -> Result<(), DirectoryError> {

@@ -198,3 +198,198 @@ fn globs() {
     assert!(glob("*.corp", "a.b.corp"));
     assert!(!glob("a*b", "ac"));
 }
+
+fn enrolment_token(id: &str, tenant: &str, max_uses: u32, fill: char) -> EnrolmentToken {
+    EnrolmentToken {
+        id: id.into(),
+        tenant: tenant.into(),
+        sha256: fill.to_string().repeat(64),
+        description: String::new(),
+        group: None,
+        max_uses,
+        uses: 0,
+        created_by: "analyst-a".into(),
+        created_at: 10,
+        expires_at: 1_000,
+        revoked_at: None,
+    }
+}
+
+fn enrol(device: &str, token: &str, fill: char, certificate: char) -> DirectoryOp {
+    DirectoryOp::Enrol {
+        tenant: "demo".into(),
+        device: device.into(),
+        token_id: token.into(),
+        token_sha256: fill.to_string().repeat(64),
+        certificate: certificate.to_string().repeat(64),
+        certificate_expires_at: 5_000,
+    }
+}
+
+fn refusal(result: Result<DirectoryOutcome, DirectoryError>) -> String {
+    match result {
+        Err(DirectoryError::Refused(reason)) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_enrolment_token_enrols_up_to_its_uses_until_it_expires_or_is_revoked() {
+    let mut d = bootstrapped();
+    d.apply(
+        20,
+        &DirectoryOp::CreateEnrolmentToken(enrolment_token("e1", "demo", 2, 'e')),
+    )
+    .unwrap();
+    assert!(matches!(
+        d.apply(30, &enrol("web-01", "e1", 'e', '1')),
+        Ok(DirectoryOutcome::Device(_))
+    ));
+    assert_eq!(d.enrolment_token("e1").unwrap().uses, 1);
+    // A wrong secret is the same as an unknown token.
+    assert!(refusal(d.apply(31, &enrol("web-02", "e1", 'f', '2'))).contains("not known"));
+    d.apply(32, &enrol("web-02", "e1", 'e', '2')).unwrap();
+    let before = d.clone();
+    assert!(refusal(d.apply(33, &enrol("web-03", "e1", 'e', '3'))).contains("used up"));
+    assert_eq!(d, before, "a refused enrolment changes nothing");
+
+    d.apply(
+        40,
+        &DirectoryOp::CreateEnrolmentToken(enrolment_token("e2", "demo", 5, 'c')),
+    )
+    .unwrap();
+    assert!(refusal(d.apply(1_000, &enrol("web-04", "e2", 'c', '4'))).contains("expired"));
+    d.apply(
+        50,
+        &DirectoryOp::RevokeEnrolmentToken {
+            tenant: "demo".into(),
+            id: "e2".into(),
+        },
+    )
+    .unwrap();
+    assert!(refusal(d.apply(60, &enrol("web-04", "e2", 'c', '4'))).contains("revoked"));
+}
+
+#[test]
+fn another_tenants_token_enrols_nothing_here() {
+    let mut d = bootstrapped();
+    d.apply(
+        20,
+        &DirectoryOp::CreateTenant {
+            id: "initech".into(),
+            display_name: "Initech".into(),
+        },
+    )
+    .unwrap();
+    d.apply(
+        21,
+        &DirectoryOp::CreateUser {
+            tenant: "initech".into(),
+            name: "analyst-a".into(),
+            roles: vec![],
+        },
+    )
+    .unwrap();
+    d.apply(
+        22,
+        &DirectoryOp::CreateEnrolmentToken(enrolment_token("e1", "initech", 1, 'e')),
+    )
+    .unwrap();
+    assert!(refusal(d.apply(30, &enrol("web-01", "e1", 'e', '1'))).contains("another tenant"));
+    // Nor may a tenant admin revoke it from another tenant.
+    assert!(matches!(
+        d.apply(
+            31,
+            &DirectoryOp::RevokeEnrolmentToken {
+                tenant: "demo".into(),
+                id: "e1".into()
+            }
+        ),
+        Err(DirectoryError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn a_device_enrols_once_until_an_admin_allows_it_again_and_revocation_locks_it_out() {
+    let mut d = bootstrapped();
+    d.apply(
+        20,
+        &DirectoryOp::CreateEnrolmentToken(enrolment_token("e1", "demo", 10, 'e')),
+    )
+    .unwrap();
+    d.apply(30, &enrol("web-01", "e1", 'e', '1')).unwrap();
+    let first = "1".repeat(64);
+    assert_eq!(d.admits("demo", "web-01", &first), Ok(()));
+    assert!(refusal(d.apply(31, &enrol("web-01", "e1", 'e', '2'))).contains("enrolled"));
+
+    // Renewal: the new certificate and the one it replaced admit; the one before does not.
+    let renew = |presented: char, new: char| DirectoryOp::RenewCertificate {
+        tenant: "demo".into(),
+        device: "web-01".into(),
+        presented: presented.to_string().repeat(64),
+        certificate: new.to_string().repeat(64),
+        certificate_expires_at: 9_000,
+    };
+    d.apply(40, &renew('1', '5')).unwrap();
+    assert_eq!(d.admits("demo", "web-01", &first), Ok(()));
+    d.apply(41, &renew('5', '6')).unwrap();
+    assert!(matches!(
+        d.admits("demo", "web-01", &first),
+        Err(NotAdmitted::Superseded { .. })
+    ));
+    assert!(refusal(d.apply(42, &renew('1', '7'))).contains("replaced"));
+
+    let revoke = DirectoryOp::RevokeDevice {
+        tenant: "demo".into(),
+        device: "web-01".into(),
+    };
+    d.apply(50, &revoke).unwrap();
+    assert!(matches!(
+        d.admits("demo", "web-01", &"6".repeat(64)),
+        Err(NotAdmitted::Revoked { .. })
+    ));
+    assert!(refusal(d.apply(51, &renew('6', '8'))).contains("revoked"));
+    assert!(refusal(d.apply(52, &enrol("web-01", "e1", 'e', '9'))).contains("revoked"));
+    d.apply(
+        53,
+        &DirectoryOp::AllowReenrolment {
+            tenant: "demo".into(),
+            device: "web-01".into(),
+        },
+    )
+    .unwrap();
+    d.apply(54, &enrol("web-01", "e1", 'e', '9')).unwrap();
+    let device = d.device("demo", "web-01").unwrap();
+    assert_eq!(device.state, EnrolmentState::Enrolled);
+    assert!(!device.reenrolment_allowed, "an allowance is used once");
+    // The certificates of the revoked enrolment stay dead.
+    assert!(d.admits("demo", "web-01", &"6".repeat(64)).is_err());
+    assert_eq!(d.admits("demo", "web-01", &"9".repeat(64)), Ok(()));
+}
+
+#[test]
+fn an_enrolment_tokens_group_takes_in_the_devices_it_enrols() {
+    let mut d = bootstrapped();
+    d.apply(
+        20,
+        &DirectoryOp::PutGroup(DeviceGroup {
+            tenant: "demo".into(),
+            name: "kiosks".into(),
+            devices: vec![],
+            rules: vec![],
+        }),
+    )
+    .unwrap();
+    let mut token = enrolment_token("e1", "demo", 3, 'e');
+    token.group = Some("kiosks".into());
+    d.apply(21, &DirectoryOp::CreateEnrolmentToken(token))
+        .unwrap();
+    d.apply(30, &enrol("kiosk-1", "e1", 'e', '1')).unwrap();
+    assert_eq!(d.groups_of("demo", "kiosk-1", "", &[]), vec!["kiosks"]);
+    let mut missing = enrolment_token("e2", "demo", 3, 'f');
+    missing.group = Some("nowhere".into());
+    assert!(matches!(
+        d.apply(31, &DirectoryOp::CreateEnrolmentToken(missing)),
+        Err(DirectoryError::NotFound { .. })
+    ));
+}

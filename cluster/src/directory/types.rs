@@ -11,6 +11,9 @@ pub const PLATFORM_TENANT: &str = "platform";
 /// The prefix of every API token, so a leaked one can be found by scanners.
 pub const TOKEN_PREFIX: &str = "lrt_";
 
+/// The prefix of every enrolment token (`lre_<id>_<secret>`).
+pub const ENROLMENT_TOKEN_PREFIX: &str = "lre_";
+
 /// How a tenant uses live response. Session limits live beside the leases
 /// ([`crate::lease::TenantLimits`]) and are shown with these.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +117,78 @@ pub struct DeviceGroup {
     pub rules: Vec<GroupRule>,
 }
 
+/// A token a device enrols with: as stored, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolmentToken {
+    /// The token's public id, also its start (`lre_<id>_<secret>`).
+    pub id: String,
+    pub tenant: String,
+    /// Hex SHA-256 of the whole token.
+    pub sha256: String,
+    #[serde(default)]
+    pub description: String,
+    /// The device group every device enrolled with it joins.
+    #[serde(default)]
+    pub group: Option<String>,
+    pub max_uses: u32,
+    #[serde(default)]
+    pub uses: u32,
+    pub created_by: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    #[serde(default)]
+    pub revoked_at: Option<Millis>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrolmentState {
+    Enrolled,
+    Revoked,
+}
+
+/// A device's enrolment and the certificates it may connect with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolledDevice {
+    pub tenant: String,
+    pub device: String,
+    pub state: EnrolmentState,
+    /// Hex SHA-256 of the certificate issued last.
+    pub certificate: String,
+    /// The certificate it replaced at a renewal, accepted until it expires: the renewal's answer
+    /// may have been lost on the way to the device.
+    #[serde(default)]
+    pub previous_certificate: Option<String>,
+    pub certificate_expires_at: Millis,
+    /// The enrolment token used.
+    pub token: String,
+    pub enrolled_at: Millis,
+    #[serde(default)]
+    pub renewed_at: Option<Millis>,
+    #[serde(default)]
+    pub revoked_at: Option<Millis>,
+    /// An admin allowed this device id to enrol again (once).
+    #[serde(default)]
+    pub reenrolment_allowed: bool,
+}
+
+/// Why a device's certificate does not admit it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotAdmitted {
+    #[error(
+        "device {device} of tenant {tenant} is not enrolled; enrol it with `lr-agent enroll` and a token from `lr admin enrolment create`"
+    )]
+    NotEnrolled { tenant: String, device: String },
+    #[error(
+        "device {device} of tenant {tenant} was revoked; an admin must allow it to enrol again (`lr admin device allow-reenrolment`), then enrol it"
+    )]
+    Revoked { tenant: String, device: String },
+    #[error(
+        "this certificate of device {device} was replaced by a newer enrolment or renewal; use the device's current certificate, or enrol it again"
+    )]
+    Superseded { device: String },
+}
+
 /// A change to the directory. Applied atomically at one log index and stamped time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DirectoryOp {
@@ -165,6 +240,39 @@ pub enum DirectoryOp {
         tenant: String,
         name: String,
     },
+    CreateEnrolmentToken(EnrolmentToken),
+    RevokeEnrolmentToken {
+        tenant: String,
+        id: String,
+    },
+    /// A device enrols with a token: the token must be live and of `tenant`, and the device id
+    /// new to the tenant or allowed to enrol again. Uses the token once.
+    Enrol {
+        tenant: String,
+        device: String,
+        token_id: String,
+        token_sha256: String,
+        certificate: String,
+        certificate_expires_at: Millis,
+    },
+    /// An enrolled device connected with `presented` got a new certificate.
+    RenewCertificate {
+        tenant: String,
+        device: String,
+        presented: String,
+        certificate: String,
+        certificate_expires_at: Millis,
+    },
+    /// The device is refused from now on, and its session lease ends.
+    RevokeDevice {
+        tenant: String,
+        device: String,
+    },
+    /// A revoked or enrolled device id may enrol once more.
+    AllowReenrolment {
+        tenant: String,
+        device: String,
+    },
 }
 
 /// A tenant, its users and their tokens, as a configuration held them before the directory.
@@ -182,6 +290,8 @@ pub enum DirectoryOutcome {
     User(User),
     Token(ApiToken),
     Group(DeviceGroup),
+    EnrolmentToken(EnrolmentToken),
+    Device(EnrolledDevice),
     Removed,
 }
 
@@ -197,4 +307,7 @@ pub enum DirectoryError {
     Invalid { field: String, reason: String },
     #[error("{0}")]
     Conflict(String),
+    /// An enrolment or renewal the directory refuses (a dead token, a revoked device...).
+    #[error("{0}")]
+    Refused(String),
 }

@@ -10,7 +10,7 @@ use super::{
     AcquireRequest, Holder, Invariant, Lease, LeaseError, LeaseOp, LeaseOutcome, LeaseQuery,
     Millis, QueryAnswer, Refusal, TenantLimits, validate,
 };
-use crate::directory::Directory;
+use crate::directory::{Directory, DirectoryOp};
 
 /// Every live lease, the tenants' limits and the highest stamped time seen.
 ///
@@ -54,7 +54,16 @@ impl LeaseTable {
             } => self.release(tenant, session, *token),
             LeaseOp::ExpireSweep => LeaseOutcome::Expired(expired),
             LeaseOp::Directory(op) => match self.directory.apply(now, op) {
-                Ok(outcome) => LeaseOutcome::Directory(outcome),
+                Ok(outcome) => {
+                    // A revoked device's session ends with the revocation, on every replica.
+                    if let DirectoryOp::RevokeDevice { tenant, device } = op
+                        && let Some(session) =
+                            self.by_device(tenant, device).map(|l| l.session.clone())
+                    {
+                        self.remove(&session);
+                    }
+                    LeaseOutcome::Directory(outcome)
+                }
                 Err(error) => LeaseOutcome::DirectoryRefused(error),
             },
             LeaseOp::SetTenantLimits { tenant, limits } => {

@@ -559,3 +559,78 @@ fn corrupt_snapshot_fails_to_load() {
     let error = serde_json::from_value::<LeaseTable>(value).unwrap_err();
     assert!(error.to_string().contains("under key s2"), "{error}");
 }
+
+#[test]
+fn revoking_a_device_ends_its_lease_in_the_same_entry() {
+    use crate::directory::{ApiToken, DirectoryOp as Op, EnrolmentToken};
+    let mut log = Log::default();
+    let token = ApiToken {
+        id: "t0".into(),
+        tenant: "platform".into(),
+        user: "root".into(),
+        sha256: "a".repeat(64),
+        description: String::new(),
+        created_at: 1,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    let ops = [
+        Op::Bootstrap {
+            admin: "root".into(),
+            token,
+            import: vec![],
+        },
+        Op::CreateTenant {
+            id: T.into(),
+            display_name: "A".into(),
+        },
+        Op::CreateUser {
+            tenant: T.into(),
+            name: "admin".into(),
+            roles: vec![],
+        },
+        Op::CreateEnrolmentToken(EnrolmentToken {
+            id: "e1".into(),
+            tenant: T.into(),
+            sha256: "e".repeat(64),
+            description: String::new(),
+            group: None,
+            max_uses: 1,
+            uses: 0,
+            created_by: "admin".into(),
+            created_at: 1,
+            expires_at: 10_000,
+            revoked_at: None,
+        }),
+        Op::Enrol {
+            tenant: T.into(),
+            device: "d1".into(),
+            token_id: "e1".into(),
+            token_sha256: "e".repeat(64),
+            certificate: "c".repeat(64),
+            certificate_expires_at: 10_000,
+        },
+    ];
+    for op in ops {
+        assert!(matches!(
+            log.at(1, LeaseOp::Directory(op)),
+            LeaseOutcome::Directory(_)
+        ));
+    }
+    log.grant(2, acquire("s1", T, "u1", "d1"));
+    log.grant(2, acquire("s2", T, "u2", "d2"));
+    let revoke = Op::RevokeDevice {
+        tenant: T.into(),
+        device: "d1".into(),
+    };
+    assert!(matches!(
+        log.at(3, LeaseOp::Directory(revoke)),
+        LeaseOutcome::Directory(_)
+    ));
+    assert_eq!(log.table.by_device(T, "d1"), None);
+    assert!(
+        log.table.by_device(T, "d2").is_some(),
+        "other devices keep theirs"
+    );
+}

@@ -1,10 +1,11 @@
 //! The administration endpoints (`/api/v1/admin/...`): tenants, the caller's tenant's settings,
-//! users, tokens and device groups. Writes are sent once, never retried: a token minted by a
+//! users, tokens, device groups, enrolment tokens and enrolled devices. Writes are sent once, never retried: a token minted by a
 //! first attempt whose answer was lost could not be shown, and a repeated create would be
 //! refused as existing.
 
 use api_model::{
-    CreateTenant, CreateToken, CreateUser, CreatedToken, DeviceGroup, Tenant, Token, UpdateTenant,
+    CreateEnrolmentToken, CreateTenant, CreateToken, CreateUser, CreatedEnrolmentToken,
+    CreatedToken, DeviceGroup, EnrolledDevice, EnrolmentToken, Tenant, Token, UpdateTenant,
     UpdateUser, User,
 };
 use reqwest::{Method, StatusCode};
@@ -36,6 +37,15 @@ impl Object for DeviceGroup {
 }
 impl Object for DeviceGroups {
     const WHAT: &'static str = "device groups";
+}
+impl Object for EnrolmentToken {
+    const WHAT: &'static str = "enrolment token";
+}
+impl Object for CreatedEnrolmentToken {
+    const WHAT: &'static str = "created enrolment token";
+}
+impl Object for EnrolledDevice {
+    const WHAT: &'static str = "enrolled device";
 }
 
 /// `GET /api/v1/admin/tokens` filter.
@@ -151,15 +161,7 @@ impl Client {
 
     /// `DELETE /api/v1/admin/tokens/{id}` → 200 with the token, revoked.
     pub async fn revoke_token(&self, id: &str) -> Result<Typed<Token>, ApiError> {
-        self.call(
-            Method::DELETE,
-            self.api(&["admin", "tokens", id]),
-            None,
-            REQUEST_TIMEOUT,
-            &[StatusCode::OK],
-        )
-        .await?
-        .typed()
+        self.act(Method::DELETE, &["admin", "tokens", id]).await
     }
 
     /// `GET /api/v1/admin/groups`, every page.
@@ -193,6 +195,76 @@ impl Client {
         self.get(&["admin", "devices", device, "groups"])
             .await?
             .typed()
+    }
+
+    /// `GET /api/v1/admin/enrolment-tokens`, every page.
+    pub async fn enrolment_tokens(&self) -> Result<List<EnrolmentToken>, ApiError> {
+        self.list(&["admin", "enrolment-tokens"], &()).await
+    }
+
+    /// `POST /api/v1/admin/enrolment-tokens` → 201 with the token, shown this once.
+    pub async fn create_enrolment_token(
+        &self,
+        body: &CreateEnrolmentToken,
+    ) -> Result<Typed<CreatedEnrolmentToken>, ApiError> {
+        self.write(
+            Method::POST,
+            &["admin", "enrolment-tokens"],
+            body,
+            StatusCode::CREATED,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/admin/enrolment-tokens/{id}` → 200 with the token, revoked.
+    pub async fn revoke_enrolment_token(
+        &self,
+        id: &str,
+    ) -> Result<Typed<EnrolmentToken>, ApiError> {
+        self.act(Method::DELETE, &["admin", "enrolment-tokens", id])
+            .await
+    }
+
+    /// `GET /api/v1/admin/devices`, every page: the tenant's enrolled devices.
+    pub async fn enrolled_devices(&self) -> Result<List<EnrolledDevice>, ApiError> {
+        self.list(&["admin", "devices"], &()).await
+    }
+
+    /// `GET /api/v1/admin/devices/{id}`
+    pub async fn enrolled_device(&self, device: &str) -> Result<Typed<EnrolledDevice>, ApiError> {
+        self.get(&["admin", "devices", device]).await?.typed()
+    }
+
+    /// `POST /api/v1/admin/devices/{id}/revoke` → 200 with the device, revoked.
+    pub async fn revoke_device(&self, device: &str) -> Result<Typed<EnrolledDevice>, ApiError> {
+        self.act(Method::POST, &["admin", "devices", device, "revoke"])
+            .await
+    }
+
+    /// `POST /api/v1/admin/devices/{id}/allow-reenrolment` → 200 with the device.
+    pub async fn allow_reenrolment(&self, device: &str) -> Result<Typed<EnrolledDevice>, ApiError> {
+        self.act(
+            Method::POST,
+            &["admin", "devices", device, "allow-reenrolment"],
+        )
+        .await
+    }
+
+    /// One request without a body, answered with the object it changed.
+    async fn act<T: Object>(
+        &self,
+        method: Method,
+        segments: &[&str],
+    ) -> Result<Typed<T>, ApiError> {
+        self.call(
+            method,
+            self.api(segments),
+            None,
+            REQUEST_TIMEOUT,
+            &[StatusCode::OK],
+        )
+        .await?
+        .typed()
     }
 
     /// One write with a JSON body, answered with the object written.

@@ -1,5 +1,5 @@
 //! `lr admin ...` (clap derive): tenants, a tenant's settings, users and their roles, API tokens,
-//! device groups. What each does is in [`crate::admin`]; values are checked here, before anything
+//! device groups, enrolment tokens and enrolled devices. What each does is in [`crate::admin`]; values are checked here, before anything
 //! is sent, so a mistake is a usage error (exit 2).
 
 use api_model::RoleGrant;
@@ -23,7 +23,12 @@ pub enum AdminCommand {
     /// Device groups, which roles can be scoped to (role: tenant-admin)
     #[command(subcommand)]
     Group(GroupCommand),
-    /// Which groups a device is in (role: tenant-admin)
+    /// Enrolment tokens, with which devices enrol: list, create (shown once), revoke (role:
+    /// tenant-admin)
+    #[command(subcommand)]
+    Enrolment(EnrolmentCommand),
+    /// Enrolled devices: list, show, revoke, allow to enrol again; the groups a device is in
+    /// (role: tenant-admin)
     #[command(subcommand)]
     Device(DeviceCommand),
 }
@@ -232,8 +237,60 @@ pub enum GroupCommand {
     },
 }
 
+/// Longest validity of an enrolment token the broker grants: 30 days.
+const MAX_ENROLMENT_SECS: u64 = 30 * 24 * 3600;
+
+#[derive(Debug, Subcommand)]
+pub enum EnrolmentCommand {
+    /// List the tenant's enrolment tokens: uses, expiry, revocation (never the tokens themselves)
+    List,
+    /// Make an enrolment token; it is printed this once, with the `lr-agent enroll` line to run
+    /// on a device
+    #[command(
+        after_help = "Example: lr admin enrolment create --description \"web farm\" --max-uses 20 --group servers --expires-in 86400"
+    )]
+    Create {
+        /// Seconds until the token stops working, at most 2592000 (30 days) [default: a day]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=MAX_ENROLMENT_SECS))]
+        expires_in: Option<u64>,
+        /// How many devices may enrol with it, 1 to 100000 [default: 1]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        max_uses: Option<u32>,
+        /// A device group of the tenant that every device enrolled with it joins
+        #[arg(long, value_name = "NAME", value_parser = parse_group_name)]
+        group: Option<String>,
+        /// What the token is for (up to 200 characters)
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        description: String,
+    },
+    /// Revoke an enrolment token: no device can enrol with it from then on (devices it enrolled
+    /// stay enrolled)
+    Revoke {
+        /// Enrolment token id, as `lr admin enrolment list` shows it
+        id: String,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
+    /// List the tenant's enrolled devices: state, certificate expiry, last seen
+    List,
+    /// Show a device's enrolment: state, certificate, when it enrolled and was last seen
+    Show {
+        /// Device id, as `lr admin device list` shows it
+        id: String,
+    },
+    /// Revoke a device: its stream is dropped, its sessions end, and its certificate is refused
+    /// until an admin allows it to enrol again
+    Revoke {
+        /// Device id
+        id: String,
+    },
+    /// Allow a device id to enrol once more (after a revocation, or on a reinstalled machine)
+    AllowReenrolment {
+        /// Device id
+        id: String,
+    },
     /// The groups a device is in, by list or by rule
     Groups {
         /// Device id, as `lr devices` shows it
@@ -409,6 +466,39 @@ mod tests {
         assert_eq!(settings.live_response, Some(Switch::Off));
         assert_eq!(settings.idle_timeout, Some(900));
         assert_eq!(settings.remediation_groups, Some(GroupList::default()));
+
+        let cli = Cli::try_parse_from([
+            "lr",
+            "admin",
+            "enrolment",
+            "create",
+            "--expires-in",
+            "2592000",
+            "--max-uses",
+            "20",
+            "--group",
+            "servers",
+        ])
+        .unwrap();
+        let Command::Admin(AdminCommand::Enrolment(EnrolmentCommand::Create {
+            expires_in,
+            max_uses,
+            group,
+            description,
+        })) = cli.command
+        else {
+            panic!("not enrolment create")
+        };
+        assert_eq!(
+            (expires_in, max_uses, group.as_deref(), description.as_str()),
+            (Some(2_592_000), Some(20), Some("servers"), "")
+        );
+        let cli =
+            Cli::try_parse_from(["lr", "admin", "device", "allow-reenrolment", "web-07"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Admin(AdminCommand::Device(DeviceCommand::AllowReenrolment { id })) if id == "web-07"
+        ));
     }
 
     #[test]
@@ -449,6 +539,21 @@ mod tests {
             &["lr", "admin", "token", "revoke"],
             &["lr", "admin", "group", "set", "web servers"],
             &["lr", "admin", "device", "groups"],
+            &["lr", "admin", "enrolment", "create", "--expires-in", "0"],
+            &[
+                "lr",
+                "admin",
+                "enrolment",
+                "create",
+                "--expires-in",
+                "2592001",
+            ],
+            &["lr", "admin", "enrolment", "create", "--max-uses", "0"],
+            &["lr", "admin", "enrolment", "create", "--max-uses", "100001"],
+            &["lr", "admin", "enrolment", "create", "--group", "a,b"],
+            &["lr", "admin", "enrolment", "revoke"],
+            &["lr", "admin", "device", "revoke"],
+            &["lr", "admin", "device", "show"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

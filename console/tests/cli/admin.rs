@@ -1,13 +1,15 @@
 //! `lr admin` and `--tenant`: values checked before anything is sent, the `LR-Tenant` header on
-//! every request, a new token shown once, refusals and their exit codes, tables and JSON.
+//! every request, a new token shown once, a new enrolment token shown once with its enroll line,
+//! enrolled devices, refusals and their exit codes, tables and JSON.
 
 use crate::Lr;
+use crate::fake_admin::{CA_FINGERPRINT, ENROLLED_PAGE};
 use crate::fake_broker::{FakeBroker, VIEWER_TOKEN};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mistakes_are_usage_errors_and_nothing_is_sent() {
     let broker = FakeBroker::http().await;
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 12] = [
         (
             &[
                 "admin",
@@ -46,6 +48,22 @@ async fn mistakes_are_usage_errors_and_nothing_is_sent() {
         (
             &["--tenant", "acme.eu", "admin", "user", "list"],
             "lr: tenant (from flag --tenant): \"acme.eu\" is not a tenant id",
+        ),
+        (
+            &["admin", "enrolment", "create", "--expires-in", "2592001"],
+            "invalid value '2592001' for '--expires-in <SECONDS>': 2592001 is not in 1..=2592000",
+        ),
+        (
+            &["admin", "enrolment", "create", "--max-uses", "0"],
+            "invalid value '0' for '--max-uses <N>'",
+        ),
+        (
+            &["admin", "enrolment", "create", "--group", "web servers"],
+            "invalid group name \"web servers\"",
+        ),
+        (
+            &["admin", "device", "allow-reenrolment"],
+            "the following required arguments were not provided",
         ),
     ];
     for (args, said) in cases {
@@ -387,4 +405,324 @@ async fn tenants_users_and_groups_as_tables_and_json() {
             .contains("lr: hint: lr admin tenant list shows the tenants"),
         "{gone:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_enrolment_token_is_shown_once_with_the_enroll_line() {
+    let broker = FakeBroker::http().await;
+    Lr::at(&broker)
+        .run(&["admin", "group", "set", "servers", "--device", "db-01"])
+        .await
+        .assert_code(0);
+    let run = Lr::at(&broker)
+        .run(&[
+            "admin",
+            "enrolment",
+            "create",
+            "--expires-in",
+            "3600",
+            "--max-uses",
+            "20",
+            "--group",
+            "servers",
+            "--description",
+            "web farm",
+        ])
+        .await;
+    run.assert_code(0);
+    let token = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("token:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no token line: {run:?}"));
+    assert!(token.starts_with("lre_"), "{run:?}");
+    for line in [
+        "tenant:  demo",
+        "expires: 2025-06-01T12:00:00Z",
+        "uses:    0/20",
+        "group:   servers",
+    ] {
+        assert!(run.stdout.lines().any(|l| l == line), "{line}: {run:?}");
+    }
+    let enroll = format!(
+        "lr-agent enroll --broker <broker-agent-endpoint> --token {token} --ca-fingerprint \
+         {CA_FINGERPRINT}"
+    );
+    assert_eq!(run.stdout.lines().last(), Some(enroll.as_str()), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("created; store it now: it will not be shown again"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains(token), "{run:?}");
+
+    // JSON: the broker's answer, token and fingerprints included; the defaults are the broker's.
+    let json = Lr::at(&broker)
+        .run(&["admin", "enrolment", "create", "--output", "json"])
+        .await;
+    let created = json.assert_code(0).json();
+    assert_eq!(created["ca_fingerprint"], CA_FINGERPRINT);
+    assert_eq!(created["max_uses"], 1);
+    assert_eq!(created["group"], serde_json::Value::Null);
+    assert_eq!(created["expires_at"], "2025-06-02T11:00:00Z");
+    let second = created["token"].as_str().unwrap();
+    assert!(second.starts_with("lre_") && second != token, "{json:?}");
+    assert!(
+        json.stderr.contains("it will not be shown again"),
+        "{json:?}"
+    );
+
+    // Listed with its uses, never a token.
+    let list = Lr::at(&broker).run(&["admin", "enrolment", "list"]).await;
+    list.assert_code(0);
+    let header: Vec<&str> = list
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split('┆')
+        .map(|c| c.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "id",
+            "description",
+            "group",
+            "uses/max",
+            "expires_at",
+            "revoked_at"
+        ],
+        "{list:?}"
+    );
+    let row = list
+        .stdout
+        .lines()
+        .find(|l| l.contains("web farm"))
+        .unwrap_or_else(|| panic!("{list:?}"));
+    assert!(row.contains("servers") && row.contains("0/20"), "{list:?}");
+    assert!(
+        !list.stdout.contains(token) && !list.stdout.contains(second),
+        "{list:?}"
+    );
+
+    // Revoked: the record says when, and the list shows it.
+    let id = created["id"].as_str().unwrap();
+    let revoked = Lr::at(&broker)
+        .run(&["admin", "enrolment", "revoke", id, "--output", "json"])
+        .await;
+    assert_eq!(
+        revoked.assert_code(0).json()["revoked_at"],
+        "2025-06-01T11:00:00Z"
+    );
+    assert!(
+        revoked
+            .stderr
+            .contains("no device can enrol with it from now on"),
+        "{revoked:?}"
+    );
+    let listed = Lr::at(&broker)
+        .run(&["admin", "enrolment", "list", "--output", "json"])
+        .await;
+    let listed = listed.assert_code(0).json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(listed[1]["revoked_at"], "2025-06-01T11:00:00Z");
+    assert_eq!(listed[0]["revoked_at"], serde_json::Value::Null);
+
+    // A group the tenant does not have: named, with where to look.
+    let nogroup = Lr::at(&broker)
+        .run(&["admin", "enrolment", "create", "--group", "ghosts"])
+        .await;
+    nogroup.assert_code(2);
+    assert_eq!(
+        nogroup.stderr,
+        "lr: no group ghosts\nlr: hint: lr admin group list shows the tenant's device groups\n"
+    );
+    assert!(nogroup.stdout.is_empty(), "{nogroup:?}");
+    let unknown = Lr::at(&broker)
+        .run(&["admin", "enrolment", "revoke", "enr-nope"])
+        .await;
+    unknown.assert_code(2);
+    assert!(
+        unknown
+            .stderr
+            .ends_with("lr: hint: lr admin enrolment list shows the tenant's enrolment tokens\n"),
+        "{unknown:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enrolled_devices_are_listed_revoked_and_allowed_again() {
+    let broker = FakeBroker::http().await;
+    let list = Lr::at(&broker).run(&["admin", "device", "list"]).await;
+    list.assert_code(0);
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    let header: Vec<&str> = lines[1]
+        .split('┆')
+        .map(|c| c.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "device",
+            "state",
+            "certificate_expires_at",
+            "last_seen",
+            "online",
+            "hostname",
+            "reenrolment_allowed"
+        ],
+        "{list:?}"
+    );
+    let row = |device: &str| -> Vec<String> {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("│ {device} ")))
+            .unwrap_or_else(|| panic!("no row {device}: {list:?}"));
+        line.split('┆')
+            .map(|c| {
+                c.trim_matches(|c: char| c == '│' || c.is_whitespace())
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        row("web-07"),
+        [
+            "web-07",
+            "enrolled",
+            "2025-06-08T11:00:00Z",
+            "2025-06-01T10:42:00Z",
+            "true",
+            "web-07.example",
+            "false"
+        ]
+    );
+    assert_eq!(
+        row("old-03"),
+        [
+            "old-03",
+            "revoked",
+            "2025-06-08T11:00:00Z",
+            "",
+            "false",
+            "",
+            "false"
+        ]
+    );
+    // Every page was read.
+    assert!(lines.iter().any(|l| l.starts_with("│ db-01 ")), "{list:?}");
+    let pages = broker
+        .uris()
+        .iter()
+        .filter(|u| u.starts_with("/api/v1/admin/devices?"))
+        .count();
+    assert_eq!(
+        pages,
+        3_usize.div_ceil(ENROLLED_PAGE),
+        "{:?}",
+        broker.uris()
+    );
+
+    let shown = Lr::at(&broker)
+        .run(&["admin", "device", "show", "web-07", "--output", "json"])
+        .await;
+    let shown = shown.assert_code(0).json();
+    assert_eq!(shown["state"], "enrolled");
+    assert_eq!(shown["online"], true);
+
+    let revoked = Lr::at(&broker)
+        .run(&["admin", "device", "revoke", "web-07"])
+        .await;
+    revoked.assert_code(0);
+    assert_eq!(
+        revoked.stderr,
+        "lr: device web-07 of tenant demo revoked: its stream is dropped and its sessions end; \
+         it cannot connect until `lr admin device allow-reenrolment web-07` and a new \
+         enrolment\n"
+    );
+    assert!(
+        revoked
+            .stdout
+            .lines()
+            .any(|l| l.contains("state") && l.contains("revoked")),
+        "{revoked:?}"
+    );
+
+    let allowed = Lr::at(&broker)
+        .run(&[
+            "admin",
+            "device",
+            "allow-reenrolment",
+            "web-07",
+            "--output",
+            "json",
+        ])
+        .await;
+    let device = allowed.assert_code(0).json();
+    assert_eq!(device["state"], "revoked");
+    assert_eq!(device["reenrolment_allowed"], true);
+    assert!(
+        allowed.stderr.contains("may enrol once more"),
+        "{allowed:?}"
+    );
+    assert_eq!(
+        &broker.requests()[broker.requests().len() - 2..],
+        [
+            "POST /api/v1/admin/devices/web-07/revoke",
+            "POST /api/v1/admin/devices/web-07/allow-reenrolment"
+        ]
+    );
+
+    // A device enrolment does not know: exit 2, and where to look.
+    let ghost = Lr::at(&broker)
+        .run(&["admin", "device", "revoke", "ghost"])
+        .await;
+    ghost.assert_code(2);
+    assert_eq!(
+        ghost.stderr,
+        "lr: no device ghost\nlr: hint: lr admin device list shows the tenant's enrolled \
+         devices\n"
+    );
+    assert!(ghost.stdout.is_empty(), "{ghost:?}");
+    let unknown = Lr::at(&broker)
+        .run(&["admin", "device", "show", "ghost"])
+        .await;
+    unknown.assert_code(2);
+    assert!(
+        unknown.stderr.starts_with("lr: no enrolled device ghost\n"),
+        "{unknown:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enrolment_needs_a_tenant_admin() {
+    let broker = FakeBroker::http().await;
+    for args in [
+        &["admin", "enrolment", "create", "--max-uses", "5"][..],
+        &["admin", "enrolment", "list"],
+        &["admin", "device", "list"],
+        &["admin", "device", "revoke", "web-07"],
+    ] {
+        let run = Lr::at(&broker)
+            .env("LR_TOKEN", VIEWER_TOKEN)
+            .run(args)
+            .await;
+        run.assert_code(3);
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+        assert!(
+            run.stderr.starts_with(
+                "lr: this needs the role tenant-admin in tenant demo; analyst-v holds: viewer; \
+                 ask a tenant admin for it\n"
+            ),
+            "{args:?}: {run:?}"
+        );
+        assert!(run.stderr.contains("lr: hint: `lr whoami`"), "{run:?}");
+    }
+    // Refused, the device is as it was.
+    let shown = Lr::at(&broker)
+        .run(&["admin", "device", "show", "web-07", "--output", "json"])
+        .await;
+    assert_eq!(shown.assert_code(0).json()["state"], "enrolled");
 }

@@ -1,22 +1,28 @@
-//! The administration routes of the in-test broker (`/api/v1/admin/...`): tenants, users, tokens
-//! and device groups in memory, read and answered as the `api-model` types, paged like every
-//! list. A tenant route acts in the tenant the `LR-Tenant` header names, else in `demo` (the
-//! tenant of the test token). The viewer's token ([`VIEWER_TOKEN`]) is refused every admin route
-//! with 403 `forbidden` naming the role, as the broker refuses it. A new token is answered once
-//! and kept only as its record.
+//! The administration routes of the in-test broker (`/api/v1/admin/...`): tenants, users, tokens,
+//! device groups, enrolment tokens and enrolled devices in memory, read and answered as the
+//! `api-model` types, paged like every list. A tenant route acts in the tenant the `LR-Tenant`
+//! header names, else in `demo` (the tenant of the test token). The viewer's token
+//! ([`VIEWER_TOKEN`]) is refused every admin route with 403 `forbidden` naming the role, as the
+//! broker refuses it. A new token or enrolment token is answered once and kept only as its
+//! record.
+//!
+//! Tenant `demo` has three enrolled devices: `web-07` (online), `db-01` (offline) and `old-03`
+//! (revoked). Their list is answered [`ENROLLED_PAGE`] devices a page, so a console that does
+//! not follow `next` misses some.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use api_model::{
-    CreateTenant, CreateToken, CreateUser, CreatedToken, DeviceGroup, GroupRule, Paging, RoleGrant,
-    Tenant, TenantSettings, Timestamp, Token, UpdateTenant, UpdateUser, User,
+    CreateEnrolmentToken, CreateTenant, CreateToken, CreateUser, CreatedEnrolmentToken,
+    CreatedToken, DeviceGroup, EnrolledDevice, EnrolmentState, EnrolmentToken, GroupRule, Paging,
+    RoleGrant, Tenant, TenantSettings, Timestamp, Token, UpdateTenant, UpdateUser, User,
 };
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -26,6 +32,12 @@ use crate::fake_broker::{error, page};
 /// A viewer's token: it reads the tenant's lists, administers nothing.
 pub const VIEWER_TOKEN: &str = "viewer-token";
 
+/// The SHA-256 of the cluster CA that every new enrolment token is answered with.
+pub const CA_FINGERPRINT: &str = "5e0f3c0d8a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5";
+
+/// Most enrolled devices on one page of their list.
+pub const ENROLLED_PAGE: usize = 2;
+
 struct Admin {
     tenants: BTreeMap<String, Tenant>,
     /// By tenant and name.
@@ -33,12 +45,33 @@ struct Admin {
     tokens: Vec<Token>,
     groups: BTreeMap<(String, String), DeviceGroup>,
     minted: u64,
+    enrolment_tokens: Vec<EnrolmentToken>,
+    /// By tenant and device id.
+    devices: BTreeMap<(String, String), EnrolledDevice>,
 }
 
 type St = Arc<Mutex<Admin>>;
 
 fn at() -> Timestamp {
     "2025-06-01T11:00:00Z".parse().unwrap()
+}
+
+fn enrolled(device: &str, online: bool, state: EnrolmentState) -> EnrolledDevice {
+    let revoked = state == EnrolmentState::Revoked;
+    EnrolledDevice {
+        device: device.to_owned(),
+        tenant: "demo".to_owned(),
+        state,
+        certificate: "c0ffee".repeat(10) + "c0ff",
+        certificate_expires_at: "2025-06-08T11:00:00Z".parse().unwrap(),
+        enrolled_at: at(),
+        renewed_at: None,
+        revoked_at: revoked.then(at),
+        reenrolment_allowed: false,
+        online,
+        last_seen: (!revoked).then(|| "2025-06-01T10:42:00Z".parse().unwrap()),
+        hostname: (!revoked).then(|| format!("{device}.example")),
+    }
 }
 
 fn new_tenant(id: &str, name: Option<String>) -> Tenant {
@@ -75,6 +108,15 @@ impl Default for Admin {
             tokens: Vec::new(),
             groups: BTreeMap::new(),
             minted: 0,
+            enrolment_tokens: Vec::new(),
+            devices: [
+                enrolled("web-07", true, EnrolmentState::Enrolled),
+                enrolled("db-01", false, EnrolmentState::Enrolled),
+                enrolled("old-03", false, EnrolmentState::Revoked),
+            ]
+            .into_iter()
+            .map(|d| ((d.tenant.clone(), d.device.clone()), d))
+            .collect(),
         }
     }
 }
@@ -99,6 +141,18 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/groups/{name}",
             get(get_group).put(put_group).delete(remove_group),
         )
+        .route(
+            "/enrolment-tokens",
+            get(list_enrolment_tokens).post(create_enrolment_token),
+        )
+        .route(
+            "/enrolment-tokens/{id}",
+            axum::routing::delete(revoke_enrolment_token),
+        )
+        .route("/devices", get(list_devices))
+        .route("/devices/{id}", get(get_device))
+        .route("/devices/{id}/revoke", post(revoke_device))
+        .route("/devices/{id}/allow-reenrolment", post(allow_reenrolment))
         .route("/devices/{id}/groups", get(device_groups))
         .route_layer(middleware::from_fn(viewers_refused))
         .with_state(St::default())
@@ -494,4 +548,136 @@ async fn device_groups(
         .map(|((_, name), _)| name)
         .collect();
     answer(json!({"device": id, "groups": groups}))
+}
+
+// ---- enrolment ----------------------------------------------------------------------------------
+
+async fn list_enrolment_tokens(
+    State(st): State<St>,
+    headers: HeaderMap,
+    Query(paging): Query<Paging>,
+) -> Response {
+    let tenant = tenant_of(&headers);
+    let admin = st.lock().unwrap();
+    let tokens = admin.enrolment_tokens.iter().filter(|t| t.tenant == tenant);
+    page(values(tokens), "id", &paging, api_model::MAX_LIMIT)
+}
+
+async fn create_enrolment_token(
+    State(st): State<St>,
+    headers: HeaderMap,
+    Json(body): Json<CreateEnrolmentToken>,
+) -> Response {
+    let tenant = tenant_of(&headers);
+    let mut admin = st.lock().unwrap();
+    if let Some(group) = &body.group
+        && !admin.groups.contains_key(&(tenant.clone(), group.clone()))
+    {
+        return not_found(format!("no group {group}"));
+    }
+    admin.minted += 1;
+    let id = format!("enr{:013}", admin.minted);
+    let secs = i64::try_from(body.expires_in_secs.unwrap_or(86_400)).unwrap();
+    let expires_at = Timestamp::from_second(at().as_second() + secs).unwrap();
+    let record = EnrolmentToken {
+        id: id.clone(),
+        tenant,
+        description: body.description,
+        group: body.group,
+        max_uses: body.max_uses.unwrap_or(1),
+        uses: 0,
+        created_by: "analyst-a".to_owned(),
+        created_at: at(),
+        expires_at,
+        revoked_at: None,
+    };
+    admin.enrolment_tokens.push(record.clone());
+    created(CreatedEnrolmentToken {
+        token: format!("lre_{id}_s3cr3t{}", admin.minted),
+        ca_fingerprint: CA_FINGERPRINT.to_owned(),
+        issuing_ca_fingerprint: "ab".repeat(32),
+        record,
+    })
+}
+
+async fn revoke_enrolment_token(
+    State(st): State<St>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let tenant = tenant_of(&headers);
+    let mut admin = st.lock().unwrap();
+    match admin
+        .enrolment_tokens
+        .iter_mut()
+        .find(|t| t.id == id && t.tenant == tenant)
+    {
+        Some(token) => {
+            token.revoked_at = Some(at());
+            answer(token)
+        }
+        None => not_found(format!("no enrolment token {id}")),
+    }
+}
+
+async fn list_devices(
+    State(st): State<St>,
+    headers: HeaderMap,
+    Query(paging): Query<Paging>,
+) -> Response {
+    let tenant = tenant_of(&headers);
+    let admin = st.lock().unwrap();
+    let devices = admin
+        .devices
+        .iter()
+        .filter(|((t, _), _)| *t == tenant)
+        .map(|(_, d)| d);
+    page(values(devices), "device", &paging, ENROLLED_PAGE)
+}
+
+/// Applies `change` to a device of the request's tenant and answers it, or 404 with the
+/// broker's message (`no device ...` from the directory).
+fn with_device(
+    st: &St,
+    headers: &HeaderMap,
+    id: &str,
+    change: impl FnOnce(&mut EnrolledDevice),
+) -> Response {
+    let mut admin = st.lock().unwrap();
+    match admin.devices.get_mut(&(tenant_of(headers), id.to_owned())) {
+        Some(device) => {
+            change(device);
+            answer(device)
+        }
+        None => not_found(format!("no device {id}")),
+    }
+}
+
+async fn get_device(State(st): State<St>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let admin = st.lock().unwrap();
+    match admin.devices.get(&(tenant_of(&headers), id.clone())) {
+        Some(device) => answer(device),
+        None => not_found(format!("no enrolled device {id}")),
+    }
+}
+
+async fn revoke_device(
+    State(st): State<St>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    with_device(&st, &headers, &id, |d| {
+        d.state = EnrolmentState::Revoked;
+        d.revoked_at = Some(at());
+        d.reenrolment_allowed = false;
+        d.online = false;
+    })
+}
+
+async fn allow_reenrolment(
+    State(st): State<St>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    with_device(&st, &headers, &id, |d| d.reenrolment_allowed = true)
 }

@@ -9,11 +9,12 @@
 //! stream that closes or an agent that stops heartbeating.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agent_proto::agent::broker_message::Body as ToAgent;
 use agent_proto::agent::order_body::Action;
-use agent_proto::agent::{BrokerMessage, CommandResult, Order};
+use agent_proto::agent::{BrokerMessage, CommandResult, Order, Renewed};
 use agent_proto::bus::envelope::Body;
 use agent_proto::bus::{Ack, DeviceOnline};
 use api_model::ErrorCode;
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::agents::enrolment::{self, Issuer};
 use crate::bus::{self, Bus};
 use crate::orders::{self, Claims};
 use crate::registry::DeviceRegistry;
@@ -45,7 +47,10 @@ pub enum DeviceMsg {
     Heartbeat,
     Result(CommandResult),
     StreamClosed(String),
+    /// Every heartbeat interval: is the agent still heartbeating, and still admitted?
     CheckLiveness,
+    /// The agent asks for a new certificate (a signing request for its new key).
+    Renew(Vec<u8>),
 }
 
 pub struct DeviceArgs {
@@ -59,8 +64,13 @@ pub struct DeviceArgs {
     pub registry: DeviceRegistry,
     /// Where chunks this connection is asked for are checked and stored.
     pub intake: ChunkIntake,
-    /// The lease table every order is checked against.
+    /// The lease table every order is checked against, and the directory the connection's
+    /// certificate is.
     pub leases: LeaseService,
+    /// Fingerprint of the certificate this connection's agent holds (after a renewal on this
+    /// connection, the new one's).
+    pub certificate: String,
+    pub issuer: Arc<Issuer>,
 }
 
 pub struct DeviceState {
@@ -145,11 +155,46 @@ impl Actor for DeviceActor {
                 }
             }
             DeviceMsg::Result(result) => state.on_result(result).await,
+            DeviceMsg::Renew(csr_der) => {
+                let a = &state.args;
+                let renewed = match a
+                    .issuer
+                    .renew(&a.leases, &a.tenant, &a.device, &a.certificate, &csr_der)
+                    .await
+                {
+                    Ok(issued) => {
+                        state.args.certificate = issued.fingerprint;
+                        Renewed {
+                            certificate_pem: issued.cert_pem,
+                            expires_at_ms: issued.expires_at_ms,
+                            error: String::new(),
+                        }
+                    }
+                    Err(status) => {
+                        tracing::warn!(tenant = %a.tenant, device = %a.device, reason = status.message(), "refused a certificate renewal");
+                        Renewed {
+                            error: status.message().to_owned(),
+                            ..Renewed::default()
+                        }
+                    }
+                };
+                let _ = state.to_agent(ToAgent::Renewed(renewed)).await;
+            }
             DeviceMsg::StreamClosed(reason) => {
                 tracing::info!(tenant = %state.args.tenant, device = %state.args.device, epoch = state.args.epoch, %reason, "agent stream closed");
                 myself.stop(Some(reason));
             }
             DeviceMsg::CheckLiveness => {
+                let a = &state.args;
+                if let Err(status) =
+                    enrolment::admitted(&a.leases, &a.tenant, &a.device, &a.certificate).await
+                    && status.code() == tonic::Code::PermissionDenied
+                {
+                    tracing::warn!(tenant = %a.tenant, device = %a.device, reason = status.message(), "the device's certificate no longer admits it; dropping its stream");
+                    let _ = a.to_agent.send(Err(status)).await;
+                    myself.stop(Some("no longer admitted".into()));
+                    return Ok(());
+                }
                 if state.last_heartbeat.elapsed() > state.args.heartbeat * MISSED_HEARTBEATS {
                     tracing::warn!(device = %state.args.device, "agent stopped heartbeating; dropping its stream");
                     let _ = state

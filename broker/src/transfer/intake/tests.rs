@@ -20,7 +20,7 @@ struct Fixture {
 /// nats-server as deployed (TLS, brokers only), and a client with broker 1's credentials.
 async fn fixture() -> Fixture {
     let certs = tempfile::tempdir().unwrap();
-    crate::dev::certs(certs.path(), "local", 1, &[]).unwrap();
+    crate::dev::certs(certs.path(), "local", 1).unwrap();
     let nats = testkit::NatsServer::start_with(|listen, store| {
         crate::dev::nats_config(certs.path(), "local", 1, listen, store).unwrap()
     });
