@@ -101,7 +101,7 @@ bench_cleanup() {
     fi
     if [ "$stack_started" = 1 ]; then
         deploy/local/down.sh
-        rm -rf "$dev/data-$base" "$dev/certs/agent-$device.pem" "$dev/certs/agent-$device.key"
+        rm -rf "$dev/data-$base"
         # up.sh's agent keeps its fencing state outside data-<base>: a stale one would refuse the
         # lower tokens of a fresh cluster, so it goes too unless it was there before.
         [ "$agent_state_existed" = 1 ] || rm -rf "$dev/agent-state"
@@ -115,6 +115,11 @@ bench_cleanup() {
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
+# A string field of the JSON object on stdin.
+bench_json_field() {
+    sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" | head -n 1
+}
+
 # Starts up.sh's stack (NATS, three brokers, its agent for this machine), then the agent for
 # `device`, whose config lists only broker 3. Sets `api_url`, `ca` and `token` (analyst-a's).
 bench_stack_up() {
@@ -125,22 +130,36 @@ bench_stack_up() {
     ca="$dev/certs/cluster-ca.pem"
     token=$(. "$dev/env" && echo "$LR_TOKEN")
 
-    # --brokers 0: no broker or nats-server certificate; the CAs up.sh made are kept.
-    "$bin/lr-broker" dev-certs --out "$dev/certs" --brokers 0 --agent "demo/$device" >/dev/null
-    cat >"$work/agent.toml" <<CONF
-device_id = "$device"
-tenant = "demo"
-brokers = ["127.0.0.1:$((base + 7503))"]
-state_dir = "$work/agent-state"
-authority_keys = ["$(cat "$dev/certs/authority.pub")"]
+    bench_agent_start
+}
 
-[tls]
-ca_cert = "$ca"
-cert = "$dev/certs/agent-$device.pem"
-key = "$dev/certs/agent-$device.key"
-CONF
-    "$bin/lr-agent" --config "$work/agent.toml" >"$work/agent.log" 2>&1 &
+# Enrols the bench device (allowed again first when an earlier call enrolled it) and starts its
+# agent, which dials broker 3 only. Needs `api_url`, `ca` (set by bench_stack_up).
+bench_agent_start() {
+    local enrolment
+    bench_lr_admin device allow-reenrolment "$device" >/dev/null 2>&1 || true
+    enrolment=$(bench_lr_admin enrolment create --description "$script")
+    LR_ENROL_TOKEN=$(bench_json_field token <<<"$enrolment") "$bin/lr-agent" enroll \
+        --broker "127.0.0.1:$((base + 7503))" --server-name localhost \
+        --ca-fingerprint "$(bench_json_field ca_fingerprint <<<"$enrolment")" \
+        --device-id "$device" --state-dir "$work/agent-state" --config "$work/agent.toml" >/dev/null
+    "$bin/lr-agent" --config "$work/agent.toml" >>"$work/agent.log" 2>&1 &
     agent_pid=$!
+}
+
+# `lr --tenant demo admin ARGS` as the platform admin up.sh made, JSON out.
+bench_lr_admin() {
+    LR_API_URL=$api_url LR_CA_CERT=$ca LR_CONFIG=/dev/null LR_OUTPUT=json \
+        LR_TOKEN=$(. "$dev/env" && echo "$LR_ADMIN_TOKEN") "$bin/lr" --tenant demo admin "$@"
+}
+
+# Stops the bench device's agent.
+bench_agent_stop() {
+    if [ -n "$agent_pid" ]; then
+        kill "$agent_pid" 2>/dev/null || true
+        wait "$agent_pid" 2>/dev/null || true
+        agent_pid=""
+    fi
 }
 
 # Starts a throwaway sshd on 127.0.0.1:$ssh_port that lets in one key, and waits until it answers.

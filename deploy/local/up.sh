@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a local live response cluster on this machine: one nats-server (JetStream), three broker
 # nodes and an agent for this machine, then opens the console on it (unless --detach).
-# Trust as in production: a cluster CA for brokers and nats-server, an agent CA for agents;
+# Trust as in production: a cluster CA for brokers and nats-server, an agent CA that issues the
+# certificates devices get by enrolling (the local agent enrols with a token, like any device);
 # nats-server admits only the brokers' certificates, over TLS, with broker permissions.
 # Analysts are in the brokers' replicated directory, not in their configuration: the node that
 # bootstraps the cluster writes the platform admin's token to its data folder, and up.sh uses it
@@ -47,7 +48,7 @@ nats_port=$((base + 4222))
 device=$(hostname | tr -c 'A-Za-z0-9_\n-' '-' | cut -c1-64)
 device=${device:-localhost}
 
-"$bin/lr-broker" dev-certs --out "$dev/certs" --brokers 3 --agent "demo/$device" >/dev/null
+"$bin/lr-broker" dev-certs --out "$dev/certs" --brokers 3 >/dev/null
 
 "$bin/lr-broker" nats-config --certs "$dev/certs" --brokers 3 \
   --listen "127.0.0.1:$nats_port" --store-dir "$dev/data-$base/nats" > "$dev/nats.conf"
@@ -78,28 +79,13 @@ listen = "127.0.0.1:$((base + 7600 + id))"
 [tls]
 cluster_ca = "$dev/certs/cluster-ca.pem"
 agent_ca = "$dev/certs/agent-ca.pem"
+agent_ca_key = "$dev/certs/agent-ca.key"
 cert = "$dev/certs/broker-$id.pem"
 key = "$dev/certs/broker-$id.key"
 CONF
   "$bin/lr-broker" run --config "$dev/broker-$id.toml" >"$dev/logs/broker-$id.log" 2>&1 &
   echo "$! lr-broker-$id" >> "$dev/pids"
 done
-
-cat > "$dev/agent.toml" <<CONF
-device_id = "$device"
-tenant = "demo"
-brokers = ["127.0.0.1:$((base + 7501))", "127.0.0.1:$((base + 7502))", "127.0.0.1:$((base + 7503))"]
-state_dir = "$dev/data-$base/agent-state"
-# The lease authority's public key: the agent runs only orders under grants it signed.
-authority_keys = ["$(cat "$dev/certs/authority.pub")"]
-
-[tls]
-ca_cert = "$dev/certs/cluster-ca.pem"
-cert = "$dev/certs/agent-$device.pem"
-key = "$dev/certs/agent-$device.key"
-CONF
-"$bin/lr-agent" --config "$dev/agent.toml" >"$dev/logs/agent.log" 2>&1 &
-echo "$! lr-agent" >> "$dev/pids"
 
 api_url=https://localhost:$((base + 7601))
 ca_cert=$dev/certs/cluster-ca.pem
@@ -182,6 +168,29 @@ analyst acme analyst-c responder-basic responder-advanced
 token_a=$(token_for demo analyst-a)
 token_b=$(token_for demo analyst-b)
 token_c=$(token_for acme analyst-c)
+
+# The agent for this machine enrols as any device does: a one-use token from tenant demo's admin,
+# its key made by `lr-agent enroll` and kept in its state folder. Every run enrols it afresh (an
+# earlier run's device id is allowed again first), so a stale certificate never stands in the way.
+agent_state="$dev/data-$base/agent-state"
+as_admin --tenant demo admin device allow-reenrolment "$device" >/dev/null 2>&1 || true
+enrolment=$(as_admin --tenant demo --output json admin enrolment create \
+  --description "deploy/local/up.sh" 2>"$dev/logs/lr-admin.log") || {
+  echo "up.sh: cannot create an enrolment token: $(cat "$dev/logs/lr-admin.log")" >&2
+  exit 1
+}
+json_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" <<<"$enrolment" | head -n 1; }
+LR_ENROL_TOKEN=$(json_field token) "$bin/lr-agent" enroll \
+  --broker "127.0.0.1:$((base + 7501))" --server-name localhost \
+  --ca-fingerprint "$(json_field ca_fingerprint)" --device-id "$device" \
+  --state-dir "$agent_state" --config "$dev/agent.toml" >"$dev/logs/enrol.log" 2>&1 || {
+  echo "up.sh: the local agent could not enrol: $(cat "$dev/logs/enrol.log")" >&2
+  exit 1
+}
+# It dials all three brokers (the config written names the one it enrolled through).
+LR_BROKERS="127.0.0.1:$((base + 7501)),127.0.0.1:$((base + 7502)),127.0.0.1:$((base + 7503))" \
+  "$bin/lr-agent" --config "$dev/agent.toml" >"$dev/logs/agent.log" 2>&1 &
+echo "$! lr-agent" >> "$dev/pids"
 
 # Tokens inside: readable by this user only.
 rm -f "$dev/env"
