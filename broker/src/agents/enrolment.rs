@@ -117,11 +117,10 @@ pub async fn admitted(
     if local.is_ok() {
         return Ok(());
     }
-    let directory = leases.directory().await.map_err(|e| {
+    let enrolled = leases.enrolled_device(tenant, device).await.map_err(|e| {
         Status::unavailable(format!("cannot check the device's enrolment: {e}; retry"))
     })?;
-    directory
-        .admits(tenant, device, certificate)
+    cluster::directory::admits(enrolled.as_ref(), tenant, device, certificate)
         .map_err(|e| Status::permission_denied(e.to_string()))
 }
 
@@ -146,13 +145,9 @@ impl Enrolment for EnrolmentService {
             .await
         {
             Some(token) => Some(token),
-            None => self
-                .leases
-                .directory()
-                .await
-                .map_err(|e| Status::unavailable(format!("cannot read the directory: {e}; retry")))?
-                .enrolment_token(&id)
-                .cloned(),
+            None => self.leases.enrolment_token(&id).await.map_err(|e| {
+                Status::unavailable(format!("cannot read the directory: {e}; retry"))
+            })?,
         };
         let tenant = token
             .filter(|t| t.sha256 == sha256)

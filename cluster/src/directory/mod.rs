@@ -636,30 +636,10 @@ impl Directory {
             .map(|(_, d)| d)
     }
 
-    /// Whether the certificate with fingerprint `certificate` admits `device` of `tenant`: the
-    /// device is enrolled and the certificate is its current one or the one its last renewal
-    /// replaced.
+    /// Whether the certificate with fingerprint `certificate` admits `device` of `tenant`
+    /// ([`admits`]).
     pub fn admits(&self, tenant: &str, device: &str, certificate: &str) -> Result<(), NotAdmitted> {
-        let enrolled = self
-            .device(tenant, device)
-            .ok_or_else(|| NotAdmitted::NotEnrolled {
-                tenant: tenant.into(),
-                device: device.into(),
-            })?;
-        if enrolled.state == EnrolmentState::Revoked {
-            return Err(NotAdmitted::Revoked {
-                tenant: tenant.into(),
-                device: device.into(),
-            });
-        }
-        if enrolled.certificate != certificate
-            && enrolled.previous_certificate.as_deref() != Some(certificate)
-        {
-            return Err(NotAdmitted::Superseded {
-                device: device.into(),
-            });
-        }
-        Ok(())
+        admits(self.device(tenant, device), tenant, device, certificate)
     }
 
     /// The groups of `tenant` a device belongs to, by its id, hostname and tags.
@@ -682,6 +662,35 @@ impl Directory {
             .map(|g| g.name.clone())
             .collect()
     }
+}
+
+/// Whether the certificate with fingerprint `certificate` admits `device` of `tenant`, whose
+/// enrolment is `enrolled`: the device is enrolled, and the certificate is its current one or the
+/// one its last renewal replaced.
+pub fn admits(
+    enrolled: Option<&EnrolledDevice>,
+    tenant: &str,
+    device: &str,
+    certificate: &str,
+) -> Result<(), NotAdmitted> {
+    let enrolled = enrolled.ok_or_else(|| NotAdmitted::NotEnrolled {
+        tenant: tenant.into(),
+        device: device.into(),
+    })?;
+    if enrolled.state == EnrolmentState::Revoked {
+        return Err(NotAdmitted::Revoked {
+            tenant: tenant.into(),
+            device: device.into(),
+        });
+    }
+    if enrolled.certificate != certificate
+        && enrolled.previous_certificate.as_deref() != Some(certificate)
+    {
+        return Err(NotAdmitted::Superseded {
+            device: device.into(),
+        });
+    }
+    Ok(())
 }
 
 fn check_fingerprint(value: &str) -> Result<(), DirectoryError> {

@@ -107,6 +107,12 @@ impl LeaseTable {
             LeaseQuery::Directory => {
                 return QueryAnswer::Directory(Box::new(self.directory.clone()));
             }
+            LeaseQuery::EnrolmentToken { id } => {
+                return QueryAnswer::EnrolmentToken(self.directory.enrolment_token(id).cloned());
+            }
+            LeaseQuery::EnrolledDevice { tenant, device } => {
+                return QueryAnswer::EnrolledDevice(self.directory.device(tenant, device).cloned());
+            }
         };
         QueryAnswer::Leases(leases)
     }

@@ -4,7 +4,9 @@ use std::fmt;
 
 use grants::PublicKey;
 
-use crate::directory::{Directory, DirectoryError, DirectoryOp, DirectoryOutcome};
+use crate::directory::{
+    Directory, DirectoryError, DirectoryOp, DirectoryOutcome, EnrolledDevice, EnrolmentToken,
+};
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch, as stamped by the Raft leader on a proposal.
@@ -189,6 +191,15 @@ pub enum LeaseQuery {
     All,
     /// The whole directory (administration reads it after its own writes).
     Directory,
+    /// One enrolment token, by id (an enrolling device's, before it is known to be genuine).
+    EnrolmentToken {
+        id: String,
+    },
+    /// One device's enrolment.
+    EnrolledDevice {
+        tenant: String,
+        device: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,4 +207,6 @@ pub enum QueryAnswer {
     Leases(Vec<Lease>),
     Limits(TenantLimits),
     Directory(Box<Directory>),
+    EnrolmentToken(Option<EnrolmentToken>),
+    EnrolledDevice(Option<EnrolledDevice>),
 }

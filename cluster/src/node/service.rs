@@ -10,7 +10,7 @@ use agent_proto::raft::raft_client::RaftClient;
 use backon::{ExponentialBuilder, Retryable};
 use grants::SignedGrant;
 
-use crate::directory::{Directory, DirectoryOp, DirectoryOutcome};
+use crate::directory::{Directory, DirectoryOp, DirectoryOutcome, EnrolledDevice, EnrolmentToken};
 use openraft::BasicNode;
 use openraft::RaftMetrics;
 use tokio::sync::watch;
@@ -185,6 +185,39 @@ impl LeaseService {
             ClusterReply::Read(QueryAnswer::Directory(directory)) => Ok(*directory),
             other => Err(ClusterError::Protocol(format!(
                 "unexpected answer to a directory read: {other:?}"
+            ))),
+        }
+    }
+
+    /// An enrolment token as the leader has it (linearizable), without copying the directory.
+    pub async fn enrolment_token(&self, id: &str) -> Result<Option<EnrolmentToken>, ClusterError> {
+        match self
+            .call(ClusterRequest::Read(LeaseQuery::EnrolmentToken {
+                id: id.into(),
+            }))
+            .await?
+        {
+            ClusterReply::Read(QueryAnswer::EnrolmentToken(token)) => Ok(token),
+            other => Err(ClusterError::Protocol(format!(
+                "unexpected answer to an enrolment token read: {other:?}"
+            ))),
+        }
+    }
+
+    /// A device's enrolment as the leader has it (linearizable).
+    pub async fn enrolled_device(
+        &self,
+        tenant: &str,
+        device: &str,
+    ) -> Result<Option<EnrolledDevice>, ClusterError> {
+        let query = LeaseQuery::EnrolledDevice {
+            tenant: tenant.into(),
+            device: device.into(),
+        };
+        match self.call(ClusterRequest::Read(query)).await? {
+            ClusterReply::Read(QueryAnswer::EnrolledDevice(device)) => Ok(device),
+            other => Err(ClusterError::Protocol(format!(
+                "unexpected answer to an enrolled device read: {other:?}"
             ))),
         }
     }
