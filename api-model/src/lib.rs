@@ -3,6 +3,7 @@
 //! is the contract: change a field and the document, the broker and the console change together.
 
 mod admin;
+mod audit;
 mod error;
 mod requests;
 mod resources;
@@ -13,6 +14,7 @@ pub use admin::{
     CreatedToken, DeviceGroup, EnrolledDevice, EnrolmentState, EnrolmentToken, GroupRule,
     RoleGrant, Tenant, TenantSettings, Token, UpdateTenant, UpdateUser, User,
 };
+pub use audit::{AuditEntry, AuditFilter, AuditKind, AuditVerification};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, Holder, Invariant};
 pub use jiff::Timestamp;
 pub use requests::{

@@ -29,6 +29,8 @@ pub struct BrokerConfig {
     pub sessions: SessionsSection,
     #[serde(default)]
     pub transfers: TransfersSection,
+    #[serde(default)]
+    pub audit: crate::audit::AuditSection,
     /// Session limits per tenant, written to the replicated state at start; tenants not listed
     /// keep the defaults (10 per tenant, 1 per user).
     #[serde(default)]
@@ -363,6 +365,19 @@ impl BrokerConfig {
                 format!(
                     "must be between {MIN_CERTIFICATE_LIFETIME_SECS} and {MAX_CERTIFICATE_LIFETIME_SECS} (397 days)"
                 ),
+            ));
+        }
+        let a = &self.audit;
+        if !(1..=5).contains(&a.replicas) {
+            return Err(bad("audit.replicas", "must be between 1 and 5"));
+        }
+        if a.retention_days == 0 {
+            return Err(bad("audit.retention_days", "must be at least 1"));
+        }
+        if !(100..=60_000).contains(&a.checkpoint_interval_ms) {
+            return Err(bad(
+                "audit.checkpoint_interval_ms",
+                "must be between 100 and 60000",
             ));
         }
         let s = &self.sessions;

@@ -21,6 +21,7 @@
 pub mod actors;
 pub mod agents;
 pub mod api;
+pub mod audit;
 pub mod bus;
 pub mod config;
 pub mod dev;

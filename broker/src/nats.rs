@@ -67,7 +67,8 @@ pub async fn connect(
 }
 
 /// The subjects a broker may publish to: its own `lr.>` traffic, replies to requests, and the
-/// JetStream API of its own streams only (no account-wide stream listing or deletion of others').
+/// JetStream API of its own streams only (no account-wide stream listing or deletion of others';
+/// of the audit log, no deletion at all).
 pub fn publish_allow() -> Vec<String> {
     let mut subjects = vec![
         "lr.>".to_string(),
@@ -90,6 +91,21 @@ pub fn publish_allow() -> Vec<String> {
             subjects.push(format!("$KV.{bucket}.>"));
         }
     }
+    // The audit log: created, read and appended to (on `lr.>`), never changed, purged, deleted
+    // or stripped of a message, so broker credentials cannot rewrite history.
+    let audit = crate::audit::STREAM;
+    subjects.extend([
+        format!("$JS.API.STREAM.CREATE.{audit}"),
+        format!("$JS.API.STREAM.INFO.{audit}"),
+        format!("$JS.API.STREAM.MSG.GET.{audit}"),
+        format!("$JS.API.CONSUMER.*.{audit}"),
+        format!("$JS.API.CONSUMER.*.{audit}.>"),
+        format!("$JS.API.CONSUMER.MSG.NEXT.{audit}.>"),
+        format!("$JS.API.DIRECT.GET.{audit}"),
+        format!("$JS.API.DIRECT.GET.{audit}.>"),
+        format!("$JS.ACK.{audit}.>"),
+        format!("$JS.FC.{audit}.>"),
+    ]);
     subjects
 }
 

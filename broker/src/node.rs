@@ -27,6 +27,7 @@ use crate::actors::Supervisor;
 use crate::agents::AgentService;
 use crate::agents::enrolment::{EnrolmentService, Issuer};
 use crate::api::{self, ApiState};
+use crate::audit::AuditLog;
 use crate::bus::Bus;
 use crate::config::BrokerConfig;
 use crate::registry::DeviceRegistry;
@@ -183,7 +184,7 @@ impl BrokerNode {
         let book = TransferBook::open(nats.clone(), settings.replicas)
             .await
             .context("cannot open the transfer records in jetstream")?;
-        let library = Library::open(nats, store.clone(), settings.replicas)
+        let library = Library::open(nats.clone(), store.clone(), settings.replicas)
             .await
             .context("cannot open the library in jetstream")?;
 
@@ -196,6 +197,9 @@ impl BrokerNode {
         let (transfers_supervisor, _) = Actor::spawn(None, Supervisor, "transfers")
             .await
             .context("cannot start the transfer supervisor")?;
+        let audit = AuditLog::open(nats.clone(), &config.audit, config.node_id)
+            .await
+            .context("cannot open the audit log")?;
         let transfers = TransferContext {
             node_id: config.node_id,
             bus: bus.clone(),
@@ -211,9 +215,16 @@ impl BrokerNode {
                     .collect(),
             ),
             supervisor: transfers_supervisor.get_cell(),
+            audit: audit.clone(),
         };
         let upkeep_task = tokio::spawn(upkeep::run(transfers.clone()));
         let (stop, stopped) = watch::channel(false);
+        let checkpoint_task = tokio::spawn(crate::audit::checkpoint::run(
+            audit.clone(),
+            leases.clone(),
+            Duration::from_millis(config.audit.checkpoint_interval_ms),
+            stopped.clone(),
+        ));
 
         let issuer = Arc::new(pems.issuer(&config, &authority_public)?);
         let agents_listener = TcpListener::bind(config.agents.listen)
@@ -297,7 +308,7 @@ impl BrokerNode {
             cluster,
             supervisors: vec![devices, sessions, transfers_supervisor],
             stop,
-            servers: vec![agents_task, api_task, upkeep_task],
+            servers: vec![agents_task, api_task, upkeep_task, checkpoint_task],
             directory,
         })
     }

@@ -343,6 +343,21 @@ async fn every_role_gets_exactly_its_routes_and_commands() {
             None,
             ADMINS,
         ),
+        ("audit", Method::GET, "/api/v1/audit", None, &["*"]),
+        (
+            "audit output",
+            Method::GET,
+            "/api/v1/audit/output/999999",
+            None,
+            &["*"],
+        ),
+        (
+            "verify audit",
+            Method::GET,
+            "/api/v1/audit/verify",
+            None,
+            ADMINS,
+        ),
         (
             "enrolment tokens",
             Method::GET,

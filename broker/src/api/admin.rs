@@ -4,8 +4,8 @@
 
 use access::{Role, RoleGrant as Grant};
 use api_model::{
-    CreateTenant, CreateToken, CreateUser, CreatedToken, DeviceGroup, GroupRule, Page, Paging,
-    RoleGrant, Tenant, TenantSettings, Token, UpdateTenant, UpdateUser, User,
+    AuditKind, CreateTenant, CreateToken, CreateUser, CreatedToken, DeviceGroup, GroupRule, Page,
+    Paging, RoleGrant, Tenant, TenantSettings, Token, UpdateTenant, UpdateUser, User,
 };
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use cluster::directory::{self as dir, Directory, DirectoryOp, DirectoryOutcome, SettingsPatch};
 use cluster::lease::TenantLimits;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::body::JsonBody;
@@ -110,8 +111,23 @@ impl ApiState {
         Ok(self.leases.directory().await?)
     }
 
-    pub(super) async fn change(&self, op: DirectoryOp) -> Result<DirectoryOutcome, ApiError> {
-        Ok(self.leases.change_directory(op).await?)
+    /// Applies `op` for `caller`, recorded in the audit log first (and its refusal after).
+    pub(super) async fn change(
+        &self,
+        caller: &Caller,
+        op: DirectoryOp,
+    ) -> Result<DirectoryOutcome, ApiError> {
+        let what = serde_json::to_value(&op).unwrap_or_default();
+        self.record_change(caller, AuditKind::AdminChanged, what.clone())
+            .await?;
+        match self.leases.change_directory(op).await {
+            Ok(outcome) => Ok(outcome),
+            Err(error) => {
+                let error = ApiError::from(error);
+                self.record_refusal(caller, what, &error.message).await;
+                Err(error)
+            }
+        }
     }
 
     async fn tenant_answer(&self, id: &str) -> Result<Tenant, ApiError> {
@@ -123,7 +139,12 @@ impl ApiState {
     }
 
     /// Applies `update` to tenant `id`: settings in the directory, limits beside the leases.
-    async fn update_tenant(&self, id: &str, update: UpdateTenant) -> Result<Tenant, ApiError> {
+    async fn update_tenant(
+        &self,
+        caller: &Caller,
+        id: &str,
+        update: UpdateTenant,
+    ) -> Result<Tenant, ApiError> {
         let directory = self.directory().await?;
         directory
             .tenant(id)
@@ -138,6 +159,11 @@ impl ApiState {
                     .max_sessions_per_user
                     .unwrap_or(now.max_sessions_per_user),
             };
+            let what = json!({"SetTenantLimits": {"tenant": id, "limits": {
+                "max_sessions_per_tenant": limits.max_sessions_per_tenant,
+                "max_sessions_per_user": limits.max_sessions_per_user}}});
+            self.record_change(caller, AuditKind::AdminChanged, what)
+                .await?;
             self.leases.set_tenant_limits(id, limits).await?;
         }
         let patch = SettingsPatch {
@@ -148,11 +174,14 @@ impl ApiState {
         };
         let settings_change = patch != SettingsPatch::default() || update.display_name.is_some();
         if settings_change {
-            self.change(DirectoryOp::UpdateTenant {
-                id: id.into(),
-                display_name: update.display_name,
-                settings: patch,
-            })
+            self.change(
+                caller,
+                DirectoryOp::UpdateTenant {
+                    id: id.into(),
+                    display_name: update.display_name,
+                    settings: patch,
+                },
+            )
             .await?;
         }
         self.tenant_answer(id).await
@@ -192,10 +221,13 @@ pub async fn create_tenant(
     ids::tenant(&body.id)?;
     let display_name = body.display_name.unwrap_or_else(|| body.id.clone());
     state
-        .change(DirectoryOp::CreateTenant {
-            id: body.id.clone(),
-            display_name,
-        })
+        .change(
+            &caller,
+            DirectoryOp::CreateTenant {
+                id: body.id.clone(),
+                display_name,
+            },
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -229,7 +261,7 @@ pub async fn update_tenant(
 ) -> Answer<Tenant> {
     caller.require_platform()?;
     ids::tenant(&id)?;
-    Ok(Json(state.update_tenant(&id, body).await?))
+    Ok(Json(state.update_tenant(&caller, &id, body).await?))
 }
 
 /// Removes a tenant with its users, tokens and groups.
@@ -243,7 +275,9 @@ pub async fn remove_tenant(
 ) -> Result<StatusCode, ApiError> {
     caller.require_platform()?;
     ids::tenant(&id)?;
-    state.change(DirectoryOp::RemoveTenant { id }).await?;
+    state
+        .change(&caller, DirectoryOp::RemoveTenant { id })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -267,7 +301,9 @@ pub async fn update_settings(
     JsonBody(body): JsonBody<UpdateTenant>,
 ) -> Answer<Tenant> {
     caller.require(Role::TenantAdmin)?;
-    Ok(Json(state.update_tenant(&caller.tenant, body).await?))
+    Ok(Json(
+        state.update_tenant(&caller, &caller.tenant, body).await?,
+    ))
 }
 
 /// The tenant's users, by name.
@@ -301,7 +337,7 @@ pub async fn create_user(
         name: body.name,
         roles,
     };
-    match state.change(op).await? {
+    match state.change(&caller, op).await? {
         DirectoryOutcome::User(user) => Ok((StatusCode::CREATED, Json(user_view(&user)))),
         _ => Err(ApiError::unexpected()),
     }
@@ -342,7 +378,7 @@ pub async fn update_user(
         name,
         roles: grants(&body.roles)?,
     };
-    match state.change(op).await? {
+    match state.change(&caller, op).await? {
         DirectoryOutcome::User(user) => Ok(Json(user_view(&user))),
         _ => Err(ApiError::unexpected()),
     }
@@ -363,7 +399,7 @@ pub async fn remove_user(
         tenant: caller.tenant.clone(),
         name,
     };
-    state.change(op).await?;
+    state.change(&caller, op).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -418,7 +454,7 @@ pub async fn create_token(
     };
     let minted = mint(&caller.tenant, &body.user, &body.description, expires_at);
     state
-        .change(DirectoryOp::CreateToken(minted.record.clone()))
+        .change(&caller, DirectoryOp::CreateToken(minted.record.clone()))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -444,7 +480,7 @@ pub async fn revoke_token(
         tenant: caller.tenant.clone(),
         id,
     };
-    match state.change(op).await? {
+    match state.change(&caller, op).await? {
         DirectoryOutcome::Token(token) => Ok(Json(token_view(&token))),
         _ => Err(ApiError::unexpected()),
     }
@@ -509,7 +545,7 @@ pub async fn put_group(
             })
             .collect(),
     };
-    match state.change(DirectoryOp::PutGroup(group)).await? {
+    match state.change(&caller, DirectoryOp::PutGroup(group)).await? {
         DirectoryOutcome::Group(group) => Ok(Json(group_view(&group))),
         _ => Err(ApiError::unexpected()),
     }
@@ -529,7 +565,7 @@ pub async fn remove_group(
         tenant: caller.tenant.clone(),
         name,
     };
-    state.change(op).await?;
+    state.change(&caller, op).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

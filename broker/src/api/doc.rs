@@ -33,7 +33,8 @@ const BEARER: &str = "bearer";
         (name = "commands", description = "Commands of a session and their live stream"),
         (name = "transfers", description = "Files from devices (getfile) and to them (putfile)"),
         (name = "library", description = "The tenant's library of files for putfile and run"),
-        (name = "admin", description = "Tenants (platform admins); a tenant's settings, users, tokens and device groups (tenant admins)"),
+        (name = "admin", description = "Tenants (platform admins); a tenant's settings, users, tokens, device groups, enrolment tokens and enrolled devices (tenant admins)"),
+        (name = "audit", description = "The tenant's audit log: every session, command, transfer and change, as a hash chain (read-only)"),
     ),
     components(schemas(ErrorBody, ErrorCode))
 )]

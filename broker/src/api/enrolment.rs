@@ -108,7 +108,7 @@ pub async fn create_token(
         revoked_at: None,
     };
     let created = match state
-        .change(DirectoryOp::CreateEnrolmentToken(record))
+        .change(&caller, DirectoryOp::CreateEnrolmentToken(record))
         .await?
     {
         DirectoryOutcome::EnrolmentToken(token) => token,
@@ -159,7 +159,7 @@ pub async fn revoke_token(
         tenant: caller.tenant.clone(),
         id,
     };
-    match state.change(op).await? {
+    match state.change(&caller, op).await? {
         DirectoryOutcome::EnrolmentToken(token) => Ok(Json(token_view(&token))),
         _ => Err(ApiError::unexpected()),
     }
@@ -221,7 +221,7 @@ pub async fn revoke_device(
         tenant: caller.tenant.clone(),
         device: id,
     };
-    change_device(&state, &caller.tenant, op).await
+    change_device(&state, &caller, op).await
 }
 
 /// Lets a revoked or enrolled device id enrol once more (with a live enrolment token).
@@ -239,12 +239,16 @@ pub async fn allow_reenrolment(
         tenant: caller.tenant.clone(),
         device: id,
     };
-    change_device(&state, &caller.tenant, op).await
+    change_device(&state, &caller, op).await
 }
 
-async fn change_device(state: &ApiState, tenant: &str, op: DirectoryOp) -> Answer<EnrolledDevice> {
-    match state.change(op).await? {
-        DirectoryOutcome::Device(device) => device_answer(state, tenant, &device).await,
+async fn change_device(
+    state: &ApiState,
+    caller: &Caller,
+    op: DirectoryOp,
+) -> Answer<EnrolledDevice> {
+    match state.change(caller, op).await? {
+        DirectoryOutcome::Device(device) => device_answer(state, &caller.tenant, &device).await,
         _ => Err(ApiError::unexpected()),
     }
 }

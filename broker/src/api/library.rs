@@ -1,10 +1,11 @@
 //! The tenant library: upload (streamed, chunk by chunk), list, delete.
 
 use access::Role;
-use api_model::{LibraryEntry, LibraryUpload, Page, Paging};
+use api_model::{AuditKind, LibraryEntry, LibraryUpload, Page, Paging};
 use axum::Json;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
+use serde_json::json;
 
 use super::{ApiError, ApiState, Caller, page};
 use crate::time::{now_ms, timestamp};
@@ -71,6 +72,10 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<LibraryEntry>), ApiError> {
     caller.require(Role::LibraryManager)?;
     ids::library_name(&name)?;
+    let intent = json!({"action": "upload", "name": name, "overwrite": query.overwrite});
+    state
+        .record_change(&caller, AuditKind::LibraryChanged, intent)
+        .await?;
     let context = &state.transfers;
     let upload = Upload {
         tenant: caller.tenant.clone(),
@@ -85,6 +90,11 @@ pub async fn upload(
     };
     let body = request.into_body().into_data_stream();
     let (entry, replaced) = context.library.upload(upload, body).await?;
+    let done = json!({"action": "uploaded", "name": entry.name, "size": entry.size,
+                      "sha256": entry.sha256, "replaced": replaced});
+    state
+        .record_change(&caller, AuditKind::LibraryChanged, done)
+        .await?;
     let status = if replaced {
         StatusCode::OK
     } else {
@@ -105,6 +115,10 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::LibraryManager)?;
+    let intent = json!({"action": "delete", "name": name});
+    state
+        .record_change(&caller, AuditKind::LibraryChanged, intent)
+        .await?;
     state
         .transfers
         .library

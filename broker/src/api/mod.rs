@@ -6,6 +6,7 @@
 //! generated, never written by hand.
 
 mod admin;
+mod audit;
 mod auth;
 mod body;
 mod commands;
@@ -194,6 +195,9 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
             admin::remove_group
         ))
         .routes(routes!(admin::device_groups))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::output))
+        .routes(routes!(audit::verify))
         .routes(routes!(enrolment::list_tokens, enrolment::create_token))
         .routes(routes!(enrolment::revoke_token))
         .routes(routes!(enrolment::list_devices))
@@ -211,6 +215,10 @@ pub fn router(state: ApiState) -> Router {
         .merge(SwaggerUi::new(UNDOCUMENTED[1]).url(UNDOCUMENTED[0], document))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::refusals,
+        ))
         .with_state(state)
 }
 
@@ -249,6 +257,6 @@ mod tests {
                     .count()
             })
             .sum();
-        assert_eq!(operations, 46, "{:?}", document.paths.paths.keys());
+        assert_eq!(operations, 49, "{:?}", document.paths.paths.keys());
     }
 }

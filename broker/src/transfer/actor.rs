@@ -28,7 +28,7 @@ use agent_proto::agent::{ChunkRequest, PutChunk};
 use agent_proto::bus::envelope::Body;
 use agent_proto::bus::transfer_event::Event;
 use agent_proto::bus::{self as bus_proto, Ack};
-use api_model::ErrorCode;
+use api_model::{AuditKind, ErrorCode};
 use futures::StreamExt;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
@@ -66,6 +66,8 @@ pub struct TransferContext {
     /// getfile size limits of tenants that do not use the default.
     pub getfile_limits: Arc<BTreeMap<String, u64>>,
     pub supervisor: ActorCell,
+    /// Where sessions, commands and transfers are recorded.
+    pub audit: crate::audit::AuditLog,
 }
 
 impl TransferContext {
@@ -641,6 +643,10 @@ pub(super) async fn end(
     *owned = context.book.update(&record, owned.revision).await?;
     let r = &owned.record;
     tracing::info!(tenant = %r.tenant, transfer = %r.id, state = state.as_str(), error = %r.error, node = context.node_id, "transfer ended");
+    let ended = super::start::transfer_event(AuditKind::TransferFinished, r);
+    if let Err(error) = context.audit.record(&r.tenant, ended).await {
+        tracing::error!(transfer = %r.id, %error, "cannot record the transfer's end");
+    }
     if state != TransferState::Completed {
         let subject = bus::device_cmd(&r.tenant, &r.device);
         match orders::decode(&r.cancel) {

@@ -10,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use agent_proto::agent::order_body::Action;
 use agent_proto::agent::{Cancel, GetTicket, PutOffer};
+use api_model::AuditKind;
 use serde_json::{Value, json};
 
 use super::{TransferContext, drive};
@@ -263,6 +264,15 @@ async fn start(
     mut record: TransferRecord,
 ) -> Result<String, String> {
     sign_orders(who, &mut record);
+    // No transfer without its entry: what leaves or reaches the device is on record first.
+    context
+        .audit
+        .record(
+            &record.tenant,
+            transfer_event(AuditKind::TransferStarted, &record),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     let owned = context
         .book
         .create(&record)
@@ -276,6 +286,21 @@ async fn start(
               "size": record.size, "sha256": record.sha256})
         .to_string(),
     )
+}
+
+/// An audit entry of a transfer: its direction, file, size, SHA-256 and bytes moved.
+pub(super) fn transfer_event(kind: AuditKind, r: &TransferRecord) -> crate::audit::Event {
+    let moved = r.chunks_done.saturating_mul(r.chunk_size).min(r.size);
+    crate::audit::Event::new(
+        kind,
+        json!({"direction": r.kind, "path": r.path, "name": r.name, "size": r.size,
+               "sha256": r.sha256, "bytes_moved": moved, "state": r.state.as_str(),
+               "error": r.error}),
+    )
+    .user(&r.user)
+    .device(&r.device)
+    .session(&r.session)
+    .transfer(&r.id)
 }
 
 /// A file name for the analyst's copy: the last path component, with anything that could escape

@@ -30,6 +30,7 @@ pub struct Directory {
     enrolment_tokens: BTreeMap<String, EnrolmentToken>,
     /// Keyed by `tenant/device`.
     devices: BTreeMap<String, EnrolledDevice>,
+    audit_heads: BTreeMap<String, AuditHead>,
     /// Token id by the SHA-256 of the token.
     by_hash: HashMap<String, String>,
 }
@@ -44,6 +45,7 @@ struct DirectoryData {
     groups: BTreeMap<String, DeviceGroup>,
     enrolment_tokens: BTreeMap<String, EnrolmentToken>,
     devices: BTreeMap<String, EnrolledDevice>,
+    audit_heads: BTreeMap<String, AuditHead>,
 }
 
 impl From<DirectoryData> for Directory {
@@ -61,6 +63,7 @@ impl From<DirectoryData> for Directory {
             groups: d.groups,
             enrolment_tokens: d.enrolment_tokens,
             devices: d.devices,
+            audit_heads: d.audit_heads,
             by_hash,
         }
     }
@@ -76,6 +79,7 @@ impl From<Directory> for DirectoryData {
             groups: d.groups,
             enrolment_tokens: d.enrolment_tokens,
             devices: d.devices,
+            audit_heads: d.audit_heads,
         }
     }
 }
@@ -391,6 +395,25 @@ impl Directory {
                 enrolled.reenrolment_allowed = false;
                 Ok(DirectoryOutcome::Device(enrolled.clone()))
             }
+            DirectoryOp::CheckpointAudit { tenant, seq, hash } => {
+                check_fingerprint(hash).map_err(|_| invalid("hash", "must be 64 hex digits"))?;
+                let head = self
+                    .audit_heads
+                    .entry(tenant.clone())
+                    .or_insert_with(|| AuditHead {
+                        seq: 0,
+                        hash: hash.clone(),
+                        at: now,
+                    });
+                if *seq > head.seq {
+                    *head = AuditHead {
+                        seq: *seq,
+                        hash: hash.clone(),
+                        at: now,
+                    };
+                }
+                Ok(DirectoryOutcome::AuditHead(head.clone()))
+            }
             DirectoryOp::AllowReenrolment { tenant, device } => {
                 let enrolled = self
                     .devices
@@ -622,6 +645,11 @@ impl Directory {
     ) -> Result<(), DirectoryError> {
         self.live_enrolment_token(now, tenant, id, sha256)
             .map(|_| ())
+    }
+
+    /// The newest checkpoint of `tenant`'s audit chain.
+    pub fn audit_head(&self, tenant: &str) -> Option<&AuditHead> {
+        self.audit_heads.get(tenant).filter(|h| h.seq > 0)
     }
 
     pub fn device(&self, tenant: &str, device: &str) -> Option<&EnrolledDevice> {

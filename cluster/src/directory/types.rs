@@ -172,6 +172,14 @@ pub struct EnrolledDevice {
     pub reenrolment_allowed: bool,
 }
 
+/// The newest checkpoint of a tenant's audit chain: its last entry's position and hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: String,
+    pub at: Millis,
+}
+
 /// Why a device's certificate does not admit it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NotAdmitted {
@@ -273,6 +281,13 @@ pub enum DirectoryOp {
         tenant: String,
         device: String,
     },
+    /// A broker saw the tenant's audit chain reach `seq` with `hash`. Only a later position
+    /// replaces the checkpoint; an older one changes nothing.
+    CheckpointAudit {
+        tenant: String,
+        seq: u64,
+        hash: String,
+    },
 }
 
 /// A tenant, its users and their tokens, as a configuration held them before the directory.
@@ -292,6 +307,7 @@ pub enum DirectoryOutcome {
     Group(DeviceGroup),
     EnrolmentToken(EnrolmentToken),
     Device(EnrolledDevice),
+    AuditHead(AuditHead),
     Removed,
 }
 

@@ -14,7 +14,7 @@ mod core;
 mod open;
 mod record;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use agent_proto::agent::order_body::Action;
@@ -23,17 +23,19 @@ use agent_proto::bus::envelope::Body;
 use agent_proto::bus::session_reply::Body as Reply;
 use agent_proto::bus::session_request::Op;
 use agent_proto::bus::{CommandList, Empty, RunRequest, SessionInfo, SessionReply, Submitted};
-use api_model::ErrorCode;
+use api_model::{AuditKind, ErrorCode};
 use cluster::lease::Lease;
 use cluster::{ClusterError, Granted, LeaseService};
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::json;
 use tokio::task::JoinHandle;
 
 pub use core::{AgentResult, BrokerAction, Effect, Event, Refusal, SessionCore, Timing};
 pub use open::{OpenRequest, Opened, SessionContext, end_orphan, find_opened, open};
 pub use record::CommandRecord;
 
+use crate::audit;
 use crate::bus::{self, Bus, BusError};
 use crate::config::SessionsSection;
 use crate::orders::Signer;
@@ -70,6 +72,10 @@ pub struct SessionState {
     /// Set once the lease is released, so it is released exactly once.
     released: bool,
     tasks: Vec<JoinHandle<()>>,
+    /// Why the session stops, for its last audit entry.
+    stop_reason: Option<String>,
+    /// Commands whose end is in the audit log.
+    audited: HashSet<String>,
 }
 
 impl Actor for SessionActor {
@@ -107,6 +113,15 @@ impl Actor for SessionActor {
         }
         // Make sure the subscriptions reach the server before anyone is told the session exists.
         args.bus.client().flush().await?;
+        // No session without its entry: a failure here fails the open, which frees the lease.
+        let opened = audit::Event::new(
+            AuditKind::SessionOpened,
+            json!({"token": lease.token, "node": args.node_id}),
+        )
+        .user(&lease.user)
+        .device(&lease.device)
+        .session(&lease.session);
+        args.transfers.audit.record(&lease.tenant, opened).await?;
         tasks.push(myself.send_interval(Duration::from_secs(1), || SessionMsg::Tick));
         tracing::info!(tenant = %lease.tenant, session = %lease.session, user = %lease.user, device = %lease.device, token = lease.token, "session opened");
         let timing = Timing {
@@ -118,6 +133,8 @@ impl Actor for SessionActor {
             core: SessionCore::new(timing, now_ms()),
             released: false,
             tasks,
+            stop_reason: None,
+            audited: HashSet::new(),
         })
     }
 
@@ -147,7 +164,22 @@ impl Actor for SessionActor {
         }
         state.release().await;
         let lease = &state.args.lease;
-        tracing::info!(tenant = %lease.tenant, session = %lease.session, "session ended");
+        let reason = state
+            .stop_reason
+            .clone()
+            .unwrap_or_else(|| "the node stopped".into());
+        let ended = audit::Event::new(AuditKind::SessionEnded, json!({"reason": reason}))
+            .user(&lease.user)
+            .device(&lease.device)
+            .session(&lease.session);
+        let log = &state.args.transfers.audit;
+        match log.record(&lease.tenant, ended).await {
+            Ok(_) => audit::checkpoint::now(log, &state.args.leases, &lease.tenant).await,
+            Err(error) => {
+                tracing::error!(session = %lease.session, %error, "cannot record the session's end")
+            }
+        }
+        tracing::info!(tenant = %lease.tenant, session = %lease.session, %reason, "session ended");
         Ok(())
     }
 }
@@ -219,6 +251,25 @@ impl SessionState {
             id
         };
         let replayed = self.core.command(&id).is_some();
+        if !replayed {
+            // Recorded before anything is sent: a command the log cannot hold is not run.
+            let lease = &self.args.lease;
+            let submitted =
+                audit::Event::new(AuditKind::CommandSubmitted, json!({"command_line": line}))
+                    .user(&lease.user)
+                    .device(&lease.device)
+                    .session(&lease.session)
+                    .command(&id);
+            if let Err(e) = self
+                .args
+                .transfers
+                .audit
+                .record(&lease.tenant, submitted)
+                .await
+            {
+                return error(ErrorCode::Unavailable, e.to_string());
+            }
+        }
         let submit = Event::Submit {
             id: id.clone(),
             line,
@@ -293,6 +344,7 @@ impl SessionState {
             }
             Effect::Publish(id) => {
                 self.publish(&id).await;
+                self.audit_end(&id).await;
                 None
             }
             Effect::RenewLease => Some(self.renew().await),
@@ -302,6 +354,7 @@ impl SessionState {
             }
             Effect::Stop(reason) => {
                 tracing::info!(session = %self.args.lease.session, reason, "session stopping");
+                self.stop_reason = Some(reason.to_string());
                 myself.stop(Some(reason.into()));
                 None
             }
@@ -460,6 +513,46 @@ impl SessionState {
                 "the command could not be sent to device {}: {e}",
                 lease.device
             )),
+        }
+    }
+
+    /// Records command `id`'s end once it has one: state, duration, error, output.
+    async fn audit_end(&mut self, id: &str) {
+        let Some(record) = self.core.command(id) else {
+            return;
+        };
+        if !record.state.is_terminal() || self.audited.contains(id) {
+            return;
+        }
+        let lease = &self.args.lease;
+        let mut event = audit::Event::new(
+            AuditKind::CommandFinished,
+            json!({
+                "command_line": record.line,
+                "state": record.state,
+                "duration_ms": record.finished_at_ms.saturating_sub(record.started_at_ms),
+                "error": record.error,
+                "cwd": record.cwd,
+            }),
+        )
+        .user(&lease.user)
+        .device(&lease.device)
+        .session(&lease.session)
+        .command(id);
+        if !record.output_json.is_empty() {
+            // Reading the output needs the role running the command did.
+            let role = commands::parse(&record.line)
+                .map(|parsed| parsed.spec.role)
+                .unwrap_or(access::Role::ResponderAdvanced);
+            event = event.output(record.output_json.clone().into(), role);
+        }
+        match self.args.transfers.audit.record(&lease.tenant, event).await {
+            Ok(_) => {
+                self.audited.insert(id.to_owned());
+            }
+            Err(error) => {
+                tracing::error!(session = %lease.session, command = %id, %error, "cannot record a command's end")
+            }
         }
     }
 
