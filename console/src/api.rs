@@ -29,8 +29,10 @@ use crate::doc::Doc;
 use crate::exit::Exit;
 
 mod admin;
+mod audit;
 
 pub use admin::DeviceGroups;
+pub use audit::AuditPage;
 
 /// How long to wait for a TCP+TLS connection to a broker node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -567,6 +569,18 @@ impl Client {
         segments: &[&str],
         filter: &impl Serialize,
     ) -> Result<List<T>, ApiError> {
+        self.list_up_to(segments, filter, MAX_LIST_ITEMS).await
+    }
+
+    /// The first `max` items of a list (at most [`MAX_LIST_ITEMS`]), following `next` page after
+    /// page; `cut` when there were more.
+    async fn list_up_to<T: Object>(
+        &self,
+        segments: &[&str],
+        filter: &impl Serialize,
+        max: usize,
+    ) -> Result<List<T>, ApiError> {
+        let max = max.clamp(1, MAX_LIST_ITEMS);
         let mut items: Vec<Typed<T>> = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -575,7 +589,7 @@ impl Client {
             append_query(
                 &mut url,
                 &Paging {
-                    limit: Some(MAX_LIMIT),
+                    limit: Some(max.min(MAX_LIMIT)),
                     after: after.take(),
                 },
             );
@@ -583,14 +597,14 @@ impl Client {
             let page = answer.page()?;
             let empty = page.items.is_empty();
             for item in page.items {
-                if items.len() == MAX_LIST_ITEMS {
+                if items.len() == max {
                     return Ok(List { items, cut: true });
                 }
                 items.push(Typed::parse(item.get())?);
             }
             match page.next {
                 None => return Ok(List { items, cut: false }),
-                Some(_) if items.len() == MAX_LIST_ITEMS => return Ok(List { items, cut: true }),
+                Some(_) if items.len() == max => return Ok(List { items, cut: true }),
                 // Each page but the last brings something, so reading a list always ends.
                 Some(next) if empty => {
                     return Err(ApiError::Protocol(format!(
@@ -697,10 +711,15 @@ impl Client {
 
     /// A request with the token and `Accept: application/json`, without a time limit.
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        self.request_accepting(method, url, "application/json")
+    }
+
+    /// A request with the token that accepts the media type `accept`, without a time limit.
+    fn request_accepting(&self, method: Method, url: Url, accept: &str) -> reqwest::RequestBuilder {
         let mut request = self
             .http
             .request(method, url)
-            .header(reqwest::header::ACCEPT, "application/json");
+            .header(reqwest::header::ACCEPT, accept);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

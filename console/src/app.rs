@@ -16,6 +16,7 @@ use crate::doc::Doc;
 use crate::exit::{Exit, Failure};
 use crate::jobs::{self, Job, Notifier, Watched};
 use crate::library;
+use crate::log;
 use crate::render::{self, Format};
 use crate::repl;
 use crate::run::{self, Shape};
@@ -239,12 +240,13 @@ fn one_shot(
                 watch_transfer(api, started, String::new(), format, downloads, &signals).await
             }
             Command::Admin(command) => admin::run(api, command, format, width).await,
+            Command::Log { command, args } => log::run(api, command, args, format, width).await,
             Command::Connect { .. } => unreachable!("connect runs the REPL"),
         }
     })
 }
 
-fn install_signals() -> Result<Signals, Failure> {
+pub(crate) fn install_signals() -> Result<Signals, Failure> {
     Signals::install()
         .map_err(|e| Failure::new(Exit::Unavailable, format!("cannot watch signals: {e}")))
 }
@@ -432,7 +434,7 @@ pub(crate) fn print_text(text: &str) -> Result<Exit, Failure> {
 }
 
 /// A reader that went away (`lr devices | head -1`) is not a failure; other write errors are.
-fn output_error(e: std::io::Error) -> Result<Exit, Failure> {
+pub(crate) fn output_error(e: std::io::Error) -> Result<Exit, Failure> {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         Ok(Exit::Success)
     } else {

@@ -7,11 +7,13 @@ use clap::{Parser, Subcommand};
 use crate::render::Format;
 
 mod admin;
+mod log;
 
 pub use admin::{
     AdminCommand, DeviceCommand, EnrolmentCommand, GroupCommand, GroupList, RoleArgs, SettingsArgs,
     SettingsCommand, Switch, TenantCommand, TokenCommand, UserCommand, parse_grant,
 };
+pub use log::{LogArgs, LogCommand};
 
 const AFTER_HELP: &str = "\
 Settings: flags override LR_API_URL, LR_TOKEN, LR_CA_CERT, LR_TENANT, LR_OUTPUT, LR_DOWNLOADS_DIR
@@ -22,7 +24,8 @@ in clear) unless it names this machine (localhost, 127.0.0.0/8, ::1) and --insec
 
 Exit codes:
   0  success
-  1  the command failed on the device (failed, timed_out, rejected, cancelled)
+  1  the command failed on the device (failed, timed_out, rejected, cancelled), or
+     `lr log verify` found the audit log broken
   2  usage: bad flags or settings, a mistake in the command line (nothing is sent),
      no such device/session (404), or a request the broker refuses as malformed
   3  refused: bad token or role (401/403), device busy or offline (409), session ended (410)
@@ -105,7 +108,28 @@ pub enum Command {
     /// enrolment tokens, enrolled devices
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The tenant's audit log: who did what, when, on which device, oldest first; a command's
+    /// output; the verification of the log's hash chain
+    #[command(args_conflicts_with_subcommands = true, after_help = LOG_HELP)]
+    Log {
+        #[command(subcommand)]
+        command: Option<LogCommand>,
+        #[command(flatten)]
+        args: LogArgs,
+    },
 }
+
+const LOG_HELP: &str = "\
+Table columns: seq, at, kind, user, device, session, and a summary of the entry's details. JSON:
+the entries as the broker sends them (with --follow, one entry per line). Every filter given
+must match.
+
+Examples:
+  lr log --device web-07 --since 2h
+  lr log --kind refused --since 7d --output json
+  lr log --session 0191c1e2-... --follow
+  lr log output 4711
+  lr log verify";
 
 #[derive(Debug, Subcommand)]
 pub enum LibraryCommand {

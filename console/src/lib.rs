@@ -26,6 +26,7 @@ pub mod help;
 pub mod jobs;
 pub mod library;
 pub mod local;
+pub mod log;
 pub mod progress;
 pub mod render;
 pub mod repl;

@@ -248,6 +248,46 @@ fn new_table(width: Option<u16>) -> Table {
     table
 }
 
+/// A column of [`aligned`] lines: its width, and whether its cells lean right (numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    pub width: usize,
+    pub right: bool,
+}
+
+/// One row as a line of columns without borders, for rows printed as they come (a log followed
+/// as it grows), where no table can be laid out in advance: each cell one line and padded to its
+/// column's width (a longer cell pushes the rest along), two spaces apart, the line cut with `…`
+/// to `width` when that is known.
+pub fn aligned(cells: &[String], columns: &[Column], width: Option<u16>) -> String {
+    let mut line = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        let cell = one_line(cell);
+        let column = columns.get(i).copied().unwrap_or(Column {
+            width: 0,
+            right: false,
+        });
+        if i > 0 {
+            line.push_str("  ");
+        }
+        let pad = column.width.saturating_sub(cell.chars().count());
+        if column.right {
+            line.extend(std::iter::repeat_n(' ', pad));
+            line.push_str(&cell);
+        } else {
+            line.push_str(&cell);
+            line.extend(std::iter::repeat_n(' ', pad));
+        }
+    }
+    let line = line.trim_end();
+    match width {
+        Some(width) if line.chars().count() > usize::from(width) => {
+            cut_line(line, usize::from(width).saturating_sub(1))
+        }
+        _ => line.to_owned(),
+    }
+}
+
 /// Splits nothing: [`one_line`] turns every control character into a visible one, so this never
 /// occurs in a cell.
 const NO_DELIMITER: char = '\u{1f}';
@@ -270,7 +310,7 @@ fn one_line_row(cells: Vec<String>) -> Row {
 }
 
 /// A value as cell text: strings bare, null empty, everything else as one-line JSON.
-fn plain(doc: &Doc) -> String {
+pub fn plain(doc: &Doc) -> String {
     match doc {
         Doc::Null => String::new(),
         Doc::String(s) => s.clone(),
@@ -281,9 +321,15 @@ fn plain(doc: &Doc) -> String {
 /// Newlines and other control characters made visible, and a cap on the length, so a cell is
 /// one bounded line.
 fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_CELL_CHARS + 4));
+    cut_line(text, MAX_CELL_CHARS)
+}
+
+/// `text` as one line of at most `max_chars` characters and a `…` when it was longer; newlines
+/// and other control characters made visible.
+pub fn cut_line(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars + 4));
     for (count, c) in text.chars().enumerate() {
-        if count == MAX_CELL_CHARS {
+        if count == max_chars {
             out.push('…');
             break;
         }
@@ -419,6 +465,39 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(back, d.to_value());
         assert!(out.find("\"z\"").unwrap() < out.find("\"a\"").unwrap());
+    }
+
+    #[test]
+    fn aligned_lines_pad_and_cut() {
+        let columns = [
+            Column {
+                width: 4,
+                right: true,
+            },
+            Column {
+                width: 6,
+                right: false,
+            },
+            Column {
+                width: 0,
+                right: false,
+            },
+        ];
+        let cells = |a: &str, b: &str, c: &str| [a.to_owned(), b.to_owned(), c.to_owned()];
+        assert_eq!(
+            aligned(&cells("7", "ab", "x y"), &columns, None),
+            "   7  ab      x y"
+        );
+        assert_eq!(
+            aligned(&cells("12345", "abcdefgh", ""), &columns, None),
+            "12345  abcdefgh"
+        );
+        assert_eq!(
+            aligned(&cells("7", "a\nb", "a long summary"), &columns, Some(16)),
+            "   7  a⏎b     a…"
+        );
+        assert_eq!(cut_line("abcdef", 3), "abc…");
+        assert_eq!(cut_line("abc", 3), "abc");
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! a repeated key answers what the first request made, with 200. The fake numbers sessions and
 //! commands itself (`s-1`, `c-2`), whatever the key.
 //!
-//! Administration (`/api/v1/admin/...`) is in [`crate::fake_admin`]. Every request's `LR-Tenant`
+//! Administration (`/api/v1/admin/...`) is in [`crate::fake_admin`], the audit log
+//! (`/api/v1/audit...`) in [`crate::fake_audit`]. Every request's `LR-Tenant`
 //! header is recorded ([`FakeBroker::tenant_headers`]).
 
 use std::collections::HashMap;
@@ -141,6 +142,7 @@ struct Cmd {
 struct Shared {
     inner: Mutex<Inner>,
     changed: Notify,
+    audit: crate::fake_audit::AuditLog,
 }
 
 type St = Arc<Shared>;
@@ -265,6 +267,11 @@ impl FakeBroker {
             .collect()
     }
 
+    /// Tenant demo's audit log.
+    pub fn audit(&self) -> &crate::fake_audit::AuditLog {
+        &self.shared.audit
+    }
+
     /// Answers lists in pages of at most `size` items.
     pub fn set_page_size(&self, size: usize) {
         self.shared.inner.lock().unwrap().page_size = size;
@@ -336,6 +343,7 @@ fn router(shared: St) -> Router {
         .route("/library", get(list_library))
         .route("/library/{name}", put(put_library).delete(delete_library))
         .nest("/admin", crate::fake_admin::router())
+        .nest("/audit", crate::fake_audit::router(shared.audit.clone()))
         .route_layer(middleware::from_fn(auth));
     Router::new()
         .route(

@@ -2,12 +2,14 @@
 //! returns, and what it asked the broker to do.
 
 mod fake_admin;
+mod fake_audit;
 mod fake_broker;
 
 mod admin;
 mod contract;
 mod errors;
 mod exec;
+mod log;
 mod repl;
 mod transfer;
 
