@@ -127,6 +127,40 @@ async fn a_sessions_story_outlives_the_session_and_every_broker() {
         "{everything:?}"
     );
 
+    // The session's own command list still answers, from the log.
+    let (status, listed) = stack
+        .get(3, TOKEN, &format!("/api/v1/sessions/{session}/commands"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let first = &listed["items"][0];
+    assert_eq!(first["command_line"], "dir /");
+    assert_eq!(first["state"], "completed", "{listed}");
+    assert!(first["output"].is_object(), "{listed}");
+    let (status, one) = stack
+        .get(
+            1,
+            TOKEN,
+            &format!(
+                "/api/v1/sessions/{session}/commands/{}",
+                first["command_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["state"], "completed");
+    let (status, _) = stack
+        .get(
+            1,
+            "token-b",
+            &format!("/api/v1/sessions/{session}/commands"),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another analyst's ended session"
+    );
+
     // The output, by reference.
     let reference = read[finished]["output_ref"].as_str().unwrap().to_string();
     let response = stack
@@ -241,4 +275,18 @@ async fn a_command_whose_broker_dies_before_its_result_stays_on_record() {
         .iter()
         .find(|e| e["kind"] == "command_submitted" && e["command_id"] == id.as_str());
     assert!(submitted.is_some(), "{story:?}");
+    // Its session's list answers from the log: finished, or failed with an unknown outcome.
+    let listed = testkit::wait_until(WAIT, || async {
+        let (status, listed) = stack
+            .get(2, TOKEN, &format!("/api/v1/sessions/{session}/commands"))
+            .await;
+        status == StatusCode::OK
+            && listed["items"][0]["command_id"] == id.as_str()
+            && matches!(
+                listed["items"][0]["state"].as_str(),
+                Some("completed" | "failed")
+            )
+    })
+    .await;
+    assert!(listed, "the dead broker's session has no command list");
 }

@@ -115,7 +115,17 @@ mod tests {
             Err(StateError::Locked { .. })
         ));
         drop(store);
-        let (_store, loaded) = StateStore::open(&dir).unwrap();
+        // Another test spawning a process may hold a copy of the lock's descriptor between its
+        // fork and exec for a moment: the lock is free once that child has exec'd.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let (_store, loaded) = loop {
+            match StateStore::open(&dir) {
+                Err(StateError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.unwrap(),
+            }
+        };
         assert_eq!(loaded, saved);
         assert!(!dir.join(format!("{STATE_FILE}.tmp")).exists());
     }

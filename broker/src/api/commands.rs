@@ -9,7 +9,10 @@ use agent_proto::bus::envelope::Body;
 use agent_proto::bus::session_reply::Body as Reply;
 use agent_proto::bus::session_request::Op;
 use agent_proto::bus::{Empty, RunRequest};
-use api_model::{Command, CommandFilter, Page, Paging, RunCommand, Wait};
+use api_model::{
+    AuditFilter, AuditKind, Command, CommandFilter, CommandState, ErrorCode, Page, Paging,
+    RunCommand, Wait,
+};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -94,18 +97,88 @@ pub async fn list(
     Query(filter): Query<CommandFilter>,
 ) -> Result<Json<Page<Command>>, ApiError> {
     caller.require(Role::Viewer)?;
-    match state.control(&caller, &id, Op::List(Empty {})).await? {
-        Reply::Commands(list) => {
-            let commands = list
-                .commands
-                .iter()
-                .map(view)
-                .filter(|c| filter.state.is_none_or(|s| s == c.state))
-                .collect();
-            Ok(Json(page::page(commands, &paging, |c| &c.command_id)?))
+    let commands = match state.control(&caller, &id, Op::List(Empty {})).await {
+        Ok(Reply::Commands(list)) => list.commands.iter().map(view).collect(),
+        Ok(_) => return Err(ApiError::unexpected()),
+        Err(gone) if gone.code == ErrorCode::NotFound => {
+            from_log(&state, &caller, &id, gone).await?
         }
-        _ => Err(ApiError::unexpected()),
+        Err(error) => return Err(error),
+    };
+    let commands = commands
+        .into_iter()
+        .filter(|c: &Command| filter.state.is_none_or(|s| s == c.state))
+        .collect();
+    Ok(Json(page::page(commands, &paging, |c| &c.command_id)?))
+}
+
+/// The commands of `caller`'s session `session` that is no longer live, as the audit log tells
+/// them: each submitted one with its end, or failed with an unknown outcome when its session's
+/// broker stopped before the result arrived. `gone` when the log knows no such session of theirs.
+async fn from_log(
+    state: &ApiState,
+    caller: &Caller,
+    session: &str,
+    gone: ApiError,
+) -> Result<Vec<Command>, ApiError> {
+    let filter = AuditFilter {
+        session: Some(session.to_owned()),
+        user: Some(caller.user.clone()),
+        ..AuditFilter::default()
+    };
+    let log = &state.transfers.audit;
+    let (entries, _) = log.read(&caller.tenant, &filter, None, usize::MAX).await?;
+    if entries.is_empty() {
+        return Err(gone);
     }
+    let mut commands: Vec<Command> = Vec::new();
+    for entry in entries {
+        let Some(id) = entry.command_id.clone() else {
+            continue;
+        };
+        let text = |key: &str| {
+            entry.details[key]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        match entry.kind {
+            AuditKind::CommandSubmitted => commands.push(Command {
+                command_id: id,
+                command_line: text("command_line").unwrap_or_default(),
+                state: CommandState::Failed,
+                output: None,
+                error: Some(
+                    "the session ended before this command's result arrived; its outcome on the device is unknown"
+                        .into(),
+                ),
+                cwd: None,
+                submitted_at: Some(entry.at),
+                started_at: None,
+                finished_at: None,
+            }),
+            AuditKind::CommandFinished => {
+                let Some(command) = commands.iter_mut().rev().find(|c| c.command_id == id) else {
+                    continue;
+                };
+                command.state = serde_json::from_value(entry.details["state"].clone())
+                    .unwrap_or(CommandState::Unknown);
+                command.error = text("error");
+                command.cwd = text("cwd");
+                command.finished_at = Some(entry.at);
+                command.output = match &entry.output_ref {
+                    Some(reference) => log
+                        .output(&caller.tenant, reference)
+                        .await?
+                        .and_then(|o| String::from_utf8(o.body.to_vec()).ok())
+                        .and_then(|json| RawValue::from_string(json).ok()),
+                    None => None,
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(commands)
 }
 
 /// One command. With `wait_ms`, answers as soon as it finishes, or after `wait_ms` at the latest.
@@ -134,10 +207,21 @@ pub async fn get(
                 .map_err(|e| ApiError::unavailable(e.to_string()))?,
         )
     };
-    let Reply::Command(first) = state.control(&caller, &id, Op::Get(cid.clone())).await? else {
-        return Err(ApiError::unexpected());
+    let mut latest = match state.control(&caller, &id, Op::Get(cid.clone())).await {
+        Ok(Reply::Command(first)) => view(&first),
+        Ok(_) => return Err(ApiError::unexpected()),
+        // An ended session's command is final: the log's answer is the last word.
+        Err(gone) if gone.code == ErrorCode::NotFound => {
+            let missing = ApiError::not_found(format!("no command {cid} in session {id}"));
+            return from_log(&state, &caller, &id, gone)
+                .await?
+                .into_iter()
+                .find(|c| c.command_id == cid)
+                .map(Json)
+                .ok_or(missing);
+        }
+        Err(error) => return Err(error),
     };
-    let mut latest = view(&first);
     let Some(updates) = updates.as_mut() else {
         return Ok(Json(latest));
     };
