@@ -228,3 +228,27 @@ async fn nothing_is_recorded_when_jetstream_is_gone() {
         .to_string();
     assert!(error.contains("nothing was done"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_are_exported_as_json_lines_as_they_are_written() {
+    let nats = plain_nats();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let config = AuditSection {
+        export_file: Some(file.clone()),
+        ..AuditSection::default()
+    };
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let log = AuditLog::open(client, &config, 1).await.unwrap();
+    let first = log.record("demo", command(1)).await.unwrap();
+    let second = log.record("acme", command(2)).await.unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["hash"], json!(first.hash));
+    assert_eq!(lines[1]["tenant"], "acme");
+    assert_eq!(lines[1]["hash"], json!(second.hash));
+}
