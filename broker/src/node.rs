@@ -240,6 +240,7 @@ impl BrokerNode {
             supervisor: devices.get_cell(),
             leases: leases.clone(),
             issuer: issuer.clone(),
+            audit: audit.clone(),
         };
         let enrolment_service = EnrolmentService {
             issuer: issuer.clone(),

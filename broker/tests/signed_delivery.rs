@@ -241,6 +241,22 @@ async fn forged_orders_do_not_run_are_logged_and_the_device_stays_usable() {
             && log.contains(&u64::MAX.to_string()),
         "{log}"
     );
+    // And on record in the tenant's audit log.
+    let (_, refused) = stack
+        .get(
+            1,
+            TOKEN,
+            &format!("/api/v1/audit?kind=refused&session={session}"),
+        )
+        .await;
+    assert!(
+        refused["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["details"]["order"] == "stale-1" && e["device"] == "web-07"),
+        "{refused}"
+    );
 
     // The device was not bricked: the next real session works.
     let (status, _) = stack

@@ -48,6 +48,7 @@ pub struct AgentService {
     /// enrolment.
     pub leases: LeaseService,
     pub issuer: Arc<Issuer>,
+    pub audit: crate::audit::AuditLog,
 }
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<BrokerMessage, Status>> + Send>>;
@@ -152,6 +153,7 @@ impl AgentLink for AgentService {
             leases: self.leases.clone(),
             certificate,
             issuer: self.issuer.clone(),
+            audit: self.audit.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, DeviceActor, args, self.supervisor.clone())
             .await

@@ -17,15 +17,17 @@ use agent_proto::agent::order_body::Action;
 use agent_proto::agent::{BrokerMessage, CommandResult, Order, Renewed};
 use agent_proto::bus::envelope::Body;
 use agent_proto::bus::{Ack, DeviceOnline};
-use api_model::ErrorCode;
+use api_model::{AuditKind, ErrorCode};
 use cluster::LeaseService;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::agents::enrolment::{self, Issuer};
+use crate::audit;
 use crate::bus::{self, Bus};
 use crate::orders::{self, Claims};
 use crate::registry::DeviceRegistry;
@@ -71,6 +73,8 @@ pub struct DeviceArgs {
     /// connection, the new one's).
     pub certificate: String,
     pub issuer: Arc<Issuer>,
+    /// Where orders refused for a stale or unknown token are recorded.
+    pub audit: crate::audit::AuditLog,
 }
 
 pub struct DeviceState {
@@ -331,6 +335,16 @@ impl DeviceState {
                     token = claims.token, id = %claims.subject_id(), reason = %refusal.reason,
                     "dropped an order that the device's lease does not back"
                 );
+                let refused = audit::Event::new(
+                    AuditKind::Refused,
+                    json!({"order": claims.subject_id(), "token": claims.token,
+                           "reason": refusal.reason}),
+                )
+                .device(&a.device)
+                .session(&claims.session);
+                if let Err(error) = a.audit.record(&a.tenant, refused).await {
+                    tracing::warn!(device = %a.device, %error, "cannot record a refused order");
+                }
                 Err(wire::refusal(refusal.code, refusal.reason))
             }
         }
