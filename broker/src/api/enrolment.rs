@@ -3,6 +3,8 @@
 //! write are linearizable.
 
 use access::Role;
+use agent_proto::bus::Empty;
+use agent_proto::bus::envelope::Body;
 use api_model::{
     CreateEnrolmentToken, CreatedEnrolmentToken, EnrolledDevice, EnrolmentState, EnrolmentToken,
     Page, Paging,
@@ -15,6 +17,7 @@ use cluster::directory::{self as dir, DirectoryOp, DirectoryOutcome, ENROLMENT_T
 use super::body::JsonBody;
 use super::{ApiError, ApiState, Caller, page};
 use crate::api::sha256_hex;
+use crate::bus;
 use crate::directory::fresh_secret;
 use crate::registry::DeviceRecord;
 use crate::time::{now_ms, timestamp};
@@ -219,9 +222,24 @@ pub async fn revoke_device(
     ids::device(&id)?;
     let op = DirectoryOp::RevokeDevice {
         tenant: caller.tenant.clone(),
-        device: id,
+        device: id.clone(),
     };
-    change_device(&state, &caller, op).await
+    let answer = change_device(&state, &caller, op).await?;
+    // The node holding the device's stream checks it now; missed, it does at its next
+    // heartbeat interval.
+    let recheck = Body::RecheckEnrolment(Empty {});
+    if let Err(error) = state
+        .bus
+        .publish(
+            bus::device_online(&caller.tenant, &id),
+            &caller.tenant,
+            recheck,
+        )
+        .await
+    {
+        tracing::warn!(device = %id, %error, "cannot ask the device's node to check it now");
+    }
+    Ok(answer)
 }
 
 /// Lets a revoked or enrolled device id enrol once more (with a live enrolment token).

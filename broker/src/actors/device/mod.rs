@@ -189,14 +189,7 @@ impl Actor for DeviceActor {
                 myself.stop(Some(reason));
             }
             DeviceMsg::CheckLiveness => {
-                let a = &state.args;
-                if let Err(status) =
-                    enrolment::admitted(&a.leases, &a.tenant, &a.device, &a.certificate).await
-                    && status.code() == tonic::Code::PermissionDenied
-                {
-                    tracing::warn!(tenant = %a.tenant, device = %a.device, reason = status.message(), "the device's certificate no longer admits it; dropping its stream");
-                    let _ = a.to_agent.send(Err(status)).await;
-                    myself.stop(Some("no longer admitted".into()));
+                if !state.still_admitted(&myself).await {
                     return Ok(());
                 }
                 if state.last_heartbeat.elapsed() > state.args.heartbeat * MISSED_HEARTBEATS {
@@ -236,6 +229,21 @@ impl Actor for DeviceActor {
 }
 
 impl DeviceState {
+    /// Whether the connection's certificate still admits the device; if not, the stream is
+    /// ended with the reason and the actor stops.
+    async fn still_admitted(&self, myself: &ActorRef<DeviceMsg>) -> bool {
+        let a = &self.args;
+        match enrolment::admitted(&a.leases, &a.tenant, &a.device, &a.certificate).await {
+            Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                tracing::warn!(tenant = %a.tenant, device = %a.device, reason = status.message(), "the device's certificate no longer admits it; dropping its stream");
+                let _ = a.to_agent.send(Err(status)).await;
+                myself.stop(Some("no longer admitted".into()));
+                false
+            }
+            _ => true,
+        }
+    }
+
     async fn on_bus(&mut self, myself: &ActorRef<DeviceMsg>, message: async_nats::Message) {
         let (tenant, body) = match bus::decode(&message) {
             Ok(decoded) => decoded,
@@ -282,6 +290,10 @@ impl DeviceState {
             Body::PutChunk(chunk) => {
                 // Sent without a reply: the agent's progress answers it.
                 let _ = self.to_agent(ToAgent::PutChunk(chunk)).await;
+                return;
+            }
+            Body::RecheckEnrolment(_) => {
+                self.still_admitted(myself).await;
                 return;
             }
             Body::DeviceOnline(online) => {
