@@ -117,6 +117,17 @@ pub async fn admitted(
     if local.is_ok() {
         return Ok(());
     }
+    admitted_by_leader(leases, tenant, device, certificate).await
+}
+
+/// The same, asking the leader's directory at once: when the enrolment is known to have just
+/// changed, before this replica may have applied it.
+pub async fn admitted_by_leader(
+    leases: &LeaseService,
+    tenant: &str,
+    device: &str,
+    certificate: &str,
+) -> Result<(), Status> {
     let enrolled = leases.enrolled_device(tenant, device).await.map_err(|e| {
         Status::unavailable(format!("cannot check the device's enrolment: {e}; retry"))
     })?;

@@ -189,7 +189,7 @@ impl Actor for DeviceActor {
                 myself.stop(Some(reason));
             }
             DeviceMsg::CheckLiveness => {
-                if !state.still_admitted(&myself).await {
+                if !state.still_admitted(&myself, false).await {
                     return Ok(());
                 }
                 if state.last_heartbeat.elapsed() > state.args.heartbeat * MISSED_HEARTBEATS {
@@ -229,11 +229,17 @@ impl Actor for DeviceActor {
 }
 
 impl DeviceState {
-    /// Whether the connection's certificate still admits the device; if not, the stream is
-    /// ended with the reason and the actor stops.
-    async fn still_admitted(&self, myself: &ActorRef<DeviceMsg>) -> bool {
+    /// Whether the connection's certificate still admits the device (asking the leader when
+    /// `changed`: the enrolment just changed); if not, the stream is ended with the reason and
+    /// the actor stops.
+    async fn still_admitted(&self, myself: &ActorRef<DeviceMsg>, changed: bool) -> bool {
         let a = &self.args;
-        match enrolment::admitted(&a.leases, &a.tenant, &a.device, &a.certificate).await {
+        let verdict = if changed {
+            enrolment::admitted_by_leader(&a.leases, &a.tenant, &a.device, &a.certificate).await
+        } else {
+            enrolment::admitted(&a.leases, &a.tenant, &a.device, &a.certificate).await
+        };
+        match verdict {
             Err(status) if status.code() == tonic::Code::PermissionDenied => {
                 tracing::warn!(tenant = %a.tenant, device = %a.device, reason = status.message(), "the device's certificate no longer admits it; dropping its stream");
                 let _ = a.to_agent.send(Err(status)).await;
@@ -293,7 +299,7 @@ impl DeviceState {
                 return;
             }
             Body::RecheckEnrolment(_) => {
-                self.still_admitted(myself).await;
+                self.still_admitted(myself, true).await;
                 return;
             }
             Body::DeviceOnline(online) => {

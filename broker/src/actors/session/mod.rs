@@ -74,8 +74,9 @@ pub struct SessionState {
     tasks: Vec<JoinHandle<()>>,
     /// Why the session stops, for its last audit entry.
     stop_reason: Option<String>,
-    /// Commands whose end is in the audit log.
+    /// Commands whose end is in the audit log, or on its way there (`writing`).
     audited: HashSet<String>,
+    writing: Vec<JoinHandle<()>>,
 }
 
 impl Actor for SessionActor {
@@ -135,6 +136,7 @@ impl Actor for SessionActor {
             tasks,
             stop_reason: None,
             audited: HashSet::new(),
+            writing: Vec::new(),
         })
     }
 
@@ -163,6 +165,10 @@ impl Actor for SessionActor {
             task.abort();
         }
         state.release().await;
+        // The commands' ends go in before the session's.
+        for writing in state.writing.drain(..) {
+            let _ = writing.await;
+        }
         let lease = &state.args.lease;
         let reason = state
             .stop_reason
@@ -344,7 +350,7 @@ impl SessionState {
             }
             Effect::Publish(id) => {
                 self.publish(&id).await;
-                self.audit_end(&id).await;
+                self.audit_end(&id);
                 None
             }
             Effect::RenewLease => Some(self.renew().await),
@@ -517,7 +523,7 @@ impl SessionState {
     }
 
     /// Records command `id`'s end once it has one: state, duration, error, output.
-    async fn audit_end(&mut self, id: &str) {
+    fn audit_end(&mut self, id: &str) {
         let Some(record) = self.core.command(id) else {
             return;
         };
@@ -546,14 +552,17 @@ impl SessionState {
                 .unwrap_or(access::Role::ResponderAdvanced);
             event = event.output(record.output_json.clone().into(), role);
         }
-        match self.args.transfers.audit.record(&lease.tenant, event).await {
-            Ok(_) => {
-                self.audited.insert(id.to_owned());
+        self.audited.insert(id.to_owned());
+        // Off the session's path: the command is done and its submission on record, so the
+        // next command need not wait for this entry (and its output) to be written.
+        let log = self.args.transfers.audit.clone();
+        let (tenant, session, id) = (lease.tenant.clone(), lease.session.clone(), id.to_owned());
+        self.writing.retain(|w| !w.is_finished());
+        self.writing.push(tokio::spawn(async move {
+            if let Err(error) = log.record(&tenant, event).await {
+                tracing::error!(%session, command = %id, %error, "cannot record a command's end");
             }
-            Err(error) => {
-                tracing::error!(session = %lease.session, command = %id, %error, "cannot record a command's end")
-            }
-        }
+        }));
     }
 
     async fn publish(&self, id: &str) {
