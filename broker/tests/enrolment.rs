@@ -281,8 +281,6 @@ async fn agents_renew_over_their_stream_and_revocation_cuts_them_off_everywhere(
     agent::enrol::enrol(&stack.enrol_options(1, &token, "web-07"))
         .await
         .unwrap();
-    // The agent still running reads its new files at its next dial and comes back.
-    stack.wait_online(TOKEN, "web-07", None).await;
     let (_, list) = stack
         .call_in(
             1,
