@@ -10,10 +10,11 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::auth::TENANT_HEADER;
 use super::{ApiError, ApiState, Caller};
 use serde_json::{Value, json};
 
@@ -162,15 +163,24 @@ const MAX_REFUSAL_BODY: usize = 64 * 1024;
 /// Records every request refused for a role (403) or a session limit (409 `session_refused`),
 /// with the caller, the request and the reason the answer gave.
 pub async fn refusals(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let (mut parts, body) = request.into_parts();
-    let caller = Caller::from_request_parts(&mut parts, &state).await.ok();
-    let what = json!({"method": parts.method.as_str(), "path": parts.uri.path()});
-    let response = next.run(Request::from_parts(parts, body)).await;
+    let what = json!({"method": request.method().as_str(), "path": request.uri().path()});
+    // Who asked is worked out again only for a refusal, off every other request's path.
+    let credentials: Vec<_> = [
+        header::AUTHORIZATION,
+        HeaderName::from_static(TENANT_HEADER),
+    ]
+    .into_iter()
+    .filter_map(|name| Some((name.clone(), request.headers().get(&name)?.clone())))
+    .collect();
+    let response = next.run(request).await;
     let status = response.status();
-    let (Some(caller), true) = (
-        caller,
-        status == StatusCode::FORBIDDEN || status == StatusCode::CONFLICT,
-    ) else {
+    if status != StatusCode::FORBIDDEN && status != StatusCode::CONFLICT {
+        return response;
+    }
+    let mut asked = Request::new(Body::empty());
+    asked.headers_mut().extend(credentials);
+    let (mut parts, _) = asked.into_parts();
+    let Ok(caller) = Caller::from_request_parts(&mut parts, &state).await else {
         return response;
     };
     let (head, body) = response.into_parts();
