@@ -231,6 +231,21 @@ async fn a_sessions_story_outlives_the_session_and_every_broker() {
     }
     let again = story(entries(&stack, 3, TOKEN, "").await);
     assert_eq!(again, read);
+    // As `lr log --session` reads it.
+    let console = lr_console::api::Client::new(&lr_console::api::Endpoint {
+        base: stack.url(1).parse().unwrap(),
+        token: Some(TOKEN.to_string()),
+        ca_cert: Some(stack.ca_path()),
+    })
+    .unwrap();
+    let filter = api_model::AuditFilter {
+        session: Some(session.clone()),
+        ..Default::default()
+    };
+    let listed = console.audit(&filter, 10_000).await.unwrap();
+    let seqs: Vec<u64> = listed.items.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = read.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, expected);
     let verified = testkit::wait_until(WAIT, || async {
         let (status, verify) = stack
             .call_in(
