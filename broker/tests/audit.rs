@@ -305,3 +305,42 @@ async fn a_command_whose_broker_dies_before_its_result_stays_on_record() {
     .await;
     assert!(listed, "the dead broker's session has no command list");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_whose_entry_cannot_be_written_is_refused() {
+    let mut stack = Stack::start(3, "").await;
+    stack.start_agent("demo", "web-07", "web-07", &[3]).await;
+    stack.wait_online(TOKEN, "web-07", Some(3)).await;
+    let (status, session) = stack.open(1, TOKEN, "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let session = session["session_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        stack.run(1, TOKEN, &session, "dir /").await["state"],
+        "completed"
+    );
+
+    // JetStream off, core NATS (the sessions' control subjects) still up.
+    stack.nats.reconfigure(|config| {
+        config
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("jetstream"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    let refused = testkit::wait_until(WAIT, || async {
+        let (status, answer) = stack
+            .post(
+                1,
+                TOKEN,
+                &format!("/api/v1/sessions/{session}/commands"),
+                Some(json!({"command_line": "processes"})),
+            )
+            .await;
+        status == StatusCode::SERVICE_UNAVAILABLE
+            && answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("audit log") && m.contains("nothing was done"))
+    })
+    .await;
+    assert!(refused, "a command was taken without its audit entry");
+}

@@ -94,6 +94,19 @@ impl NatsServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Rewrites the configuration with `edit` and has the running server reload it (SIGHUP):
+    /// for faults such as JetStream switched off while core NATS stays up.
+    pub fn reconfigure(&self, edit: impl FnOnce(String) -> String) {
+        let path = self.dir.path().join("nats.conf");
+        let text = std::fs::read_to_string(&path).expect("read nats.conf");
+        std::fs::write(&path, edit(text)).expect("write nats.conf");
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "cannot signal nats-server to reload");
+    }
 }
 
 impl Drop for NatsServer {
