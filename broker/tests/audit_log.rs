@@ -252,3 +252,26 @@ async fn entries_are_exported_as_json_lines_as_they_are_written() {
     assert_eq!(lines[1]["tenant"], "acme");
     assert_eq!(lines[1]["hash"], json!(second.hash));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_are_sent_to_syslog_as_they_are_written() {
+    let nats = plain_nats();
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let config = AuditSection {
+        export_syslog: Some(receiver.local_addr().unwrap().to_string()),
+        ..AuditSection::default()
+    };
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let log = AuditLog::open(client, &config, 1).await.unwrap();
+    let entry = log.record("demo", command(1)).await.unwrap();
+    let mut buffer = vec![0u8; 65_536];
+    let size = receiver.recv(&mut buffer).unwrap();
+    let message = String::from_utf8_lossy(&buffer[..size]).to_string();
+    assert!(message.starts_with("<110>1 "), "{message}");
+    let json = &message[message.find('{').unwrap()..];
+    let sent: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(sent["hash"], json!(entry.hash));
+}

@@ -7,7 +7,9 @@
 //! brokers appending for one tenant at once serialise: the loser re-reads the head and tries
 //! again, and the chain never forks. [`chain`] seals and checks entries; [`checkpoint`] writes
 //! each tenant's head into the replicated state every few seconds, so a truncated tail is caught
-//! too. Entries written are also appended, one JSON line each, to `audit.export_file` when set.
+//! too. Entries written are also forwarded for a SIEM: one JSON line each appended to
+//! `audit.export_file`, and one syslog message each (RFC 5424 over UDP, the entry as its message)
+//! to `audit.export_syslog`, when set.
 
 pub mod chain;
 pub mod checkpoint;
@@ -57,6 +59,8 @@ pub struct AuditSection {
     pub retention_days: u64,
     /// A JSON-lines file each node appends the entries it writes to, for a SIEM to collect.
     pub export_file: Option<PathBuf>,
+    /// A syslog receiver (`host:port`, UDP) each node sends the entries it writes to.
+    pub export_syslog: Option<String>,
     /// How often each node writes the heads of the chains it extended into the replicated
     /// state; a tail removed within this window after its entries were written goes unnoticed.
     pub checkpoint_interval_ms: u64,
@@ -68,6 +72,7 @@ impl Default for AuditSection {
             replicas: 1,
             retention_days: 180,
             export_file: None,
+            export_syslog: None,
             checkpoint_interval_ms: 2_000,
         }
     }
@@ -173,6 +178,23 @@ struct Inner {
     /// One lock per tenant: this node's appends to a chain go one at a time.
     heads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Head>>>>>,
     export: Option<Mutex<std::fs::File>>,
+    syslog: Option<std::net::UdpSocket>,
+}
+
+/// A UDP socket of the receiver's address family, connected to it.
+fn syslog_socket(target: &str) -> std::io::Result<std::net::UdpSocket> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+    let address = target.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "the name resolves to nothing")
+    })?;
+    let local: SocketAddr = if address.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(local)?;
+    socket.connect(address)?;
+    Ok(socket)
 }
 
 fn log_subject(tenant: &str) -> String {
@@ -228,6 +250,12 @@ impl AuditLog {
             )),
             None => None,
         };
+        let syslog = match &config.export_syslog {
+            Some(target) => Some(syslog_socket(target).map_err(|e| {
+                AuditError::Unavailable(format!("cannot reach audit.export_syslog {target}: {e}"))
+            })?),
+            None => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 js,
@@ -235,6 +263,7 @@ impl AuditLog {
                 node,
                 heads: Mutex::default(),
                 export,
+                syslog,
             }),
         })
     }
@@ -342,6 +371,18 @@ impl AuditLog {
     }
 
     fn export(&self, bytes: &[u8]) {
+        if let Some(socket) = &self.inner.syslog {
+            // <110>: facility security/authorization (10), severity informational (6).
+            let header = format!(
+                "<110>1 {} - lr-broker - audit - ",
+                crate::time::rfc3339(now_ms())
+            );
+            let mut message = header.into_bytes();
+            message.extend_from_slice(bytes);
+            if let Err(error) = socket.send(&message) {
+                tracing::warn!(%error, "cannot send to audit.export_syslog");
+            }
+        }
         if let Some(file) = &self.inner.export {
             let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
             if let Err(error) = file.write_all(bytes).and_then(|()| file.write_all(b"\n")) {
