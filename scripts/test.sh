@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# The transfer tests keep a GiB in the store; a failure on a nearly full disk shows here first.
+df -h "${TMPDIR:-/tmp}" .
 cargo machete
 cargo test --workspace --locked --all-targets "$@"
 deploy/local/smoke.sh

@@ -26,15 +26,52 @@ const WINDOW: u64 = 8;
 
 fn random_file(path: &Path, size: usize) -> String {
     let mut data = vec![0u8; size];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ size as u64;
-    for byte in data.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *byte = x as u8;
-    }
+    fill_random(&mut (0x9E37_79B9_7F4A_7C15 ^ size as u64), &mut data);
     std::fs::write(path, &data).unwrap();
     hex::encode(Sha256::digest(&data))
+}
+
+/// Fills `data` from a xorshift generator at `state`: fast, and different for every seed.
+fn fill_random(state: &mut u64, data: &mut [u8]) {
+    for byte in data.iter_mut() {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *byte = *state as u8;
+    }
+}
+
+/// A sparse file of `size` bytes with random bytes every 64 KiB (far less than a chunk), so a
+/// misplaced or lost chunk still changes the hash; returns its SHA-256. It takes a few MiB of
+/// disk however large it is, leaving the disk to the store under test.
+fn sparse_random_file(path: &Path, size: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    const STRIDE: u64 = 64 * 1024;
+    let mut file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .unwrap();
+    file.set_len(size).unwrap();
+    let mut state = 0x9E37_79B9_7F4A_7C15 ^ size;
+    for offset in (0..size).step_by(STRIDE as usize) {
+        let mut mark = [0u8; 64];
+        fill_random(&mut state, &mut mark);
+        let len = mark.len().min((size - offset) as usize);
+        file.seek(SeekFrom::Start(offset)).unwrap();
+        file.write_all(&mark[..len]).unwrap();
+    }
+    file.seek(SeekFrom::Start(0)).unwrap();
+    let mut hash = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).unwrap();
+        if n == 0 {
+            break hex::encode(hash.finalize());
+        }
+        hash.update(&buffer[..n]);
+    }
 }
 
 async fn session(stack: &Stack, node: u64, device: &str) -> String {
@@ -98,6 +135,17 @@ async fn content(stack: &Stack, node: u64, id: &str, range: Option<&str>) -> (St
     let response = request.send().await.unwrap();
     let status = response.status();
     (status, response.bytes().await.unwrap().to_vec())
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["--block-size=1", "--output=avail"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().nth(1).unwrap().trim().parse().unwrap()
 }
 
 fn fixture(stack: &Stack, name: &str) -> PathBuf {
@@ -297,11 +345,18 @@ async fn getfile_follows_the_agent_to_another_node_and_refuses_what_it_must() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gib_round_trips_with_the_right_sha256() {
     let mut stack = Stack::start(3, "").await;
+    // The store keeps the GiB until it is deleted; say so plainly rather than time out on a full disk.
+    let free = free_bytes(stack.path());
+    assert!(
+        free > 3 << 29,
+        "this test needs 1.5 GiB free under {} for the transfer store, and there are {free} bytes",
+        stack.path().display()
+    );
     stack.start_agent("demo", "big-01", "big-01", &[2]).await;
     stack.wait_online(TOKEN, "big-01", Some(2)).await;
     let sid = session(&stack, 1, "big-01").await;
     let path = fixture(&stack, "disk.img");
-    let sha = random_file(&path, 1 << 30);
+    let sha = sparse_random_file(&path, 1 << 30);
     let id = getfile(&stack, 1, &sid, &path).await;
     let done = finished(&stack, 3, &id).await;
     assert_eq!(done["state"], "completed", "{done}");
