@@ -69,13 +69,19 @@ pub struct AuditFilter {
 }
 
 /// The answer of `GET /api/v1/audit/verify`: the chain walked from its first entry, against the
-/// checkpoints the cluster keeps of its head.
+/// checkpoints the cluster keeps of its head, with every output its entries name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditVerification {
     pub tenant: String,
     pub ok: bool,
     /// Entries read.
     pub entries: u64,
+    /// Where the chain starts: 1, or the entry retention last cut it at (older ones were removed
+    /// as retention allows, at `cut_at`).
+    #[serde(default = "first")]
+    pub first_seq: u64,
+    #[serde(default)]
+    pub cut_at: Option<Timestamp>,
     /// The last entry's `seq` and `hash`.
     pub head_seq: u64,
     pub head_hash: Option<String>,
@@ -85,4 +91,8 @@ pub struct AuditVerification {
     /// The chain position of the first entry that does not hold, and what is wrong there.
     pub first_broken: Option<u64>,
     pub problem: Option<String>,
+}
+
+fn first() -> u64 {
+    1
 }

@@ -47,6 +47,9 @@ pub struct TenantSection {
     /// Overrides `transfers.max_getfile_bytes` for this tenant.
     #[serde(default)]
     pub max_getfile_bytes: Option<u64>,
+    /// Overrides `audit.retention_days` for this tenant.
+    #[serde(default)]
+    pub audit_retention_days: Option<f64>,
 }
 
 /// File transfers and the library.
@@ -240,6 +243,18 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// Audit retention: at least a second (for tests), at most a century.
+fn check_retention(key: &str, days: f64) -> Result<(), ConfigError> {
+    if (1.0 / 86_400.0..=36_500.0).contains(&days) {
+        Ok(())
+    } else {
+        Err(bad(
+            key,
+            "must be a number of days between 0.0000116 (a second) and 36500",
+        ))
+    }
+}
+
 fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.into(),
@@ -371,8 +386,12 @@ impl BrokerConfig {
         if !(1..=5).contains(&a.replicas) {
             return Err(bad("audit.replicas", "must be between 1 and 5"));
         }
-        if a.retention_days == 0 {
-            return Err(bad("audit.retention_days", "must be at least 1"));
+        check_retention("audit.retention_days", a.retention_days)?;
+        if !(1_000..=86_400_000).contains(&a.retention_interval_ms) {
+            return Err(bad(
+                "audit.retention_interval_ms",
+                "must be between 1000 and 86400000 (a day)",
+            ));
         }
         if !(100..=60_000).contains(&a.checkpoint_interval_ms) {
             return Err(bad(
@@ -392,6 +411,9 @@ impl BrokerConfig {
         }
         for (tenant, limits) in &self.tenants {
             ids::tenant(tenant).map_err(|e| bad(&format!("tenants.{tenant}"), e.to_string()))?;
+            if let Some(days) = limits.audit_retention_days {
+                check_retention(&format!("tenants.{tenant}.audit_retention_days"), days)?;
+            }
             let op = cluster::lease::LeaseOp::SetTenantLimits {
                 tenant: tenant.clone(),
                 limits: cluster::lease::TenantLimits {

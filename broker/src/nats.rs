@@ -68,7 +68,7 @@ pub async fn connect(
 
 /// The subjects a broker may publish to: its own `lr.>` traffic, replies to requests, and the
 /// JetStream API of its own streams only (no account-wide stream listing or deletion of others';
-/// of the audit log, no deletion at all).
+/// of the audit log, no change or deletion of the stream).
 pub fn publish_allow() -> Vec<String> {
     let mut subjects = vec![
         "lr.>".to_string(),
@@ -91,13 +91,16 @@ pub fn publish_allow() -> Vec<String> {
             subjects.push(format!("$KV.{bucket}.>"));
         }
     }
-    // The audit log: created, read and appended to (on `lr.>`), never changed, purged, deleted
-    // or stripped of a message, so broker credentials cannot rewrite history.
+    // The audit log: created, read and appended to (on `lr.>`), never changed or deleted.
+    // Retention purges a chain's start and deletes those entries' outputs; the cut it records in
+    // the replicated state first lets the verifier catch any other removal or deletion.
     let audit = crate::audit::STREAM;
     subjects.extend([
         format!("$JS.API.STREAM.CREATE.{audit}"),
         format!("$JS.API.STREAM.INFO.{audit}"),
+        format!("$JS.API.STREAM.PURGE.{audit}"),
         format!("$JS.API.STREAM.MSG.GET.{audit}"),
+        format!("$JS.API.STREAM.MSG.DELETE.{audit}"),
         format!("$JS.API.CONSUMER.*.{audit}"),
         format!("$JS.API.CONSUMER.*.{audit}.>"),
         format!("$JS.API.CONSUMER.MSG.NEXT.{audit}.>"),

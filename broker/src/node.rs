@@ -225,6 +225,12 @@ impl BrokerNode {
             Duration::from_millis(config.audit.checkpoint_interval_ms),
             stopped.clone(),
         ));
+        let retention_task = tokio::spawn(crate::audit::retention::run(
+            audit.clone(),
+            leases.clone(),
+            crate::audit::retention::Retention::from_config(&config),
+            stopped.clone(),
+        ));
 
         let issuer = Arc::new(pems.issuer(&config, &authority_public)?);
         let agents_listener = TcpListener::bind(config.agents.listen)
@@ -309,7 +315,13 @@ impl BrokerNode {
             cluster,
             supervisors: vec![devices, sessions, transfers_supervisor],
             stop,
-            servers: vec![agents_task, api_task, upkeep_task, checkpoint_task],
+            servers: vec![
+                agents_task,
+                api_task,
+                upkeep_task,
+                checkpoint_task,
+                retention_task,
+            ],
             directory,
         })
     }

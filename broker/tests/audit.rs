@@ -344,3 +344,110 @@ async fn a_command_whose_entry_cannot_be_written_is_refused() {
     .await;
     assert!(refused, "a command was taken without its audit entry");
 }
+
+/// Verifies tenant `tenant`'s chain as the platform admin until `done` holds for the answer;
+/// the answer, or none past the deadline.
+async fn verified_when(
+    stack: &Stack,
+    admin: &str,
+    tenant: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let (status, verify) = stack
+            .call_in(
+                1,
+                admin,
+                Some(tenant),
+                Method::GET,
+                "/api/v1/audit/verify",
+                None,
+            )
+            .await;
+        if status == StatusCode::OK && done(&verify) {
+            return Some(verify);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_cuts_one_tenants_chain_where_the_cluster_records_it() {
+    // Tenant demo keeps its entries about 3.5 s; acme the default 180 days.
+    let mut stack = Stack::start(
+        3,
+        "\n[audit]\nretention_interval_ms = 1000\ncheckpoint_interval_ms = 200\n\n[tenants.demo]\naudit_retention_days = 0.00004\n",
+    )
+    .await;
+    let (_, admin) = stack.admin_token().await;
+    stack.start_agent("demo", "web-07", "web-07", &[3]).await;
+    stack.wait_online(TOKEN, "web-07", Some(3)).await;
+    let (status, session) = stack.open(1, TOKEN, "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let session = session["session_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        stack.run(1, TOKEN, &session, "dir /").await["state"],
+        "completed"
+    );
+    let response = stack
+        .http
+        .put(format!("{}/api/v1/library/acme.sh", stack.url(2)))
+        .bearer_auth("token-c")
+        .body("echo acme\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let acme_before = entries(&stack, 1, "token-c", "").await;
+    assert!(!acme_before.is_empty());
+    let old = entries(&stack, 1, TOKEN, "kind=command_finished").await;
+    let old_output = old[0]["output_ref"].as_str().unwrap().to_string();
+
+    // Past demo's retention, new entries keep coming; the old ones go, with their outputs.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let young = stack.run(1, TOKEN, &session, "dir /").await;
+    assert_eq!(young["state"], "completed");
+    let gone = testkit::wait_until(WAIT, || async {
+        let path = format!("/api/v1/audit/output/{old_output}");
+        stack.get(1, TOKEN, &path).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert!(gone, "an expired output is still there");
+    let cut = verified_when(&stack, &admin, "demo", |v| {
+        v["ok"] == true && v["first_seq"].as_u64() > Some(1)
+    })
+    .await
+    .expect("retention never cut demo's chain");
+    assert!(cut["cut_at"].is_string(), "{cut}");
+    let kept = entries(&stack, 2, TOKEN, "").await;
+    assert!(
+        kept[0]["seq"].as_u64() >= cut["first_seq"].as_u64(),
+        "{kept:?}"
+    );
+    // Another tenant's retention is its own.
+    assert_eq!(entries(&stack, 1, "token-c", "").await, acme_before);
+    let acme = verified_when(&stack, &admin, "acme", |v| v["ok"] == true)
+        .await
+        .expect("acme's chain does not verify");
+    assert_eq!(acme["first_seq"], 1, "{acme}");
+
+    // Broker credentials may purge in the log, for retention; entries removed beyond the
+    // recorded cut are named by the verifier.
+    let client = common::connect_as_broker(&stack.nats, &stack.certs, 2).await;
+    let stream = async_nats::jetstream::new(client)
+        .get_stream(broker::audit::STREAM)
+        .await
+        .unwrap();
+    stream.purge().filter("lr.demo.audit.log").await.unwrap();
+    let named = verified_when(&stack, &admin, "demo", |v| {
+        v["ok"] == false && v["first_broken"].as_u64() == v["first_seq"].as_u64()
+    })
+    .await
+    .expect("a purge past the cut went unnoticed");
+    assert!(
+        named["problem"].as_str().unwrap().contains("removed"),
+        "{named}"
+    );
+}

@@ -145,6 +145,7 @@ async fn a_truncated_tail_is_caught_by_the_checkpoint() {
     let checkpoint = Checkpoint {
         seq: last.seq,
         hash: last.hash.clone(),
+        cut: None,
     };
     let walk = log.walk("demo", Some(checkpoint.clone())).await.unwrap();
     assert_eq!(walk.broken, None);
@@ -165,7 +166,7 @@ async fn a_truncated_tail_is_caught_by_the_checkpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outputs_are_stored_once_per_tenant_and_filters_apply() {
+async fn outputs_are_stored_once_per_tenant_checked_by_the_walk_and_filters_apply() {
     let nats = plain_nats();
     let (log, _) = log(&nats, 1).await;
     let finished = Event::new(
@@ -190,6 +191,19 @@ async fn outputs_are_stored_once_per_tenant_and_filters_apply() {
     assert_eq!(&output.body[..], b"{\"processes\":[]}");
     assert_eq!(output.role, access::Role::ResponderBasic);
     assert!(log.output("acme", &reference).await.unwrap().is_none());
+    assert_eq!(log.walk("demo", None).await.unwrap().broken, None);
+    // An output is part of its entry: deleting it breaks the chain there.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    jetstream::new(client)
+        .get_stream(STREAM)
+        .await
+        .unwrap()
+        .delete_message(reference.parse().unwrap())
+        .await
+        .unwrap();
+    let (at, why) = log.walk("demo", None).await.unwrap().broken.unwrap();
+    assert_eq!(at, entry.seq, "{why}");
+    assert!(why.contains("output") && why.contains("removed"), "{why}");
 
     log.record("acme", command(1)).await.unwrap();
     log.record("demo", command(2).user("analyst-b"))

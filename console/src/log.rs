@@ -110,9 +110,11 @@ const COLUMNS: [(&str, Column); 7] = [
 ];
 
 /// The fields of a verification its table shows, in this order.
-const VERIFY_FIELDS: [&str; 7] = [
+const VERIFY_FIELDS: [&str; 9] = [
     "ok",
     "entries",
+    "first_seq",
+    "cut_at",
     "head_seq",
     "checkpoint_seq",
     "checkpoint_at",

@@ -108,7 +108,9 @@ pub async fn verify(
     let checkpoint = head.as_ref().map(|h| Checkpoint {
         seq: h.seq,
         hash: h.hash.clone(),
+        cut: h.cut.as_ref().map(|c| (c.seq, c.prev_hash.clone())),
     });
+    let cut = head.as_ref().and_then(|h| h.cut.clone());
     let walk = state
         .transfers
         .audit
@@ -121,6 +123,8 @@ pub async fn verify(
         tenant: caller.tenant.clone(),
         ok: first_broken.is_none(),
         entries: walk.entries,
+        first_seq: cut.as_ref().map_or(1, |c| c.seq),
+        cut_at: cut.map(|c| timestamp(c.at)),
         head_seq: walk.head_seq,
         head_hash: walk.head_hash,
         checkpoint_seq: head.as_ref().map(|h| h.seq),

@@ -67,11 +67,13 @@ pub fn seal(entry: &mut AuditEntry) -> Vec<u8> {
     canonical(&value).into_bytes()
 }
 
-/// The newest checkpoint of a chain's head in the replicated state.
+/// The newest checkpoint of a chain's head in the replicated state, and where retention cut
+/// its start: the entry the chain starts at and the hash that entry follows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
     pub seq: u64,
     pub hash: String,
+    pub cut: Option<(u64, String)>,
 }
 
 /// What a walk of a chain found.
@@ -85,8 +87,9 @@ pub struct Walk {
 }
 
 /// Checks entries in the order stored: each parses, its hash is its own, it follows the previous
-/// one (`seq` one more, `prev_hash` its hash; the first from [`GENESIS`]), and the chain reaches
-/// the checkpoint with the checkpointed hash.
+/// one (`seq` one more, `prev_hash` its hash; the first from [`GENESIS`], or from the retention
+/// cut's hash at the cut), and the chain reaches the checkpoint with the checkpointed hash.
+/// Entries before the cut that retention has not removed yet are passed over.
 pub struct Verifier {
     checkpoint: Option<Checkpoint>,
     walk: Walk,
@@ -96,17 +99,26 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(checkpoint: Option<Checkpoint>) -> Self {
+        let (start, expected_prev) = checkpoint
+            .as_ref()
+            .and_then(|c| c.cut.clone())
+            .unwrap_or((1, GENESIS.into()));
         Self {
             checkpoint,
             walk: Walk {
                 entries: 0,
-                head_seq: 0,
+                head_seq: start.saturating_sub(1),
                 head_hash: None,
                 broken: None,
             },
-            expected_prev: GENESIS.into(),
+            expected_prev,
             checkpoint_seen: false,
         }
+    }
+
+    /// How many entries were checked and found in place so far.
+    pub fn accepted(&self) -> u64 {
+        self.walk.entries
     }
 
     /// Whether the chain already broke (later entries add nothing).
@@ -125,6 +137,9 @@ impl Verifier {
             Err(e) => return self.broken(position, format!("not a json entry ({e})")),
         };
         let seq = value["seq"].as_u64().unwrap_or(0);
+        if self.walk.entries == 0 && seq < position {
+            return;
+        }
         let stored_hash = value["hash"].as_str().unwrap_or_default().to_owned();
         if seq != position {
             let what = if seq > position {
@@ -247,6 +262,7 @@ mod tests {
         let checkpoint = Checkpoint {
             seq: 3,
             hash: head["hash"].as_str().unwrap().into(),
+            cut: None,
         };
         let walk = walk(&entries, Some(checkpoint));
         assert_eq!(walk.broken, None);
@@ -293,9 +309,42 @@ mod tests {
         let checkpoint = Checkpoint {
             seq: 5,
             hash: last["hash"].as_str().unwrap().into(),
+            cut: None,
         };
         let broken = walk(&entries[..3], Some(checkpoint)).broken.unwrap();
         assert_eq!(broken.0, 4);
         assert!(broken.1.contains("removed"), "{}", broken.1);
+    }
+
+    #[test]
+    fn the_chain_starts_at_the_retention_cut_and_is_still_checked_after_it() {
+        let entries = chain(6);
+        let hash = |i: usize| {
+            let value: Value = serde_json::from_slice(&entries[i]).unwrap();
+            value["hash"].as_str().unwrap().to_owned()
+        };
+        let checkpoint = Checkpoint {
+            seq: 5,
+            hash: hash(4),
+            cut: Some((3, hash(1))),
+        };
+        // Cut and removed; or cut with the removal still to come.
+        for stored in [&entries[2..], &entries[..]] {
+            let walk = walk(stored, Some(checkpoint.clone()));
+            assert_eq!(walk.broken, None);
+            assert_eq!((walk.entries, walk.head_seq), (4, 6));
+        }
+        // Removed past the cut: the first missing entry is named.
+        let broken = walk(&entries[3..], Some(checkpoint.clone()))
+            .broken
+            .unwrap();
+        assert_eq!(broken.0, 3);
+        assert!(broken.1.contains("missing"), "{}", broken.1);
+        // The entry at the cut does not follow the recorded hash: replaced.
+        let other = Checkpoint {
+            cut: Some((3, hash(0))),
+            ..checkpoint
+        };
+        assert_eq!(walk(&entries[2..], Some(other)).broken.unwrap().0, 3);
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -23,8 +24,8 @@ use std::time::Duration;
 use api_model::{AuditEntry, AuditFilter, AuditKind};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::stream::{DeleteMessageErrorKind, LastRawMessageErrorKind};
+use async_nats::jetstream::{self, ErrorCode, consumer, stream};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -34,6 +35,8 @@ use sha2::{Digest, Sha256};
 
 use crate::time::{now_ms, timestamp};
 use chain::{Checkpoint, GENESIS, Verifier, Walk};
+use cluster::LeaseService;
+use cluster::directory::DirectoryOp;
 
 /// The stream of every tenant's audit entries and command outputs.
 pub const STREAM: &str = "LR_AUDIT";
@@ -55,8 +58,11 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AuditSection {
     /// JetStream replicas of the log: 1 for one NATS server, 3 for a cluster.
     pub replicas: usize,
-    /// How long entries are kept (default 180 days), for every tenant.
-    pub retention_days: u64,
+    /// How long entries are kept (default 180 days; fractions allowed), for every tenant
+    /// without its own `[tenants.<t>] audit_retention_days`.
+    pub retention_days: f64,
+    /// How often the leader's node removes what is past retention (default hourly).
+    pub retention_interval_ms: u64,
     /// A JSON-lines file each node appends the entries it writes to, for a SIEM to collect.
     pub export_file: Option<PathBuf>,
     /// A syslog receiver (`host:port`, UDP) each node sends the entries it writes to.
@@ -70,7 +76,8 @@ impl Default for AuditSection {
     fn default() -> Self {
         Self {
             replicas: 1,
-            retention_days: 180,
+            retention_days: 180.0,
+            retention_interval_ms: 3_600_000,
             export_file: None,
             export_syslog: None,
             checkpoint_interval_ms: 2_000,
@@ -223,7 +230,8 @@ impl AuditLog {
             subjects: vec![SUBJECTS.into()],
             storage: stream::StorageType::File,
             num_replicas: config.replicas,
-            max_age: Duration::from_secs(config.retention_days.saturating_mul(86_400)),
+            // No age limit: retention is per tenant and cuts the chain where it records (see
+            // [`retention`]); an age limit would break chains without saying where.
             allow_direct: true,
             ..Default::default()
         };
@@ -548,6 +556,102 @@ impl AuditLog {
         }
     }
 
+    pub fn node(&self) -> u64 {
+        self.inner.node
+    }
+
+    /// The tenants that have entries.
+    pub async fn tenants(&self) -> Result<Vec<String>, AuditError> {
+        let mut info = self
+            .inner
+            .stream
+            .info_with_subjects(log_subject("*"))
+            .await
+            .map_err(|e| unavailable("listing the log's tenants")(e.to_string()))?;
+        let mut tenants = Vec::new();
+        while let Some(subject) = info.next().await {
+            let (subject, _) =
+                subject.map_err(|e| unavailable("listing the log's tenants")(e.to_string()))?;
+            if let Some(tenant) = subject.split('.').nth(1) {
+                tenants.push(tenant.to_owned());
+            }
+        }
+        Ok(tenants)
+    }
+
+    /// Removes `tenant`'s entries written before `horizon_ms`, with their outputs, but never
+    /// the checkpointed head or anything after it: records the cut in the replicated state, then
+    /// deletes the outputs, then the entries (so a failure part way is finished next time).
+    /// Answers how many entries went.
+    pub async fn expire(
+        &self,
+        leases: &LeaseService,
+        tenant: &str,
+        horizon_ms: u64,
+    ) -> Result<u64, AuditError> {
+        let checkpointed = leases
+            .directory()
+            .await
+            .map_err(|e| unavailable("reading the checkpoint")(e.to_string()))?
+            .audit_head(tenant)
+            .map_or(0, |h| h.seq);
+        let mut removed = 0u64;
+        let mut outputs = Vec::new();
+        let mut kept = None;
+        let mut corrupt = None;
+        self.scan(tenant, 1, |stream_seq, bytes| {
+            let entry = match serde_json::from_slice::<AuditEntry>(bytes) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    corrupt = Some(e.to_string());
+                    return false;
+                }
+            };
+            let old = u64::try_from(entry.at.as_millisecond()).unwrap_or(0) < horizon_ms;
+            if old && entry.seq < checkpointed {
+                removed += 1;
+                outputs.extend(entry.output_ref.and_then(|r| r.parse::<u64>().ok()));
+                true
+            } else {
+                kept = Some((stream_seq, entry.seq, entry.prev_hash));
+                false
+            }
+        })
+        .await?;
+        if let Some(e) = corrupt {
+            return Err(AuditError::Corrupt(e));
+        }
+        let Some((stream_seq, seq, prev_hash)) = kept.filter(|_| removed > 0) else {
+            return Ok(0);
+        };
+        let cut = DirectoryOp::CutAudit {
+            tenant: tenant.to_owned(),
+            seq,
+            prev_hash,
+        };
+        leases
+            .change_directory(cut)
+            .await
+            .map_err(|e| unavailable("recording the retention cut")(e.to_string()))?;
+        for output in outputs {
+            match self.inner.stream.delete_message(output).await {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(e.kind(), DeleteMessageErrorKind::JetStream(j)
+                        if j.error_code() == ErrorCode::NO_MESSAGE_FOUND) => {}
+                Err(e) => return Err(unavailable("removing an expired output")(e.to_string())),
+            }
+        }
+        self.inner
+            .stream
+            .purge()
+            .filter(log_subject(tenant))
+            .sequence(stream_seq)
+            .await
+            .map_err(|e| unavailable("removing expired entries")(e.to_string()))?;
+        Ok(removed)
+    }
+
     /// Walks `tenant`'s whole chain against `checkpoint`.
     pub async fn walk(
         &self,
@@ -555,12 +659,45 @@ impl AuditLog {
         checkpoint: Option<Checkpoint>,
     ) -> Result<Walk, AuditError> {
         let mut verifier = Verifier::new(checkpoint);
+        let mut outputs = Vec::new();
         self.scan(tenant, 1, |_, bytes| {
+            let accepted = verifier.accepted();
             verifier.push(bytes);
+            if verifier.accepted() > accepted
+                && let Ok(entry) = serde_json::from_slice::<AuditEntry>(bytes)
+                && let Some(reference) = entry.output_ref
+            {
+                let sha256 = entry.details["output_sha256"].as_str().map(str::to_owned);
+                outputs.push((entry.seq, reference, sha256));
+            }
             !verifier.is_broken()
         })
         .await?;
-        Ok(verifier.finish())
+        let mut walk = verifier.finish();
+        // Outputs are part of their entries: each must still be there, as hashed.
+        for (position, reference, sha256) in outputs {
+            if walk.broken.as_ref().is_some_and(|(at, _)| *at <= position) {
+                break;
+            }
+            let problem = match self.output(tenant, &reference).await? {
+                None => Some(format!(
+                    "its output (stream message {reference}) was removed"
+                )),
+                Some(output)
+                    if sha256.as_deref() != Some(&hex::encode(Sha256::digest(&output.body))) =>
+                {
+                    Some(format!(
+                        "its output (stream message {reference}) does not match the hash the entry holds"
+                    ))
+                }
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                walk.broken = Some((position, problem));
+                break;
+            }
+        }
+        Ok(walk)
     }
 }
 

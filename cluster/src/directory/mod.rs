@@ -404,13 +404,38 @@ impl Directory {
                         seq: 0,
                         hash: hash.clone(),
                         at: now,
+                        cut: None,
                     });
                 if *seq > head.seq {
-                    *head = AuditHead {
+                    head.seq = *seq;
+                    head.hash.clone_from(hash);
+                    head.at = now;
+                }
+                Ok(DirectoryOutcome::AuditHead(head.clone()))
+            }
+            DirectoryOp::CutAudit {
+                tenant,
+                seq,
+                prev_hash,
+            } => {
+                check_fingerprint(prev_hash)
+                    .map_err(|_| invalid("prev_hash", "must be 64 hex digits"))?;
+                let head = self
+                    .audit_heads
+                    .get_mut(tenant)
+                    .filter(|h| h.seq >= *seq && *seq > 1)
+                    .ok_or_else(|| {
+                        invalid(
+                            "seq",
+                            "a cut starts the chain after its first entry and no later than its checkpointed head",
+                        )
+                    })?;
+                if head.cut.as_ref().is_none_or(|c| c.seq < *seq) {
+                    head.cut = Some(AuditCut {
                         seq: *seq,
-                        hash: hash.clone(),
+                        prev_hash: prev_hash.clone(),
                         at: now,
-                    };
+                    });
                 }
                 Ok(DirectoryOutcome::AuditHead(head.clone()))
             }

@@ -393,3 +393,50 @@ fn an_enrolment_tokens_group_takes_in_the_devices_it_enrols() {
         Err(DirectoryError::NotFound { .. })
     ));
 }
+
+#[test]
+fn retention_cuts_only_forwards_and_within_the_checkpointed_chain() {
+    let mut d = bootstrapped();
+    let cut = |seq: u64| DirectoryOp::CutAudit {
+        tenant: "demo".into(),
+        seq,
+        prev_hash: "c".repeat(64),
+    };
+    // Nothing checkpointed yet: nothing to cut.
+    assert!(matches!(
+        d.apply(20, &cut(2)),
+        Err(DirectoryError::Invalid { .. })
+    ));
+    let checkpoint = DirectoryOp::CheckpointAudit {
+        tenant: "demo".into(),
+        seq: 10,
+        hash: "d".repeat(64),
+    };
+    d.apply(21, &checkpoint).unwrap();
+    // Past the checkpointed head, or at the chain's very start: refused.
+    for seq in [11, 1] {
+        assert!(matches!(
+            d.apply(22, &cut(seq)),
+            Err(DirectoryError::Invalid { .. })
+        ));
+    }
+    d.apply(23, &cut(5)).unwrap();
+    // An older cut changes nothing; a later checkpoint keeps the cut.
+    d.apply(24, &cut(3)).unwrap();
+    let later = DirectoryOp::CheckpointAudit {
+        tenant: "demo".into(),
+        seq: 12,
+        hash: "e".repeat(64),
+    };
+    d.apply(25, &later).unwrap();
+    let head = d.audit_head("demo").unwrap();
+    assert_eq!(head.seq, 12);
+    assert_eq!(
+        head.cut,
+        Some(AuditCut {
+            seq: 5,
+            prev_hash: "c".repeat(64),
+            at: 23
+        })
+    );
+}

@@ -172,11 +172,23 @@ pub struct EnrolledDevice {
     pub reenrolment_allowed: bool,
 }
 
-/// The newest checkpoint of a tenant's audit chain: its last entry's position and hash.
+/// The newest checkpoint of a tenant's audit chain: its last entry's position and hash; and
+/// where retention last cut its start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditHead {
     pub seq: u64,
     pub hash: String,
+    pub at: Millis,
+    #[serde(default)]
+    pub cut: Option<AuditCut>,
+}
+
+/// Entries before `seq` were removed by retention (at `at`); the chain starts at entry `seq`,
+/// which follows an entry hashed `prev_hash`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCut {
+    pub seq: u64,
+    pub prev_hash: String,
     pub at: Millis,
 }
 
@@ -287,6 +299,13 @@ pub enum DirectoryOp {
         tenant: String,
         seq: u64,
         hash: String,
+    },
+    /// Retention removes the tenant's entries before `seq`; entry `seq` follows `prev_hash`.
+    /// Recorded before the removal, only within the checkpointed chain, and only forwards.
+    CutAudit {
+        tenant: String,
+        seq: u64,
+        prev_hash: String,
     },
 }
 

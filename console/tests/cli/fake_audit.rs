@@ -362,6 +362,8 @@ async fn verify(State(log): State<AuditLog>, headers: HeaderMap) -> Response {
         tenant: "demo".to_owned(),
         ok: broken.is_none(),
         entries: log.entries.len() as u64,
+        first_seq: 1,
+        cut_at: None,
         head_seq: head.map_or(0, |e| e.seq),
         head_hash: head.map(|e| e.hash.clone()),
         checkpoint_seq: Some(5),

@@ -394,6 +394,7 @@ async fn verify_exits_0_when_the_chain_holds_and_1_when_it_is_broken() {
             vec!["key", "value"],
             vec!["ok", "true"],
             vec!["entries", "5"],
+            vec!["first_seq", "1"],
             vec!["head_seq", "5"],
             vec!["checkpoint_seq", "5"],
             vec!["checkpoint_at", "2025-06-01T11:00:01Z"],
