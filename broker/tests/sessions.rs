@@ -385,3 +385,54 @@ async fn a_cancel_reaches_the_agent_and_stops_a_search_of_the_whole_disk() {
         "the session accepts the next command: {next}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_outputs_are_kept_by_reference_and_the_command_list_stays_readable() {
+    let mut stack = Stack::start(3, "").await;
+    stack.start_agent("demo", "web-07", "web-07", &[3]).await;
+    stack.wait_online("token-a", "web-07", Some(3)).await;
+    // A directory whose listing is about 2 MB.
+    let dir = stack.path().join("many");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..6_000 {
+        std::fs::write(dir.join(format!("{i:05}-{}", "x".repeat(120))), b"").unwrap();
+    }
+    let (_, session) = stack.open(1, "token-a", "web-07").await;
+    let id = session["session_id"].as_str().unwrap().to_string();
+    let line = format!("dir {}", dir.display());
+    let mut size = 0;
+    for _ in 0..5 {
+        let done = stack.run(1, "token-a", &id, &line).await;
+        assert_eq!(done["state"], "completed", "{}", done["error"]);
+        size = done["output"].to_string().len();
+    }
+    assert!(size > 1_700_000, "the listing is only {size} bytes");
+
+    // Five such outputs are more than one NATS message carries (8 MiB): the list is readable
+    // because the session keeps them by reference, and each output is still all there.
+    let path = format!("/api/v1/sessions/{id}/commands?limit=10");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let listed = loop {
+        let (status, page) = stack.get(2, "token-a", &path).await;
+        if status == StatusCode::OK {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    for item in items {
+        assert_eq!(item["output"].to_string().len(), size);
+    }
+    let first = items[0]["command_id"].as_str().unwrap();
+    let (status, one) = stack
+        .get(
+            1,
+            "token-a",
+            &format!("/api/v1/sessions/{id}/commands/{first}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["output"].to_string().len(), size);
+}

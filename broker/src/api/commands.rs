@@ -2,6 +2,7 @@
 //! and the live stream of their changes.
 
 use access::Role;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -97,11 +98,19 @@ pub async fn list(
     Query(filter): Query<CommandFilter>,
 ) -> Result<Json<Page<Command>>, ApiError> {
     caller.require(Role::Viewer)?;
-    let commands = match state.control(&caller, &id, Op::List(Empty {})).await {
-        Ok(Reply::Commands(list)) => list.commands.iter().map(view).collect(),
+    // Finished commands' outputs are in the audit log: read only for the page answered.
+    let (commands, stored) = match state.control(&caller, &id, Op::List(Empty {})).await {
+        Ok(Reply::Commands(list)) => (
+            list.commands.iter().map(view).collect(),
+            list.commands
+                .into_iter()
+                .filter(|c| c.output_json.is_empty() && !c.output_ref.is_empty())
+                .map(|c| (c.command_id, c.output_ref))
+                .collect(),
+        ),
         Ok(_) => return Err(ApiError::unexpected()),
         Err(gone) if gone.code == ErrorCode::NotFound => {
-            from_log(&state, &caller, &id, gone).await?
+            (from_log(&state, &caller, &id, gone).await?, HashMap::new())
         }
         Err(error) => return Err(error),
     };
@@ -109,7 +118,28 @@ pub async fn list(
         .into_iter()
         .filter(|c: &Command| filter.state.is_none_or(|s| s == c.state))
         .collect();
-    Ok(Json(page::page(commands, &paging, |c| &c.command_id)?))
+    let mut page = page::page(commands, &paging, |c| &c.command_id)?;
+    for command in &mut page.items {
+        if let Some(reference) = stored.get(&command.command_id) {
+            command.output = stored_output(&state, &caller, reference).await?;
+        }
+    }
+    Ok(Json(page))
+}
+
+/// A finished command's output as the audit log holds it under `reference`.
+async fn stored_output(
+    state: &ApiState,
+    caller: &Caller,
+    reference: &str,
+) -> Result<Option<Box<RawValue>>, ApiError> {
+    Ok(state
+        .transfers
+        .audit
+        .output(&caller.tenant, reference)
+        .await?
+        .and_then(|o| String::from_utf8(o.body.to_vec()).ok())
+        .and_then(|json| RawValue::from_string(json).ok()))
 }
 
 /// The commands of `caller`'s session `session` that is no longer live, as the audit log tells
@@ -167,11 +197,7 @@ async fn from_log(
                 command.cwd = text("cwd");
                 command.finished_at = Some(entry.at);
                 command.output = match &entry.output_ref {
-                    Some(reference) => log
-                        .output(&caller.tenant, reference)
-                        .await?
-                        .and_then(|o| String::from_utf8(o.body.to_vec()).ok())
-                        .and_then(|json| RawValue::from_string(json).ok()),
+                    Some(reference) => stored_output(state, caller, reference).await?,
                     None => None,
                 };
             }
@@ -208,6 +234,13 @@ pub async fn get(
         )
     };
     let mut latest = match state.control(&caller, &id, Op::Get(cid.clone())).await {
+        Ok(Reply::Command(first))
+            if first.output_json.is_empty() && !first.output_ref.is_empty() =>
+        {
+            let mut command = view(&first);
+            command.output = stored_output(&state, &caller, &first.output_ref).await?;
+            command
+        }
         Ok(Reply::Command(first)) => view(&first),
         Ok(_) => return Err(ApiError::unexpected()),
         // An ended session's command is final: the log's answer is the last word.

@@ -172,6 +172,17 @@ impl SessionCore {
         self.commands.get(id)
     }
 
+    /// The finished command `id`'s output is in the audit log as `reference`: the session keeps
+    /// the reference, not the output.
+    pub fn output_stored(&mut self, id: &str, reference: String) {
+        if let Some(record) = self.commands.get_mut(id)
+            && record.state.is_terminal()
+        {
+            record.output_json = String::new();
+            record.output_ref = reference;
+        }
+    }
+
     /// Every remembered command, oldest first.
     pub fn commands(&self) -> impl Iterator<Item = &CommandRecord> {
         self.commands.values()
@@ -288,6 +299,7 @@ impl SessionCore {
             timeout_ms: u32::try_from(spec.timeout.as_millis()).unwrap_or(u32::MAX),
             state: CommandState::Queued,
             output_json: String::new(),
+            output_ref: String::new(),
             error: String::new(),
             cwd: self.cwd.clone(),
             submitted_at_ms: now_ms,

@@ -53,6 +53,11 @@ pub enum SessionMsg {
     Control(async_nats::Message),
     Event(async_nats::Message),
     Tick,
+    /// A finished command's output is in the audit log under this reference.
+    OutputStored {
+        id: String,
+        reference: String,
+    },
 }
 
 pub struct SessionArgs {
@@ -151,6 +156,9 @@ impl Actor for SessionActor {
             SessionMsg::Event(message) => state.on_event(&myself, message).await,
             SessionMsg::Tick => {
                 let _ = state.apply(&myself, Event::Tick).await;
+            }
+            SessionMsg::OutputStored { id, reference } => {
+                state.core.output_stored(&id, reference);
             }
         }
         Ok(())
@@ -350,7 +358,7 @@ impl SessionState {
             }
             Effect::Publish(id) => {
                 self.publish(&id).await;
-                self.audit_end(&id);
+                self.audit_end(myself, &id);
                 None
             }
             Effect::RenewLease => Some(self.renew().await),
@@ -523,7 +531,7 @@ impl SessionState {
     }
 
     /// Records command `id`'s end once it has one: state, duration, error, output.
-    fn audit_end(&mut self, id: &str) {
+    fn audit_end(&mut self, myself: &ActorRef<SessionMsg>, id: &str) {
         let Some(record) = self.core.command(id) else {
             return;
         };
@@ -555,12 +563,21 @@ impl SessionState {
         self.audited.insert(id.to_owned());
         // Off the session's path: the command is done and its submission on record, so the
         // next command need not wait for this entry (and its output) to be written.
+        // Once written, the session keeps the output's reference instead of the output.
         let log = self.args.transfers.audit.clone();
         let (tenant, session, id) = (lease.tenant.clone(), lease.session.clone(), id.to_owned());
+        let me = myself.clone();
         self.writing.retain(|w| !w.is_finished());
         self.writing.push(tokio::spawn(async move {
-            if let Err(error) = log.record(&tenant, event).await {
-                tracing::error!(%session, command = %id, %error, "cannot record a command's end");
+            match log.record(&tenant, event).await {
+                Ok(entry) => {
+                    if let Some(reference) = entry.output_ref {
+                        let _ = me.cast(SessionMsg::OutputStored { id, reference });
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%session, command = %id, %error, "cannot record a command's end");
+                }
             }
         }));
     }

@@ -14,7 +14,9 @@ pub struct CommandRecord {
     pub args: Vec<String>,
     pub timeout_ms: u32,
     pub state: CommandState,
+    /// The output until the audit log holds it; then empty, and `output_ref` names it there.
     pub output_json: String,
+    pub output_ref: String,
     pub error: String,
     pub cwd: String,
     pub submitted_at_ms: u64,
@@ -31,6 +33,7 @@ impl CommandRecord {
             command_line: self.line.clone(),
             state: wire::to_bus_state(self.state).into(),
             output_json: self.output_json.clone(),
+            output_ref: self.output_ref.clone(),
             error: self.error.clone(),
             cwd: self.cwd.clone(),
             submitted_at_ms: self.submitted_at_ms,
