@@ -52,7 +52,9 @@ pub fn nats_config(
     brokers: u64,
     listen: &str,
     store_dir: &Path,
+    sync: &str,
 ) -> anyhow::Result<String> {
+    crate::nats::check_sync(sync)?;
     let identities = (1..=brokers)
         .map(|n| BrokerIdentity::new(cluster, n))
         .collect::<Result<Vec<_>, _>>()?;
@@ -72,6 +74,7 @@ pub fn nats_config(
     Ok(crate::nats::server_config(
         listen,
         store_dir,
+        sync,
         &tls,
         &identities,
     ))

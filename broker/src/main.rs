@@ -59,6 +59,12 @@ enum Command {
         /// JetStream's store directory.
         #[arg(long)]
         store_dir: PathBuf,
+        /// How often JetStream flushes to disk: `always` (every write: nothing acknowledged is
+        /// lost with the machine, at the cost of each write) or a period such as `2m` (NATS's
+        /// default: a power loss can take the writes of that period, which replicas on other
+        /// machines cover).
+        #[arg(long, default_value = broker::nats::DEFAULT_SYNC)]
+        sync: String,
     },
 }
 
@@ -94,7 +100,10 @@ async fn main() -> ExitCode {
             brokers,
             listen,
             store_dir,
-        } => report(nats_config(&certs, &cluster, brokers, &listen, &store_dir)),
+            sync,
+        } => report(nats_config(
+            &certs, &cluster, brokers, &listen, &store_dir, &sync,
+        )),
     }
 }
 
@@ -163,10 +172,11 @@ fn nats_config(
     brokers: u64,
     listen: &str,
     store_dir: &Path,
+    sync: &str,
 ) -> anyhow::Result<()> {
     print!(
         "{}",
-        dev::nats_config(certs, cluster, brokers, listen, store_dir)?
+        dev::nats_config(certs, cluster, brokers, listen, store_dir, sync)?
     );
     Ok(())
 }

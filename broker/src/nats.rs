@@ -24,6 +24,23 @@ const STREAMS: [&str; 4] = [
 /// The largest NATS message nats-server accepts: a transfer chunk (at most 4 MiB) and its
 /// envelope, or a command's output.
 pub const MAX_PAYLOAD_BYTES: u64 = 8 * 1024 * 1024;
+/// JetStream's flush to disk unless told otherwise: NATS's own default period.
+pub const DEFAULT_SYNC: &str = "2m";
+
+/// A JetStream sync policy as nats-server takes it: `always`, or a whole number of `ms`, `s`,
+/// `m` or `h`.
+pub fn check_sync(sync: &str) -> anyhow::Result<()> {
+    let digits = sync.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &sync[digits.len()..];
+    let period = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && ["ms", "s", "m", "h"].contains(&unit);
+    anyhow::ensure!(
+        sync == "always" || period,
+        "--sync {sync:?} is not `always` or a period such as 500ms, 30s, 2m or 1h"
+    );
+    Ok(())
+}
 
 /// TLS files of a broker's NATS connection.
 #[derive(Clone, Debug)]
@@ -131,6 +148,7 @@ pub struct ServerTls {
 pub fn server_config(
     listen: &str,
     store_dir: &Path,
+    sync: &str,
     tls: &ServerTls,
     brokers: &[BrokerIdentity],
 ) -> String {
@@ -151,8 +169,9 @@ pub fn server_config(
     let _ = writeln!(text, "max_payload: {MAX_PAYLOAD_BYTES}");
     let _ = writeln!(
         text,
-        "jetstream {{ store_dir: {} }}",
-        quote(&store_dir.display().to_string())
+        "jetstream {{ store_dir: {}, sync_interval: {} }}",
+        quote(&store_dir.display().to_string()),
+        quote(sync)
     );
     let _ = writeln!(text, "tls {{");
     let _ = writeln!(
@@ -204,13 +223,24 @@ mod tests {
             cert: "/c/nats-server.pem".into(),
             key: "/c/nats-server.key".into(),
         };
-        let text = server_config("127.0.0.1:4222", Path::new("/js"), &tls, &brokers);
+        let text = server_config("127.0.0.1:4222", Path::new("/js"), "always", &tls, &brokers);
         assert!(text.contains("verify_and_map: true"), "{text}");
+        assert!(text.contains(r#"sync_interval: "always""#), "{text}");
         assert!(text.contains(r#"user: "lr-broker://local/1""#), "{text}");
         assert!(text.contains(r#"user: "lr-broker://local/2""#), "{text}");
         assert!(
             !text.contains("$JS.API.>"),
             "the whole jetstream api is not a broker's"
         );
+    }
+
+    #[test]
+    fn a_sync_policy_is_always_or_a_period() {
+        for good in ["always", "2m", "500ms", "30s", "1h"] {
+            assert!(check_sync(good).is_ok(), "{good}");
+        }
+        for bad in ["", "never", "2", "m", "1.5s", "2d", "-1s"] {
+            assert!(check_sync(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -51,7 +51,7 @@ device=${device:-localhost}
 "$bin/lr-broker" dev-certs --out "$dev/certs" --brokers 3 >/dev/null
 
 "$bin/lr-broker" nats-config --certs "$dev/certs" --brokers 3 \
-  --listen "127.0.0.1:$nats_port" --store-dir "$dev/data-$base/nats" > "$dev/nats.conf"
+  --listen "127.0.0.1:$nats_port" --store-dir "$dev/data-$base/nats" --sync always > "$dev/nats.conf"
 nats-server -c "$dev/nats.conf" >"$dev/logs/nats.log" 2>&1 &
 echo "$! nats-server" >> "$dev/pids"
 

@@ -27,7 +27,15 @@ pub const ANALYSTS: [(&str, &str, &str); 4] = [
 pub fn secure_nats(certs: &Path, brokers: u64) -> NatsServer {
     broker::dev::certs(certs, CLUSTER, brokers).unwrap();
     NatsServer::start_with(|listen, store| {
-        broker::dev::nats_config(certs, CLUSTER, brokers, listen, store).unwrap()
+        broker::dev::nats_config(
+            certs,
+            CLUSTER,
+            brokers,
+            listen,
+            store,
+            broker::nats::DEFAULT_SYNC,
+        )
+        .unwrap()
     })
 }
 

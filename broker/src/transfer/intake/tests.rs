@@ -22,7 +22,15 @@ async fn fixture() -> Fixture {
     let certs = tempfile::tempdir().unwrap();
     crate::dev::certs(certs.path(), "local", 1).unwrap();
     let nats = testkit::NatsServer::start_with(|listen, store| {
-        crate::dev::nats_config(certs.path(), "local", 1, listen, store).unwrap()
+        crate::dev::nats_config(
+            certs.path(),
+            "local",
+            1,
+            listen,
+            store,
+            crate::nats::DEFAULT_SYNC,
+        )
+        .unwrap()
     });
     let tls = crate::dev::broker_tls(certs.path(), 1);
     let client = crate::nats::connect(&nats.url(), "test".into(), &tls, Duration::from_secs(30))
