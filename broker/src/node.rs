@@ -159,6 +159,15 @@ impl BrokerNode {
             NATS_CONNECT_TIMEOUT,
         )
         .await?;
+        // What an agent may send must fit one NATS message on its way to the session.
+        let max_payload = nats.server_info().max_payload;
+        if config.agents.max_message_bytes > max_payload {
+            anyhow::bail!(
+                "agents.max_message_bytes is {} bytes but nats-server's max_payload is {max_payload}: a result that large could not reach its session; raise max_payload in nats-server.conf (`lr-broker nats-config` sets {}) or lower agents.max_message_bytes",
+                config.agents.max_message_bytes,
+                crate::nats::MAX_PAYLOAD_BYTES
+            );
+        }
         let bus = Bus::new(nats.clone());
         let registry = DeviceRegistry::open(nats.clone(), 1).await.context(
             "cannot open the device registry in jetstream; is jetstream enabled (nats-server -js)?",
