@@ -70,6 +70,9 @@ pub struct TransfersSection {
     /// How long a finished transfer stays, for its analyst to download or look at; then its
     /// record and a getfile's stored file are deleted.
     pub retention_secs: u64,
+    /// A transfer that moves no chunk forward for this long (its device away, its source gone,
+    /// the store refusing) ends failed, saying what stood in its way.
+    pub max_stall_secs: u64,
 }
 
 impl Default for TransfersSection {
@@ -81,6 +84,7 @@ impl Default for TransfersSection {
             max_library_file_bytes: 250_000_000,
             replicas: 1,
             retention_secs: 3 * 24 * 3600,
+            max_stall_secs: 600,
         }
     }
 }
@@ -439,6 +443,12 @@ impl BrokerConfig {
         }
         if t.retention_secs == 0 {
             return Err(bad("transfers.retention_secs", "must be at least 1"));
+        }
+        if !(2..=7 * 24 * 3600).contains(&t.max_stall_secs) {
+            return Err(bad(
+                "transfers.max_stall_secs",
+                "must be between 2 and 604800 (a week)",
+            ));
         }
         if self.agents.heartbeat_interval_ms < 100 {
             return Err(bad("agents.heartbeat_interval_ms", "must be at least 100"));

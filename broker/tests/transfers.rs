@@ -654,3 +654,25 @@ async fn more_getfiles_than_the_agent_sends_at_once_all_complete() {
         "no transfer was ever told to wait"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_getfile_whose_device_stays_away_ends_failed_saying_so() {
+    let settings = SETTINGS.replace("[transfers]\n", "[transfers]\nmax_stall_secs = 3\n");
+    let mut stack = Stack::start(3, &settings).await;
+    // The agent knows only broker 3: with it gone, the device is away.
+    stack.start_agent("demo", "fs-01", "fs-01", &[3]).await;
+    stack.wait_online(TOKEN, "fs-01", Some(3)).await;
+    let sid = session(&stack, 1, "fs-01").await;
+    let path = fixture(&stack, "slow.db");
+    random_file(&path, 8 * WINDOW as usize * CHUNK as usize);
+    testing::delay_chunks(&path, Duration::from_millis(250));
+    let id = getfile(&stack, 1, &sid, &path).await;
+    stack.kill(3);
+    let done = finished(&stack, 1, &id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(
+        error.contains("no progress for 3 s") && error.contains("fs-01"),
+        "{error}"
+    );
+}

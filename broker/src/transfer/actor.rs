@@ -129,6 +129,10 @@ pub struct TransferRun {
     /// One past the last chunk asked for (getfile) or sent (putfile).
     sent_up_to: u64,
     last_progress: Instant,
+    /// When a chunk last moved the transfer forward (or it was taken up here), and what has
+    /// stood in its way since: past `transfers.max_stall_secs` it ends failed with that reason.
+    last_advance: Instant,
+    obstacle: Option<String>,
     /// When to ask again after the agent answered `Busy`.
     retry_at: Option<Instant>,
     last_written: Instant,
@@ -196,6 +200,8 @@ impl Actor for TransferActor {
             stored: BTreeSet::new(),
             sent_up_to: 0,
             last_progress: Instant::now(),
+            last_advance: Instant::now(),
+            obstacle: None,
             retry_at: None,
             last_written: Instant::now(),
             changed: false,
@@ -337,8 +343,16 @@ impl TransferRun {
                     self.request_window().await;
                 }
             }
+            Some(Event::ChunkRefused(refused)) if refused.store_failed => {
+                // Asked again when the window stalls; the store may take it by then.
+                self.obstacle = Some(refused.reason);
+            }
             Some(Event::ChunkRefused(refused)) => {
                 tracing::warn!(transfer = %self.owned.record.id, index = refused.index, reason = %refused.reason, "chunk refused; asking for it again");
+                self.obstacle = Some(format!(
+                    "chunk {} was refused: {}",
+                    refused.index, refused.reason
+                ));
                 if refused.index >= self.owned.record.chunks_done {
                     self.request_window().await;
                 }
@@ -349,6 +363,7 @@ impl TransferRun {
                 if self.owned.record.chunks_done != before {
                     self.changed = true;
                     self.last_progress = Instant::now();
+                    self.advanced();
                 } else if self.sent_up_to > before && progress.received == before {
                     // The agent refused a chunk (or lost its partial file): send from there again.
                     self.sent_up_to = before;
@@ -389,6 +404,20 @@ impl TransferRun {
         if self.owned.record.state.is_terminal() {
             return Ok(());
         }
+        let max_stall = Duration::from_secs(self.context.settings.max_stall_secs);
+        if !self.verifying && self.last_advance.elapsed() > max_stall {
+            let why = self.obstacle.clone().unwrap_or_else(|| {
+                format!(
+                    "device {} did not send or take any chunk",
+                    self.owned.record.device
+                )
+            });
+            let error = format!(
+                "no progress for {} s, so the transfer stopped: {why}; run it again when that is fixed",
+                max_stall.as_secs()
+            );
+            return self.finish(TransferState::Failed, error).await;
+        }
         if self.retry_at.is_some_and(|at| at <= Instant::now()) {
             self.retry_at = None;
             self.resume().await?;
@@ -414,7 +443,13 @@ impl TransferRun {
         if self.owned.record.chunks_done != before {
             self.changed = true;
             self.last_progress = Instant::now();
+            self.advanced();
         }
+    }
+
+    fn advanced(&mut self) {
+        self.last_advance = Instant::now();
+        self.obstacle = None;
     }
 
     async fn request_window(&mut self) {
@@ -464,8 +499,16 @@ impl TransferRun {
                 .await
             {
                 Ok(data) => data,
+                Err(error @ StoreError::NotFound { .. }) => {
+                    let error = format!(
+                        "library file {} was deleted or replaced during the transfer ({error})",
+                        r.source
+                    );
+                    return self.refuse(error);
+                }
                 Err(error) => {
                     tracing::warn!(transfer = %r.id, index, %error, "cannot read a library chunk; will retry");
+                    self.obstacle = Some(format!("the library file cannot be read: {error}"));
                     return;
                 }
             };
@@ -508,13 +551,21 @@ impl TransferRun {
                 self.refuse(error);
             }
             Ok(Body::Ack(ack)) => {
-                tracing::info!(transfer = %r.id, error = %ack.error, "device's node refused; will retry")
+                tracing::info!(transfer = %r.id, error = %ack.error, "device's node refused; will retry");
+                self.obstacle = Some(format!("device {}'s node refused: {}", r.device, ack.error));
             }
             Ok(_) => tracing::warn!(transfer = %r.id, "unexpected answer from the device's node"),
             Err(BusError::NoResponders(_)) => {
-                tracing::info!(transfer = %r.id, device = %r.device, "device offline; the transfer waits for it")
+                tracing::info!(transfer = %r.id, device = %r.device, "device offline; the transfer waits for it");
+                self.obstacle = Some(format!("device {} is offline", r.device));
             }
-            Err(error) => tracing::warn!(transfer = %r.id, %error, "device's node did not answer"),
+            Err(error) => {
+                tracing::warn!(transfer = %r.id, %error, "device's node did not answer");
+                self.obstacle = Some(format!(
+                    "device {}'s node did not answer: {error}",
+                    r.device
+                ));
+            }
         }
     }
 

@@ -120,13 +120,19 @@ impl ChunkIntake {
                     Some(refused(index, error.to_string()))
                 }
                 Err(error) => {
-                    // Not stored; the owner asks again when the window stalls.
+                    // Not stored: the owner hears why, and asks again when the window stalls.
                     tracing::warn!(%transfer, index, %error, "cannot store a chunk");
-                    None
+                    Some(Event::ChunkRefused(ChunkRefused {
+                        index,
+                        reason: error.to_string(),
+                        store_failed: true,
+                    }))
                 }
             }
         };
-        if let Some(Event::ChunkRefused(r)) = &event {
+        if let Some(Event::ChunkRefused(r)) = &event
+            && !r.store_failed
+        {
             tracing::warn!(tenant = %self.tenant, device = %self.device, %transfer, index, reason = %r.reason, "chunk refused");
         }
         if let Some(event) = event {
@@ -167,7 +173,11 @@ impl ChunkIntake {
 }
 
 fn refused(index: u64, reason: String) -> Event {
-    Event::ChunkRefused(ChunkRefused { index, reason })
+    Event::ChunkRefused(ChunkRefused {
+        index,
+        reason,
+        store_failed: false,
+    })
 }
 
 #[cfg(test)]
