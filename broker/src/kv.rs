@@ -41,20 +41,26 @@ pub fn key(tenant: &str, kind: ids::Kind, id: &str) -> Result<String, ids::Inval
 }
 
 /// The values of every key `<tenant>.…`, decoded as JSON; values that do not decode are skipped.
+/// Only the tenant's keys are read: the server lists the subjects under its prefix.
 pub async fn tenant_values<T: serde::de::DeserializeOwned>(
     store: &kv::Store,
     tenant: &str,
 ) -> Result<Vec<T>, String> {
     ids::tenant(tenant).map_err(|e| e.to_string())?;
-    let prefix = format!("{tenant}.");
-    let keys: Vec<String> = match store.keys().await {
-        Ok(keys) => keys.try_collect().await.map_err(|e| e.to_string())?,
-        // An empty bucket has no keys to list.
-        Err(_) => Vec::new(),
-    };
+    let filter = format!("{}{tenant}.>", store.prefix);
+    let mut subjects = store
+        .stream
+        .info_with_subjects(&filter)
+        .await
+        .map_err(|e| format!("listing {}'s keys of tenant {tenant}: {e}", store.name))?;
     let mut values = Vec::new();
-    for key in keys.into_iter().filter(|k| k.starts_with(&prefix)) {
-        if let Some(value) = store.get(&key).await.map_err(|e| e.to_string())?
+    while let Some((subject, _)) = subjects
+        .try_next()
+        .await
+        .map_err(|e| format!("listing {}'s keys of tenant {tenant}: {e}", store.name))?
+    {
+        let key = subject.strip_prefix(&store.prefix).unwrap_or(&subject);
+        if let Some(value) = store.get(key).await.map_err(|e| e.to_string())?
             && let Ok(decoded) = serde_json::from_slice(&value)
         {
             values.push(decoded);

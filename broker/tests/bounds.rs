@@ -37,3 +37,25 @@ async fn a_result_larger_than_nats_carries_is_refused_at_startup_naming_both_lim
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_the_store_cannot_read_is_an_error_not_an_empty_list() {
+    let mut stack = Stack::start(3, "").await;
+    stack.start_agent("demo", "web-07", "web-07", &[2]).await;
+    stack.wait_online("token-a", "web-07", Some(2)).await;
+    // JetStream off, core NATS still up.
+    stack.nats.reconfigure(|config| {
+        config
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("jetstream"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    let unavailable = testkit::wait_until(common::WAIT, || async {
+        let (status, _) = stack.get(1, "token-a", "/api/v1/devices").await;
+        status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    let (status, body) = stack.get(1, "token-a", "/api/v1/devices").await;
+    assert!(unavailable, "{status}: {body}");
+}
