@@ -47,6 +47,9 @@ pub struct TenantSection {
     /// Overrides `transfers.max_getfile_bytes` for this tenant.
     #[serde(default)]
     pub max_getfile_bytes: Option<u64>,
+    /// Overrides `transfers.max_tenant_store_bytes` for this tenant.
+    #[serde(default)]
+    pub max_store_bytes: Option<u64>,
     /// Overrides `audit.retention_days` for this tenant.
     #[serde(default)]
     pub audit_retention_days: Option<f64>,
@@ -65,6 +68,9 @@ pub struct TransfersSection {
     pub max_getfile_bytes: u64,
     /// Largest library file (250 MB, as in the seed).
     pub max_library_file_bytes: u64,
+    /// What one tenant's fetched files and library may hold in the store together (100 GB),
+    /// unless the tenant says otherwise: checked before a getfile starts or an upload is stored.
+    pub max_tenant_store_bytes: u64,
     /// JetStream replicas of chunks and transfer records: 1 for one NATS server, 3 for a cluster.
     pub replicas: usize,
     /// How long a finished transfer stays, for its analyst to download or look at; then its
@@ -82,20 +88,11 @@ impl Default for TransfersSection {
             window_chunks: 16,
             max_getfile_bytes: 3_000_000_000,
             max_library_file_bytes: 250_000_000,
+            max_tenant_store_bytes: 100_000_000_000,
             replicas: 1,
             retention_secs: 3 * 24 * 3600,
             max_stall_secs: 600,
         }
-    }
-}
-
-impl BrokerConfig {
-    /// The getfile size limit of `tenant`.
-    pub fn max_getfile_bytes(&self, tenant: &str) -> u64 {
-        self.tenants
-            .get(tenant)
-            .and_then(|t| t.max_getfile_bytes)
-            .unwrap_or(self.transfers.max_getfile_bytes)
     }
 }
 

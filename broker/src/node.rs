@@ -216,13 +216,7 @@ impl BrokerNode {
             book,
             library,
             settings,
-            getfile_limits: Arc::new(
-                config
-                    .tenants
-                    .iter()
-                    .filter_map(|(t, s)| Some((t.clone(), s.max_getfile_bytes?)))
-                    .collect(),
-            ),
+            tenants: Arc::new(config.tenants.clone()),
             supervisor: transfers_supervisor.get_cell(),
             audit: audit.clone(),
         };

@@ -676,3 +676,42 @@ async fn a_getfile_whose_device_stays_away_ends_failed_saying_so() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_store_quota_is_checked_before_anything_is_stored() {
+    let settings = format!("{SETTINGS}max_store_bytes = 3000000\n");
+    let mut stack = Stack::start(3, &settings).await;
+    stack.start_agent("demo", "fs-01", "fs-01", &[3]).await;
+    stack.wait_online(TOKEN, "fs-01", None).await;
+    let sid = session(&stack, 1, "fs-01").await;
+
+    let (status, body) = upload(&stack, "tool.bin", vec![7u8; 2_000_000], "").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // 1 MB of room left: a second 2 MB upload and a 2 MB getfile are refused, saying why.
+    let (status, body) = upload(&stack, "more.bin", vec![8u8; 2_000_000], "").await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("quota"),
+        "{body}"
+    );
+    let big = fixture(&stack, "big.db");
+    random_file(&big, 2_000_000);
+    let refused = stack
+        .run(1, TOKEN, &sid, &format!("getfile {} -auto", big.display()))
+        .await;
+    assert_eq!(refused["state"], "failed", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_store_bytes"),
+        "{refused}"
+    );
+    // What fits still goes.
+    let small = fixture(&stack, "small.db");
+    let sha = random_file(&small, 500_000);
+    let id = getfile(&stack, 1, &sid, &small).await;
+    let done = finished(&stack, 1, &id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["sha256"], sha.as_str(), "{done}");
+}

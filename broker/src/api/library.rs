@@ -18,7 +18,7 @@ impl From<LibraryError> for ApiError {
             LibraryError::Invalid(invalid) => invalid.into(),
             LibraryError::Exists(_) => ApiError::new(api_model::ErrorCode::AlreadyExists, message),
             LibraryError::NotFound(_) => ApiError::not_found(message),
-            LibraryError::TooLarge { .. } => {
+            LibraryError::TooLarge { .. } | LibraryError::OverQuota { .. } => {
                 ApiError::new(api_model::ErrorCode::PayloadTooLarge, message)
             }
             LibraryError::Body(_) => ApiError::invalid(message),
@@ -77,6 +77,11 @@ pub async fn upload(
         .record_change(&caller, AuditKind::LibraryChanged, intent)
         .await?;
     let context = &state.transfers;
+    let room = context.store_room(&caller.tenant).await.map_err(|e| {
+        ApiError::unavailable(format!(
+            "cannot tell how much the tenant stores ({e}); retry"
+        ))
+    })?;
     let upload = Upload {
         tenant: caller.tenant.clone(),
         user: caller.user.clone(),
@@ -85,6 +90,8 @@ pub async fn upload(
         parameters_description: query.parameters_description,
         overwrite: query.overwrite,
         limit: context.settings.max_library_file_bytes,
+        room,
+        quota: context.max_store_bytes(&caller.tenant),
         chunk_size: context.chunk_size(),
         now_ms: now_ms(),
     };

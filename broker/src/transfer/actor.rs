@@ -38,7 +38,7 @@ use super::{
     BookError, ChunkStore, StoreError, TransferBook, TransferKind, TransferState, Versioned,
 };
 use crate::bus::{self, Bus, BusError};
-use crate::config::TransfersSection;
+use crate::config::{TenantSection, TransfersSection};
 use crate::orders;
 use crate::time::now_ms;
 use crate::transfer::cancel::CANCELLED;
@@ -64,7 +64,8 @@ pub struct TransferContext {
     pub library: Library,
     pub settings: TransfersSection,
     /// getfile size limits of tenants that do not use the default.
-    pub getfile_limits: Arc<BTreeMap<String, u64>>,
+    /// Tenants' own limits, where they set them.
+    pub tenants: Arc<BTreeMap<String, TenantSection>>,
     pub supervisor: ActorCell,
     /// Where sessions, commands and transfers are recorded.
     pub audit: crate::audit::AuditLog,
@@ -72,10 +73,42 @@ pub struct TransferContext {
 
 impl TransferContext {
     pub fn max_getfile_bytes(&self, tenant: &str) -> u64 {
-        self.getfile_limits
+        self.tenants
             .get(tenant)
-            .copied()
+            .and_then(|t| t.max_getfile_bytes)
             .unwrap_or(self.settings.max_getfile_bytes)
+    }
+
+    pub fn max_store_bytes(&self, tenant: &str) -> u64 {
+        self.tenants
+            .get(tenant)
+            .and_then(|t| t.max_store_bytes)
+            .unwrap_or(self.settings.max_tenant_store_bytes)
+    }
+
+    /// What `tenant` may still store: its quota less its fetched files (every getfile not yet
+    /// deleted, counted whole) and its library.
+    pub async fn store_room(&self, tenant: &str) -> Result<u64, String> {
+        let fetched: u64 = self
+            .book
+            .list(tenant)
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter(|r| r.kind == TransferKind::Getfile)
+            .map(|r| r.size)
+            .sum();
+        let library: u64 = self
+            .library
+            .list(tenant)
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|e| e.size)
+            .sum();
+        Ok(self
+            .max_store_bytes(tenant)
+            .saturating_sub(fetched.saturating_add(library)))
     }
 
     pub fn chunk_size(&self) -> u64 {

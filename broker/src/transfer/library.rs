@@ -40,6 +40,10 @@ pub enum LibraryError {
     NotFound(String),
     #[error("the file is over the library limit of {limit} bytes; upload a smaller file")]
     TooLarge { limit: u64 },
+    #[error(
+        "the tenant's store has room for {room} more bytes of its quota of {quota}; delete finished transfers or library files, or ask an administrator to raise max_store_bytes"
+    )]
+    OverQuota { room: u64, quota: u64 },
     #[error("reading the upload failed: {0}; upload again")]
     Body(String),
     #[error("library unavailable: {0}; retry when NATS JetStream answers")]
@@ -59,6 +63,9 @@ pub struct Upload {
     pub parameters_description: String,
     pub overwrite: bool,
     pub limit: u64,
+    /// What the tenant's store quota (`quota`) leaves.
+    pub room: u64,
+    pub quota: u64,
     pub chunk_size: u64,
     pub now_ms: u64,
 }
@@ -230,6 +237,12 @@ impl Library {
                 if size > upload.limit {
                     return Err(LibraryError::TooLarge {
                         limit: upload.limit,
+                    });
+                }
+                if size > upload.room {
+                    return Err(LibraryError::OverQuota {
+                        room: upload.room,
+                        quota: upload.quota,
                     });
                 }
                 hash.update(&part);

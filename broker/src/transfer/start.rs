@@ -95,6 +95,21 @@ pub async fn start_getfile(
 ) -> Result<String, String> {
     let limit = context.max_getfile_bytes(who.tenant);
     check_getfile(facts, limit, who.tenant)?;
+    let room = context.store_room(who.tenant).await.map_err(|e| {
+        format!(
+            "cannot tell how much tenant {} stores ({e}); run getfile again",
+            who.tenant
+        )
+    })?;
+    if facts.size > room {
+        return Err(format!(
+            "{} is {} bytes, but tenant {}'s store has room for {room} of its quota of {} bytes; delete finished transfers or library files, or ask an administrator to raise max_store_bytes",
+            facts.path,
+            facts.size,
+            who.tenant,
+            context.max_store_bytes(who.tenant)
+        ));
+    }
     let name = safe_name(&facts.path);
     let mut record = new_record(
         context,
