@@ -68,6 +68,10 @@ pub struct TransfersSection {
     pub max_getfile_bytes: u64,
     /// Largest library file (250 MB, as in the seed).
     pub max_library_file_bytes: u64,
+    /// Most bytes the chunk stream holds, for all tenants (none: as much as nats-server's store).
+    /// Set it below the server's `max_file_store`, so that chunks cannot crowd out the device
+    /// registry, transfer records and audit log: past it, chunks are refused.
+    pub max_store_bytes: Option<u64>,
     /// What one tenant's fetched files and library may hold in the store together (100 GB),
     /// unless the tenant says otherwise: checked before a getfile starts or an upload is stored.
     pub max_tenant_store_bytes: u64,
@@ -88,6 +92,7 @@ impl Default for TransfersSection {
             window_chunks: 16,
             max_getfile_bytes: 3_000_000_000,
             max_library_file_bytes: 250_000_000,
+            max_store_bytes: None,
             max_tenant_store_bytes: 100_000_000_000,
             replicas: 1,
             retention_secs: 3 * 24 * 3600,

@@ -4,7 +4,11 @@
 use async_nats::jetstream::{self, kv};
 use futures::TryStreamExt;
 
-/// Opens `bucket`, creating it on first use with one value per key and `replicas` copies.
+/// Largest value a bucket takes: records are small JSON; anything bigger is a bug or an attack.
+const MAX_VALUE_BYTES: i32 = 64 * 1024;
+
+/// Opens `bucket`, creating it on first use with one value per key of at most 64 KiB and
+/// `replicas` copies.
 pub async fn open_bucket(
     client: async_nats::Client,
     bucket: &str,
@@ -19,6 +23,7 @@ pub async fn open_bucket(
                 bucket: bucket.into(),
                 description: description.into(),
                 history: 1,
+                max_value_size: MAX_VALUE_BYTES,
                 num_replicas: replicas,
                 storage: jetstream::stream::StorageType::File,
                 ..Default::default()

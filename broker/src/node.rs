@@ -169,7 +169,7 @@ impl BrokerNode {
             );
         }
         let bus = Bus::new(nats.clone());
-        let registry = DeviceRegistry::open(nats.clone(), 1).await.context(
+        let registry = DeviceRegistry::open(nats.clone(), config.transfers.replicas).await.context(
             "cannot open the device registry in jetstream; is jetstream enabled (nats-server -js)?",
         )?;
         let settings = config.transfers.clone();
@@ -178,6 +178,7 @@ impl BrokerNode {
             ChunkStoreConfig {
                 replicas: settings.replicas,
                 max_chunk_size: settings.chunk_size as usize,
+                max_bytes: settings.max_store_bytes,
                 ..ChunkStoreConfig::default()
             },
         )

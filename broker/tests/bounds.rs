@@ -59,3 +59,41 @@ async fn a_list_the_store_cannot_read_is_an_error_not_an_empty_list() {
     let (status, body) = stack.get(1, "token-a", "/api/v1/devices").await;
     assert!(unavailable, "{status}: {body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_chunk_store_fails_the_getfile_saying_so_while_sessions_still_open() {
+    let mut stack = Stack::start(
+        3,
+        "[transfers]\nchunk_size = 262144\nwindow_chunks = 8\nmax_store_bytes = 2000000\nmax_stall_secs = 3\n",
+    )
+    .await;
+    stack.start_agent("demo", "fs-01", "fs-01", &[3]).await;
+    stack.start_agent("demo", "web-02", "web-02", &[2]).await;
+    stack.wait_online("token-a", "fs-01", Some(3)).await;
+    stack.wait_online("token-a", "web-02", Some(2)).await;
+    let (status, session) = stack.open(1, "token-a", "fs-01").await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{session}");
+    let sid = session["session_id"].as_str().unwrap().to_string();
+    let path = stack.path().join("big.db");
+    std::fs::write(&path, vec![5u8; 4_000_000]).unwrap();
+    let started = stack
+        .run(
+            1,
+            "token-a",
+            &sid,
+            &format!("getfile {} -auto", path.display()),
+        )
+        .await;
+    assert_eq!(started["state"], "completed", "{started}");
+    let id = started["output"]["transfer_id"].as_str().unwrap();
+    let done = stack.transfer_finished(1, "token-a", id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(
+        error.contains("no progress") && error.contains("LR_CHUNKS"),
+        "{error}"
+    );
+    // The registry, sessions and other devices carry on.
+    let (status, other) = stack.open(2, "token-b", "web-02").await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{other}");
+}

@@ -230,6 +230,8 @@ impl AuditLog {
             subjects: vec![SUBJECTS.into()],
             storage: stream::StorageType::File,
             num_replicas: config.replicas,
+            // An entry or an output (at most what an agent sends) fits one message.
+            max_message_size: i32::try_from(crate::nats::MAX_PAYLOAD_BYTES).unwrap_or(i32::MAX),
             // No age limit: retention is per tenant and cuts the chain where it records (see
             // [`retention`]); an age limit would break chains without saying where.
             allow_direct: true,

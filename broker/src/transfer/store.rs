@@ -52,6 +52,9 @@ pub struct ChunkStoreConfig {
     pub duplicate_window: Duration,
     /// Bound on every JetStream request and publish acknowledgement.
     pub request_timeout: Duration,
+    /// Most bytes the stream holds (none: as much as the server's store); past it, chunks are
+    /// refused rather than older ones dropped.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for ChunkStoreConfig {
@@ -61,6 +64,7 @@ impl Default for ChunkStoreConfig {
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
             duplicate_window: Duration::from_secs(120),
             request_timeout: Duration::from_secs(10),
+            max_bytes: None,
         }
     }
 }
@@ -131,6 +135,10 @@ impl ChunkStore {
             // A chunk re-sent after the duplicate window replaces the stored one instead of
             // adding a second copy.
             max_messages_per_subject: 1,
+            max_bytes: config
+                .max_bytes
+                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+            discard: stream::DiscardPolicy::New,
             duplicate_window: config.duplicate_window,
             allow_direct: true,
             ..Default::default()
