@@ -161,6 +161,7 @@ impl AgentLink for AgentService {
                 Status::unavailable(format!("cannot start the device actor: {e}; retry"))
             })?;
 
+        let heartbeat = self.heartbeat;
         tokio::spawn(async move {
             let reason = loop {
                 match inbound.next().await {
@@ -177,14 +178,18 @@ impl AgentLink for AgentService {
                     Some(Ok(AgentMessage {
                         body: Some(FromAgent::Chunk(chunk)),
                     })) => {
-                        intake
-                            .chunk(
-                                chunk.transfer_id,
-                                chunk.index,
-                                chunk.data.into(),
-                                chunk.sha256,
-                            )
-                            .await;
+                        let store = intake.chunk(
+                            chunk.transfer_id,
+                            chunk.index,
+                            chunk.data.into(),
+                            chunk.sha256,
+                        );
+                        // The agent's heartbeats wait behind this chunk while the store is
+                        // slow; the chunk itself shows it is alive.
+                        alive_while(store, heartbeat, || {
+                            let _ = actor.cast(DeviceMsg::Heartbeat);
+                        })
+                        .await;
                     }
                     Some(Ok(AgentMessage {
                         body: Some(FromAgent::TransferEnded(ended)),
@@ -205,6 +210,18 @@ impl AgentLink for AgentService {
             let _ = actor.cast(DeviceMsg::StreamClosed(reason));
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+    }
+}
+
+/// Runs `work`, calling `alive` every `every` until it is done.
+async fn alive_while(work: impl Future<Output = ()>, every: Duration, mut alive: impl FnMut()) {
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            () = &mut work => return,
+            _ = ticks.tick() => alive(),
+        }
     }
 }
 

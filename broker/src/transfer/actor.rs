@@ -48,9 +48,14 @@ use crate::wire;
 /// How long a window may go without progress before it is asked for again.
 const STALL: Duration = Duration::from_secs(10);
 /// How long a request to the device's node may take.
-const DEVICE_TIMEOUT: Duration = Duration::from_secs(5);
+const DEVICE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the owner writes its record even without progress (its heartbeat).
 const HEARTBEAT: Duration = Duration::from_secs(1);
+// A request to the device's node waits inside the handler: with the heartbeat after it, it
+// must end well before another node thinks the owner gone and takes the transfer over.
+const _: () = assert!(
+    DEVICE_TIMEOUT.as_millis() + 2 * HEARTBEAT.as_millis() < super::upkeep::STALE_AFTER.as_millis()
+);
 /// How long to wait before asking an agent that answered `Busy` again.
 const BUSY_RETRY: Duration = Duration::from_millis(500);
 

@@ -82,8 +82,9 @@ pub struct DeviceState {
     /// Session of each command sent to the agent and not yet answered.
     in_flight: HashMap<String, String>,
     last_heartbeat: Instant,
-    /// When `last_seen` was last written to the registry.
+    /// When `last_seen` was last written to the registry, and that write while it runs.
     last_recorded: Instant,
+    recording: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -131,6 +132,7 @@ impl Actor for DeviceActor {
             in_flight: HashMap::new(),
             last_heartbeat: Instant::now(),
             last_recorded: Instant::now(),
+            recording: None,
             tasks,
         })
     }
@@ -148,15 +150,26 @@ impl Actor for DeviceActor {
                 if state.last_recorded.elapsed() < LAST_SEEN_EVERY {
                     return Ok(());
                 }
-                state.last_recorded = Instant::now();
-                let a = &state.args;
-                if let Err(error) = a
-                    .registry
-                    .touch(&a.tenant, &a.device, a.epoch, true, now_ms())
-                    .await
-                {
-                    tracing::warn!(device = %a.device, %error, "cannot record heartbeat");
+                if state.recording.as_ref().is_some_and(|r| !r.is_finished()) {
+                    return Ok(());
                 }
+                state.last_recorded = Instant::now();
+                // Off the handler: a slow store must not hold up orders or the liveness check.
+                let a = &state.args;
+                let (registry, tenant, device, epoch) = (
+                    a.registry.clone(),
+                    a.tenant.clone(),
+                    a.device.clone(),
+                    a.epoch,
+                );
+                state.recording = Some(tokio::spawn(async move {
+                    if let Err(error) = registry
+                        .touch(&tenant, &device, epoch, true, now_ms())
+                        .await
+                    {
+                        tracing::warn!(%device, %error, "cannot record heartbeat");
+                    }
+                }));
             }
             DeviceMsg::Result(result) => state.on_result(result).await,
             DeviceMsg::Renew(csr_der) => {
@@ -197,10 +210,9 @@ impl Actor for DeviceActor {
                     let _ = state
                         .args
                         .to_agent
-                        .send(Err(tonic::Status::deadline_exceeded(
+                        .try_send(Err(tonic::Status::deadline_exceeded(
                             "no heartbeat from the agent; reconnect",
-                        )))
-                        .await;
+                        )));
                     myself.stop(Some("heartbeats missed".into()));
                 }
             }
@@ -215,6 +227,10 @@ impl Actor for DeviceActor {
     ) -> Result<(), ActorProcessingErr> {
         for task in &state.tasks {
             task.abort();
+        }
+        // The last online mark is written before the offline one.
+        if let Some(recording) = state.recording.take() {
+            let _ = recording.await;
         }
         let a = &state.args;
         if let Err(error) = a
@@ -242,7 +258,7 @@ impl DeviceState {
         match verdict {
             Err(status) if status.code() == tonic::Code::PermissionDenied => {
                 tracing::warn!(tenant = %a.tenant, device = %a.device, reason = status.message(), "the device's certificate no longer admits it; dropping its stream");
-                let _ = a.to_agent.send(Err(status)).await;
+                let _ = a.to_agent.try_send(Err(status));
                 myself.stop(Some("no longer admitted".into()));
                 false
             }
@@ -368,16 +384,26 @@ impl DeviceState {
         }
     }
 
+    /// Queues `body` for the agent without waiting: an agent that does not read its stream
+    /// gets a refusal for what does not fit, never a handler stuck on it.
     async fn to_agent(&self, body: ToAgent) -> Result<(), Ack> {
         let message = BrokerMessage { body: Some(body) };
-        self.args.to_agent.send(Ok(message)).await.map_err(|_| {
-            wire::refusal(
+        self.args.to_agent.try_send(Ok(message)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => wire::refusal(
+                ErrorCode::Unavailable,
+                format!(
+                    "device {} is not reading what it is sent ({} messages wait); retry shortly",
+                    self.args.device,
+                    self.args.to_agent.max_capacity()
+                ),
+            ),
+            mpsc::error::TrySendError::Closed(_) => wire::refusal(
                 ErrorCode::DeviceOffline,
                 format!(
                     "device {} disconnected; wait for it to reconnect",
                     self.args.device
                 ),
-            )
+            ),
         })
     }
 
