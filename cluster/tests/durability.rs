@@ -115,15 +115,20 @@ async fn a_node_that_was_down_catches_up_through_a_snapshot() {
                 .unwrap();
         }
     }
-    let purged = service
-        .metrics()
-        .borrow()
-        .purged
-        .map(|p| p.index)
-        .unwrap_or(0);
+    // The leader purges after it builds a snapshot, in the background: wait for it.
+    let purged = testkit::wait_until(WAIT, || {
+        let purged = service
+            .metrics()
+            .borrow()
+            .purged
+            .map(|p| p.index)
+            .unwrap_or(0);
+        async move { purged > lagging_last_log }
+    })
+    .await;
     assert!(
-        purged > lagging_last_log,
-        "the leader must have purged what the lagging node needs"
+        purged,
+        "the leader did not purge what the lagging node needs within {WAIT:?}"
     );
 
     cluster.restart(lagging).await;

@@ -1,5 +1,7 @@
-//! Tests of the lease state machine: one unit test per rule here, property tests in `props`.
+//! Tests of the lease state machine: one unit test per rule here, property tests in `props`,
+//! lease time in `clock`.
 
+mod clock;
 mod model;
 mod props;
 

@@ -1,15 +1,18 @@
-//! What a node does with a client request when it believes it leads: stamp, propose, confirm, answer.
+//! What a node does with a client request when it believes it leads: stamp, propose, confirm, answer;
+//! and the node's clock it stamps with.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[cfg(feature = "fault-clock")]
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use grants::{AuthorityKey, Grant, SignedGrant};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 
 use super::{ClusterError, ClusterReply, ClusterRequest};
-use crate::lease::{self, LeaseOp, LeaseOutcome, Millis};
+use crate::lease::{self, LeaseClock, LeaseOp, LeaseOutcome, Millis};
 use crate::raft_types::{NodeId, Raft, Request};
 use crate::store::StateReader;
 
@@ -21,13 +24,56 @@ pub struct LeaderOps {
     state: StateReader,
     timeout: Duration,
     authority: Option<Arc<AuthorityKey>>,
+    clock: Arc<NodeClock>,
 }
 
-/// The leader's wall clock, the only clock the lease state machine ever sees (through stamps).
-pub(crate) fn now_millis() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// This node's lease time: its wall and monotonic clocks read into a [`LeaseClock`], so a jump of
+/// the wall clock does not move it. One per node, shared by the leader's writes and the sweeper.
+pub(crate) struct NodeClock {
+    origin: Instant,
+    clock: Mutex<LeaseClock>,
+    /// A test's clock jump, added to the wall clock.
+    #[cfg(feature = "fault-clock")]
+    wall_offset_ms: AtomicI64,
+}
+
+impl NodeClock {
+    pub(crate) fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            clock: Mutex::new(LeaseClock::default()),
+            #[cfg(feature = "fault-clock")]
+            wall_offset_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// The stamp of an entry this node proposes as leader; `applied` is its table's clock.
+    pub(crate) fn stamp(&self, applied: Millis) -> Millis {
+        let mut clock = self.clock.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read under the lock, so readings reach the clock in the order they were taken.
+        clock.stamp(self.wall(), self.origin.elapsed(), applied)
+    }
+
+    /// Lease time now. Every node reads it each sweep tick, leader or not.
+    pub(crate) fn now(&self, applied: Millis) -> Millis {
+        let mut clock = self.clock.lock().unwrap_or_else(PoisonError::into_inner);
+        clock.read(self.wall(), self.origin.elapsed(), applied)
+    }
+
+    /// Sets how far this node's wall clock is off, as a jump of the system clock would.
+    #[cfg(feature = "fault-clock")]
+    pub(crate) fn set_wall_offset(&self, offset_ms: i64) {
+        self.wall_offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+
+    fn wall(&self) -> Millis {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        #[cfg(feature = "fault-clock")]
+        let wall = wall.saturating_add_signed(self.wall_offset_ms.load(Ordering::Relaxed));
+        wall
+    }
 }
 
 impl LeaderOps {
@@ -37,6 +83,7 @@ impl LeaderOps {
         state: StateReader,
         timeout: Duration,
         authority: Option<Arc<AuthorityKey>>,
+        clock: Arc<NodeClock>,
     ) -> Self {
         Self {
             id,
@@ -44,6 +91,7 @@ impl LeaderOps {
             state,
             timeout,
             authority,
+            clock,
         }
     }
 
@@ -131,8 +179,9 @@ impl LeaderOps {
     async fn write(&self, op: LeaseOp) -> Result<ClusterReply, ClusterError> {
         // Malformed ops never reach the log.
         lease::validate(&op)?;
+        let applied = self.state.clock().await;
         let request = Request {
-            stamped_at: now_millis(),
+            stamped_at: self.clock.stamp(applied),
             op,
         };
         let response = self

@@ -1,7 +1,8 @@
 //! One member of the lease cluster: `ClusterConfig -> ClusterNode::start -> LeaseService`, and shutdown.
 //!
 //! A node runs three tasks beside openraft's own: the gRPC server for peers, and the expiry
-//! sweeper, which proposes an `ExpireSweep` while this node leads and some lease has run out.
+//! sweeper, which reads the node's lease time every tick and proposes an `ExpireSweep` while this
+//! node leads and some lease has run out.
 
 mod config;
 mod error;
@@ -24,6 +25,7 @@ use tonic::transport::server::TcpIncoming;
 pub use config::{ClusterConfig, ConfigError, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::ClusterError;
 pub use leader::LeaderOps;
+use leader::NodeClock;
 pub use request::{ClusterReply, ClusterRequest};
 pub use service::{Granted, LeaseService};
 
@@ -58,6 +60,8 @@ pub struct ClusterNode {
     stop_server: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    #[cfg(feature = "fault-clock")]
+    clock: Arc<NodeClock>,
 }
 
 impl ClusterNode {
@@ -104,12 +108,14 @@ impl ClusterNode {
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
+        let clock = Arc::new(NodeClock::new());
         let leader = LeaderOps::new(
             config.node_id,
             raft.clone(),
             state.clone(),
             config.request_timeout(),
             config.authority.clone(),
+            clock.clone(),
         );
         let service = LeaseService::new(
             config.node_id,
@@ -142,6 +148,7 @@ impl ClusterNode {
             raft.clone(),
             state.clone(),
             service.clone(),
+            clock.clone(),
             Duration::from_millis(config.sweep_interval_ms),
         ));
         tracing::info!(node = config.node_id, addr = %listen_addr, "raft node started");
@@ -155,6 +162,8 @@ impl ClusterNode {
             stop_server: Some(stop_server),
             server,
             sweeper,
+            #[cfg(feature = "fault-clock")]
+            clock,
         })
     }
 
@@ -177,6 +186,14 @@ impl ClusterNode {
     /// This node's applied state, without any leader round trip (not linearizable).
     pub fn local_state(&self) -> &StateReader {
         &self.state
+    }
+
+    /// Puts this node's wall clock `offset_ms` off, as a jump of the system clock would: for
+    /// tests of lease time. Only with the cargo feature `fault-clock`, which no production build
+    /// enables.
+    #[cfg(feature = "fault-clock")]
+    pub fn set_wall_clock_offset(&self, offset_ms: i64) {
+        self.clock.set_wall_offset(offset_ms);
     }
 
     /// Stops serving peers and stops the Raft core. Everything acknowledged is already on disk;
@@ -273,22 +290,24 @@ fn initial_members(members: &BTreeMap<NodeId, String>) -> BTreeMap<NodeId, openr
         .collect()
 }
 
-/// While this node leads, proposes an expiry sweep whenever a lease has run out by the leader's clock.
+/// While this node leads, proposes an expiry sweep whenever a lease has run out by lease time.
 async fn sweep_expired(
     id: NodeId,
     raft: Raft,
     state: StateReader,
     service: LeaseService,
+    clock: Arc<NodeClock>,
     every: Duration,
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        // Read on every node, so a follower's lease time goes on without gaps when it comes to lead.
+        let now = clock.now(state.clock().await);
         if raft.metrics().borrow().current_leader != Some(id) {
             continue;
         }
-        let now = leader::now_millis();
         if !state.with_table(|table| table.has_expired_at(now)).await {
             continue;
         }
