@@ -35,8 +35,34 @@ const WATCH_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
 
 type Key = (String, String);
 
-/// Watches the records until the node stops; returns only if the watch cannot be opened.
+/// How long upkeep pauses before it starts again after its watch ended or it failed.
+const RESTART_AFTER: Duration = Duration::from_secs(1);
+
+/// Keeps upkeep running until the node stops: started again when its watch ends, or when it
+/// panics, so takeover and expiry never stop quietly on a node that still drives transfers.
 pub async fn run(context: TransferContext) {
+    loop {
+        let task = tokio::spawn(watch(context.clone()));
+        // Stopping the node aborts this loop; the watch goes with it.
+        let _abort = AbortOnDrop(task.abort_handle());
+        match task.await {
+            Ok(()) => tracing::warn!("transfer upkeep stopped; starting it again"),
+            Err(error) => tracing::error!(%error, "transfer upkeep failed; starting it again"),
+        }
+        tokio::time::sleep(RESTART_AFTER).await;
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Watches the records until the watch ends.
+async fn watch(context: TransferContext) {
     let watch = (|| context.book.watch_all())
         .retry(WATCH_RETRIES)
         .notify(|error, _| tracing::warn!(%error, "cannot watch transfer records yet; retrying"))
@@ -53,7 +79,7 @@ pub async fn run(context: TransferContext) {
         tokio::select! {
             update = watch.next() => {
                 let Some(update) = update else {
-                    tracing::warn!("transfer record watch ended; takeover and expiry stop on this node");
+                    tracing::warn!("transfer record watch ended");
                     return;
                 };
                 let key = (update.record.tenant.clone(), update.record.id.clone());
