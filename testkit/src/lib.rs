@@ -1,8 +1,11 @@
-//! Test support shared by the workspace's integration tests: deadlines instead of sleeps, and real
-//! servers (nats-server) as child processes on loopback.
+//! Test support shared by the workspace's integration tests: deadlines instead of sleeps, real
+//! servers (nats-server) as child processes on loopback, and faults to inject between and into
+//! processes.
 #![forbid(unsafe_code)]
 
 mod nats;
+mod process;
+mod proxy;
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,6 +13,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use nats::{NatsServer, free_port};
+/// A hung process: stop and continue it by pid, or hold it stopped with a guard that lets it
+/// continue on drop.
+pub use process::{Paused, pause, resume};
+/// Network faults between two processes: a loopback TCP proxy that can cut every connection,
+/// delay one direction or discard it while connections stay open.
+pub use proxy::{Direction, TcpProxy};
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
 pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
