@@ -157,7 +157,46 @@ pub struct ApiSection {
     pub listen: SocketAddr,
     #[serde(default)]
     pub tokens: Vec<ApiToken>,
+    /// Connections served at once (4096). Past it, new ones wait in the kernel's listen backlog
+    /// until one closes; keep it well below the process's file descriptor limit (`ulimit -n`).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a new connection may take to finish its TLS handshake (10 s).
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// How long a connection may take, once TLS is up or its last response is sent, to send a
+    /// request's headers (30 s); so also how long an HTTP/1.1 connection may stay idle. HTTP/2:
+    /// how long until its client preface.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
 }
+
+impl ApiSection {
+    pub fn handshake_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub fn header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.header_timeout_ms)
+    }
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_header_timeout_ms() -> u64 {
+    30_000
+}
+
+/// Bounds of the API's connection limits: a timeout shorter than 100 ms fails real clients on a
+/// slow link, one longer than 5 minutes holds a slot for nothing.
+const API_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 100..=300_000;
+const API_MAX_CONNECTIONS: std::ops::RangeInclusive<usize> = 1..=1_000_000;
 
 /// An analyst's bearer token, stored as its SHA-256 so the config file holds no secret.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -332,6 +371,20 @@ impl BrokerConfig {
                 "nats_url",
                 format!("{:?} is not a nats:// or tls:// url", self.nats_url),
             ));
+        }
+        if !API_MAX_CONNECTIONS.contains(&self.api.max_connections) {
+            return Err(bad(
+                "api.max_connections",
+                "must be between 1 and 1000000, and below the file descriptor limit (ulimit -n)",
+            ));
+        }
+        for (key, ms) in [
+            ("api.handshake_timeout_ms", self.api.handshake_timeout_ms),
+            ("api.header_timeout_ms", self.api.header_timeout_ms),
+        ] {
+            if !API_TIMEOUT_MS.contains(&ms) {
+                return Err(bad(key, "must be between 100 and 300000 (5 minutes)"));
+            }
         }
         for (i, token) in self.api.tokens.iter().enumerate() {
             let hex_ok = token.token_sha256.len() == 64

@@ -308,6 +308,7 @@ impl BrokerNode {
             api_listener,
             api_tls(&pems)?,
             api::router(state),
+            api::Limits::from(&config.api),
             stopped,
         ));
 

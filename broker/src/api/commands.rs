@@ -290,11 +290,16 @@ pub async fn cancel(
     }
 }
 
-/// Server-sent events: a `command` event with the whole command at every change of state.
+/// How often a live stream asks whether its session still lives: the session says when it ends,
+/// unless its node died first.
+const EVENTS_CHECK: Duration = Duration::from_secs(15);
+
+/// Server-sent events: a `command` event with the whole command at every change of state, and a
+/// last `ended` event (`{"session_id"}`) when the session ends.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/events", tag = "commands", operation_id = "sessionEvents",
     params(("id" = String, Path, description = "Session id")),
     responses(
-        (status = 200, description = "`text/event-stream` of `command` events, each a Command", content_type = "text/event-stream", body = Command),
+        (status = 200, description = "`text/event-stream` of `command` events, each a Command, then an `ended` event when the session ends, and the stream closes", content_type = "text/event-stream", body = Command),
         (status = 404, description = "`not_found`: no live session with this id for this analyst", body = api_model::ErrorBody)))]
 pub async fn events(
     State(state): State<ApiState>,
@@ -302,19 +307,52 @@ pub async fn events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.require(Role::Viewer)?;
-    // Only the session's owner may listen; this also answers 404 for a missing session.
-    state.control(&caller, &id, Op::Describe(Empty {})).await?;
+    ids::session(&id)?;
+    // Subscribed first, so that an end after the check below is on the subscription.
     let updates = state
         .bus
         .subscribe(bus::session_out(&caller.tenant, &id))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let events = updates.filter_map(|message| async move {
-        match bus::decode(&message) {
-            Ok((_, Body::CommandUpdate(c))) => serde_json::to_string(&view(&c))
-                .ok()
-                .map(|data| Ok(Event::default().event("command").data(data))),
-            _ => None,
+    // Only the session's owner may listen; this also answers 404 for a missing session.
+    state.control(&caller, &id, Op::Describe(Empty {})).await?;
+    let checks = tokio::time::interval_at(tokio::time::Instant::now() + EVENTS_CHECK, EVENTS_CHECK);
+    let listener = std::sync::Arc::new((state, caller, id));
+    let events = futures::stream::unfold(Some((updates, checks)), move |live| {
+        let listener = listener.clone();
+        async move {
+            let (mut updates, mut checks) = live?;
+            let (state, caller, id) = &*listener;
+            loop {
+                let message = tokio::select! {
+                    // A closed subscription (NATS gone) says nothing of the session: no `ended`.
+                    message = updates.next() => message?,
+                    _ = checks.tick() => {
+                        let check = state.control(caller, id, Op::Describe(Empty {})).await;
+                        if check.is_err_and(|e| e.code == ErrorCode::NotFound) {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                match bus::decode(&message) {
+                    Ok((_, Body::CommandUpdate(c))) => {
+                        let Ok(data) = serde_json::to_string(&view(&c)) else {
+                            continue;
+                        };
+                        let event = Event::default().event("command").data(data);
+                        return Some((Ok(event), Some((updates, checks))));
+                    }
+                    Ok((_, Body::SessionReply(reply)))
+                        if matches!(reply.body, Some(Reply::Ended(_))) =>
+                    {
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let data = serde_json::json!({ "session_id": id }).to_string();
+            Some((Ok(Event::default().event("ended").data(data)), None))
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))

@@ -15,8 +15,8 @@ mod doc;
 mod enrolment;
 mod error;
 mod library;
+mod listener;
 mod page;
-mod serve;
 mod sessions;
 mod transfers;
 
@@ -37,7 +37,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use auth::{Caller, LastUse, TENANT_HEADER, sha256_hex};
 pub use error::ApiError;
-pub use serve::serve_https;
+pub use listener::{Limits, serve_https};
 
 use crate::bus::{self, Bus, BusError};
 use crate::config::SessionsSection;

@@ -85,6 +85,11 @@ impl Stack {
     /// Starts nats-server and `n` brokers; `extra_toml` is appended to every broker's config,
     /// in its `[agents]` section (keys before any header set agent settings).
     pub async fn start(n: u64, extra_toml: &str) -> Self {
+        Self::start_with_api(n, "", extra_toml).await
+    }
+
+    /// The same, with `api_toml` in every broker's `[api]` section.
+    pub async fn start_with_api(n: u64, api_toml: &str, extra_toml: &str) -> Self {
         testkit::init_tracing();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let turn = STACKS
@@ -126,6 +131,7 @@ authority_key = "{authority_key}"
 [api]
 listen = "127.0.0.1:{api_port}"
 tokens = [{tokens}]
+{api_toml}
 
 [tls]
 cluster_ca = "{cluster_ca}"

@@ -4,7 +4,8 @@
 //! owns the session's lease (acquired by [`open`], renewed every third of its TTL, released when
 //! the session ends), and feeds the core what happens: control requests on
 //! `lr.<tenant>.sess.<id>.ctl`, agents' results on `.evt`, the device reconnecting (`.online`),
-//! and a tick every second. Every state change is published on `.out` for live streams.
+//! and a tick every second. Every state change is published on `.out` for live streams, and the
+//! session's end is the last message there.
 //!
 //! ```text
 //! sessions supervisor ──► SessionActor ──(events)──► SessionCore ──(effects)──► SessionActor
@@ -192,6 +193,14 @@ impl Actor for SessionActor {
             Err(error) => {
                 tracing::error!(session = %lease.session, %error, "cannot record the session's end")
             }
+        }
+        // Last on `.out`, after the end is on record: live streams of the session end with it.
+        let ended = Body::SessionReply(SessionReply {
+            body: Some(Reply::Ended(Empty {})),
+        });
+        let subject = bus::session_out(&lease.tenant, &lease.session);
+        if let Err(error) = state.args.bus.publish(subject, &lease.tenant, ended).await {
+            tracing::debug!(session = %lease.session, %error, "cannot publish the session's end");
         }
         tracing::info!(tenant = %lease.tenant, session = %lease.session, %reason, "session ended");
         Ok(())
