@@ -83,6 +83,8 @@ pub struct SessionState {
     /// Commands whose end is in the audit log, or on its way there (`writing`).
     audited: HashSet<String>,
     writing: Vec<JoinHandle<()>>,
+    /// Set once the session's end is on record.
+    end_recorded: bool,
 }
 
 impl Actor for SessionActor {
@@ -143,6 +145,7 @@ impl Actor for SessionActor {
             stop_reason: None,
             audited: HashSet::new(),
             writing: Vec::new(),
+            end_recorded: false,
         })
     }
 
@@ -174,26 +177,8 @@ impl Actor for SessionActor {
             task.abort();
         }
         state.release().await;
-        // The commands' ends go in before the session's.
-        for writing in state.writing.drain(..) {
-            let _ = writing.await;
-        }
+        let reason = state.record_end().await;
         let lease = &state.args.lease;
-        let reason = state
-            .stop_reason
-            .clone()
-            .unwrap_or_else(|| "the node stopped".into());
-        let ended = audit::Event::new(AuditKind::SessionEnded, json!({"reason": reason}))
-            .user(&lease.user)
-            .device(&lease.device)
-            .session(&lease.session);
-        let log = &state.args.transfers.audit;
-        match log.record(&lease.tenant, ended).await {
-            Ok(_) => audit::checkpoint::now(log, &state.args.leases, &lease.tenant).await,
-            Err(error) => {
-                tracing::error!(session = %lease.session, %error, "cannot record the session's end")
-            }
-        }
         // Last on `.out`, after the end is on record: live streams of the session end with it.
         let ended = Body::SessionReply(SessionReply {
             body: Some(Reply::Ended(Empty {})),
@@ -214,6 +199,34 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
 impl SessionState {
     fn tenant(&self) -> &str {
         &self.args.lease.tenant
+    }
+
+    /// Records the session's end, once, after its commands' ends; answers why it ended.
+    async fn record_end(&mut self) -> String {
+        let reason = self
+            .stop_reason
+            .clone()
+            .unwrap_or_else(|| "the node stopped".into());
+        if self.end_recorded {
+            return reason;
+        }
+        self.end_recorded = true;
+        for writing in self.writing.drain(..) {
+            let _ = writing.await;
+        }
+        let lease = &self.args.lease;
+        let ended = audit::Event::new(AuditKind::SessionEnded, json!({"reason": reason}))
+            .user(&lease.user)
+            .device(&lease.device)
+            .session(&lease.session);
+        let log = &self.args.transfers.audit;
+        match log.record(&lease.tenant, ended).await {
+            Ok(_) => audit::checkpoint::now(log, &self.args.leases, &lease.tenant).await,
+            Err(error) => {
+                tracing::error!(session = %lease.session, %error, "cannot record the session's end")
+            }
+        }
+        reason
     }
 
     async fn on_control(&mut self, myself: &ActorRef<SessionMsg>, message: async_nats::Message) {
@@ -251,8 +264,10 @@ impl SessionState {
                 }),
                 Some(Op::Describe(_)) => Reply::Session(self.info()),
                 Some(Op::End(_)) => {
-                    // The device is free by the time the analyst hears the session ended.
+                    // The device is free, and the end on record, by the time the analyst hears
+                    // the session ended.
                     let _ = self.apply(myself, Event::End).await;
+                    self.record_end().await;
                     Reply::Ended(Empty {})
                 }
                 None => error(ErrorCode::InvalidRequest, "empty session request"),
