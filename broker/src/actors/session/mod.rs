@@ -59,6 +59,8 @@ pub enum SessionMsg {
         id: String,
         reference: String,
     },
+    /// The lease renewal's answer.
+    Renewed(Result<Granted, ClusterError>),
 }
 
 pub struct SessionArgs {
@@ -163,6 +165,10 @@ impl Actor for SessionActor {
             }
             SessionMsg::OutputStored { id, reference } => {
                 state.core.output_stored(&id, reference);
+            }
+            SessionMsg::Renewed(answer) => {
+                let event = state.renewed(answer);
+                let _ = state.apply(&myself, event).await;
             }
         }
         Ok(())
@@ -385,7 +391,10 @@ impl SessionState {
                 self.audit_end(myself, &id);
                 None
             }
-            Effect::RenewLease => Some(self.renew().await),
+            Effect::RenewLease => {
+                self.renew(myself);
+                None
+            }
             Effect::ReleaseLease => {
                 self.release().await;
                 None
@@ -423,14 +432,25 @@ impl SessionState {
         let _ = self.apply(myself, event).await;
     }
 
-    async fn renew(&mut self) -> Event {
-        let lease = &self.args.lease;
-        match self
-            .args
-            .leases
-            .renew(&lease.tenant, &lease.session, lease.token)
-            .await
-        {
+    /// Renews the lease off the actor, so that commands being dispatched cannot hold it up;
+    /// the answer comes back as [`SessionMsg::Renewed`].
+    fn renew(&self, myself: &ActorRef<SessionMsg>) {
+        let (leases, lease, me) = (
+            self.args.leases.clone(),
+            self.args.lease.clone(),
+            myself.clone(),
+        );
+        tokio::spawn(async move {
+            let answer = leases
+                .renew(&lease.tenant, &lease.session, lease.token)
+                .await;
+            let _ = me.cast(SessionMsg::Renewed(answer));
+        });
+    }
+
+    fn renewed(&mut self, answer: Result<Granted, ClusterError>) -> Event {
+        let session = &self.args.lease.session;
+        match answer {
             Ok(Granted { grant, .. }) => {
                 if let Some(grant) = grant {
                     self.args.signer.renewed(grant);
@@ -438,11 +458,11 @@ impl SessionState {
                 Event::LeaseRenewed
             }
             Err(ClusterError::Rejected(e)) => {
-                tracing::warn!(session = %lease.session, error = %e, "lease lost; ending the session");
+                tracing::warn!(%session, error = %e, "lease lost; ending the session");
                 Event::LeaseLost
             }
             Err(e) => {
-                tracing::warn!(session = %lease.session, error = %e, "lease renewal failed; retrying");
+                tracing::warn!(%session, error = %e, "lease renewal failed; retrying");
                 Event::LeaseRenewFailed
             }
         }
