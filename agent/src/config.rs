@@ -10,6 +10,7 @@
 //! state_dir = "/var/lib/lr-agent"
 //! system_root = "/"          # optional; where system state commands read /etc, /var, /home
 //! work_dir = "/var/lib/lr-agent/work"   # optional; putfile's working folder, <state_dir>/work by default
+//! held_result_bytes = 67108864   # optional; memory for finished results kept to answer re-sends
 //!
 //! [tls]
 //! ca_cert = "/etc/lr-agent/cluster-ca.pem"   # the cluster CA, which signs brokers' certificates
@@ -36,6 +37,9 @@ use serde::{Deserialize, Serialize};
 
 /// Most tags a device may carry.
 pub const MAX_TAGS: usize = 32;
+
+/// The largest `held_result_bytes`: more memory than an agent should ever take for re-sends.
+const MAX_HELD_RESULT_BYTES: usize = 4 * 1024 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,10 +69,26 @@ pub struct Config {
     /// [`MAX_TAGS`]); device groups may select devices by tag.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// How many bytes of finished commands' results the agent keeps in memory to answer a request
+    /// the broker sends again (after a reconnect or a broker failover); older results beyond it
+    /// are let go, and a re-send of one is answered that its result is no longer held.
+    #[serde(
+        default = "default_held_result_bytes",
+        skip_serializing_if = "is_default_held_result_bytes"
+    )]
+    pub held_result_bytes: usize,
     pub tls: TlsPaths,
     // Left out of a written config when it holds the defaults, so they can change with the agent.
     #[serde(default, skip_serializing_if = "ConnectionConfig::is_default")]
     pub connection: ConnectionConfig,
+}
+
+fn default_held_result_bytes() -> usize {
+    crate::fencing::DEFAULT_HELD_RESULT_BYTES
+}
+
+fn is_default_held_result_bytes(bytes: &usize) -> bool {
+    *bytes == default_held_result_bytes()
 }
 
 /// PEM files of the agent's mutual TLS.
@@ -305,6 +325,15 @@ impl Config {
         }
         if self.tls.server_name.is_empty() {
             return Err(ConfigError::invalid("tls.server_name", "must not be empty"));
+        }
+        if self.held_result_bytes > MAX_HELD_RESULT_BYTES {
+            return Err(ConfigError::invalid(
+                "held_result_bytes",
+                format!(
+                    "{} is above {MAX_HELD_RESULT_BYTES} (4 GiB); results above the budget are only let go sooner, so a smaller value is safe",
+                    self.held_result_bytes
+                ),
+            ));
         }
         let c = &self.connection;
         for (key, v) in [

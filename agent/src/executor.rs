@@ -71,18 +71,20 @@ pub struct ExecutorHandle {
 
 impl ExecutorHandle {
     /// Starts the executor task with the state loaded from `store`; commands read system state
-    /// under `system_root` ("/" unless configured otherwise); puts write into `work`.
+    /// under `system_root` ("/" unless configured otherwise); puts write into `work`; at most
+    /// `held_result_bytes` of finished results are kept to answer re-sent requests.
     pub fn spawn(
         store: StateStore,
         state: PersistedState,
         system_root: SystemRoot,
         work: WorkDir,
+        held_result_bytes: usize,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(256);
         let (highest_tx, highest) = watch::channel(state.highest_token);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let task = Executor {
-            ledger: Ledger::new(state),
+            ledger: Ledger::new(state, held_result_bytes),
             store: Arc::new(store),
             running: HashMap::new(),
             transfers: Transfers::default(),
@@ -209,11 +211,11 @@ impl Executor {
                 }
             }
             Admission::Lost => {
-                warn!(command_id = %id, "command re-sent after an agent restart; not run again");
+                warn!(command_id = %id, "command re-sent after its result was let go; not run again");
                 send(Outcome::error(
                     Status::Failed,
                     format!(
-                        "command '{id}' was started before the agent restarted and its result did not survive; it is not run twice: check its effect on the device, then send it again with a new command id"
+                        "command '{id}' was started before and its result is no longer held (the agent restarted, or newer results took its place); it is not run twice: check its effect on the device, then send it again with a new command id"
                     ),
                     inv.cwd,
                 ));

@@ -35,6 +35,7 @@ use tracing::{info, warn};
 pub use config::{Config, ConfigError, ConnectionConfig, Overrides, TlsOverrides, TlsPaths};
 pub use connection::{CertificateExpired, TlsMaterial, hostname};
 pub use convert::{AgentInfo, PROTOCOL_VERSION};
+pub use fencing::DEFAULT_HELD_RESULT_BYTES;
 
 use crate::authority::Authority;
 use crate::connection::Link;
@@ -111,7 +112,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     );
     let system_root = sys::root::SystemRoot::new(&config.system_root);
     let work = start_work_dir(&config, &system_root).await?;
-    let (executor, executor_task) = ExecutorHandle::spawn(store, state, system_root, work);
+    let (executor, executor_task) =
+        ExecutorHandle::spawn(store, state, system_root, work, config.held_result_bytes);
     let info = AgentInfo {
         device_id: config.device_id.clone(),
         tenant: config.tenant.clone(),

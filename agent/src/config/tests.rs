@@ -34,6 +34,7 @@ fn loads_with_defaults() {
     assert_eq!(c.system_root, Path::new("/"));
     assert_eq!(c.work_dir, None);
     assert_eq!(c.work_dir(), Path::new("/var/lib/lr-agent/work"));
+    assert_eq!(c.held_result_bytes, crate::DEFAULT_HELD_RESULT_BYTES);
 }
 
 #[test]
@@ -170,6 +171,13 @@ fn validation_names_the_key() {
     expect_key(
         &format!("{GOOD}\n[connection]\nwelcome_timeout_ms = 0\n"),
         "connection.welcome_timeout_ms",
+    );
+    expect_key(
+        &GOOD.replace(
+            "state_dir = ",
+            "held_result_bytes = 1099511627776\nstate_dir = ",
+        ),
+        "held_result_bytes",
     );
 }
 

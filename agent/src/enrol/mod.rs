@@ -267,6 +267,7 @@ impl Plan {
             system_root: PathBuf::from("/"),
             work_dir: None,
             tags: self.tags.clone(),
+            held_result_bytes: crate::fencing::DEFAULT_HELD_RESULT_BYTES,
             tls: TlsPaths {
                 ca_cert: tls.join("cluster-ca.pem"),
                 cert: tls.join("agent.pem"),

@@ -27,7 +27,13 @@ fn spawn(dir: &std::path::Path) -> (ExecutorHandle, JoinHandle<()>) {
         dir.join("work"),
         put::volatile::Volatile::new(dir, &SystemRoot::live()),
     );
-    ExecutorHandle::spawn(store, state, SystemRoot::live(), work)
+    ExecutorHandle::spawn(
+        store,
+        state,
+        SystemRoot::live(),
+        work,
+        crate::fencing::DEFAULT_HELD_RESULT_BYTES,
+    )
 }
 
 fn no_sink() -> TransferSink {

@@ -4,8 +4,9 @@
 //! 1. a completed id replays its result (even with an older token: nothing runs, and the old
 //!    session learns the truth rather than a misleading "stale");
 //! 2. a running id is not started again; its result goes to every asker when it ends;
-//! 3. an id started before the agent restarted, whose result was lost with the process, is not
-//!    run again (at most once beats exactly once for remediation-like commands);
+//! 3. an id started before whose result is no longer held (lost with an earlier process, or
+//!    pushed out of the byte budget by newer results) is not run again (at most once beats
+//!    exactly once for remediation-like commands);
 //! 4. a token lower than the highest accepted is refused;
 //! 5. anything else starts, once the new state is persisted.
 //!
@@ -21,6 +22,9 @@ use crate::model::Outcome;
 /// How many completed results and started ids are remembered.
 pub const MAX_REMEMBERED: usize = 1024;
 
+/// The default budget for the results held to answer re-sent requests, in bytes.
+pub const DEFAULT_HELD_RESULT_BYTES: usize = 64 * 1024 * 1024;
+
 /// What survives an agent restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistedState {
@@ -34,7 +38,8 @@ pub struct PersistedState {
 pub enum Admission {
     Replay(Outcome),
     AlreadyRunning,
-    /// Started in an earlier life of the agent; its result is gone.
+    /// Started before, and its result is no longer held: it was lost with an earlier process,
+    /// or newer results pushed it out of the byte budget.
     Lost,
     Stale {
         highest: u64,
@@ -59,26 +64,42 @@ pub enum Fence {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Ledger {
     highest: u64,
+    /// Every id started and still remembered, oldest first: the persisted ones from earlier
+    /// processes, then this process's.
     started: VecDeque<String>,
     started_set: HashSet<String>,
     running: HashSet<String>,
     done: HashMap<String, Outcome>,
     done_order: VecDeque<String>,
-    /// Ids from the persisted state: started before this process.
-    previous_life: HashSet<String>,
+    /// The estimated size of the results in `done`, kept at or under `max_held_bytes`.
+    held_bytes: usize,
+    max_held_bytes: usize,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self::new(PersistedState::default(), DEFAULT_HELD_RESULT_BYTES)
+    }
 }
 
 impl Ledger {
-    pub fn new(persisted: PersistedState) -> Self {
+    /// A ledger that holds at most `max_held_bytes` of results (their outputs, errors and working
+    /// directories) to answer re-sent requests; a single larger result is not held at all.
+    pub fn new(persisted: PersistedState, max_held_bytes: usize) -> Self {
         let mut ledger = Self {
             highest: persisted.highest_token,
-            ..Self::default()
+            started: VecDeque::new(),
+            started_set: HashSet::new(),
+            running: HashSet::new(),
+            done: HashMap::new(),
+            done_order: VecDeque::new(),
+            held_bytes: 0,
+            max_held_bytes,
         };
         for id in persisted.started {
-            ledger.previous_life.insert(id.clone());
             ledger.remember_started(id);
         }
         ledger
@@ -99,7 +120,8 @@ impl Ledger {
         if self.running.contains(id) {
             return Admission::AlreadyRunning;
         }
-        if self.previous_life.contains(id) {
+        // Started, not running and without a held result: its result is gone.
+        if self.started_set.contains(id) {
             return Admission::Lost;
         }
         if token < self.highest {
@@ -152,11 +174,19 @@ impl Ledger {
         if !self.running.remove(id) {
             return;
         }
+        let size = held_size(&outcome);
+        if size > self.max_held_bytes {
+            return;
+        }
+        self.held_bytes += size;
         self.done.insert(id.to_owned(), outcome);
         self.done_order.push_back(id.to_owned());
-        while self.done_order.len() > MAX_REMEMBERED {
-            if let Some(old) = self.done_order.pop_front() {
-                self.done.remove(&old);
+        while self.done_order.len() > MAX_REMEMBERED || self.held_bytes > self.max_held_bytes {
+            let Some(old) = self.done_order.pop_front() else {
+                break;
+            };
+            if let Some(outcome) = self.done.remove(&old) {
+                self.held_bytes -= held_size(&outcome);
             }
         }
     }
@@ -168,10 +198,29 @@ impl Ledger {
         while self.started.len() > MAX_REMEMBERED {
             if let Some(old) = self.started.pop_front() {
                 self.started_set.remove(&old);
-                self.previous_life.remove(&old);
             }
         }
     }
+}
+
+/// What holding `outcome` costs, near enough: its output as JSON plus its strings.
+fn held_size(outcome: &Outcome) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    if let Some(output) = &outcome.output {
+        // Writing to a counter cannot fail.
+        let _ = serde_json::to_writer(&mut count, output);
+    }
+    count.0 + outcome.error.len() + outcome.cwd.len()
 }
 
 #[cfg(test)]

@@ -5,5 +5,7 @@
 mod ledger;
 mod state_file;
 
-pub use ledger::{Admission, Fence, Ledger, MAX_REMEMBERED, PersistedState};
+pub use ledger::{
+    Admission, DEFAULT_HELD_RESULT_BYTES, Fence, Ledger, MAX_REMEMBERED, PersistedState,
+};
 pub use state_file::{STATE_FILE, StateError, StateStore};

@@ -583,6 +583,7 @@ pub fn agent_config(pki: &Pki, brokers: &[SocketAddr], state_dir: &Path) -> Conf
         system_root: "/".into(),
         work_dir: None,
         tags: Vec::new(),
+        held_result_bytes: agent::DEFAULT_HELD_RESULT_BYTES,
         tls: pki.tls_paths(),
         connection: ConnectionConfig {
             connect_timeout_ms: 2_000,

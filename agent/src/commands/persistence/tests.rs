@@ -262,7 +262,13 @@ async fn the_executor_runs_commands_under_its_system_root() {
         state.path().join("work"),
         crate::transfer::put::volatile::Volatile::new(state.path(), &SystemRoot::new(tmp.path())),
     );
-    let (exec, join) = ExecutorHandle::spawn(store, persisted, SystemRoot::new(tmp.path()), work);
+    let (exec, join) = ExecutorHandle::spawn(
+        store,
+        persisted,
+        SystemRoot::new(tmp.path()),
+        work,
+        crate::fencing::DEFAULT_HELD_RESULT_BYTES,
+    );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     exec.submit(
         Invocation {
