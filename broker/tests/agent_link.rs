@@ -1,6 +1,6 @@
 //! The agent gRPC service against misbehaving clients holding a valid agent certificate: one that
 //! goes silent, one whose first message is not a hello, one that sends garbage bytes, one that
-//! reports another device's transfer as done.
+//! reports another device's transfer as done, one that stops reading what it is sent.
 
 mod common;
 
@@ -12,6 +12,8 @@ use agent_proto::agent::{AgentMessage, BrokerMessage, Heartbeat, Hello, Transfer
 use bytes::{BufMut, Bytes};
 use common::{Stack, WAIT};
 use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::json;
 use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -61,6 +63,9 @@ async fn channel(stack: &Stack, device: &str, broker: u64) -> Channel {
     .unwrap()
     .tls_config(tls)
     .unwrap()
+    // HTTP/2's own minimum windows, so that a client that stops reading is felt soon.
+    .initial_stream_window_size(65_535)
+    .initial_connection_window_size(65_535)
     .connect()
     .await
     .unwrap()
@@ -267,4 +272,67 @@ async fn another_devices_agent_cannot_end_a_transfer() {
     assert!(heard, "the forged end never reached the transfer's owner");
     let (_, view) = stack.get(1, "token-a", &path).await;
     assert_eq!(view["state"], "running", "{view}");
+}
+
+/// An agent that stops reading its stream fills what its node holds for it; its node refuses
+/// more for that device, saying so, and every other device on the node keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_stops_reading_does_not_stop_the_other_devices_on_its_node() {
+    let mut stack = Stack::start(3, "").await;
+    stack.start_agent("demo", "web-07", "web-07", &[1]).await;
+    // Heartbeats keep it online; what the broker sends it is never read after the first bytes.
+    let beats =
+        futures::stream::iter([hello("laggard")]).chain(futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Some((encode(Body::Heartbeat(Heartbeat { sent_at_ms: 0 })), ()))
+        }));
+    let _laggard = attach_stream(channel(&stack, "laggard", 1).await, beats)
+        .await
+        .unwrap();
+    stack.wait_online("token-a", "laggard", Some(1)).await;
+    stack.wait_online("token-a", "web-07", Some(1)).await;
+
+    // A command it never answers, then cancels of it: each is one more message to the device,
+    // until its stream's window and its queue on the node are full.
+    let (_, session) = stack.open(1, "token-a", "laggard").await;
+    let sid = session["session_id"].as_str().unwrap().to_string();
+    let (status, submitted) = stack
+        .post(
+            1,
+            "token-a",
+            &format!("/api/v1/sessions/{sid}/commands"),
+            Some(json!({ "command_line": "processes" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
+    let cid = submitted["command_id"].as_str().unwrap();
+    let cancel = format!("/api/v1/sessions/{sid}/commands/{cid}/cancel");
+    let refused = "is not reading what it is sent";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut cancels = 0;
+    while !(1..=3).any(|id| stack.log(id).contains(refused)) {
+        assert!(
+            cancels < 5_000 && tokio::time::Instant::now() < deadline,
+            "the node never refused a message to the device that stopped reading ({cancels} cancels)"
+        );
+        for _ in 0..50 {
+            stack.post(1, "token-a", &cancel, None).await;
+            cancels += 1;
+        }
+    }
+
+    // Its node still hears it, and another device on the same node runs commands at once.
+    assert_eq!(online(&stack, "laggard").await, Some(true));
+    let (status, other) = stack.open(1, "token-b", "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    let other = other["session_id"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let done = stack.run(1, "token-b", &other, "cd /tmp").await;
+        assert_eq!(done["state"], "completed", "{done}");
+    }
+    // And the laggard's session still ends when its analyst ends it.
+    let (status, _) = stack
+        .delete(1, "token-a", &format!("/api/v1/sessions/{sid}"))
+        .await;
+    assert!(status.is_success(), "{status}");
 }

@@ -522,14 +522,18 @@ impl SessionState {
             session_id: lease.session.clone(),
             token: lease.token,
         })));
-        if let Err(e) = self
+        let error = match self
             .args
             .bus
             .request(subject, &tenant, cancel, DISPATCH_TIMEOUT)
             .await
         {
-            tracing::warn!(command = %id, error = %e, "cancel did not reach the device");
-        }
+            Ok(Body::Ack(ack)) if wire::accepted(&ack) => return,
+            Ok(Body::Ack(ack)) => ack.error,
+            Ok(_) => "unexpected answer from the device's node".into(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(command = %id, %error, "cancel did not reach the device");
     }
 
     /// Hands a command to the node holding the device's stream.
