@@ -398,6 +398,63 @@ async fn upload(stack: &Stack, name: &str, data: Vec<u8>, query: &str) -> (Statu
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// A library file deleted while a putfile delivers it ends the transfer failed, saying so, rather
+/// than leaving it to offer chunks it can no longer read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_putfile_whose_library_file_is_deleted_midway_ends_failed_saying_so() {
+    let mut stack = Stack::start(3, SETTINGS).await;
+    // The agent reaches its broker through a proxy that slows what the broker sends it, so the
+    // transfer is still under way when the file goes.
+    let proxy = testkit::TcpProxy::start(
+        format!("127.0.0.1:{}", stack.brokers[&1].agent_port)
+            .parse()
+            .unwrap(),
+    );
+    let enrolled = stack.enrol("demo", "ws-11", 1).await;
+    stack.run_agent(agent::Config {
+        brokers: vec![proxy.addr().to_string()],
+        state_dir: stack.path().join("agent-ws-11"),
+        ..enrolled
+    });
+    stack.wait_online(TOKEN, "ws-11", Some(1)).await;
+    let tool = fixture(&stack, "big-tool.bin");
+    random_file(&tool, 11 * CHUNK as usize + 1);
+    let (status, _) = upload(&stack, "big-tool.bin", std::fs::read(&tool).unwrap(), "").await;
+    assert_eq!(status, StatusCode::CREATED);
+    proxy.delay(testkit::Direction::ToClient, Duration::from_millis(300));
+
+    let sid = session(&stack, 1, "ws-11").await;
+    let id = start(&stack, 1, &sid, "putfile big-tool.bin").await;
+    let (status, _) = stack.delete(2, TOKEN, "/api/v1/library/big-tool.bin").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let done = finished(&stack, 1, &id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("library file big-tool.bin was deleted or replaced during the transfer"),
+        "{done}"
+    );
+    // Nothing half-written is left in the device's working folder.
+    let work = stack.path().join("agent-ws-11").join("work");
+    let left = || {
+        let files = |dir: PathBuf| std::fs::read_dir(dir).map_or(Vec::new(), |e| e.collect());
+        let mut left = files(work.join(".partial"));
+        left.extend(files(work.clone()));
+        left.into_iter()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| !p.ends_with(".partial"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        testkit::wait_until(common::WAIT, || async { left().is_empty() }).await,
+        "{:?}",
+        left()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_library_keeps_its_rules_and_putfile_delivers() {
     let mut stack = Stack::start(3, SETTINGS).await;

@@ -537,10 +537,10 @@ impl TransferRun {
                 .await
             {
                 Ok(data) => data,
-                Err(error @ StoreError::NotFound { .. }) => {
+                Err(StoreError::NotFound { .. }) => {
                     let error = format!(
-                        "library file {} was deleted or replaced during the transfer ({error})",
-                        r.source
+                        "library file {} was deleted or replaced during the transfer; upload it again if needed, then run putfile again",
+                        r.name
                     );
                     return self.refuse(error);
                 }
