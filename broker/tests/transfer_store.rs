@@ -576,3 +576,52 @@ async fn a_stored_chunk_that_no_longer_matches_its_checksum_is_never_served() {
     })
     .await;
 }
+
+/// A stream made before the store had limits, or with other limits, takes the configured ones
+/// when a broker opens it: a full store refuses new chunks whatever its age.
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_are_applied_to_a_stream_made_before_them() {
+    bounded(async {
+        let f = fixture().await;
+        let js = jetstream::new(f.client.clone());
+        let limits = |js: jetstream::Context| async move {
+            let info = js
+                .get_stream(STREAM)
+                .await
+                .unwrap()
+                .info()
+                .await
+                .unwrap()
+                .clone();
+            (info.config.max_bytes, info.config.discard)
+        };
+        assert_eq!(limits(js.clone()).await.0, -1, "made without a limit");
+        let data = Bytes::from(noise(200_000, 9));
+        f.store
+            .put_chunk("acme", "old", 0, data.clone(), &sha256(&data))
+            .await
+            .unwrap();
+
+        let limited = ChunkStore::open_with(
+            f.client.clone(),
+            ChunkStoreConfig {
+                max_bytes: Some(300_000),
+                ..ChunkStoreConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            limits(js.clone()).await,
+            (300_000, jetstream::stream::DiscardPolicy::New)
+        );
+        // What was stored stays; what no longer fits is refused.
+        assert_eq!(limited.read_chunk("acme", "old", 0).await.unwrap(), data);
+        let more = Bytes::from(noise(200_000, 10));
+        let refused = limited
+            .put_chunk("acme", "new", 0, more.clone(), &sha256(&more))
+            .await;
+        assert!(refused.is_err(), "{refused:?}");
+    })
+    .await;
+}

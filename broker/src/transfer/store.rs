@@ -39,8 +39,9 @@ const SUBJECTS: &str = "lr.*.xfer.*.chunk.*";
 /// Room left beside a chunk for its headers (about 350 bytes are used).
 const HEADER_ROOM: usize = 1024;
 
-/// How the chunk stream is created. The stream's configuration is fixed when it is first created;
-/// changing it later (replicas, limits) is an operator's `nats stream edit LR_CHUNKS`.
+/// How the chunk stream is created. Its storage limits (`max_bytes`, refusing new chunks when
+/// full) are applied to a stream created earlier too; its replicas are fixed when it is first
+/// created, and changing them later is an operator's `nats stream edit LR_CHUNKS`.
 #[derive(Clone, Debug)]
 pub struct ChunkStoreConfig {
     /// JetStream replicas of every chunk: 1 for a single NATS server, 3 for a cluster.
@@ -143,7 +144,8 @@ impl ChunkStore {
             allow_direct: true,
             ..Default::default()
         };
-        let stream = js.get_or_create_stream(wanted).await.map_err(|e| {
+        let (max_bytes, discard) = (wanted.max_bytes, wanted.discard);
+        let mut stream = js.get_or_create_stream(wanted).await.map_err(|e| {
             let action = format!("opening stream {STREAM}");
             match e.kind() {
                 CreateStreamErrorKind::JetStream(error) => StoreError::Refused {
@@ -153,6 +155,31 @@ impl ChunkStore {
                 _ => StoreError::unavailable(action, e),
             }
         })?;
+        let current = &stream.cached_info().config;
+        if current.max_bytes != max_bytes || current.discard != discard {
+            // A stream made before these limits, or with others: the configured ones hold.
+            let updated = stream::Config {
+                max_bytes,
+                discard,
+                ..current.clone()
+            };
+            info!(
+                stream = STREAM,
+                from = current.max_bytes,
+                to = max_bytes,
+                "chunk store limits updated"
+            );
+            js.update_stream(updated)
+                .await
+                .map_err(|e| StoreError::Refused {
+                    action: format!("applying max_bytes {max_bytes} to stream {STREAM}"),
+                    reason: e.to_string(),
+                })?;
+            stream = js
+                .get_stream(STREAM)
+                .await
+                .map_err(|e| StoreError::unavailable(format!("opening stream {STREAM}"), e))?;
+        }
 
         let stream_max = stream.cached_info().config.max_message_size;
         if let Ok(stream_max) = usize::try_from(stream_max)
