@@ -283,6 +283,46 @@ async fn a_session_whose_analyst_vanished_ends_by_idle_timeout() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
+/// A device's node that stops answering holds up neither the session's lease renewal nor its
+/// analyst: with a lease of 3 s and dispatches that wait 5 s each, the session outlives several
+/// of them, and each command fails saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_waiting_on_a_stalled_device_node_do_not_starve_the_lease() {
+    let mut stack = Stack::start(3, "[sessions]\nlease_ttl_ms = 3000\n").await;
+    // The device on a node that does not lead Raft, the session on another.
+    let (_, health) = stack.get(1, "token-a", "/healthz").await;
+    let leader = health["leader"].as_u64().unwrap();
+    let device_node = (1..=3).find(|n| *n != leader).unwrap();
+    let session_node = (1..=3).find(|n| *n != device_node).unwrap();
+    stack
+        .start_agent("demo", "web-07", "web-07", &[device_node])
+        .await;
+    stack
+        .wait_online("token-a", "web-07", Some(device_node))
+        .await;
+    let (status, session) = stack.open(session_node, "token-a", "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let id = session["session_id"].as_str().unwrap().to_string();
+
+    let pid = stack.brokers[&device_node].child.as_ref().unwrap().id();
+    let _stalled = testkit::Paused::new(pid);
+    for _ in 0..3 {
+        let done = stack.run(session_node, "token-a", &id, "processes").await;
+        assert_eq!(done["state"], "failed", "{done}");
+        assert!(
+            done["error"]
+                .as_str()
+                .unwrap()
+                .contains("could not be sent to device web-07"),
+            "{done}"
+        );
+        let (status, alive) = stack
+            .get(session_node, "token-a", &format!("/api/v1/sessions/{id}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "the session ended: {alive}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sessions_output_streams_live_to_any_node() {
     use futures::StreamExt;

@@ -5,7 +5,8 @@
 //! the session ends), and feeds the core what happens: control requests on
 //! `lr.<tenant>.sess.<id>.ctl`, agents' results on `.evt`, the device reconnecting (`.online`),
 //! and a tick every second. Every state change is published on `.out` for live streams, and the
-//! session's end is the last message there.
+//! session's end is the last message there. Orders to the device leave through the session's
+//! [`outbox`], so no handler waits on the device's node.
 //!
 //! ```text
 //! sessions supervisor ──► SessionActor ──(events)──► SessionCore ──(effects)──► SessionActor
@@ -13,6 +14,7 @@
 
 mod core;
 mod open;
+mod outbox;
 mod record;
 
 use std::collections::{HashSet, VecDeque};
@@ -36,17 +38,16 @@ pub use core::{AgentResult, BrokerAction, Effect, Event, Refusal, SessionCore, T
 pub use open::{OpenRequest, Opened, SessionContext, end_orphan, find_opened, open};
 pub use record::CommandRecord;
 
+use outbox::{Kind, Outbox};
+
 use crate::audit;
-use crate::bus::{self, Bus, BusError};
+use crate::bus::{self, Bus};
 use crate::config::SessionsSection;
 use crate::orders::Signer;
 use crate::time::now_ms;
 use crate::transfer::TransferContext;
 use crate::transfer::start::{self as transfers, Requester};
 use crate::wire;
-
-/// How long a command dispatch waits for the device's node to take it.
-const DISPATCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SessionActor;
 
@@ -61,6 +62,11 @@ pub enum SessionMsg {
     },
     /// The lease renewal's answer.
     Renewed(Result<Granted, ClusterError>),
+    /// Whether the device's node took command `id`.
+    Sent {
+        id: String,
+        outcome: Result<(), String>,
+    },
 }
 
 pub struct SessionArgs {
@@ -76,6 +82,8 @@ pub struct SessionArgs {
 
 pub struct SessionState {
     args: SessionArgs,
+    /// Orders to the device, sent off the actor in order.
+    outbox: Outbox,
     core: SessionCore,
     /// Set once the lease is released, so it is released exactly once.
     released: bool,
@@ -134,6 +142,13 @@ impl Actor for SessionActor {
         .session(&lease.session);
         args.transfers.audit.record(&lease.tenant, opened).await?;
         tasks.push(myself.send_interval(Duration::from_secs(1), || SessionMsg::Tick));
+        let (outbox, sending) = Outbox::start(
+            args.bus.clone(),
+            lease.tenant.clone(),
+            lease.device.clone(),
+            myself.clone(),
+        );
+        tasks.push(sending);
         tracing::info!(tenant = %lease.tenant, session = %lease.session, user = %lease.user, device = %lease.device, token = lease.token, "session opened");
         let timing = Timing {
             lease_ttl_ms: args.settings.lease_ttl_ms,
@@ -141,6 +156,7 @@ impl Actor for SessionActor {
         };
         Ok(SessionState {
             args,
+            outbox,
             core: SessionCore::new(timing, now_ms()),
             released: false,
             tasks,
@@ -169,6 +185,9 @@ impl Actor for SessionActor {
             SessionMsg::Renewed(answer) => {
                 let event = state.renewed(answer);
                 let _ = state.apply(&myself, event).await;
+            }
+            SessionMsg::Sent { id, outcome } => {
+                let _ = state.apply(&myself, Event::Sent { id, outcome }).await;
             }
         }
         Ok(())
@@ -369,17 +388,31 @@ impl SessionState {
     async fn carry_out(&mut self, myself: &ActorRef<SessionMsg>, effect: Effect) -> Option<Event> {
         match effect {
             Effect::Send(id) => {
-                let outcome = self.send(&id).await;
-                Some(Event::Sent { id, outcome })
+                // Its answer comes back as `SessionMsg::Sent`, unless it cannot even be queued.
+                let queued = self
+                    .command_order(&id)
+                    .and_then(|order| self.outbox.send(Kind::Command, id.clone(), order));
+                queued.err().map(|e| Event::Sent {
+                    id,
+                    outcome: Err(e),
+                })
             }
             Effect::Resend(id) => {
-                if let Err(e) = self.send(&id).await {
-                    tracing::warn!(command = %id, error = %e, "cannot re-send the running command");
+                let queued = self
+                    .command_order(&id)
+                    .and_then(|order| self.outbox.send(Kind::Resend, id.clone(), order));
+                if let Err(error) = queued {
+                    tracing::warn!(command = %id, %error, "cannot re-send the running command");
                 }
                 None
             }
             Effect::SendCancel(id) => {
-                self.send_cancel(&id).await;
+                if let Err(error) =
+                    self.outbox
+                        .send(Kind::Cancel, id.clone(), self.cancel_order(&id))
+                {
+                    tracing::warn!(command = %id, %error, "cancel did not reach the device");
+                }
                 None
             }
             Effect::RunOnBroker { id, action } => {
@@ -513,31 +546,18 @@ impl SessionState {
             .strip_prefix('.')
     }
 
-    async fn send_cancel(&self, id: &str) {
-        let tenant = self.tenant().to_string();
-        let subject = bus::device_cmd(&tenant, &self.args.lease.device);
+    /// The signed cancel of command `id`.
+    fn cancel_order(&self, id: &str) -> Body {
         let lease = &self.args.lease;
-        let cancel = Body::Order(self.args.signer.sign(Action::Cancel(Cancel {
+        Body::Order(self.args.signer.sign(Action::Cancel(Cancel {
             command_id: self.device_command_id(id),
             session_id: lease.session.clone(),
             token: lease.token,
-        })));
-        let error = match self
-            .args
-            .bus
-            .request(subject, &tenant, cancel, DISPATCH_TIMEOUT)
-            .await
-        {
-            Ok(Body::Ack(ack)) if wire::accepted(&ack) => return,
-            Ok(Body::Ack(ack)) => ack.error,
-            Ok(_) => "unexpected answer from the device's node".into(),
-            Err(e) => e.to_string(),
-        };
-        tracing::warn!(command = %id, %error, "cancel did not reach the device");
+        })))
     }
 
-    /// Hands a command to the node holding the device's stream.
-    async fn send(&self, id: &str) -> Result<(), String> {
+    /// The signed order that runs command `id` on the device.
+    fn command_order(&self, id: &str) -> Result<Body, String> {
         let record = self
             .core
             .command(id)
@@ -552,30 +572,7 @@ impl SessionState {
             cwd: record.cwd.clone(),
             timeout_ms: record.timeout_ms,
         };
-        let subject = bus::device_cmd(&lease.tenant, &lease.device);
-        match self
-            .args
-            .bus
-            .request(
-                subject,
-                &lease.tenant,
-                Body::Order(self.args.signer.sign(Action::Command(request))),
-                DISPATCH_TIMEOUT,
-            )
-            .await
-        {
-            Ok(Body::Ack(ack)) if wire::accepted(&ack) => Ok(()),
-            Ok(Body::Ack(ack)) => Err(ack.error),
-            Ok(_) => Err("unexpected answer from the device's node".into()),
-            Err(BusError::NoResponders(_)) => Err(format!(
-                "device {} is offline (no agent connected); wait for it to reconnect and run the command again",
-                lease.device
-            )),
-            Err(e) => Err(format!(
-                "the command could not be sent to device {}: {e}",
-                lease.device
-            )),
-        }
+        Ok(Body::Order(self.args.signer.sign(Action::Command(request))))
     }
 
     /// Records command `id`'s end once it has one: state, duration, error, output.
