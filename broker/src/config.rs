@@ -236,6 +236,10 @@ pub struct SessionsSection {
     pub lease_ttl_ms: u64,
     /// A session with no command for this long is ended.
     pub idle_timeout_ms: u64,
+    /// Finished outputs a session holds in memory until the audit log stores them (then it
+    /// holds their references). Past it, the oldest are let go; one the log then fails to store
+    /// is lost, and its command says so.
+    pub max_held_output_bytes: usize,
 }
 
 impl Default for SessionsSection {
@@ -243,6 +247,7 @@ impl Default for SessionsSection {
         Self {
             lease_ttl_ms: 30_000,
             idle_timeout_ms: 30 * 60 * 1000,
+            max_held_output_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -468,6 +473,15 @@ impl BrokerConfig {
         if s.idle_timeout_ms == 0 {
             return Err(bad("sessions.idle_timeout_ms", "must be above 0"));
         }
+        if s.max_held_output_bytes < self.agents.max_message_bytes {
+            return Err(bad(
+                "sessions.max_held_output_bytes",
+                format!(
+                    "{} is below agents.max_message_bytes ({}): a session must hold at least one whole result",
+                    s.max_held_output_bytes, self.agents.max_message_bytes
+                ),
+            ));
+        }
         for (tenant, limits) in &self.tenants {
             ids::tenant(tenant).map_err(|e| bad(&format!("tenants.{tenant}"), e.to_string()))?;
             if let Some(days) = limits.audit_retention_days {
@@ -537,5 +551,71 @@ impl BrokerConfig {
             max_message_bytes: self.raft.max_message_bytes,
             ..cluster::ClusterConfig::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"node_id = 1
+data_dir = "/var/lib/lr-broker"
+nats_url = "tls://127.0.0.1:4222"
+
+[raft]
+listen = "127.0.0.1:7001"
+members = [
+    { id = 1, addr = "127.0.0.1:7001" },
+    { id = 2, addr = "127.0.0.1:7011" },
+    { id = 3, addr = "127.0.0.1:7021" },
+]
+authority_key = "authority.key"
+
+[agents]
+listen = "127.0.0.1:7002"
+
+[api]
+listen = "127.0.0.1:7003"
+
+[tls]
+cluster_ca = "ca.pem"
+agent_ca = "agent-ca.pem"
+cert = "broker.pem"
+key = "broker.key"
+"#;
+
+    fn load(extra: &str) -> Result<BrokerConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = MINIMAL.to_string();
+        for name in [
+            "authority.key",
+            "ca.pem",
+            "agent-ca.pem",
+            "broker.pem",
+            "broker.key",
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "").unwrap();
+            text = text.replace(
+                &format!("\"{name}\""),
+                &format!("{:?}", path.display().to_string()),
+            );
+        }
+        let file = dir.path().join("broker.toml");
+        std::fs::write(&file, format!("{text}\n{extra}")).unwrap();
+        BrokerConfig::load(Some(&file), &[])
+    }
+
+    #[test]
+    fn a_session_must_be_able_to_hold_one_whole_result() {
+        let config = load("").unwrap();
+        assert!(config.sessions.max_held_output_bytes >= config.agents.max_message_bytes);
+        let error = load("[sessions]\nmax_held_output_bytes = 1000\n").unwrap_err();
+        assert_eq!(error.key, "sessions.max_held_output_bytes");
+        assert!(
+            error.reason.contains("agents.max_message_bytes"),
+            "{}",
+            error.reason
+        );
     }
 }

@@ -28,6 +28,8 @@ const MAX_FILE_FACTS: usize = 1000;
 pub struct Timing {
     pub lease_ttl_ms: u64,
     pub idle_timeout_ms: u64,
+    /// Outputs held until the audit log stores them: past it, the oldest are let go.
+    pub max_held_output_bytes: usize,
 }
 
 /// Something that happened to the session.
@@ -300,6 +302,7 @@ impl SessionCore {
             state: CommandState::Queued,
             output_json: String::new(),
             output_ref: String::new(),
+            output_let_go: false,
             error: String::new(),
             cwd: self.cwd.clone(),
             submitted_at_ms: now_ms,
@@ -554,7 +557,25 @@ impl SessionCore {
         if self.running.as_deref() == Some(id) {
             self.running = None;
         }
+        self.let_go_of_outputs(id);
         effects.push(Effect::Publish(id.to_string()));
+    }
+
+    /// Keeps the outputs held in memory within budget by letting go of the oldest, never of
+    /// `newest` (still to be published and logged). Each older one is already being written to
+    /// the audit log, which holds its own copy: its reference replaces it when written.
+    fn let_go_of_outputs(&mut self, newest: &str) {
+        let mut held: usize = self.commands.values().map(|r| r.output_json.len()).sum();
+        for (id, record) in &mut self.commands {
+            if held <= self.timing.max_held_output_bytes {
+                break;
+            }
+            if id != newest && record.state.is_terminal() && !record.output_json.is_empty() {
+                held -= record.output_json.len();
+                record.output_json = String::new();
+                record.output_let_go = true;
+            }
+        }
     }
 
     fn stop(&mut self, reason: &'static str, effects: &mut Vec<Effect>) {

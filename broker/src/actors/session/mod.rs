@@ -153,6 +153,7 @@ impl Actor for SessionActor {
         let timing = Timing {
             lease_ttl_ms: args.settings.lease_ttl_ms,
             idle_timeout_ms: args.settings.idle_timeout_ms,
+            max_held_output_bytes: args.settings.max_held_output_bytes,
         };
         Ok(SessionState {
             args,

@@ -17,6 +17,8 @@ pub struct CommandRecord {
     /// The output until the audit log holds it; then empty, and `output_ref` names it there.
     pub output_json: String,
     pub output_ref: String,
+    /// The output was let go from memory before the audit log stored it.
+    pub output_let_go: bool,
     pub error: String,
     pub cwd: String,
     pub submitted_at_ms: u64,
@@ -34,7 +36,16 @@ impl CommandRecord {
             state: wire::to_bus_state(self.state).into(),
             output_json: self.output_json.clone(),
             output_ref: self.output_ref.clone(),
-            error: self.error.clone(),
+            error: if self.output_let_go && self.output_ref.is_empty() {
+                let lost = "its output is not available: the session let it go from memory (sessions.max_held_output_bytes) and the audit log has not stored it; run the command again";
+                if self.error.is_empty() {
+                    lost.to_string()
+                } else {
+                    format!("{}; {lost}", self.error)
+                }
+            } else {
+                self.error.clone()
+            },
             cwd: self.cwd.clone(),
             submitted_at_ms: self.submitted_at_ms,
             started_at_ms: self.started_at_ms,

@@ -10,6 +10,7 @@ use super::*;
 const TIMING: Timing = Timing {
     lease_ttl_ms: 30_000,
     idle_timeout_ms: 600_000,
+    max_held_output_bytes: 64 * 1024 * 1024,
 };
 
 fn submit(id: &str, line: &str) -> Event {
@@ -81,6 +82,47 @@ fn device_commands_run_one_at_a_time_in_order() {
     );
     assert_eq!(state(&core, "a"), CommandState::Completed);
     assert_eq!(core.running(), Some("b"));
+}
+
+#[test]
+fn outputs_held_until_logged_stay_within_budget_oldest_let_go_first() {
+    let mut core = SessionCore::new(
+        Timing {
+            max_held_output_bytes: 2_500,
+            ..TIMING
+        },
+        0,
+    );
+    let output = format!("\"{}\"", "x".repeat(998));
+    for (i, id) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let now = 10 * i as u64;
+        core.handle(submit(id, "dir"), now).unwrap();
+        core.handle(sent(id), now + 1).unwrap();
+        core.handle(ok(id, &output), now + 2).unwrap();
+        let held: usize = core.commands().map(|r| r.output_json.len()).sum();
+        assert!(held <= 2_500, "{held} bytes held after {id}");
+    }
+    // The newest two are held; the oldest were let go, and say so until the log's reference
+    // replaces them.
+    assert_eq!(core.command("d").unwrap().output_json, output);
+    assert_eq!(core.command("c").unwrap().output_json, output);
+    let a = core.command("a").unwrap().to_wire();
+    assert!(a.output_json.is_empty());
+    assert!(
+        a.error.contains("sessions.max_held_output_bytes"),
+        "{}",
+        a.error
+    );
+    core.output_stored("a", "ref-a".into());
+    let a = core.command("a").unwrap().to_wire();
+    assert_eq!((a.output_ref.as_str(), a.error.as_str()), ("ref-a", ""));
+    // A single output above the whole budget is still held while it is the newest.
+    let huge = format!("\"{}\"", "y".repeat(5_000));
+    core.handle(submit("e", "dir"), 50).unwrap();
+    core.handle(sent("e"), 51).unwrap();
+    core.handle(ok("e", &huge), 52).unwrap();
+    assert_eq!(core.command("e").unwrap().output_json, huge);
+    assert!(core.command("d").unwrap().output_json.is_empty());
 }
 
 #[test]
