@@ -150,11 +150,12 @@ impl Enrolment for EnrolmentService {
         ids::device(&request.device_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
         // The token says which tenant the device joins. One made a moment ago through another
         // node may not have reached this replica yet: ask the leader before calling it unknown.
-        let token = match self
+        let local = self
             .leases
             .with_local_directory(|d| d.enrolment_token(&id).cloned())
-            .await
-        {
+            .await;
+        let known_here = local.is_some();
+        let token = match local {
             Some(token) => Some(token),
             None => self.leases.enrolment_token(&id).await.map_err(|e| {
                 Status::unavailable(format!("cannot read the directory: {e}; retry"))
@@ -174,11 +175,15 @@ impl Enrolment for EnrolmentService {
                 request.tenant, request.tenant
             )));
         }
-        // Nothing is signed for a dead token; the entry below checks it again, atomically.
-        self.leases
-            .with_local_directory(|d| d.check_enrolment_token(now_ms(), &tenant, &id, &sha256))
-            .await
-            .map_err(|e| refusal(ClusterError::Directory(e)))?;
+        // Nothing is signed for a token this replica knows dead. The entry below checks it
+        // again, atomically, on every replica: that check alone decides for a token this
+        // replica has not applied yet, and a refused entry hands out no certificate.
+        if known_here {
+            self.leases
+                .with_local_directory(|d| d.check_enrolment_token(now_ms(), &tenant, &id, &sha256))
+                .await
+                .map_err(|e| refusal(ClusterError::Directory(e)))?;
+        }
         let issued = self
             .issuer
             .sign(&request.csr_der, &tenant, &request.device_id)?;
