@@ -104,8 +104,15 @@ pub async fn list(
             list.commands.iter().map(view).collect(),
             list.commands
                 .into_iter()
-                .filter(|c| c.output_json.is_empty() && !c.output_ref.is_empty())
-                .map(|c| (c.command_id, c.output_ref))
+                .filter_map(|c| {
+                    if c.output_held {
+                        Some((c.command_id, Output::Held))
+                    } else if c.output_json.is_empty() && !c.output_ref.is_empty() {
+                        Some((c.command_id, Output::Logged(c.output_ref)))
+                    } else {
+                        None
+                    }
+                })
                 .collect(),
         ),
         Ok(_) => return Err(ApiError::unexpected()),
@@ -120,11 +127,29 @@ pub async fn list(
         .collect();
     let mut page = page::page(commands, &paging, |c| &c.command_id)?;
     for command in &mut page.items {
-        if let Some(reference) = stored.get(&command.command_id) {
-            command.output = stored_output(&state, &caller, reference).await?;
+        match stored.get(&command.command_id) {
+            Some(Output::Logged(reference)) => {
+                command.output = stored_output(&state, &caller, reference).await?;
+            }
+            Some(Output::Held) => {
+                let cid = command.command_id.clone();
+                if let Reply::Command(one) = state.control(&caller, &id, Op::Get(cid)).await? {
+                    *command = view(&one);
+                    if command.output.is_none() && !one.output_ref.is_empty() {
+                        command.output = stored_output(&state, &caller, &one.output_ref).await?;
+                    }
+                }
+            }
+            None => {}
         }
     }
     Ok(Json(page))
+}
+
+/// Where a listed command's output is: in the audit log, or still held by its session.
+enum Output {
+    Logged(String),
+    Held,
 }
 
 /// A finished command's output as the audit log holds it under `reference`.

@@ -286,7 +286,11 @@ impl SessionState {
                     ),
                 },
                 Some(Op::List(_)) => Reply::Commands(CommandList {
-                    commands: self.core.commands().map(CommandRecord::to_wire).collect(),
+                    commands: self
+                        .core
+                        .commands()
+                        .map(CommandRecord::to_wire_listed)
+                        .collect(),
                 }),
                 Some(Op::Describe(_)) => Reply::Session(self.info()),
                 Some(Op::End(_)) => {

@@ -29,6 +29,15 @@ pub struct CommandRecord {
 }
 
 impl CommandRecord {
+    /// The command as a list carries it: without an output held in memory, so that a list of
+    /// up to 1000 stays one bus message; `output_held` says to ask for the command itself.
+    pub fn to_wire_listed(&self) -> Command {
+        let mut command = self.to_wire();
+        command.output_held = !command.output_json.is_empty();
+        command.output_json = String::new();
+        command
+    }
+
     pub fn to_wire(&self) -> Command {
         Command {
             command_id: self.id.clone(),
@@ -50,6 +59,7 @@ impl CommandRecord {
             submitted_at_ms: self.submitted_at_ms,
             started_at_ms: self.started_at_ms,
             finished_at_ms: self.finished_at_ms,
+            output_held: false,
         }
     }
 }

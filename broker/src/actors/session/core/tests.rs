@@ -116,6 +116,12 @@ fn outputs_held_until_logged_stay_within_budget_oldest_let_go_first() {
     core.output_stored("a", "ref-a".into());
     let a = core.command("a").unwrap().to_wire();
     assert_eq!((a.output_ref.as_str(), a.error.as_str()), ("ref-a", ""));
+    // A list leaves held outputs out, saying so, and shows logged ones by reference.
+    let listed: Vec<_> = core.commands().map(CommandRecord::to_wire_listed).collect();
+    let held = listed.iter().find(|c| c.command_id == "d").unwrap();
+    assert!(held.output_held && held.output_json.is_empty());
+    let logged = listed.iter().find(|c| c.command_id == "a").unwrap();
+    assert!(!logged.output_held && logged.output_ref == "ref-a");
     // A single output above the whole budget is still held while it is the newest.
     let huge = format!("\"{}\"", "y".repeat(5_000));
     core.handle(submit("e", "dir"), 50).unwrap();
