@@ -476,3 +476,44 @@ async fn large_outputs_are_kept_by_reference_and_the_command_list_stays_readable
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["output"].to_string().len(), size);
 }
+
+/// The console's client, given three API nodes, keeps a session's work going when the first dies
+/// in the middle of a command's long-poll: it moves to the next node and stays there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_moves_to_another_api_node_when_its_node_dies_mid_command() {
+    let mut stack = Stack::start(3, "").await;
+    stack.start_agent("demo", "web-07", "web-07", &[3]).await;
+    stack.wait_online("token-a", "web-07", Some(3)).await;
+    // The session lives on node 2; the console talks to node 1 first.
+    let (status, session) = stack.open(2, "token-a", "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let id = session["session_id"].as_str().unwrap().to_string();
+    let console = lr_console::api::Client::new(&lr_console::api::Endpoint {
+        base: stack.url(1).parse().unwrap(),
+        token: Some("token-a".to_string()),
+        ca_cert: Some(stack.ca_path()),
+    })
+    .unwrap()
+    .with_nodes(vec![
+        stack.url(2).parse().unwrap(),
+        stack.url(3).parse().unwrap(),
+    ]);
+
+    // A search that runs a few seconds at least, long-polled through node 1 when it dies.
+    let line = "findfile *zz-no-such* -path / -max 10000 -xdev false";
+    let running = console.submit(&id, line).await.unwrap();
+    let poll = tokio::spawn({
+        let (console, id, cid) = (console.clone(), id.clone(), running.command_id.clone());
+        async move { console.command(&id, &cid, WAIT).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stack.kill(1);
+    let cancelled = console.cancel(&id, &running.command_id).await;
+    assert!(cancelled.is_ok(), "{cancelled:?}");
+    let ended = poll.await.unwrap().unwrap();
+    assert_ne!(ended.state, api_model::CommandState::Running, "{ended:?}");
+    // Later work goes straight through the node that answered.
+    let next = console.submit(&id, "cd /tmp").await.unwrap();
+    let done = console.command(&id, &next.command_id, WAIT).await.unwrap();
+    assert_eq!(done.state, api_model::CommandState::Completed, "{done:?}");
+}

@@ -5,14 +5,19 @@
 //! document as the broker sent it, so tables and JSON keep the broker's field order. Lists are
 //! read page after page up to [`MAX_LIST_ITEMS`].
 //!
-//! Every request is bounded in time. The two requests that create something (opening a session,
-//! submitting a command) carry an id the console picks, so they are retried on transient
-//! failures without opening or running anything twice.
+//! Every request is bounded in time. The client knows every API node it was given and sends each
+//! request to the one that last answered (sticky); when that node does not answer or answers
+//! 502/503/504, the request goes to the next node in turn ([`Nodes`]). Only requests that act
+//! once however often they arrive are sent again after they may have reached a node: reads, PUT,
+//! PATCH, DELETE, cancels, and the two requests that create something (opening a session,
+//! submitting a command), which carry an id the console picks. The other POSTs are sent again
+//! only when no connection was made.
 
+use std::future::Future;
 use std::ops::Deref;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api_model::{
@@ -30,9 +35,11 @@ use crate::exit::Exit;
 
 mod admin;
 mod audit;
+mod nodes;
 
 pub use admin::DeviceGroups;
 pub use audit::AuditPage;
+use nodes::Nodes;
 
 /// How long to wait for a TCP+TLS connection to a broker node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,12 +51,13 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 const LONG_POLL_SLACK: Duration = Duration::from_secs(15);
 /// Most items of a list the console reads; past them it says the list was cut.
 pub const MAX_LIST_ITEMS: usize = 10_000;
-/// Retries of an open or a submission (same id each time) while the broker is unreachable, timed
-/// out or unavailable: four attempts within about four seconds, plus the attempts' own time.
-const CREATE_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
-    .with_min_delay(Duration::from_millis(250))
-    .with_max_delay(Duration::from_secs(2))
-    .with_max_times(3)
+/// Attempts of one request at each API node before it fails.
+pub const ATTEMPTS_PER_NODE: usize = 3;
+/// Pauses between the attempts of one request while API nodes fail: 0.1 s doubling to 1 s
+/// (jitter adds up to the delay again, hence the halves).
+const FAILOVER: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(50))
+    .with_max_delay(Duration::from_millis(500))
     .with_jitter();
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +70,14 @@ pub enum ApiError {
     Unreachable {
         url: String,
         reason: String,
+        tls: bool,
+        /// A connection was made, so the node may have acted on the request.
+        sent: bool,
+    },
+    /// No API node answered: each node's last failure, in the order they were tried.
+    #[error("no API node answered: {}", tried.iter().map(|(node, why)| format!("{node} ({why})")).collect::<Vec<_>>().join("; "))]
+    NoNode {
+        tried: Vec<(String, String)>,
         tls: bool,
     },
     /// An answer outside the contract: unexpected status, not JSON, missing fields.
@@ -76,7 +92,9 @@ impl ApiError {
     pub fn exit(&self) -> Exit {
         match self {
             ApiError::Api { status, detail } => Exit::for_api_code(detail.code, *status),
-            ApiError::Unreachable { .. } | ApiError::Protocol(_) => Exit::Unavailable,
+            ApiError::Unreachable { .. } | ApiError::NoNode { .. } | ApiError::Protocol(_) => {
+                Exit::Unavailable
+            }
             ApiError::Setup(_) => Exit::Usage,
         }
     }
@@ -89,14 +107,24 @@ impl ApiError {
         }
     }
 
-    /// Worth retrying an idempotent request: the broker was not reached or had no quorum.
+    /// Worth retrying an idempotent request: the broker was not reached, had no quorum, or a
+    /// gateway in front of it had no node to pass the request to.
     pub fn is_transient(&self) -> bool {
         match self {
-            ApiError::Unreachable { .. } => true,
+            ApiError::Unreachable { .. } | ApiError::NoNode { .. } => true,
             ApiError::Api { detail, status } => {
-                detail.code == ErrorCode::Unavailable || *status == 503
+                detail.code == ErrorCode::Unavailable || matches!(status, 502..=504)
             }
             _ => false,
+        }
+    }
+
+    /// Worth sending again to a node: for a request that would act twice, only when no
+    /// connection was made.
+    fn worth_another(&self, replay: Replay) -> bool {
+        match replay {
+            Replay::Safe => self.is_transient(),
+            Replay::Unsafe => matches!(self, ApiError::Unreachable { sent: false, .. }),
         }
     }
 
@@ -113,6 +141,25 @@ impl ApiError {
             )),
         }
     }
+}
+
+/// An error answer: the contract's error, or for 502/503/504 in other words than the
+/// contract's, a gateway in front of the brokers saying no node answers it.
+fn error_answer(status: StatusCode, body: &[u8], shown: String) -> ApiError {
+    let err = ApiError::from_error_body(status.as_u16(), body);
+    if matches!(status.as_u16(), 502..=504) && matches!(err, ApiError::Protocol(_)) {
+        return ApiError::Unreachable {
+            url: shown,
+            reason: format!(
+                "HTTP {} from something else than a broker: {}",
+                status.as_u16(),
+                snippet(body)
+            ),
+            tls: false,
+            sent: true,
+        };
+    }
+    err
 }
 
 /// The first bytes of a body, printable, for error messages.
@@ -245,11 +292,33 @@ fn append_query(url: &mut Url, params: &impl Serialize) {
     }
 }
 
-/// The analyst API of one broker deployment.
+/// Whether a request may be sent again after it may have reached a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Twice acts as once: reads, PUT, PATCH, DELETE, a cancel, and the POSTs that carry an
+    /// `Idempotency-Key`.
+    Safe,
+    /// Twice would act twice (a second token): sent again only when no connection was made.
+    Unsafe,
+}
+
+impl Replay {
+    /// A POST without an idempotency key creates or acts anew; every other method is idempotent.
+    fn of(method: &Method) -> Replay {
+        if *method == Method::POST {
+            Replay::Unsafe
+        } else {
+            Replay::Safe
+        }
+    }
+}
+
+/// The analyst API of one broker deployment, through any of its API nodes.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: Url,
+    /// Shared by clones, so every part of the console stays with the node that answers.
+    nodes: Arc<Nodes>,
     token: Option<String>,
     /// The tenant a platform admin acts in: the `LR-Tenant` header of every request.
     tenant: Option<String>,
@@ -279,7 +348,7 @@ impl Client {
         })?;
         Ok(Client {
             http,
-            base: endpoint.base.clone(),
+            nodes: Arc::new(Nodes::new(endpoint.base.clone(), Vec::new())),
             token: endpoint.token.clone(),
             tenant: None,
             trace: Arc::default(),
@@ -293,8 +362,11 @@ impl Client {
         self
     }
 
-    pub fn base(&self) -> &Url {
-        &self.base
+    /// The same client with further API nodes of the same deployment, tried in this order after
+    /// the endpoint's when a node does not answer.
+    pub fn with_nodes(mut self, more: Vec<Url>) -> Client {
+        self.nodes = Arc::new(Nodes::new(self.nodes.first().clone(), more));
+        self
     }
 
     /// Turns the request trace on or off, for this client and its clones.
@@ -411,10 +483,14 @@ impl Client {
     }
 
     /// `POST /api/v1/sessions/{id}/commands/{cid}/cancel` → 202 with the command.
+    /// The broker answers a second cancel with the command as the first left it, so it is
+    /// sent again like a read.
     pub async fn cancel(&self, session: &str, command: &str) -> Result<Command, ApiError> {
-        self.call(
+        self.send(
+            Replay::Safe,
             Method::POST,
             self.api(&["sessions", session, "commands", command, "cancel"]),
+            None,
             None,
             REQUEST_TIMEOUT,
             &[StatusCode::ACCEPTED, StatusCode::OK],
@@ -474,6 +550,14 @@ impl Client {
     /// the whole file, 206 for the asked range, 416 when `from` is at or past the end.
     pub async fn content(&self, transfer: &str, from: u64) -> Result<reqwest::Response, ApiError> {
         let url = self.api(&["transfers", transfer, "content"]);
+        self.failover(Replay::Safe, |node| {
+            self.content_at(self.nodes.at(&url, node), from)
+        })
+        .await
+    }
+
+    /// One attempt of [`Client::content`] at `url`.
+    async fn content_at(&self, url: Url, from: u64) -> Result<reqwest::Response, ApiError> {
         let shown = url.to_string();
         let trace = self.tracing().then(|| {
             Trace::start(
@@ -495,6 +579,7 @@ impl Client {
                 url: shown.clone(),
                 reason: format!("no answer in {} s", REQUEST_TIMEOUT.as_secs()),
                 tls: false,
+                sent: true,
             })?
             .map_err(|e| unreachable_error(&shown, &e))?;
         let status = response.status();
@@ -505,7 +590,7 @@ impl Client {
             return Ok(response);
         }
         let bytes = response.bytes().await.unwrap_or_default();
-        Err(ApiError::from_error_body(status.as_u16(), &bytes))
+        Err(error_answer(status, &bytes, shown))
     }
 
     /// `GET /api/v1/library`, every page.
@@ -524,6 +609,8 @@ impl Client {
     ) -> Result<(Typed<api_model::LibraryEntry>, bool), ApiError> {
         let mut url = self.api(&["library", name]);
         append_query(&mut url, upload);
+        // The streamed body cannot be sent twice: one attempt, at the node in use.
+        let url = self.nodes.at(&url, self.nodes.current());
         let shown = url.to_string();
         let trace = self.tracing().then(|| {
             Trace::start(
@@ -618,9 +705,9 @@ impl Client {
     }
 
     /// A request that creates something (a session, a command), sent with an
-    /// `Idempotency-Key` the console picks once: on a transient failure it is sent again with
-    /// the same key, and the broker answers what the first attempt created instead of creating
-    /// it twice.
+    /// `Idempotency-Key` the console picks once: on a transient failure it is sent again, to
+    /// any node, with the same key, and the broker answers what the first attempt created
+    /// instead of creating it twice.
     async fn create<T: Object>(
         &self,
         url: Url,
@@ -630,21 +717,17 @@ impl Client {
         let body = serde_json::to_value(body)
             .map_err(|e| ApiError::Setup(format!("cannot write the request: {e}")))?;
         let key = request_id();
-        let attempt = || {
-            self.send(
-                Method::POST,
-                url.clone(),
-                Some(body.clone()),
-                Some(&key),
-                REQUEST_TIMEOUT,
-                expected,
-            )
-        };
-        attempt
-            .retry(CREATE_RETRIES)
-            .when(ApiError::is_transient)
-            .await?
-            .typed()
+        self.send(
+            Replay::Safe,
+            Method::POST,
+            url,
+            Some(body),
+            Some(&key),
+            REQUEST_TIMEOUT,
+            expected,
+        )
+        .await?
+        .typed()
     }
 
     async fn get(&self, segments: &[&str]) -> Result<Answer, ApiError> {
@@ -656,7 +739,8 @@ impl Client {
             .await
     }
 
-    /// `<base>/api/v1/<segments>`, each segment percent-encoded.
+    /// `<first node>/api/v1/<segments>`, each segment percent-encoded; [`Client::send`] moves
+    /// it to the node it goes to.
     fn api(&self, segments: &[&str]) -> Url {
         let mut all = vec!["api", "v1"];
         all.extend_from_slice(segments);
@@ -664,7 +748,7 @@ impl Client {
     }
 
     fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
+        let mut url = self.nodes.first().clone();
         url.set_query(None);
         url.set_fragment(None);
         if let Ok(mut path) = url.path_segments_mut() {
@@ -681,11 +765,104 @@ impl Client {
         timeout: Duration,
         expected: &[StatusCode],
     ) -> Result<Answer, ApiError> {
-        self.send(method, url, body, None, timeout, expected).await
+        self.send(
+            Replay::of(&method),
+            method,
+            url,
+            body,
+            None,
+            timeout,
+            expected,
+        )
+        .await
     }
 
-    /// One request with a JSON body (and an `Idempotency-Key`, for [`Client::create`]).
+    /// A request with a JSON body (and an `Idempotency-Key`, for [`Client::create`]), through
+    /// [`Client::failover`].
+    #[allow(clippy::too_many_arguments)]
     async fn send(
+        &self,
+        replay: Replay,
+        method: Method,
+        url: Url,
+        body: Option<serde_json::Value>,
+        key: Option<&str>,
+        timeout: Duration,
+        expected: &[StatusCode],
+    ) -> Result<Answer, ApiError> {
+        self.failover(replay, |node| {
+            self.send_to(
+                method.clone(),
+                self.nodes.at(&url, node),
+                body.clone(),
+                key,
+                timeout,
+                expected,
+            )
+        })
+        .await
+    }
+
+    /// Sends a request to the node in use by `attempt`, which makes one attempt at the node it
+    /// is given. On a failure worth another attempt (see [`Replay`]) the next node in turn is
+    /// used, after a pause, at most [`ATTEMPTS_PER_NODE`] times per node. Says once when the
+    /// console moved to another node; when none answered, the error names each and why.
+    async fn failover<T, F, Fut>(&self, replay: Replay, attempt: F) -> Result<T, ApiError>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let nodes = &self.nodes;
+        // Each node's last failure in this request.
+        let failures: Mutex<Vec<Option<NodeFailure>>> =
+            Mutex::new((0..nodes.count()).map(|_| None).collect());
+        let once = || async {
+            let node = nodes.current();
+            match attempt(node).await {
+                Ok(value) => Ok((node, value)),
+                Err(err) => {
+                    if err.worth_another(replay) {
+                        nodes.failed(node);
+                    }
+                    lock(&failures)[node] = Some(NodeFailure::of(&err));
+                    Err(err)
+                }
+            }
+        };
+        let outcome = once
+            .retry(FAILOVER.with_max_times(nodes.count() * ATTEMPTS_PER_NODE - 1))
+            .when(|err| err.worth_another(replay))
+            .await;
+        let failures = std::mem::take(&mut *lock(&failures));
+        match outcome {
+            Ok((node, value)) => {
+                if let Some(before) = nodes.answered(node) {
+                    let why = match &failures[before] {
+                        Some(NodeFailure { answered: true, .. }) => "unavailable",
+                        _ => "unreachable",
+                    };
+                    crate::say!(
+                        "lr: API node {} is {why}; continuing through {}",
+                        shown_node(nodes.url(before)),
+                        shown_node(nodes.url(node))
+                    );
+                }
+                Ok(value)
+            }
+            Err(err) if nodes.count() > 1 && err.worth_another(replay) => Err(ApiError::NoNode {
+                tls: failures.iter().flatten().any(|f| f.tls),
+                tried: failures
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(node, failure)| Some((shown_node(nodes.url(node)), failure?.why)))
+                    .collect(),
+            }),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// One attempt of a request with a JSON body at `url`.
+    async fn send_to(
         &self,
         method: Method,
         url: Url,
@@ -754,19 +931,7 @@ impl Client {
             trace.end(&format!("HTTP {}, {} bytes", status.as_u16(), bytes.len()));
         }
         if !status.is_success() {
-            let err = ApiError::from_error_body(status.as_u16(), &bytes);
-            // A proxy in front of the brokers answers 503 in its own words while no node does.
-            if status == StatusCode::SERVICE_UNAVAILABLE && matches!(err, ApiError::Protocol(_)) {
-                return Err(ApiError::Unreachable {
-                    url: shown,
-                    reason: format!(
-                        "HTTP 503 from something else than a broker: {}",
-                        snippet(&bytes)
-                    ),
-                    tls: false,
-                });
-            }
-            return Err(err);
+            return Err(error_answer(status, &bytes, shown));
         }
         if !expected.contains(&status) {
             return Err(ApiError::Protocol(format!(
@@ -784,6 +949,48 @@ impl Client {
             shown,
         })
     }
+}
+
+/// Why an attempt at a node failed, for the message when no node answered.
+struct NodeFailure {
+    why: String,
+    tls: bool,
+    /// The node answered (502/503/504): unavailable rather than unreachable.
+    answered: bool,
+}
+
+impl NodeFailure {
+    fn of(err: &ApiError) -> NodeFailure {
+        match err {
+            ApiError::Unreachable { reason, tls, .. } => NodeFailure {
+                why: reason.clone(),
+                tls: *tls,
+                answered: false,
+            },
+            ApiError::Api { status, detail } => NodeFailure {
+                why: format!("HTTP {status}: {}", detail.message),
+                tls: false,
+                answered: true,
+            },
+            other => NodeFailure {
+                why: other.to_string(),
+                tls: false,
+                answered: true,
+            },
+        }
+    }
+}
+
+/// A node's base URL as the user wrote it, for messages.
+fn shown_node(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+/// The lock of a failover's record; a panic elsewhere cannot leave it half-written.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The header that makes a retried request answer what the first one did.
@@ -922,6 +1129,8 @@ fn unreachable_error(url: &str, err: &reqwest::Error) -> ApiError {
         url: url.to_owned(),
         reason,
         tls,
+        // A connect error (refused, DNS, TLS handshake) means the request never left.
+        sent: !err.is_connect(),
     }
 }
 

@@ -58,7 +58,9 @@ pub fn main(cli: Cli) -> Result<Exit, Failure> {
         .over(file_layer)
         .validate(cli.command.needs_token())
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let api = Client::new(&settings.endpoint)?.with_tenant(settings.tenant.clone());
+    let api = Client::new(&settings.endpoint)?
+        .with_nodes(settings.more_nodes.clone())
+        .with_tenant(settings.tenant.clone());
     let setting = settings.output;
     let downloads = settings.downloads_dir.clone();
 

@@ -39,8 +39,9 @@ pub struct Cli {
     #[arg(long, short = 'o', global = true, value_enum, value_name = "FORMAT")]
     pub output: Option<Format>,
 
-    /// Broker API base URL, e.g. https://broker.example:7601 [env: LR_API_URL]
-    #[arg(long, global = true, value_name = "URL")]
+    /// Broker API base URL, e.g. https://broker.example:7601, or several nodes' URLs separated
+    /// by commas, tried in turn when one does not answer [env: LR_API_URL]
+    #[arg(long, global = true, value_name = "URL[,URL...]")]
     pub api_url: Option<String>,
 
     /// API bearer token [env: LR_TOKEN]

@@ -3,7 +3,8 @@
 //! The config file holds the same keys as the flags:
 //!
 //! ```toml
-//! api_url = "https://broker.example:7601"
+//! api_url = "https://broker.example:7601"   # or a list of the cluster's API nodes:
+//! # api_url = ["https://broker-1.example:7601", "https://broker-2.example:7601"]
 //! token = "..."
 //! tenant = "acme"             # platform admins: the tenant to act in (the LR-Tenant header)
 //! ca_cert = "/etc/lr/ca.pem"   # relative paths are relative to the config file
@@ -12,8 +13,10 @@
 //! insecure_http = false        # true allows http:// to a broker on this machine, nothing else
 //! ```
 //!
-//! An `http://` API URL would send the bearer token in clear, so it is refused unless its host is
-//! loopback and the analyst opted in with `insecure_http`.
+//! `--api-url` and `LR_API_URL` take several URLs separated by commas: the API nodes of one
+//! cluster, tried in that order when one does not answer. An `http://` API URL would send the
+//! bearer token in clear, so it is refused unless its host is loopback and the analyst opted in
+//! with `insecure_http`.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -48,7 +51,8 @@ impl fmt::Display for Origin {
 /// One source of settings; any key may be missing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Layer {
-    pub api_url: Option<(String, Origin)>,
+    /// One URL per API node, as written (not yet checked).
+    pub api_url: Option<(Vec<String>, Origin)>,
     pub token: Option<(String, Origin)>,
     pub tenant: Option<(String, Origin)>,
     pub ca_cert: Option<(PathBuf, Origin)>,
@@ -61,13 +65,26 @@ pub struct Layer {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileKeys {
-    api_url: Option<String>,
+    api_url: Option<FileUrls>,
     token: Option<String>,
     tenant: Option<String>,
     ca_cert: Option<PathBuf>,
     output: Option<Format>,
     downloads_dir: Option<PathBuf>,
     insecure_http: Option<bool>,
+}
+
+/// `api_url` in the file: one URL, or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileUrls {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The URLs of a comma-separated list, each trimmed; empty ones are kept, for validation to name.
+fn split_urls(text: &str) -> Vec<String> {
+    text.split(',').map(|url| url.trim().to_owned()).collect()
 }
 
 pub const ENV_API_URL: &str = "LR_API_URL";
@@ -94,7 +111,7 @@ impl Layer {
         insecure_http: bool,
     ) -> Layer {
         Layer {
-            api_url: api_url.map(|v| (v, Origin::Flag("--api-url"))),
+            api_url: api_url.map(|v| (split_urls(&v), Origin::Flag("--api-url"))),
             token: token.map(|v| (v, Origin::Flag("--token"))),
             tenant: tenant.map(|v| (v, Origin::Flag("--tenant"))),
             ca_cert: ca_cert.map(|v| (v, Origin::Flag("--ca-cert"))),
@@ -143,7 +160,7 @@ impl Layer {
             )),
         };
         Ok(Layer {
-            api_url: var(ENV_API_URL),
+            api_url: var(ENV_API_URL).map(|(v, o)| (split_urls(&v), o)),
             token: var(ENV_TOKEN),
             tenant: var(ENV_TENANT),
             ca_cert: var(ENV_CA_CERT).map(|(v, o)| (PathBuf::from(v), o)),
@@ -163,7 +180,13 @@ impl Layer {
         let origin = || Origin::File(path.to_owned());
         let dir = path.parent().unwrap_or(Path::new("."));
         Ok(Layer {
-            api_url: keys.api_url.map(|v| (v, origin())),
+            api_url: keys.api_url.map(|v| {
+                let urls = match v {
+                    FileUrls::One(url) => split_urls(&url),
+                    FileUrls::Many(urls) => urls,
+                };
+                (urls, origin())
+            }),
             token: keys.token.map(|v| (v, origin())),
             tenant: keys.tenant.map(|v| (v, origin())),
             ca_cert: keys.ca_cert.map(|v| (dir.join(v), origin())),
@@ -219,7 +242,10 @@ pub fn config_path(get: impl Fn(&str) -> Option<String>) -> Option<(PathBuf, boo
 /// Settings after validation.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The first API node, the token and the CA.
     pub endpoint: Endpoint,
+    /// The other API nodes, in the order given.
+    pub more_nodes: Vec<Url>,
     /// The output format the user chose, if any; commands fall back to their table default.
     pub output: Option<Format>,
     /// Where the endpoint came from, for messages.
@@ -262,7 +288,7 @@ impl Layer {
         need_token: bool,
         home: Option<PathBuf>,
     ) -> Result<Settings, ConfigError> {
-        let Some((raw_url, url_origin)) = self.api_url else {
+        let Some((raw_urls, url_origin)) = self.api_url else {
             return Err(ConfigError {
                 key: "api_url",
                 origin: Origin::Default,
@@ -271,28 +297,27 @@ impl Layer {
                     .to_owned(),
             });
         };
-        let base = Url::parse(raw_url.trim()).map_err(|e| ConfigError {
-            key: "api_url",
-            origin: url_origin.clone(),
-            problem: format!("{raw_url:?} is not a URL: {e}"),
-        })?;
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+        let insecure_http = self.insecure_http.is_some_and(|(on, _)| on);
+        let mut urls: Vec<Url> = Vec::with_capacity(raw_urls.len());
+        for raw_url in &raw_urls {
+            let url = check_url(raw_url, &url_origin, insecure_http)?;
+            if urls.contains(&url) {
+                return Err(ConfigError {
+                    key: "api_url",
+                    origin: url_origin,
+                    problem: format!("{raw_url:?} is listed twice"),
+                });
+            }
+            urls.push(url);
+        }
+        let mut urls = urls.into_iter();
+        let Some(base) = urls.next() else {
             return Err(ConfigError {
                 key: "api_url",
                 origin: url_origin,
-                problem: format!(
-                    "{raw_url:?} is not an http:// or https:// URL with a host, such as \
-                     https://broker.example:7601"
-                ),
+                problem: "the list of API URLs is empty".to_owned(),
             });
-        }
-        if base.scheme() == "http" {
-            refuse_cleartext(
-                &base,
-                &url_origin,
-                self.insecure_http.is_some_and(|(on, _)| on),
-            )?;
-        }
+        };
         let token = match self.token {
             Some((token, origin)) => {
                 let token = token.trim().to_owned();
@@ -361,6 +386,7 @@ impl Layer {
             None => home.unwrap_or_default().join(DEFAULT_DOWNLOADS_DIR),
         };
         Ok(Settings {
+            more_nodes: urls.collect(),
             downloads_dir,
             tenant,
             endpoint: Endpoint {
@@ -372,6 +398,34 @@ impl Layer {
             api_url_origin: url_origin,
         })
     }
+}
+
+/// One API node's URL, checked: http(s) with a host, and plain HTTP only as [`refuse_cleartext`]
+/// allows.
+fn check_url(raw_url: &str, origin: &Origin, insecure_http: bool) -> Result<Url, ConfigError> {
+    let bad = |problem: String| ConfigError {
+        key: "api_url",
+        origin: origin.clone(),
+        problem,
+    };
+    if raw_url.trim().is_empty() {
+        return Err(bad(
+            "an empty URL in the list (a stray comma?); separate API URLs with single commas"
+                .to_owned(),
+        ));
+    }
+    let url =
+        Url::parse(raw_url.trim()).map_err(|e| bad(format!("{raw_url:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad(format!(
+            "{raw_url:?} is not an http:// or https:// URL with a host, such as \
+             https://broker.example:7601"
+        )));
+    }
+    if url.scheme() == "http" {
+        refuse_cleartext(&url, origin, insecure_http)?;
+    }
+    Ok(url)
 }
 
 /// Plain HTTP would carry the bearer token in clear: it is allowed only to this machine, and only
@@ -457,7 +511,10 @@ mod tests {
         let merged = flags.over(env).over(file);
         assert_eq!(
             merged.api_url,
-            Some(("https://env.example:7601".into(), Origin::Env("LR_API_URL")))
+            Some((
+                vec!["https://env.example:7601".to_owned()],
+                Origin::Env("LR_API_URL")
+            ))
         );
         assert_eq!(
             merged.token,
@@ -539,6 +596,73 @@ mod tests {
         assert_eq!(settings.endpoint.token.as_deref(), Some("t0k"));
         assert_eq!(settings.output, None);
         assert_eq!(settings.endpoint.base.as_str(), "https://127.0.0.1:7601/");
+    }
+
+    #[test]
+    fn several_api_urls_from_flag_env_or_file() {
+        let settings = Layer::from_env(env(&[(
+            "LR_API_URL",
+            "https://a.example:7601, https://b.example:7602,https://c.example:7603/",
+        )]))
+        .unwrap()
+        .validate(false)
+        .unwrap();
+        assert_eq!(settings.endpoint.base.as_str(), "https://a.example:7601/");
+        let more: Vec<&str> = settings.more_nodes.iter().map(Url::as_str).collect();
+        assert_eq!(more, ["https://b.example:7602/", "https://c.example:7603/"]);
+
+        let path = Path::new("/etc/lr/config.toml");
+        let file = Layer::from_toml(
+            "api_url = [\"https://a.example:7601\", \"https://b.example:7601\"]\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(file.clone().validate(false).unwrap().more_nodes.len(), 1);
+        // A single string stays valid.
+        let one = Layer::from_toml("api_url = \"https://a.example:7601\"\n", path).unwrap();
+        assert!(one.validate(false).unwrap().more_nodes.is_empty());
+
+        let flag = Layer::from_flags(
+            Some("https://x:1,https://y:2".into()),
+            None,
+            None,
+            None,
+            None,
+            None,
+            false,
+        );
+        assert_eq!(flag.validate(false).unwrap().more_nodes.len(), 1);
+    }
+
+    #[test]
+    fn a_bad_url_in_the_list_is_named() {
+        let check = |list: &str| {
+            Layer::from_env(env(&[("LR_API_URL", list)]))
+                .unwrap()
+                .validate(false)
+                .unwrap_err()
+                .to_string()
+        };
+        let text = check("https://a:1,ftp://b:2,https://c:3");
+        assert!(
+            text.starts_with(
+                "api_url (from environment variable LR_API_URL): \"ftp://b:2\" is not"
+            ),
+            "{text}"
+        );
+        let text = check("https://a:1,not a url");
+        assert!(text.contains("\"not a url\" is not a URL"), "{text}");
+        let text = check("https://a:1,,https://c:3");
+        assert!(text.contains("empty URL"), "{text}");
+        let text = check("https://a:1,https://a:1/");
+        assert!(text.contains("listed twice"), "{text}");
+        let text = check("https://a:1,http://10.0.0.5:7601");
+        assert!(text.contains("refusing http://10.0.0.5:7601"), "{text}");
+        let file = Layer::from_toml("api_url = []\n", Path::new("/etc/lr/config.toml"))
+            .unwrap()
+            .validate(false)
+            .unwrap_err();
+        assert!(file.to_string().contains("empty"), "{file}");
     }
 
     #[test]

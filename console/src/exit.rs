@@ -136,6 +136,22 @@ impl From<ApiError> for Failure {
             ApiError::Unreachable { tls: false, .. } => failure.hints.push(
                 "check LR_API_URL (--api-url) and that a broker node is running there".to_owned(),
             ),
+            ApiError::NoNode { tried, tls } => {
+                failure.hints.push(format!(
+                    "each of the {} API nodes in LR_API_URL (--api-url, api_url in the config \
+                     file) was tried {} times; check that broker nodes run there, or add the \
+                     address of one that does",
+                    tried.len(),
+                    crate::api::ATTEMPTS_PER_NODE
+                ));
+                if *tls {
+                    failure.hints.push(
+                        "check that LR_CA_CERT (--ca-cert, ca_cert in the config file) is the \
+                         cluster CA and that the brokers' certificates name the hosts in LR_API_URL"
+                            .to_owned(),
+                    );
+                }
+            }
             ApiError::Protocol(_) => failure.hints.push(
                 "is LR_API_URL the address of an lr broker, and is the broker the same version?"
                     .to_owned(),
@@ -275,7 +291,31 @@ mod tests {
             url: "https://127.0.0.1:1".into(),
             reason: "connection refused".into(),
             tls: false,
+            sent: false,
         };
         assert_eq!(Failure::from(err).exit, Exit::Unavailable);
+    }
+
+    #[test]
+    fn no_node_answering_lists_each_and_says_what_to_do() {
+        let err = ApiError::NoNode {
+            tried: vec![
+                ("https://a:7601".into(), "connection refused".into()),
+                ("https://b:7601".into(), "HTTP 503: no quorum".into()),
+            ],
+            tls: false,
+        };
+        let failure = Failure::from(err);
+        assert_eq!(failure.exit, Exit::Unavailable);
+        assert_eq!(
+            failure.lines(),
+            [
+                "lr: no API node answered: https://a:7601 (connection refused); https://b:7601 \
+                 (HTTP 503: no quorum)",
+                "lr: hint: each of the 2 API nodes in LR_API_URL (--api-url, api_url in the config \
+                 file) was tried 3 times; check that broker nodes run there, or add the address of \
+                 one that does",
+            ]
+        );
     }
 }

@@ -5,7 +5,7 @@
 use api_model::{AuditEntry, AuditFilter, AuditVerification, Paging};
 use reqwest::{Method, StatusCode};
 
-use super::{ApiError, Client, List, Object, REQUEST_TIMEOUT, Trace, Typed, append_query};
+use super::{ApiError, Client, List, Object, REQUEST_TIMEOUT, Replay, Trace, Typed, append_query};
 
 impl Object for AuditEntry {
     const WHAT: &'static str = "audit entry";
@@ -75,15 +75,18 @@ impl Client {
     /// (`text/plain; charset=utf-8`).
     pub async fn audit_output(&self, reference: &str) -> Result<Vec<u8>, ApiError> {
         let url = self.api(&["audit", "output", reference]);
-        let shown = url.to_string();
-        let trace = self
-            .tracing()
-            .then(|| Trace::start(&Method::GET, &shown, None, None));
-        let request = self
-            .request_accepting(Method::GET, url, "text/plain")
-            .timeout(REQUEST_TIMEOUT);
         let answer = self
-            .exchange(request, shown, trace, &[StatusCode::OK])
+            .failover(Replay::Safe, |node| {
+                let url = self.nodes.at(&url, node);
+                let shown = url.to_string();
+                let trace = self
+                    .tracing()
+                    .then(|| Trace::start(&Method::GET, &shown, None, None));
+                let request = self
+                    .request_accepting(Method::GET, url, "text/plain")
+                    .timeout(REQUEST_TIMEOUT);
+                self.exchange(request, shown, trace, &[StatusCode::OK])
+            })
             .await?;
         Ok(answer.body)
     }

@@ -22,11 +22,15 @@
 //! a repeated key answers what the first request made, with 200. The fake numbers sessions and
 //! commands itself (`s-1`, `c-2`), whatever the key.
 //!
+//! [`FakeBroker::node`] starts another API node of the same deployment (the same state, its own
+//! port and runtime) that a test can kill mid-request, as a broker process dies.
+//!
 //! Administration (`/api/v1/admin/...`) is in [`crate::fake_admin`], the audit log
 //! (`/api/v1/audit...`) in [`crate::fake_audit`]. Every request's `LR-Tenant`
 //! header is recorded ([`FakeBroker::tenant_headers`]).
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -161,6 +165,32 @@ impl Drop for FakeBroker {
     }
 }
 
+/// Another API node of a [`FakeBroker`] (plain HTTP), serving from its own thread and runtime.
+pub struct Node {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Node {
+    /// Stops the node as a killed process stops: its runtime is dropped with every connection
+    /// it holds, a request in flight included, and its port refuses from then on.
+    pub fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 impl FakeBroker {
     pub async fn http() -> FakeBroker {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -214,6 +244,44 @@ impl FakeBroker {
             shared,
             task,
         }
+    }
+
+    /// Another API node with this one's state.
+    pub fn node(&self) -> Node {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(self.shared.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                tokio::select! {
+                    served = axum::serve(listener, app).into_future() => served.unwrap(),
+                    _ = stopped => {}
+                }
+            });
+        });
+        Node {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Ends every running command as completed, as if the device answered.
+    pub fn finish_running(&self) {
+        let mut inner = self.shared.inner.lock().unwrap();
+        for c in inner.commands.values_mut().filter(|c| c.state == "running") {
+            c.state = "completed";
+            c.output = json!([]);
+        }
+        drop(inner);
+        self.shared.changed.notify_waiters();
     }
 
     /// `METHOD /path` of every request so far.

@@ -288,8 +288,11 @@ async fn follow_prints_entries_as_they_are_written() {
 #[tokio::test(flavor = "multi_thread")]
 async fn follow_waits_out_a_broker_that_does_not_answer() {
     let broker = FakeBroker::http().await;
-    // After the first read, two polls answer 503; the one after finds a sixth entry.
-    broker.audit().unavailable_after_ends(1, 2);
+    // After the first read, four lists answer 503: more than one poll's attempts, which
+    // `lr_console::api::ATTEMPTS_PER_NODE` bounds; the poll after finds a sixth entry.
+    broker
+        .audit()
+        .unavailable_after_ends(1, lr_console::api::ATTEMPTS_PER_NODE + 1);
     broker.audit().grow_after_ends(1);
     let run = follow_until(&mut Lr::at(&broker), &["log", "-f"], |out| {
         out.contains("admin_changed")

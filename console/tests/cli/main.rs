@@ -9,6 +9,7 @@ mod admin;
 mod contract;
 mod errors;
 mod exec;
+mod failover;
 mod log;
 mod repl;
 mod transfer;
