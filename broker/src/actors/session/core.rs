@@ -26,7 +26,6 @@ const MAX_FILE_FACTS: usize = 1000;
 /// The session's timing settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
-    pub lease_ttl_ms: u64,
     pub idle_timeout_ms: u64,
     /// Outputs held until the audit log stores them: past it, the oldest are let go.
     pub max_held_output_bytes: usize,
@@ -57,9 +56,6 @@ pub enum Event {
     AgentResult(AgentResult),
     /// The device's agent connected again.
     DeviceOnline,
-    LeaseRenewed,
-    /// The renewal failed for now (no quorum, say); the next tick tries again.
-    LeaseRenewFailed,
     /// The lease is gone (expired, or a newer session holds the device).
     LeaseLost,
     Tick,
@@ -109,8 +105,6 @@ pub enum Effect {
     },
     /// Publish the command's new state to live streams.
     Publish(String),
-    /// Renew the lease; answer with `LeaseRenewed`, `LeaseRenewFailed` or `LeaseLost`.
-    RenewLease,
     /// Release the lease, then stop.
     ReleaseLease,
     Stop(&'static str),
@@ -144,8 +138,6 @@ pub struct SessionCore {
     /// What fileinfo reported, by absolute path: getfile's prerequisite.
     file_facts: HashMap<String, FileFacts>,
     last_activity_ms: u64,
-    last_renewal_ms: u64,
-    renewing: bool,
     stopped: bool,
 }
 
@@ -160,8 +152,6 @@ impl SessionCore {
             on_broker: false,
             file_facts: HashMap::new(),
             last_activity_ms: now_ms,
-            last_renewal_ms: now_ms,
-            renewing: false,
             stopped: false,
         }
     }
@@ -239,11 +229,6 @@ impl SessionCore {
                     effects.push(Effect::Resend(id.clone()));
                 }
             }
-            Event::LeaseRenewed => {
-                self.renewing = false;
-                self.last_renewal_ms = now_ms;
-            }
-            Event::LeaseRenewFailed => self.renewing = false,
             Event::LeaseLost => self.stop("lease lost", &mut effects),
             Event::Tick => self.tick(now_ms, &mut effects),
             Event::End => {
@@ -486,12 +471,6 @@ impl SessionCore {
         {
             self.stop("idle timeout", effects);
             return;
-        }
-        if !self.renewing
-            && now_ms.saturating_sub(self.last_renewal_ms) >= self.timing.lease_ttl_ms / 3
-        {
-            self.renewing = true;
-            effects.push(Effect::RenewLease);
         }
         // An agent that never answers does not hold the queue forever.
         if let Some(id) = self.running.clone()

@@ -16,6 +16,7 @@ mod core;
 mod open;
 mod outbox;
 mod record;
+mod renewal;
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -149,9 +150,14 @@ impl Actor for SessionActor {
             myself.clone(),
         );
         tasks.push(sending);
+        tasks.push(renewal::start(
+            args.leases.clone(),
+            lease.clone(),
+            Duration::from_millis(args.settings.lease_ttl_ms),
+            myself.clone(),
+        ));
         tracing::info!(tenant = %lease.tenant, session = %lease.session, user = %lease.user, device = %lease.device, token = lease.token, "session opened");
         let timing = Timing {
-            lease_ttl_ms: args.settings.lease_ttl_ms,
             idle_timeout_ms: args.settings.idle_timeout_ms,
             max_held_output_bytes: args.settings.max_held_output_bytes,
         };
@@ -184,8 +190,9 @@ impl Actor for SessionActor {
                 state.core.output_stored(&id, reference);
             }
             SessionMsg::Renewed(answer) => {
-                let event = state.renewed(answer);
-                let _ = state.apply(&myself, event).await;
+                if let Some(event) = state.renewed(answer) {
+                    let _ = state.apply(&myself, event).await;
+                }
             }
             SessionMsg::Sent { id, outcome } => {
                 let _ = state.apply(&myself, Event::Sent { id, outcome }).await;
@@ -429,10 +436,6 @@ impl SessionState {
                 self.audit_end(myself, &id);
                 None
             }
-            Effect::RenewLease => {
-                self.renew(myself);
-                None
-            }
             Effect::ReleaseLease => {
                 self.release().await;
                 None
@@ -470,38 +473,24 @@ impl SessionState {
         let _ = self.apply(myself, event).await;
     }
 
-    /// Renews the lease off the actor, so that commands being dispatched cannot hold it up;
-    /// the answer comes back as [`SessionMsg::Renewed`].
-    fn renew(&self, myself: &ActorRef<SessionMsg>) {
-        let (leases, lease, me) = (
-            self.args.leases.clone(),
-            self.args.lease.clone(),
-            myself.clone(),
-        );
-        tokio::spawn(async move {
-            let answer = leases
-                .renew(&lease.tenant, &lease.session, lease.token)
-                .await;
-            let _ = me.cast(SessionMsg::Renewed(answer));
-        });
-    }
-
-    fn renewed(&mut self, answer: Result<Granted, ClusterError>) -> Event {
+    /// Takes a renewal's answer: orders carry the new grant from now on; a lost lease ends the
+    /// session ([`Event::LeaseLost`]).
+    fn renewed(&mut self, answer: Result<Granted, ClusterError>) -> Option<Event> {
         let session = &self.args.lease.session;
         match answer {
             Ok(Granted { grant, .. }) => {
                 if let Some(grant) = grant {
                     self.args.signer.renewed(grant);
                 }
-                Event::LeaseRenewed
+                None
             }
             Err(ClusterError::Rejected(e)) => {
                 tracing::warn!(%session, error = %e, "lease lost; ending the session");
-                Event::LeaseLost
+                Some(Event::LeaseLost)
             }
             Err(e) => {
                 tracing::warn!(%session, error = %e, "lease renewal failed; retrying");
-                Event::LeaseRenewFailed
+                None
             }
         }
     }

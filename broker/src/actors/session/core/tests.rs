@@ -8,7 +8,6 @@ use proptest::prelude::*;
 use super::*;
 
 const TIMING: Timing = Timing {
-    lease_ttl_ms: 30_000,
     idle_timeout_ms: 600_000,
     max_held_output_bytes: 64 * 1024 * 1024,
 };
@@ -341,32 +340,6 @@ fn a_silent_device_times_the_command_out_and_the_queue_moves_on() {
 }
 
 #[test]
-fn the_lease_is_renewed_every_third_of_its_ttl_one_renewal_at_a_time() {
-    let mut core = SessionCore::new(TIMING, 0);
-    assert_eq!(core.handle(Event::Tick, 9_999), Ok(vec![]));
-    assert_eq!(
-        core.handle(Event::Tick, 10_000),
-        Ok(vec![Effect::RenewLease])
-    );
-    assert_eq!(
-        core.handle(Event::Tick, 11_000),
-        Ok(vec![]),
-        "one renewal in flight"
-    );
-    core.handle(Event::LeaseRenewFailed, 11_500).unwrap();
-    assert_eq!(
-        core.handle(Event::Tick, 12_000),
-        Ok(vec![Effect::RenewLease])
-    );
-    core.handle(Event::LeaseRenewed, 12_100).unwrap();
-    assert_eq!(core.handle(Event::Tick, 13_000), Ok(vec![]));
-    assert_eq!(
-        core.handle(Event::Tick, 22_100),
-        Ok(vec![Effect::RenewLease])
-    );
-}
-
-#[test]
 fn a_lost_lease_an_idle_session_or_the_analyst_stops_it() {
     let mut core = SessionCore::new(TIMING, 0);
     assert_eq!(
@@ -380,8 +353,6 @@ fn a_lost_lease_an_idle_session_or_the_analyst_stops_it() {
     );
 
     let mut core = SessionCore::new(TIMING, 0);
-    core.handle(Event::LeaseRenewed, TIMING.idle_timeout_ms)
-        .unwrap();
     let effects = core
         .handle(Event::Tick, TIMING.idle_timeout_ms + 1)
         .unwrap();
@@ -431,7 +402,6 @@ enum Step {
     Cancel(u8),
     DeviceOnline,
     Tick(u64),
-    Renewed,
     Lost,
     End,
 }
@@ -444,7 +414,6 @@ fn step() -> impl Strategy<Value = Step> {
         2 => any::<u8>().prop_map(Step::Cancel),
         1 => Just(Step::DeviceOnline),
         3 => (0..1_000_000u64).prop_map(Step::Tick),
-        1 => Just(Step::Renewed),
         1 => Just(Step::Lost),
         1 => Just(Step::End),
     ]
@@ -505,7 +474,7 @@ impl Driver {
                     }
                     Effect::Publish(id) => assert!(self.core.command(&id).is_some()),
                     Effect::Stop(_) => self.stopped = true,
-                    Effect::RenewLease | Effect::ReleaseLease => {}
+                    Effect::ReleaseLease => {}
                 }
             }
         }
@@ -571,9 +540,6 @@ impl Driver {
             Step::Tick(ms) => {
                 self.now += ms;
                 let _ = self.apply(Event::Tick);
-            }
-            Step::Renewed => {
-                let _ = self.apply(Event::LeaseRenewed);
             }
             Step::Lost => {
                 let _ = self.apply(Event::LeaseLost);
