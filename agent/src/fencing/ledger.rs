@@ -72,9 +72,9 @@ pub struct Ledger {
     started: VecDeque<String>,
     started_set: HashSet<String>,
     running: HashSet<String>,
-    done: HashMap<String, Outcome>,
+    done: HashMap<String, Held>,
     done_order: VecDeque<String>,
-    /// The estimated size of the results in `done`, kept at or under `max_held_bytes`.
+    /// The size of the results in `done`, kept at or under `max_held_bytes`.
     held_bytes: usize,
     max_held_bytes: usize,
 }
@@ -114,8 +114,8 @@ impl Ledger {
     }
 
     pub fn admit(&self, id: &str, token: u64) -> Admission {
-        if let Some(outcome) = self.done.get(id) {
-            return Admission::Replay(outcome.clone());
+        if let Some(held) = self.done.get(id) {
+            return Admission::Replay(held.outcome());
         }
         if self.running.contains(id) {
             return Admission::AlreadyRunning;
@@ -174,19 +174,19 @@ impl Ledger {
         if !self.running.remove(id) {
             return;
         }
-        let size = held_size(&outcome);
-        if size > self.max_held_bytes {
+        let held = Held::new(outcome);
+        if held.size() > self.max_held_bytes {
             return;
         }
-        self.held_bytes += size;
-        self.done.insert(id.to_owned(), outcome);
+        self.held_bytes += held.size();
+        self.done.insert(id.to_owned(), held);
         self.done_order.push_back(id.to_owned());
         while self.done_order.len() > MAX_REMEMBERED || self.held_bytes > self.max_held_bytes {
             let Some(old) = self.done_order.pop_front() else {
                 break;
             };
-            if let Some(outcome) = self.done.remove(&old) {
-                self.held_bytes -= held_size(&outcome);
+            if let Some(held) = self.done.remove(&old) {
+                self.held_bytes -= held.size();
             }
         }
     }
@@ -203,24 +203,40 @@ impl Ledger {
     }
 }
 
-/// What holding `outcome` costs, near enough: its output as JSON plus its strings.
-fn held_size(outcome: &Outcome) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+/// A finished result as the ledger holds it: its output as JSON text, which costs what it
+/// weighs (a parsed document takes several times its text in memory).
+#[derive(Debug)]
+struct Held {
+    outcome: Outcome,
+    output_json: Option<String>,
+}
+
+impl Held {
+    fn new(mut outcome: Outcome) -> Self {
+        let output_json = outcome.output.take().map(|output| output.to_string());
+        Self {
+            outcome,
+            output_json,
         }
     }
-    let mut count = Count(0);
-    if let Some(output) = &outcome.output {
-        // Writing to a counter cannot fail.
-        let _ = serde_json::to_writer(&mut count, output);
+
+    fn size(&self) -> usize {
+        self.output_json.as_ref().map_or(0, String::len)
+            + self.outcome.error.len()
+            + self.outcome.cwd.len()
     }
-    count.0 + outcome.error.len() + outcome.cwd.len()
+
+    /// The result as it was finished.
+    fn outcome(&self) -> Outcome {
+        Outcome {
+            // Text this ledger wrote from a document reads back as that document.
+            output: self
+                .output_json
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok()),
+            ..self.outcome.clone()
+        }
+    }
 }
 
 #[cfg(test)]
