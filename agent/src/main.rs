@@ -71,9 +71,19 @@ struct RunArgs {
     key: Option<PathBuf>,
     #[arg(long, env = "LR_SERVER_NAME")]
     server_name: Option<String>,
-    /// Log as JSON lines instead of text.
+    /// Log as JSON lines instead of text (the same as `--log-format json`).
     #[arg(long)]
     log_json: bool,
+    /// How log lines are written to stderr: `text`, or `json` (one object a line).
+    #[arg(long, env = "LR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The form of log lines; the broker takes the same flag and variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -176,7 +186,7 @@ fn main() -> ExitCode {
 }
 
 fn run(runtime: &tokio::runtime::Runtime, cli: &RunArgs) -> ExitCode {
-    init_logging(cli.log_json);
+    init_logging(cli.log_json || cli.log_format == LogFormat::Json);
     let config = match Config::load(cli.config.as_deref(), cli.overrides())
         .and_then(|c| agent::check(&c).map(|_| c))
     {

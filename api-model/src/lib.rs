@@ -21,5 +21,7 @@ pub use requests::{
     CommandFilter, DEFAULT_LIMIT, DeviceFilter, LibraryUpload, MAX_LIMIT, OpenSession, Page,
     Paging, RunCommand, SessionFilter, TransferFilter, Wait,
 };
-pub use resources::{Command, Device, Health, LibraryEntry, Me, Session, Transfer};
+pub use resources::{
+    Command, Device, Health, LibraryEntry, Me, Readiness, ReadinessCheck, Session, Transfer,
+};
 pub use states::{CommandState, TransferKind, TransferState};

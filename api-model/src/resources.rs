@@ -6,7 +6,8 @@ use utoipa::ToSchema;
 
 use crate::{CommandState, Timestamp, TransferKind, TransferState};
 
-/// `GET /healthz`: this node, the Raft leader it sees, and whether it serves requests.
+/// `GET /healthz`: the process is alive and serves HTTP (always 200); this node, the Raft leader
+/// it sees, and whether it serves requests (`GET /readyz` says why not).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"node": 1, "leader": 1, "ok": true}))]
 pub struct Health {
@@ -14,6 +15,37 @@ pub struct Health {
     pub leader: Option<u64>,
     /// True once the node has a leader and the configured tenant limits are in force.
     pub ok: bool,
+}
+
+/// `GET /readyz`: whether this node can serve requests (200) or not (503), check by check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"node": 3, "leader": null, "ready": false,
+    "reason": "leader: this node sees no raft leader; a majority of the brokers must be up and reach each other",
+    "checks": [
+        {"name": "leader", "ok": false, "detail": "this node sees no raft leader; a majority of the brokers must be up and reach each other"},
+        {"name": "directory", "ok": true, "detail": null},
+        {"name": "nats", "ok": true, "detail": null},
+        {"name": "jetstream", "ok": true, "detail": null},
+        {"name": "listeners", "ok": true, "detail": null}]}))]
+pub struct Readiness {
+    pub node: u64,
+    pub leader: Option<u64>,
+    /// True when every check passed.
+    pub ready: bool,
+    /// The first failed check and why (`name: detail`); null when ready.
+    pub reason: Option<String>,
+    /// Every check, in the order they are listed: `leader`, `directory`, `nats`, `jetstream`,
+    /// `listeners`.
+    pub checks: Vec<ReadinessCheck>,
+}
+
+/// One readiness check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReadinessCheck {
+    pub name: String,
+    pub ok: bool,
+    /// Why it failed; null when it passed.
+    pub detail: Option<String>,
 }
 
 /// `GET /api/v1/me`: who the bearer token belongs to.

@@ -31,6 +31,8 @@ pub struct BrokerConfig {
     pub transfers: TransfersSection,
     #[serde(default)]
     pub audit: crate::audit::AuditSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// Session limits per tenant, written to the replicated state at start; tenants not listed
     /// keep the defaults (10 per tenant, 1 per user).
     #[serde(default)]
@@ -83,6 +85,9 @@ pub struct TransfersSection {
     /// A transfer that moves no chunk forward for this long (its device away, its source gone,
     /// the store refusing) ends failed, saying what stood in its way.
     pub max_stall_secs: u64,
+    /// A transfer whose chunks the store refuses as full for this long ends failed, saying so,
+    /// and frees what it stored: sooner than a stall, as waiting rarely empties a store.
+    pub max_store_full_secs: u64,
 }
 
 impl Default for TransfersSection {
@@ -97,6 +102,7 @@ impl Default for TransfersSection {
             replicas: 1,
             retention_secs: 3 * 24 * 3600,
             max_stall_secs: 600,
+            max_store_full_secs: 30,
         }
     }
 }
@@ -149,6 +155,16 @@ impl AgentsSection {
     pub fn certificate_lifetime(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.certificate_lifetime_secs)
     }
+}
+
+/// The Prometheus endpoint.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where `/metrics` is served over plain HTTP; none when absent. Keep it on a private
+    /// address: the metrics carry no ids, but say how busy the cluster is.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -313,7 +329,7 @@ fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
 }
 
 /// Top-level keys, the only ones read from `LR_*` variables.
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 13] = [
     "cluster_name",
     "node_id",
     "data_dir",
@@ -324,7 +340,9 @@ const KEYS: [&str; 11] = [
     "tls",
     "sessions",
     "transfers",
+    "audit",
     "tenants",
+    "metrics",
 ];
 
 impl BrokerConfig {
@@ -519,6 +537,30 @@ impl BrokerConfig {
                 "must be between 2 and 604800 (a week)",
             ));
         }
+        if !(1..=t.max_stall_secs).contains(&t.max_store_full_secs) {
+            return Err(bad(
+                "transfers.max_store_full_secs",
+                format!(
+                    "must be between 1 and transfers.max_stall_secs ({})",
+                    t.max_stall_secs
+                ),
+            ));
+        }
+        if let Some(listen) = self.metrics.listen {
+            for (key, other) in [
+                ("api.listen", self.api.listen),
+                ("agents.listen", self.agents.listen),
+                ("raft.listen", self.raft.listen),
+            ] {
+                if listen.port() != 0 && listen.port() == other.port() && listen.ip() == other.ip()
+                {
+                    return Err(bad(
+                        "metrics.listen",
+                        format!("{listen} is already {key}; give metrics a port of their own"),
+                    ));
+                }
+            }
+        }
         if self.agents.heartbeat_interval_ms < 100 {
             return Err(bad("agents.heartbeat_interval_ms", "must be at least 100"));
         }
@@ -604,6 +646,21 @@ key = "broker.key"
         let file = dir.path().join("broker.toml");
         std::fs::write(&file, format!("{text}\n{extra}")).unwrap();
         BrokerConfig::load(Some(&file), &[])
+    }
+
+    #[test]
+    fn metrics_listen_is_optional_and_checked() {
+        assert_eq!(load("").unwrap().metrics.listen, None);
+        let config = load("[metrics]\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(
+            config.metrics.listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        let error = load("[metrics]\nlisten = \"not an address\"\n").unwrap_err();
+        assert_eq!(error.key, "metrics.listen");
+        let error = load("[metrics]\nlisten = \"127.0.0.1:7003\"\n").unwrap_err();
+        assert_eq!(error.key, "metrics.listen");
+        assert!(error.reason.contains("api.listen"), "{}", error.reason);
     }
 
     #[test]

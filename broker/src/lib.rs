@@ -10,6 +10,7 @@
 //! - [`bus`]: NATS subjects and envelopes between nodes.
 //! - [`nats`]: the broker's TLS connection to NATS, and the nats-server configuration that
 //!   admits brokers alone.
+//! - [`metrics`]: Prometheus metrics, their names in one table, and the exporter.
 //! - [`registry`]: devices, their presence and connection epochs, in JetStream.
 //! - [`transfer`]: file transfers: chunks and records in JetStream, the `TransferActor`, takeover
 //!   and retention, chunk intake from agents, how sessions start them, and the tenant library.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod dev;
 pub mod directory;
 mod kv;
+pub mod metrics;
 pub mod nats;
 pub mod node;
 pub mod orders;

@@ -130,6 +130,9 @@ impl BrokerNode {
     pub async fn start(config: BrokerConfig) -> anyhow::Result<Self> {
         let pems = Pems::read(&config.tls)?;
         pems.check_identity(&config.cluster_name, config.node_id)?;
+        if let Some(listen) = config.metrics.listen {
+            crate::metrics::install(listen)?;
+        }
 
         let authority = AuthorityKey::from_pem_file(&config.raft.authority_key)
             .context("raft.authority_key: cannot read the lease authority's key")?;
@@ -235,6 +238,11 @@ impl BrokerNode {
             crate::audit::retention::Retention::from_config(&config),
             stopped.clone(),
         ));
+        let gauges_task = tokio::spawn(crate::metrics::watch_gauges(
+            leases.clone(),
+            nats.clone(),
+            stopped.clone(),
+        ));
 
         let issuer = Arc::new(pems.issuer(&config, &authority_public)?);
         let agents_listener = TcpListener::bind(config.agents.listen)
@@ -282,10 +290,13 @@ impl BrokerNode {
                 wait_for(stopped.clone()),
             );
         let node_id = config.node_id;
+        let agents_serving = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let serving = agents_serving.clone();
         let agents_task = tokio::spawn(async move {
             if let Err(error) = agent_server.await {
                 tracing::error!(node = node_id, %error, "agent service failed");
             }
+            serving.store(false, std::sync::atomic::Ordering::Release);
         });
 
         let api_listener = TcpListener::bind(config.api.listen)
@@ -303,6 +314,7 @@ impl BrokerNode {
             last_use: api::LastUse::default(),
             directory: directory.clone(),
             issuer: issuer.clone(),
+            agents_serving,
         });
         let api_task = tokio::spawn(api::serve_https(
             api_listener,
@@ -326,6 +338,7 @@ impl BrokerNode {
                 upkeep_task,
                 checkpoint_task,
                 retention_task,
+                gauges_task,
             ],
             directory,
         })

@@ -61,10 +61,10 @@ async fn a_list_the_store_cannot_read_is_an_error_not_an_empty_list() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_chunk_store_fails_the_getfile_saying_so_while_sessions_still_open() {
+async fn a_full_chunk_store_fails_the_getfile_soon_saying_so_while_sessions_still_open() {
     let mut stack = Stack::start(
         3,
-        "[transfers]\nchunk_size = 262144\nwindow_chunks = 8\nmax_store_bytes = 2000000\nmax_stall_secs = 3\n",
+        "[transfers]\nchunk_size = 262144\nwindow_chunks = 8\nmax_store_bytes = 2000000\nmax_store_full_secs = 2\n",
     )
     .await;
     stack.start_agent("demo", "fs-01", "fs-01", &[3]).await;
@@ -90,10 +90,26 @@ async fn a_full_chunk_store_fails_the_getfile_saying_so_while_sessions_still_ope
     assert_eq!(done["state"], "failed", "{done}");
     let error = done["error"].as_str().unwrap();
     assert!(
-        error.contains("no progress") && error.contains("LR_CHUNKS"),
+        error.contains("the transfer store is full") && error.contains("max_store_bytes"),
         "{error}"
     );
     // The registry, sessions and other devices carry on.
     let (status, other) = stack.open(2, "token-b", "web-02").await;
     assert_eq!(status, reqwest::StatusCode::CREATED, "{other}");
+    // What the failed transfer stored is freed: another getfile that fits now completes.
+    let other = other["session_id"].as_str().unwrap().to_string();
+    let small = stack.path().join("small.db");
+    std::fs::write(&small, vec![6u8; 1_000_000]).unwrap();
+    let started = stack
+        .run(
+            2,
+            "token-b",
+            &other,
+            &format!("getfile {} -auto", small.display()),
+        )
+        .await;
+    assert_eq!(started["state"], "completed", "{started}");
+    let id = started["output"]["transfer_id"].as_str().unwrap();
+    let done = stack.transfer_finished(2, "token-b", id).await;
+    assert_eq!(done["state"], "completed", "{done}");
 }

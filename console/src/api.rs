@@ -213,6 +213,9 @@ impl Object for api_model::Device {
 impl Object for api_model::Health {
     const WHAT: &'static str = "health";
 }
+impl Object for api_model::Readiness {
+    const WHAT: &'static str = "readiness";
+}
 impl Object for api_model::LibraryEntry {
     const WHAT: &'static str = "library entry";
 }
@@ -381,6 +384,65 @@ impl Client {
     /// `GET /healthz` (no token needed).
     pub async fn health(&self) -> Result<Typed<api_model::Health>, ApiError> {
         self.get_url(self.url(&["healthz"])).await?.typed()
+    }
+
+    /// `GET /readyz` at every API node, in order (no token sent, no failover: each node
+    /// answers for itself): the node's URL and its readiness (ready or not), or why it did not
+    /// answer.
+    pub async fn readiness(&self) -> Vec<(String, Result<Typed<api_model::Readiness>, ApiError>)> {
+        let url = self.url(&["readyz"]);
+        let mut answers = Vec::with_capacity(self.nodes.count());
+        for node in 0..self.nodes.count() {
+            let answer = self.readiness_at(self.nodes.at(&url, node)).await;
+            answers.push((shown_node(self.nodes.url(node)), answer));
+        }
+        answers
+    }
+
+    /// One node's `/readyz`: 200 and 503 both carry its readiness.
+    async fn readiness_at(&self, url: Url) -> Result<Typed<api_model::Readiness>, ApiError> {
+        let shown = url.to_string();
+        let trace = self
+            .tracing()
+            .then(|| Trace::start(&Method::GET, &shown, None, None));
+        let answer = async {
+            let response = self
+                .http
+                .get(url)
+                .header(reqwest::header::ACCEPT, "application/json")
+                .timeout(REQUEST_TIMEOUT)
+                .send()
+                .await?;
+            let status = response.status();
+            Ok((status, response.bytes().await?))
+        };
+        let (status, bytes) = answer.await.map_err(|e: reqwest::Error| {
+            let err = unreachable_error(&shown, &e);
+            if let Some(trace) = &trace {
+                trace.end(&err.to_string());
+            }
+            err
+        })?;
+        if let Some(trace) = &trace {
+            trace.end(&format!("HTTP {}, {} bytes", status.as_u16(), bytes.len()));
+        }
+        if matches!(status, StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE) {
+            let answer = Answer {
+                status,
+                body: bytes.to_vec(),
+                shown: shown.clone(),
+            };
+            if let Ok(readiness) = answer.typed() {
+                return Ok(readiness);
+            }
+        }
+        if !status.is_success() {
+            return Err(error_answer(status, &bytes, shown));
+        }
+        Err(ApiError::Protocol(format!(
+            "{shown} answered HTTP {status} without a readiness object: {}",
+            snippet(&bytes)
+        )))
     }
 
     /// `GET /api/v1/me`: who the token belongs to.

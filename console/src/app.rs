@@ -94,7 +94,7 @@ fn one_shot(
     let format = setting.unwrap_or_default();
     rt.block_on(async {
         match command {
-            Command::Health => print_doc(&api.health().await?.doc, format, width),
+            Command::Health => crate::health::run(api, format).await,
             Command::Whoami => {
                 let me = api.me().await?;
                 print_text(&crate::local::whoami_body(&me, format))

@@ -95,7 +95,7 @@ pub enum Command {
         /// Device id, as `lr devices` shows it
         device: String,
     },
-    /// Health of the broker node at the API URL (no token needed)
+    /// Whether each API node is ready to serve, and why not (no token needed; exit 4 when not)
     Health,
     /// Who the token belongs to: its user, tenant and roles
     Whoami,

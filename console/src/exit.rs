@@ -6,7 +6,7 @@
 //! | 1 | the command ran and failed on the device: failed, timed_out, rejected or cancelled (also: gave up waiting); or `lr log verify` found the audit log's chain broken |
 //! | 2 | usage: bad flags or config, a mistake in a command line (found before sending), or the request names something that does not exist or is malformed (400, 404, 413) |
 //! | 3 | refused: not authenticated or not allowed, or the device/session is busy, offline or ended (401, 403, 409, 410, 429) |
-//! | 4 | the broker is unreachable (connect, TLS, timeout), unavailable or broken (5xx), or answered off-contract |
+//! | 4 | the broker is unreachable (connect, TLS, timeout), unavailable or broken (5xx), or answered off-contract; `lr health`: an API node is not ready |
 
 use std::fmt;
 

@@ -22,6 +22,7 @@ pub mod config;
 pub mod doc;
 pub mod download;
 pub mod exit;
+pub mod health;
 pub mod help;
 pub mod jobs;
 pub mod library;

@@ -162,7 +162,9 @@ impl AgentLink for AgentService {
             })?;
 
         let heartbeat = self.heartbeat;
+        let held = HeldStream::new();
         tokio::spawn(async move {
+            let _held = held;
             let reason = loop {
                 match inbound.next().await {
                     Some(Ok(AgentMessage {
@@ -210,6 +212,22 @@ impl AgentLink for AgentService {
             let _ = actor.cast(DeviceMsg::StreamClosed(reason));
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+    }
+}
+
+/// One agent stream in the connected agents gauge, from acceptance until its reader ends.
+struct HeldStream;
+
+impl HeldStream {
+    fn new() -> Self {
+        metrics::gauge!(crate::metrics::AGENTS_CONNECTED).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for HeldStream {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::AGENTS_CONNECTED).decrement(1.0);
     }
 }
 

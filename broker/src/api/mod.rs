@@ -5,6 +5,7 @@
 //! OpenAPI document served at `/api/v1/openapi.json` (and as a page at `/api/v1/docs`) is
 //! generated, never written by hand.
 
+mod access_log;
 mod admin;
 mod audit;
 mod auth;
@@ -17,6 +18,7 @@ mod error;
 mod library;
 mod listener;
 mod page;
+mod ready;
 mod sessions;
 mod transfers;
 
@@ -66,6 +68,8 @@ pub struct Inner {
     pub directory: tokio::sync::watch::Receiver<crate::directory::Readiness>,
     /// The CAs enrolment tokens name.
     pub issuer: std::sync::Arc<crate::agents::enrolment::Issuer>,
+    /// Whether the agent listener still serves; its task clears this when the server ends.
+    pub agents_serving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::ops::Deref for ApiState {
@@ -160,6 +164,7 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
     );
     let (router, mut document) = OpenApiRouter::with_openapi(doc::frame())
         .routes(routes!(devices::health))
+        .routes(routes!(ready::ready))
         .routes(routes!(devices::me))
         .routes(routes!(devices::list))
         .routes(routes!(sessions::list, sessions::open))
@@ -219,6 +224,8 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             audit::refusals,
         ))
+        // Outermost: the request's span covers everything below, refusals included.
+        .layer(axum::middleware::from_fn(access_log::middleware))
         .with_state(state)
 }
 
@@ -257,6 +264,6 @@ mod tests {
                     .count()
             })
             .sum();
-        assert_eq!(operations, 49, "{:?}", document.paths.paths.keys());
+        assert_eq!(operations, 50, "{:?}", document.paths.paths.keys());
     }
 }

@@ -291,6 +291,14 @@ impl AuditLog {
     /// Appends `event` to `tenant`'s chain; answers the entry once JetStream holds it. An error
     /// means nothing was recorded: the caller must not act.
     pub async fn record(&self, tenant: &str, event: Event) -> Result<AuditEntry, AuditError> {
+        let recorded = self.append(tenant, event).await;
+        if recorded.is_err() {
+            crate::metrics::jetstream_error("audit");
+        }
+        recorded
+    }
+
+    async fn append(&self, tenant: &str, event: Event) -> Result<AuditEntry, AuditError> {
         let mut details = event.details;
         let mut output_ref = None;
         if let Some((output, role)) = event.output {

@@ -171,6 +171,9 @@ pub struct TransferRun {
     /// stood in its way since: past `transfers.max_stall_secs` it ends failed with that reason.
     last_advance: Instant,
     obstacle: Option<String>,
+    /// Since when the store has refused this transfer's chunks as full, none stored since: past
+    /// `transfers.max_store_full_secs` it ends failed.
+    store_full_since: Option<Instant>,
     /// When to ask again after the agent answered `Busy`.
     retry_at: Option<Instant>,
     last_written: Instant,
@@ -240,6 +243,7 @@ impl Actor for TransferActor {
             last_progress: Instant::now(),
             last_advance: Instant::now(),
             obstacle: None,
+            store_full_since: None,
             retry_at: None,
             last_written: Instant::now(),
             changed: false,
@@ -369,6 +373,7 @@ impl TransferRun {
         }
         match event.event {
             Some(Event::ChunkStored(index)) => {
+                self.store_full_since = None;
                 let done = self.owned.record.chunks_done;
                 if index >= done {
                     self.stored.insert(index);
@@ -383,10 +388,14 @@ impl TransferRun {
             }
             Some(Event::ChunkRefused(refused)) if refused.store_failed => {
                 // Asked again when the window stalls; the store may take it by then.
+                if refused.store_full {
+                    self.store_full_since.get_or_insert_with(Instant::now);
+                }
                 self.obstacle = Some(refused.reason);
             }
             Some(Event::ChunkRefused(refused)) => {
                 tracing::warn!(transfer = %self.owned.record.id, index = refused.index, reason = %refused.reason, "chunk refused; asking for it again");
+                crate::metrics::chunk_retry("refused");
                 self.obstacle = Some(format!(
                     "chunk {} was refused: {}",
                     refused.index, refused.reason
@@ -456,11 +465,23 @@ impl TransferRun {
             );
             return self.finish(TransferState::Failed, error).await;
         }
+        let max_store_full = Duration::from_secs(self.context.settings.max_store_full_secs);
+        if let Some(since) = self.store_full_since
+            && since.elapsed() > max_store_full
+        {
+            let why = self.obstacle.clone().unwrap_or_default();
+            let error = format!(
+                "the store refused this transfer's chunks for {} s, so it stopped and what it stored is freed: {why}",
+                max_store_full.as_secs()
+            );
+            return self.finish(TransferState::Failed, error).await;
+        }
         if self.retry_at.is_some_and(|at| at <= Instant::now()) {
             self.retry_at = None;
             self.resume().await?;
         } else if !self.verifying && self.last_progress.elapsed() > STALL {
             tracing::info!(transfer = %self.owned.record.id, done = self.owned.record.chunks_done, "no progress; asking again");
+            crate::metrics::chunk_retry("stalled");
             self.resume().await?;
         }
         if self.owned.record.state == TransferState::Verifying && !self.verifying {
@@ -550,6 +571,7 @@ impl TransferRun {
                     return;
                 }
             };
+            let bytes = data.len();
             let chunk = PutChunk {
                 transfer_id: r.id.clone(),
                 index,
@@ -566,6 +588,7 @@ impl TransferRun {
                 tracing::warn!(transfer = %r.id, %error, "cannot send a chunk to the device's node");
                 return;
             }
+            crate::metrics::transfer_bytes("to_agent", bytes);
             self.sent_up_to = index + 1;
         }
     }
@@ -731,6 +754,12 @@ pub(super) async fn end(
     record.heartbeat_ms = record.finished_at_ms;
     *owned = context.book.update(&record, owned.revision).await?;
     let r = &owned.record;
+    metrics::counter!(
+        crate::metrics::TRANSFERS_FINISHED,
+        "kind" => crate::metrics::transfer_kind(r.kind),
+        "state" => state.as_str()
+    )
+    .increment(1);
     tracing::info!(tenant = %r.tenant, transfer = %r.id, state = state.as_str(), error = %r.error, node = context.node_id, "transfer ended");
     let ended = super::start::transfer_event(AuditKind::TransferFinished, r);
     if let Err(error) = context.audit.record(&r.tenant, ended).await {

@@ -64,6 +64,11 @@ pub enum StoreError {
     )]
     Refused { action: String, reason: String },
 
+    #[error(
+        "the transfer store is full ({reason}); delete finished transfers, or ask an administrator to raise transfers.max_store_bytes or the NATS servers' max_file_store"
+    )]
+    Full { reason: String },
+
     #[error("chunk store failed while {action}: {reason}; this is a bug, please report it")]
     Internal { action: String, reason: String },
 }

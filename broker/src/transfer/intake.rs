@@ -110,22 +110,28 @@ impl ChunkIntake {
                 ),
             ))
         } else {
+            let bytes = data.len();
             match self
                 .store
                 .put_chunk(&self.tenant, &transfer, index, data, &sha256)
                 .await
             {
-                Ok(_) => Some(Event::ChunkStored(index)),
+                Ok(_) => {
+                    crate::metrics::transfer_bytes("from_agent", bytes);
+                    Some(Event::ChunkStored(index))
+                }
                 Err(error @ (StoreError::Corrupt { .. } | StoreError::TooLarge { .. })) => {
                     Some(refused(index, error.to_string()))
                 }
                 Err(error) => {
                     // Not stored: the owner hears why, and asks again when the window stalls.
                     tracing::warn!(%transfer, index, %error, "cannot store a chunk");
+                    crate::metrics::jetstream_error("chunks");
                     Some(Event::ChunkRefused(ChunkRefused {
                         index,
                         reason: error.to_string(),
                         store_failed: true,
+                        store_full: matches!(error, StoreError::Full { .. }),
                     }))
                 }
             }
@@ -177,6 +183,7 @@ fn refused(index: u64, reason: String) -> Event {
         index,
         reason,
         store_failed: false,
+        store_full: false,
     })
 }
 

@@ -296,6 +296,8 @@ async fn start(
     drive(context, owned)
         .await
         .map_err(|e| format!("cannot start the transfer: {e}; retry"))?;
+    metrics::counter!(crate::metrics::TRANSFERS_STARTED, "kind" => crate::metrics::transfer_kind(record.kind))
+        .increment(1);
     Ok(
         json!({"transfer_id": record.id, "path": record.path, "name": record.name,
               "size": record.size, "sha256": record.sha256})

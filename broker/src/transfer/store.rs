@@ -483,6 +483,10 @@ impl ChunkStore {
                 size,
                 max: self.js.client().max_payload().saturating_sub(HEADER_ROOM),
             },
+            // JetStream's "maximum bytes exceeded": the stream or the server's store is full.
+            PublishErrorKind::Other if e.to_string().contains("10077") => StoreError::Full {
+                reason: e.to_string(),
+            },
             PublishErrorKind::Other => StoreError::Refused {
                 action: action(),
                 reason: e.to_string(),

@@ -60,6 +60,8 @@ pub struct Broker {
     pub api_port: u16,
     pub agent_port: u16,
     pub raft_port: u16,
+    /// Where the broker serves `/metrics` (plain HTTP).
+    pub metrics_port: u16,
 }
 
 /// Stacks running at once in one test binary: each is a nats-server and three broker processes,
@@ -116,7 +118,7 @@ impl Stack {
             .collect();
         let mut brokers = BTreeMap::new();
         for id in 1..=n {
-            let (api_port, agent_port) = (free_port(), free_port());
+            let (api_port, agent_port, metrics_port) = (free_port(), free_port(), free_port());
             let config = dir.path().join(format!("broker-{id}.toml"));
             let toml = format!(
                 r#"node_id = {id}
@@ -139,6 +141,9 @@ agent_ca = "{agent_ca}"
 agent_ca_key = "{agent_ca_key}"
 cert = "{cert}"
 key = "{key}"
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
 
 [agents]
 listen = "127.0.0.1:{agent_port}"
@@ -166,6 +171,7 @@ heartbeat_interval_ms = 300
                     api_port,
                     agent_port,
                     raft_port: raft_ports[&id],
+                    metrics_port,
                 },
             );
         }
@@ -199,12 +205,18 @@ heartbeat_interval_ms = 300
     }
 
     pub fn spawn_broker(&mut self, id: u64) {
+        self.spawn_broker_with_env(id, &[]);
+    }
+
+    /// The same, with extra environment variables (such as `LR_LOG_FORMAT`).
+    pub fn spawn_broker_with_env(&mut self, id: u64, env: &[(&str, &str)]) {
         let broker = self.brokers.get_mut(&id).unwrap();
         let log = std::fs::File::create(broker.config.with_extension("log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_lr-broker"))
             .args(["run", "--config"])
             .arg(&broker.config)
             .env("LR_LOG", "info,openraft=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

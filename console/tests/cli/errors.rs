@@ -205,7 +205,72 @@ async fn health_needs_no_token() {
         .env("LR_API_URL", &broker.url)
         .run(&["health", "--output", "json", "--insecure-http"])
         .await;
-    assert_eq!(run.assert_code(0).json()["ok"], true);
+    let answer = run.assert_code(0).json();
+    assert_eq!(answer[0]["ready"], true, "{answer}");
+    assert_eq!(answer[0]["readiness"]["leader"], 1, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_says_ready_per_node() {
+    let broker = FakeBroker::http().await;
+    let run = Lr::bare()
+        .env("LR_API_URL", &broker.url)
+        .run(&["health", "--insecure-http"])
+        .await;
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .contains(&format!("{} ready (node 1, leader 1)", broker.url)),
+        "{run:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_exits_4_naming_the_failed_check_when_not_ready() {
+    let broker = FakeBroker::http().await;
+    broker.set_ready(false);
+    let run = Lr::bare()
+        .env("LR_API_URL", &broker.url)
+        .run(&["health", "--insecure-http"])
+        .await;
+    run.assert_code(4);
+    assert!(run.stdout.contains("not ready: leader: "), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "lr: not ready: {}: leader: this node sees no raft leader",
+            broker.url
+        )),
+        "{run:?}"
+    );
+
+    let run = Lr::bare()
+        .env("LR_API_URL", &broker.url)
+        .run(&["health", "--output", "json", "--insecure-http"])
+        .await;
+    run.assert_code(4);
+    let answer = run.json();
+    assert_eq!(answer[0]["ready"], false, "{answer}");
+    assert!(
+        answer[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("leader: ")),
+        "{answer}"
+    );
+    assert_eq!(answer[0]["readiness"]["checks"][0]["ok"], false, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_of_an_unreachable_node_is_not_ready() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let run = Lr::bare()
+        .env("LR_API_URL", &format!("http://127.0.0.1:{port}"))
+        .run(&["health", "--insecure-http"])
+        .await;
+    run.assert_code(4);
+    assert!(run.stdout.contains("not ready"), "{run:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

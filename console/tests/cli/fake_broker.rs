@@ -72,6 +72,8 @@ struct Inner {
     /// The `Range` header of every content request, in order.
     ranges: Vec<Option<String>>,
     library: std::collections::BTreeMap<String, Value>,
+    /// Whether `/readyz` answers ready.
+    ready: bool,
 }
 
 impl Default for Inner {
@@ -91,6 +93,7 @@ impl Default for Inner {
             transfers: HashMap::new(),
             ranges: Vec::new(),
             library: std::collections::BTreeMap::new(),
+            ready: true,
         }
     }
 }
@@ -341,6 +344,11 @@ impl FakeBroker {
     }
 
     /// Answers lists in pages of at most `size` items.
+    /// Makes `/readyz` answer not ready (503, no leader) or ready again.
+    pub fn set_ready(&self, ready: bool) {
+        self.shared.inner.lock().unwrap().ready = ready;
+    }
+
     pub fn set_page_size(&self, size: usize) {
         self.shared.inner.lock().unwrap().page_size = size;
     }
@@ -418,9 +426,42 @@ fn router(shared: St) -> Router {
             "/healthz",
             get(|| async { Json(json!({"node": 1, "leader": 1, "ok": true})) }),
         )
+        .route("/readyz", get(readyz))
         .nest("/api/v1", api)
         .layer(middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
+}
+
+async fn readyz(State(st): State<St>) -> Response {
+    let ready = st.inner.lock().unwrap().ready;
+    let no_leader = (!ready).then(|| {
+        "this node sees no raft leader; a majority of the brokers must be up and reach each other"
+            .to_string()
+    });
+    let check = |name: &str, detail: Option<String>| api_model::ReadinessCheck {
+        name: name.to_string(),
+        ok: detail.is_none(),
+        detail,
+    };
+    let body = api_model::Readiness {
+        node: 1,
+        leader: ready.then_some(1),
+        ready,
+        reason: no_leader.as_ref().map(|why| format!("leader: {why}")),
+        checks: vec![
+            check("leader", no_leader),
+            check("directory", None),
+            check("nats", None),
+            check("jetstream", None),
+            check("listeners", None),
+        ],
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn record(State(st): State<St>, req: Request, next: Next) -> Response {

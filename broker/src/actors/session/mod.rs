@@ -600,6 +600,11 @@ impl SessionState {
             event = event.output(record.output_json.clone().into(), role);
         }
         self.audited.insert(id.to_owned());
+        crate::metrics::command_finished(
+            &record.command,
+            record.state,
+            Duration::from_millis(record.finished_at_ms.saturating_sub(record.submitted_at_ms)),
+        );
         // Off the session's path: the command is done and its submission on record, so the
         // next command need not wait for this entry (and its output) to be written.
         // Once written, the session keeps the output's reference instead of the output.

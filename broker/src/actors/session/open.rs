@@ -85,6 +85,22 @@ pub async fn find_opened(
 /// Acquires the lease and starts the session's actor, or answers the session the request's key
 /// opened before (on this node or another).
 pub async fn open(request: OpenRequest, context: SessionContext) -> Result<Opened, ClusterError> {
+    let opened = start(request, context).await;
+    match &opened {
+        Ok(Opened {
+            replayed: false, ..
+        }) => metrics::counter!(crate::metrics::SESSIONS_OPENED).increment(1),
+        Ok(_) => {}
+        Err(error) => metrics::counter!(
+            crate::metrics::SESSIONS_REFUSED,
+            "reason" => crate::metrics::refusal_reason(error)
+        )
+        .increment(1),
+    }
+    opened
+}
+
+async fn start(request: OpenRequest, context: SessionContext) -> Result<Opened, ClusterError> {
     // The session's own key: the authority names it in the grant, the agent checks every order
     // against it. It lives in the session actor's memory only.
     let key = SessionKey::generate().map_err(|e| ClusterError::Fatal(e.to_string()))?;
