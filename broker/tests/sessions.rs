@@ -441,15 +441,16 @@ async fn large_outputs_are_kept_by_reference_and_the_command_list_stays_readable
     let id = session["session_id"].as_str().unwrap().to_string();
     let line = format!("dir {}", dir.display());
     let mut size = 0;
-    for _ in 0..5 {
+    for _ in 0..10 {
         let done = stack.run(1, "token-a", &id, &line).await;
         assert_eq!(done["state"], "completed", "{}", done["error"]);
         size = done["output"].to_string().len();
     }
     assert!(size > 1_700_000, "the listing is only {size} bytes");
 
-    // Five such outputs are more than one NATS message carries (8 MiB): the list is readable
-    // because the session keeps them by reference, and each output is still all there.
+    // Ten such outputs are more than one NATS message carries (8 MiB): the list is readable
+    // because the session keeps them by reference, and each output is still all there. A page
+    // ends once its outputs pass 16 MiB, and `next` leads to the rest.
     let path = format!("/api/v1/sessions/{id}/commands?limit=10");
     let deadline = tokio::time::Instant::now() + WAIT;
     let listed = loop {
@@ -461,10 +462,18 @@ async fn large_outputs_are_kept_by_reference_and_the_command_list_stays_readable
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     let items = listed["items"].as_array().unwrap();
-    assert_eq!(items.len(), 5);
+    let fits = (16 * 1024 * 1024) / size + 1;
+    assert_eq!(items.len(), fits.min(10), "{size}-byte outputs");
     for item in items {
         assert_eq!(item["output"].to_string().len(), size);
     }
+    let next = listed["next"].as_str().expect("a next page");
+    let (status, rest) = stack
+        .get(2, "token-a", &format!("{path}&after={next}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rest}");
+    assert_eq!(rest["items"].as_array().unwrap().len() + items.len(), 10);
+    assert!(rest["next"].is_null(), "{}", rest["next"]);
     let first = items[0]["command_id"].as_str().unwrap();
     let (status, one) = stack
         .get(

@@ -84,11 +84,16 @@ pub async fn run(
     }
 }
 
+/// Most output bytes one page of commands carries: past it the page ends early (with at least one
+/// command) and `next` leads on, so a page costs the API node a bounded amount whatever the
+/// commands printed.
+const MAX_PAGE_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
+
 /// The session's commands, oldest first (the session remembers its last 1000).
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/commands", tag = "commands", operation_id = "listCommands",
     params(("id" = String, Path, description = "Session id"), Paging, CommandFilter),
     responses(
-        (status = 200, description = "A page of commands", body = Page<Command>),
+        (status = 200, description = "A page of commands; fewer than `limit` when their outputs pass 16 MiB, with `next` for the rest", body = Page<Command>),
         (status = 404, description = "`not_found`: no live session with this id for this analyst", body = api_model::ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -117,7 +122,7 @@ pub async fn list(
         ),
         Ok(_) => return Err(ApiError::unexpected()),
         Err(gone) if gone.code == ErrorCode::NotFound => {
-            (from_log(&state, &caller, &id, gone).await?, HashMap::new())
+            from_log(&state, &caller, &id, gone).await?
         }
         Err(error) => return Err(error),
     };
@@ -126,7 +131,8 @@ pub async fn list(
         .filter(|c: &Command| filter.state.is_none_or(|s| s == c.state))
         .collect();
     let mut page = page::page(commands, &paging, |c| &c.command_id)?;
-    for command in &mut page.items {
+    let (mut bytes, count) = (0, page.items.len());
+    for (at, command) in page.items.iter_mut().enumerate() {
         match stored.get(&command.command_id) {
             Some(Output::Logged(reference)) => {
                 command.output = stored_output(&state, &caller, reference).await?;
@@ -141,6 +147,13 @@ pub async fn list(
                 }
             }
             None => {}
+        }
+        bytes += command.output.as_ref().map_or(0, |o| o.get().len());
+        if bytes > MAX_PAGE_OUTPUT_BYTES && at + 1 < count {
+            let last = command.command_id.clone();
+            page.items.truncate(at + 1);
+            page.next = Some(last);
+            break;
         }
     }
     Ok(Json(page))
@@ -175,7 +188,7 @@ async fn from_log(
     caller: &Caller,
     session: &str,
     gone: ApiError,
-) -> Result<Vec<Command>, ApiError> {
+) -> Result<(Vec<Command>, HashMap<String, Output>), ApiError> {
     let filter = AuditFilter {
         session: Some(session.to_owned()),
         user: Some(caller.user.clone()),
@@ -187,6 +200,7 @@ async fn from_log(
         return Err(gone);
     }
     let mut commands: Vec<Command> = Vec::new();
+    let mut outputs = HashMap::new();
     for entry in entries {
         let Some(id) = entry.command_id.clone() else {
             continue;
@@ -221,15 +235,15 @@ async fn from_log(
                 command.error = text("error");
                 command.cwd = text("cwd");
                 command.finished_at = Some(entry.at);
-                command.output = match &entry.output_ref {
-                    Some(reference) => stored_output(state, caller, reference).await?,
-                    None => None,
-                };
+                // Read only for the page answered.
+                if let Some(reference) = entry.output_ref {
+                    outputs.insert(id, Output::Logged(reference));
+                }
             }
             _ => {}
         }
     }
-    Ok(commands)
+    Ok((commands, outputs))
 }
 
 /// One command. With `wait_ms`, answers as soon as it finishes, or after `wait_ms` at the latest.
@@ -271,12 +285,15 @@ pub async fn get(
         // An ended session's command is final: the log's answer is the last word.
         Err(gone) if gone.code == ErrorCode::NotFound => {
             let missing = ApiError::not_found(format!("no command {cid} in session {id}"));
-            return from_log(&state, &caller, &id, gone)
-                .await?
+            let (commands, outputs) = from_log(&state, &caller, &id, gone).await?;
+            let mut command = commands
                 .into_iter()
                 .find(|c| c.command_id == cid)
-                .map(Json)
-                .ok_or(missing);
+                .ok_or(missing)?;
+            if let Some(Output::Logged(reference)) = outputs.get(&cid) {
+                command.output = stored_output(&state, &caller, reference).await?;
+            }
+            return Ok(Json(command));
         }
         Err(error) => return Err(error),
     };
