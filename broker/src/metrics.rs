@@ -223,6 +223,12 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A session open refused for `reason` (a [`refusal_reason`], or `device_offline`,
+/// `live_response_disabled` when the API refuses before asking for a lease).
+pub fn session_refused(reason: &'static str) {
+    counter!(SESSIONS_REFUSED, "reason" => reason).increment(1);
+}
+
 /// A bounded reason for a refused session open.
 pub fn refusal_reason(error: &ClusterError) -> &'static str {
     use cluster::lease::{Invariant, LeaseError};

@@ -68,6 +68,7 @@ pub async fn open(
         return Ok((StatusCode::OK, Json(view(&lease))));
     }
     if !device.is_online(now_ms()) {
+        crate::metrics::session_refused("device_offline");
         return Err(ApiError::new(
             ErrorCode::DeviceOffline,
             format!(
@@ -78,6 +79,7 @@ pub async fn open(
         ));
     }
     if !tenant.settings.live_response_enabled {
+        crate::metrics::session_refused("live_response_disabled");
         return Err(ApiError::new(
             ErrorCode::SessionRefused,
             format!(

@@ -91,11 +91,7 @@ pub async fn open(request: OpenRequest, context: SessionContext) -> Result<Opene
             replayed: false, ..
         }) => metrics::counter!(crate::metrics::SESSIONS_OPENED).increment(1),
         Ok(_) => {}
-        Err(error) => metrics::counter!(
-            crate::metrics::SESSIONS_REFUSED,
-            "reason" => crate::metrics::refusal_reason(error)
-        )
-        .increment(1),
+        Err(error) => crate::metrics::session_refused(crate::metrics::refusal_reason(error)),
     }
     opened
 }
