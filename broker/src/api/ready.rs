@@ -17,9 +17,9 @@ use crate::directory::Readiness;
 
 /// How long NATS and JetStream each have to answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a leader may go without a majority's acknowledgement and still count: a few
-/// election timeouts (1 s at most by default), past which the followers elect another.
-const QUORUM_ACK_MAX: Duration = Duration::from_secs(3);
+/// How long a leader may go without a majority's acknowledgement and still count: three of the
+/// longest election timeouts the brokers run Raft with, past which the followers elect another.
+const QUORUM_ACK_MAX_MS: u64 = 3 * cluster::ClusterConfig::DEFAULT_ELECTION_TIMEOUT_MAX_MS;
 const NO_QUORUM: &str = "a majority of the brokers must be up and reach each other";
 const NO_LEADER: &str =
     "this node sees no raft leader; a majority of the brokers must be up and reach each other";
@@ -83,7 +83,7 @@ fn leader_seen(
         None => Err(NO_LEADER.to_string()),
         Some(leader) if leader != node => Ok(()),
         Some(_) => match since_quorum_ack_ms {
-            Some(ms) if ms <= QUORUM_ACK_MAX.as_millis() as u64 => Ok(()),
+            Some(ms) if ms <= QUORUM_ACK_MAX_MS => Ok(()),
             Some(ms) => Err(format!(
                 "this node leads but no majority acknowledged it for {ms} ms, so it sees no raft leader; {NO_QUORUM}"
             )),

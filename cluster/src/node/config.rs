@@ -47,6 +47,11 @@ pub struct ClusterConfig {
     pub authority: Option<Arc<AuthorityKey>>,
 }
 
+impl ClusterConfig {
+    /// The longest election timeout, unless configured otherwise.
+    pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 1000;
+}
+
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
@@ -58,7 +63,7 @@ impl Default for ClusterConfig {
             data_dir: PathBuf::from("data/raft"),
             heartbeat_ms: 100,
             election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            election_timeout_max_ms: Self::DEFAULT_ELECTION_TIMEOUT_MAX_MS,
             snapshot_every: 1000,
             keep_after_snapshot: 100,
             request_timeout_ms: 5000,
