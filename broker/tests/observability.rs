@@ -166,3 +166,37 @@ async fn json_logs_are_one_object_a_line() {
     assert_eq!(access["span"]["request_id"], "json-line-1", "{access}");
     assert_eq!(access["span"]["route"], "/readyz", "{access}");
 }
+
+/// `lr health` against real brokers: ready through every node, then, with two of three gone,
+/// not ready, naming the survivor's failed leader check and the nodes that did not answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lr_health_reads_every_nodes_readiness() {
+    use lr_console::exit::Exit;
+    use lr_console::render::Format;
+    let mut stack = Stack::start(3, "").await;
+    let console = lr_console::api::Client::new(&lr_console::api::Endpoint {
+        base: stack.url(1).parse().unwrap(),
+        token: None,
+        ca_cert: Some(stack.ca_path()),
+    })
+    .unwrap()
+    .with_nodes(vec![
+        stack.url(2).parse().unwrap(),
+        stack.url(3).parse().unwrap(),
+    ]);
+    let ready = lr_console::health::run(&console, Format::Json).await;
+    assert!(matches!(ready, Ok(Exit::Success)), "{ready:?}");
+
+    stack.kill(2);
+    stack.kill(3);
+    let failed = testkit::wait_until(WAIT, || async {
+        match lr_console::health::run(&console, Format::Json).await {
+            Err(failure) => {
+                failure.exit == Exit::Unavailable && failure.message.contains("leader:")
+            }
+            Ok(_) => false,
+        }
+    })
+    .await;
+    assert!(failed, "broker 1 still counts as ready without a majority");
+}
