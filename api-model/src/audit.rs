@@ -11,6 +11,9 @@ use crate::Timestamp;
 pub enum AuditKind {
     SessionOpened,
     SessionEnded,
+    /// Another node took the session over (its node died, was cut off, or handed it over):
+    /// the nodes, and the old and new fencing tokens.
+    SessionAdopted,
     /// Written before the command is sent to the device: no command runs without its entry.
     CommandSubmitted,
     /// Its state, duration, exit code, error and output (by reference).

@@ -28,6 +28,7 @@ pub mod config;
 pub mod dev;
 pub mod directory;
 mod kv;
+pub mod liveness;
 pub mod metrics;
 pub mod nats;
 pub mod node;

@@ -19,6 +19,8 @@ use tokio::sync::watch;
 
 /// Sessions this node opened.
 pub const SESSIONS_OPENED: &str = "lr_sessions_opened_total";
+/// Sessions this node adopted from another node (or its own earlier process).
+pub const SESSIONS_ADOPTED: &str = "lr_sessions_adopted_total";
 /// Session opens refused, by `reason` ([`refusal_reason`]).
 pub const SESSIONS_REFUSED: &str = "lr_sessions_refused_total";
 /// Commands that reached a final state, by `command` (table name) and `state`.
@@ -68,6 +70,12 @@ const TABLE: &[(&str, Kind, Option<Unit>, &str)] = &[
         Kind::Counter,
         None,
         "sessions opened through this node",
+    ),
+    (
+        SESSIONS_ADOPTED,
+        Kind::Counter,
+        None,
+        "sessions this node took over from a node that died, was cut off or handed them over",
     ),
     (
         SESSIONS_REFUSED,
@@ -220,7 +228,13 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
     // Present from the start, so a scrape tells "none" from "not exported".
     gauge!(AGENTS_CONNECTED).set(0.0);
     counter!(SESSIONS_OPENED).absolute(0);
+    counter!(SESSIONS_ADOPTED).absolute(0);
     Ok(())
+}
+
+/// A session adopted by this node.
+pub fn session_adopted() {
+    counter!(SESSIONS_ADOPTED).increment(1);
 }
 
 /// A session open refused for `reason` (a [`refusal_reason`], or `device_offline`,

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::actors::Supervisor;
+use crate::actors::{Supervisor, session};
 use crate::agents::AgentService;
 use crate::agents::enrolment::{EnrolmentService, Issuer};
 use crate::api::{self, ApiState};
@@ -223,8 +223,22 @@ impl BrokerNode {
             tenants: Arc::new(config.tenants.clone()),
             supervisor: transfers_supervisor.get_cell(),
             audit: audit.clone(),
+            leases: leases.clone(),
         };
         let upkeep_task = tokio::spawn(upkeep::run(transfers.clone()));
+        let (liveness, liveness_task) = crate::liveness::start(config.node_id, leases.clone());
+        let takeover_task = tokio::spawn(session::takeover::watch(
+            session::SessionContext {
+                node_id: config.node_id,
+                bus: bus.clone(),
+                leases: leases.clone(),
+                settings: config.sessions.clone(),
+                transfers: transfers.clone(),
+                supervisor: sessions.get_cell(),
+                liveness: liveness.clone(),
+            },
+            crate::time::now_ms(),
+        ));
         let (stop, stopped) = watch::channel(false);
         let checkpoint_task = tokio::spawn(crate::audit::checkpoint::run(
             audit.clone(),
@@ -315,6 +329,7 @@ impl BrokerNode {
             directory: directory.clone(),
             issuer: issuer.clone(),
             agents_serving,
+            liveness,
         });
         let api_task = tokio::spawn(api::serve_https(
             api_listener,
@@ -336,6 +351,8 @@ impl BrokerNode {
                 agents_task,
                 api_task,
                 upkeep_task,
+                liveness_task,
+                takeover_task,
                 checkpoint_task,
                 retention_task,
                 gauges_task,

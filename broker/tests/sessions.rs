@@ -192,43 +192,46 @@ async fn session_limits_name_the_holder_and_ending_frees_the_device() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_nodes_free_their_sessions_and_agents_move_to_another_node() {
-    let mut stack = Stack::start(3, "[sessions]\nlease_ttl_ms = 3000\n").await;
+async fn a_killed_nodes_session_moves_and_its_agent_moves_to_another_node() {
+    let mut stack = Stack::start(3, "[sessions]\nlease_ttl_ms = 9000\n").await;
     stack.start_agent("demo", "web-07", "web-07", &[2, 3]).await;
     stack.wait_online("token-a", "web-07", None).await;
     let (_, devices) = stack.get(1, "token-a", "/api/v1/devices").await;
     let agent_node = devices["items"][0]["node"].as_u64().unwrap();
     let other = if agent_node == 2 { 3 } else { 2 };
 
-    // The session's node dies: its lease expires within the TTL and a new session works.
+    // The session's node dies: another node adopts the session, which works on.
     let (status, session) = stack.open(1, "token-a", "web-07").await;
     assert_eq!(status, StatusCode::CREATED, "{session}");
+    let id = session["session_id"].as_str().unwrap().to_string();
     stack.kill(1);
-    let freed = testkit::wait_until(WAIT, || async {
-        stack.open(other, "token-b", "web-07").await.0 == StatusCode::CREATED
+    let moved = testkit::wait_until(WAIT, || async {
+        let (status, view) = stack
+            .get(other, "token-a", &format!("/api/v1/sessions/{id}"))
+            .await;
+        status == StatusCode::OK && view["node"] != 1
     })
     .await;
-    assert!(freed, "the dead node's session did not expire");
-    let (_, sessions) = stack.get(other, "token-b", "/api/v1/sessions").await;
-    let session = sessions["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["user"] == "analyst-b")
-        .unwrap()
-        .clone();
-    let id = session["session_id"].as_str().unwrap().to_string();
+    assert!(moved, "the dead node's session was not adopted");
     assert_eq!(
-        stack.run(other, "token-b", &id, "cd /").await["state"],
+        stack.run(other, "token-a", &id, "cd /").await["state"],
         "completed"
     );
 
     // The agent's node dies: the agent reconnects to the other node and the session keeps working.
     stack.kill(agent_node);
     stack
-        .wait_online_via(other, "token-b", "web-07", other)
+        .wait_online_via(other, "token-a", "web-07", other)
         .await;
-    let dir = stack.run(other, "token-b", &id, "dir").await;
+    let dir = testkit::wait_until(WAIT, || async {
+        let (status, view) = stack
+            .get(other, "token-a", &format!("/api/v1/sessions/{id}"))
+            .await;
+        status == StatusCode::OK && view["node"] == other
+    })
+    .await;
+    assert!(dir, "the session did not settle on the last node");
+    let dir = stack.run(other, "token-a", &id, "dir").await;
     assert_eq!(dir["state"], "completed", "{dir}");
     assert_eq!(dir["cwd"], "/");
 }

@@ -157,8 +157,17 @@ fn check_history(entries: &[cluster::raft_types::Entry], acks: &[Ack]) -> BTreeM
                     "renewed a lease that was not live"
                 );
             }
+            LeaseOutcome::Adopted(lease) => {
+                assert!(lease.token == index && lease.token > last_token);
+                last_token = lease.token;
+                assert!(
+                    live.insert(lease.session.clone(), lease).is_some(),
+                    "adopted a lease that was not live"
+                );
+            }
             LeaseOutcome::Refused(_)
             | LeaseOutcome::Rejected(_)
+            | LeaseOutcome::NodeAlive { .. }
             | LeaseOutcome::Directory(_)
             | LeaseOutcome::DirectoryRefused(_) => {}
         }

@@ -11,8 +11,7 @@ use agent_proto::bus::session_reply::Body as Reply;
 use agent_proto::bus::session_request::Op;
 use agent_proto::bus::{Empty, RunRequest};
 use api_model::{
-    AuditFilter, AuditKind, Command, CommandFilter, CommandState, ErrorCode, Page, Paging,
-    RunCommand, Wait,
+    AuditFilter, Command, CommandFilter, CommandState, ErrorCode, Page, Paging, RunCommand, Wait,
 };
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -23,9 +22,9 @@ use serde_json::value::RawValue;
 
 use super::body::{IdempotencyKey, JsonBody};
 use super::{ApiError, ApiState, Caller, page};
-use crate::bus;
-use crate::time::timestamp_if_set;
+use crate::time::{timestamp, timestamp_if_set};
 use crate::wire;
+use crate::{audit, bus};
 
 /// Longest long-poll of a command's state.
 const MAX_WAIT_MS: u64 = 30_000;
@@ -199,22 +198,13 @@ async fn from_log(
     if entries.is_empty() {
         return Err(gone);
     }
-    let mut commands: Vec<Command> = Vec::new();
     let mut outputs = HashMap::new();
-    for entry in entries {
-        let Some(id) = entry.command_id.clone() else {
-            continue;
-        };
-        let text = |key: &str| {
-            entry.details[key]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        match entry.kind {
-            AuditKind::CommandSubmitted => commands.push(Command {
-                command_id: id,
-                command_line: text("command_line").unwrap_or_default(),
+    let commands = audit::story::commands(entries)
+        .into_iter()
+        .map(|logged| {
+            let mut command = Command {
+                command_id: logged.id,
+                command_line: logged.line,
                 state: CommandState::Failed,
                 output: None,
                 error: Some(
@@ -222,27 +212,23 @@ async fn from_log(
                         .into(),
                 ),
                 cwd: None,
-                submitted_at: Some(entry.at),
+                submitted_at: Some(timestamp(logged.submitted_at_ms)),
                 started_at: None,
                 finished_at: None,
-            }),
-            AuditKind::CommandFinished => {
-                let Some(command) = commands.iter_mut().rev().find(|c| c.command_id == id) else {
-                    continue;
-                };
-                command.state = serde_json::from_value(entry.details["state"].clone())
-                    .unwrap_or(CommandState::Unknown);
-                command.error = text("error");
-                command.cwd = text("cwd");
-                command.finished_at = Some(entry.at);
+            };
+            if let Some(end) = logged.end {
+                command.state = end.state;
+                command.error = Some(end.error).filter(|e| !e.is_empty());
+                command.cwd = Some(end.cwd).filter(|c| !c.is_empty());
+                command.finished_at = Some(timestamp(end.finished_at_ms));
                 // Read only for the page answered.
-                if let Some(reference) = entry.output_ref {
-                    outputs.insert(id, Output::Logged(reference));
+                if let Some(reference) = end.output_ref {
+                    outputs.insert(command.command_id.clone(), Output::Logged(reference));
                 }
             }
-            _ => {}
-        }
-    }
+            command
+        })
+        .collect();
     Ok((commands, outputs))
 }
 

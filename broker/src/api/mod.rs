@@ -41,7 +41,7 @@ pub use auth::{Caller, LastUse, TENANT_HEADER, sha256_hex};
 pub use error::ApiError;
 pub use listener::{Limits, serve_https};
 
-use crate::bus::{self, Bus, BusError};
+use crate::bus::{self, Bus};
 use crate::config::SessionsSection;
 use crate::registry::DeviceRegistry;
 use crate::transfer::TransferContext;
@@ -70,6 +70,8 @@ pub struct Inner {
     pub issuer: std::sync::Arc<crate::agents::enrolment::Issuer>,
     /// Whether the agent listener still serves; its task clears this when the server ends.
     pub agents_serving: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether this node may act for its sessions.
+    pub liveness: crate::liveness::Liveness,
 }
 
 impl std::ops::Deref for ApiState {
@@ -92,6 +94,7 @@ impl ApiState {
             settings: self.settings.clone(),
             transfers: self.transfers.clone(),
             supervisor: self.sessions.clone(),
+            liveness: self.liveness.clone(),
         }
     }
 
@@ -142,10 +145,22 @@ impl ApiState {
             Ok(_) => Err(ApiError::unavailable(
                 "unexpected answer from the session's node; retry",
             )),
-            Err(BusError::NoResponders(_)) => Err(missing()),
-            Err(e) => Err(ApiError::unavailable(format!(
-                "the session's node did not answer: {e}; retry"
-            ))),
+            Err(error) => {
+                // A live lease without an actor answering: its node died or is cut off, and
+                // another node is taking the session over.
+                match self.leases.get(&caller.tenant, session).await {
+                    Ok(Some(lease)) if lease.user == caller.user => {
+                        Err(ApiError::unavailable(format!(
+                            "session {session}'s node {} is not answering ({error}); another node takes the session over within seconds; retry",
+                            lease.node
+                        )))
+                    }
+                    Ok(_) => Err(missing()),
+                    Err(e) => Err(ApiError::unavailable(format!(
+                        "the session's node did not answer ({error}) and the lease authority cannot say where it is ({e}); retry"
+                    ))),
+                }
+            }
         }
     }
 }

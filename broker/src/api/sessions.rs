@@ -167,12 +167,12 @@ pub async fn end(
     caller.require_somewhere(Role::ResponderBasic)?;
     match state.control(&caller, &id, Op::End(Empty {})).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT),
-        // The session's node is gone but its lease may still be live.
-        Err(e) if e.code == ErrorCode::NotFound => {
-            if session::end_orphan(&state.leases, &caller.tenant, &caller.user, &id).await? {
-                Ok(StatusCode::NO_CONTENT)
-            } else {
-                Err(e)
+        // The session's node is not answering: its lease is released directly (an adoption
+        // meanwhile makes that fail, and the retry reaches the adopter).
+        Err(e) if e.code == ErrorCode::Unavailable => {
+            match session::end_orphan(&state.leases, &caller.tenant, &caller.user, &id).await {
+                Ok(true) => Ok(StatusCode::NO_CONTENT),
+                _ => Err(e),
             }
         }
         Err(e) => Err(e),

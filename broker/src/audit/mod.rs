@@ -14,6 +14,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod retention;
+pub mod story;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -462,6 +463,21 @@ impl AuditLog {
         &self,
         tenant: &str,
         from: u64,
+        visit: impl FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), AuditError> {
+        let start = consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: from.max(1),
+        };
+        self.scan_from(tenant, start, from, visit).await
+    }
+
+    /// Like [`Self::scan`], from the deliver policy `start`; `from` is the first sequence it
+    /// can deliver, when known (else 1).
+    async fn scan_from(
+        &self,
+        tenant: &str,
+        start: consumer::DeliverPolicy,
+        from: u64,
         mut visit: impl FnMut(u64, &[u8]) -> bool,
     ) -> Result<(), AuditError> {
         let end = self.read_head(tenant).await?.stream_seq;
@@ -473,9 +489,7 @@ impl AuditLog {
             .stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: log_subject(tenant),
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: from.max(1),
-                },
+                deliver_policy: start,
                 ..Default::default()
             })
             .await
@@ -530,6 +544,35 @@ impl AuditLog {
         }
         let more = found.len() >= limit;
         Ok((found, last.filter(|_| more)))
+    }
+
+    /// The entries of `tenant`'s session `session`, written at or after `since_ms` (the log's
+    /// own clock), oldest first: only the log written since then is read.
+    pub async fn session_entries(
+        &self,
+        tenant: &str,
+        session: &str,
+        since_ms: u64,
+    ) -> Result<Vec<AuditEntry>, AuditError> {
+        let start = consumer::DeliverPolicy::ByStartTime {
+            start_time: async_nats::datetime::from_nanos(i128::from(since_ms) * 1_000_000)
+                .map_err(|e| AuditError::Unavailable(format!("a start time for the log: {e}")))?,
+        };
+        let mut found = Vec::new();
+        let mut corrupt = None;
+        self.scan_from(tenant, start, 1, |_, bytes| {
+            match serde_json::from_slice::<AuditEntry>(bytes) {
+                Ok(entry) if entry.session.as_deref() == Some(session) => found.push(entry),
+                Ok(_) => {}
+                Err(e) => corrupt = Some(e.to_string()),
+            }
+            corrupt.is_none()
+        })
+        .await?;
+        match corrupt {
+            Some(e) => Err(AuditError::Corrupt(e)),
+            None => Ok(found),
+        }
     }
 
     /// The output an entry of `tenant` names by `reference`; none when it is not one of the

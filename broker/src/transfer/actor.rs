@@ -74,6 +74,8 @@ pub struct TransferContext {
     pub supervisor: ActorCell,
     /// Where sessions, commands and transfers are recorded.
     pub audit: crate::audit::AuditLog,
+    /// The lease authority: whose session holds a device.
+    pub leases: cluster::LeaseService,
 }
 
 impl TransferContext {
@@ -335,6 +337,19 @@ impl TransferRun {
         self.write().await
     }
 
+    /// Whether the device's lease, as this node's replica has it, is this transfer's session
+    /// under the token its ticket carries: then a stale-token refusal was meant for an older
+    /// ticket of the same session.
+    async fn ticket_is_current(&self) -> bool {
+        let r = &self.owned.record;
+        let (lease, _) = self
+            .context
+            .leases
+            .local_by_device(&r.tenant, &r.device)
+            .await;
+        lease.is_some_and(|l| l.session == r.session && l.token == r.token)
+    }
+
     /// Asks again from where the transfer stands: after a reconnect, a refusal or a stall.
     async fn resume(&mut self) -> Result<(), BookError> {
         if self.verifying || self.owned.record.state.is_terminal() {
@@ -430,6 +445,11 @@ impl TransferRun {
                         self.owned.record.chunks_done = self.owned.record.chunks();
                         return self.finish(TransferState::Completed, String::new()).await;
                     }
+                } else if status == Status::StaleToken && self.ticket_is_current().await {
+                    // A window of the ticket this one replaced stopped as the session's new
+                    // token reached the agent (the session moved to another node): ask again.
+                    tracing::info!(transfer = %self.owned.record.id, "an older ticket's window stopped; asking again under the current one");
+                    self.resume().await?;
                 } else {
                     let error = if status == Status::StaleToken {
                         format!(

@@ -10,6 +10,7 @@
 //! - [`actor`]: `TransferActor`, which drives one transfer on the node that owns it.
 //! - [`cancel`]: an analyst's cancel, from any node: the owner's actor ends the transfer; with no
 //!   owner left, the node asked takes the transfer over and ends it the same way.
+//! - [`handover`]: a session's running transfers moving with it to the node that adopted it.
 //! - [`upkeep`]: every node's watch of the records: takes over orphaned transfers, deletes
 //!   finished ones after their retention.
 //! - [`intake`]: chunks coming in on an agent's stream, on the node holding it.
@@ -20,6 +21,7 @@ pub mod actor;
 mod book;
 pub mod cancel;
 mod error;
+pub mod handover;
 pub mod intake;
 pub mod library;
 mod names;

@@ -15,6 +15,8 @@ pub(super) struct TableData {
     leases: BTreeMap<String, Lease>,
     limits: BTreeMap<String, TenantLimits>,
     #[serde(default)]
+    nodes: BTreeMap<u64, Millis>,
+    #[serde(default)]
     directory: Directory,
 }
 
@@ -24,6 +26,7 @@ impl From<LeaseTable> for TableData {
             clock: table.clock,
             leases: table.leases,
             limits: table.limits,
+            nodes: table.nodes,
             directory: table.directory,
         }
     }
@@ -38,6 +41,7 @@ impl TryFrom<TableData> for LeaseTable {
         let mut table = LeaseTable {
             clock: data.clock,
             limits: data.limits,
+            nodes: data.nodes,
             directory: data.directory,
             ..LeaseTable::default()
         };

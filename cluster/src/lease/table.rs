@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::index::Index;
 use super::snapshot::TableData;
 use super::{
-    AcquireRequest, Holder, Invariant, Lease, LeaseError, LeaseOp, LeaseOutcome, LeaseQuery,
-    Millis, QueryAnswer, Refusal, TenantLimits, validate,
+    AcquireRequest, AdoptRequest, Holder, Invariant, Lease, LeaseError, LeaseOp, LeaseOutcome,
+    LeaseQuery, Millis, QueryAnswer, Refusal, Takeover, TenantLimits, validate,
 };
 use crate::directory::{Directory, DirectoryOp};
 
@@ -23,6 +23,8 @@ pub struct LeaseTable {
     pub(super) leases: BTreeMap<String, Lease>,
     /// Only tenants whose limits were set; the others have the defaults.
     pub(super) limits: BTreeMap<String, TenantLimits>,
+    /// Until when each broker node last proved it is alive.
+    pub(super) nodes: BTreeMap<u64, Millis>,
     pub(super) directory: Directory,
     pub(super) index: Index,
 }
@@ -53,6 +55,12 @@ impl LeaseTable {
                 token,
             } => self.release(tenant, session, *token),
             LeaseOp::ExpireSweep => LeaseOutcome::Expired(expired),
+            LeaseOp::NodeAlive { node, ttl_ms } => {
+                let until = now.saturating_add(*ttl_ms);
+                self.nodes.insert(*node, until);
+                LeaseOutcome::NodeAlive { node: *node, until }
+            }
+            LeaseOp::Adopt(req) => self.adopt(index, now, req),
             LeaseOp::Directory(op) => match self.directory.apply(now, op) {
                 Ok(outcome) => {
                     // A revoked device's session ends with the revocation, on every replica.
@@ -113,6 +121,7 @@ impl LeaseTable {
             LeaseQuery::EnrolledDevice { tenant, device } => {
                 return QueryAnswer::EnrolledDevice(self.directory.device(tenant, device).cloned());
             }
+            LeaseQuery::Nodes => return QueryAnswer::Nodes(self.nodes.clone()),
         };
         QueryAnswer::Leases(leases)
     }
@@ -139,6 +148,20 @@ impl LeaseTable {
     /// Ordered by session id.
     pub fn all(&self) -> impl Iterator<Item = &Lease> {
         self.leases.values()
+    }
+
+    /// The broker nodes alive at `now`, in order.
+    pub fn live_nodes(&self, now: Millis) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(node, _)| *node)
+            .collect()
+    }
+
+    /// Whether broker node `node` proved it is alive past `now` (a node never heard of is not).
+    pub fn node_alive(&self, node: u64, now: Millis) -> bool {
+        self.nodes.get(&node).is_some_and(|until| *until > now)
     }
 
     pub fn limits(&self, tenant: &str) -> TenantLimits {
@@ -303,6 +326,32 @@ impl LeaseTable {
         };
         self.insert(lease.clone());
         LeaseOutcome::Renewed(lease)
+    }
+
+    /// Moves the lease to the adopter under this entry's index as its token. The lease never
+    /// lapses in between, so no other session can take the device meanwhile.
+    fn adopt(&mut self, index: u64, now: Millis, req: &AdoptRequest) -> LeaseOutcome {
+        let old = match self.held(&req.tenant, &req.session, req.token) {
+            Ok(lease) => lease.clone(),
+            Err(error) => return LeaseOutcome::Rejected(error),
+        };
+        if req.reason == Takeover::HolderGone && self.node_alive(old.node, now) {
+            return LeaseOutcome::Rejected(LeaseError::HolderAlive {
+                session: old.session,
+                node: old.node,
+            });
+        }
+        self.index.remove(&old);
+        let lease = Lease {
+            node: req.node,
+            token: index,
+            renewed_at: now,
+            expires_at: now.saturating_add(old.ttl_ms),
+            session_key: req.session_key,
+            ..old
+        };
+        self.insert(lease.clone());
+        LeaseOutcome::Adopted(lease)
     }
 
     fn release(&mut self, tenant: &str, session: &str, token: u64) -> LeaseOutcome {

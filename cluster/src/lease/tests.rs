@@ -636,3 +636,80 @@ fn revoking_a_device_ends_its_lease_in_the_same_entry() {
         "other devices keep theirs"
     );
 }
+
+fn adopt(session: &str, token: u64, node: u64, reason: Takeover) -> LeaseOp {
+    LeaseOp::Adopt(AdoptRequest {
+        tenant: T.into(),
+        session: session.into(),
+        token,
+        node,
+        session_key: None,
+        reason,
+    })
+}
+
+fn alive(node: u64, ttl_ms: u64) -> LeaseOp {
+    LeaseOp::NodeAlive { node, ttl_ms }
+}
+
+#[test]
+fn a_session_is_adopted_only_once_its_node_stopped_proving_it_is_alive() {
+    let mut log = Log::default();
+    log.at(0, alive(1, 300));
+    let held = log.grant(100, acquire("s1", T, "u1", "d1"));
+    let refused = log.at(200, adopt("s1", held.token, 2, Takeover::HolderGone));
+    assert_eq!(
+        refused,
+        LeaseOutcome::Rejected(LeaseError::HolderAlive {
+            session: "s1".into(),
+            node: 1
+        })
+    );
+    // Past node 1's liveness, but within the lease: the lease moves without lapsing.
+    let LeaseOutcome::Adopted(moved) =
+        log.at(300, adopt("s1", held.token, 2, Takeover::HolderGone))
+    else {
+        panic!("expected an adoption");
+    };
+    assert_eq!((moved.node, moved.token), (2, log.index));
+    assert!(moved.token > held.token);
+    assert_eq!(
+        (moved.granted_at, moved.renewed_at, moved.expires_at),
+        (100, 300, 1_300)
+    );
+    assert_eq!(table_device(&log, "d1"), Some("s1".into()));
+    // A second adopter with the old token loses; so does the old holder renewing.
+    assert!(matches!(
+        log.at(310, adopt("s1", held.token, 3, Takeover::HolderGone)),
+        LeaseOutcome::Rejected(LeaseError::WrongToken { .. })
+    ));
+    assert!(matches!(
+        log.at(320, renew(T, "s1", held.token)),
+        LeaseOutcome::Rejected(LeaseError::WrongToken { .. })
+    ));
+    // Another analyst still finds the device taken.
+    assert_eq!(
+        log.refusal(330, acquire("s2", T, "u2", "d1")).invariant,
+        Invariant::OneSessionPerDevice
+    );
+}
+
+#[test]
+fn a_handover_needs_only_the_current_token_and_an_expired_lease_is_not_adopted() {
+    let mut log = Log::default();
+    log.at(0, alive(1, 10_000));
+    let held = log.grant(100, acquire("s1", T, "u1", "d1"));
+    assert!(matches!(
+        log.at(200, adopt("s1", held.token, 2, Takeover::Handover)),
+        LeaseOutcome::Adopted(_)
+    ));
+    let other = log.grant(300, acquire("s3", T, "u3", "d3"));
+    assert!(matches!(
+        log.at(2_000, adopt("s3", other.token, 2, Takeover::Handover)),
+        LeaseOutcome::Rejected(LeaseError::UnknownSession { .. })
+    ));
+}
+
+fn table_device(log: &Log, device: &str) -> Option<String> {
+    log.table.by_device(T, device).map(|l| l.session.clone())
+}

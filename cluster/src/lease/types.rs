@@ -68,6 +68,32 @@ pub struct AcquireRequest {
     pub session_key: Option<PublicKey>,
 }
 
+/// Why a node asks to take a live session over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Takeover {
+    /// The holding node stopped proving it is alive ([`LeaseOp::NodeAlive`]): granted only once
+    /// its liveness has run out, so a node that is merely slow keeps its sessions.
+    HolderGone,
+    /// The holder gives the session up on purpose (a drain), or is the adopter itself after a
+    /// restart that lost the session's actor: granted whether or not the holder is alive.
+    Handover,
+}
+
+/// A request to move a live lease to another node under a new, higher token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptRequest {
+    pub tenant: String,
+    pub session: String,
+    /// The lease's current token: of two nodes adopting one lease, only the first matches.
+    pub token: u64,
+    /// The adopting node.
+    pub node: u64,
+    /// The adopter's own session key, named in the new grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<PublicKey>,
+    pub reason: Takeover,
+}
+
 /// A change to the lease table. Every op is applied atomically at one log index and one stamped time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LeaseOp {
@@ -85,6 +111,14 @@ pub enum LeaseOp {
     },
     /// Removes every lease whose `expires_at` is at or before the stamped time.
     ExpireSweep,
+    /// A broker node proves it is alive for `ttl_ms` from the stamped time.
+    NodeAlive {
+        node: u64,
+        ttl_ms: u64,
+    },
+    /// Moves a live lease to another node: same session, device and user, a new token (this
+    /// entry's index), the adopter's session key, renewed from the stamped time.
+    Adopt(AdoptRequest),
     SetTenantLimits {
         tenant: String,
         limits: TenantLimits,
@@ -100,6 +134,13 @@ pub enum LeaseOutcome {
     Renewed(Lease),
     Released(Lease),
     Expired(Vec<Lease>),
+    /// Node `node` is alive until `until` (table time).
+    NodeAlive {
+        node: u64,
+        until: Millis,
+    },
+    /// The lease as its adopter now holds it.
+    Adopted(Lease),
     LimitsSet {
         tenant: String,
         limits: TenantLimits,
@@ -154,6 +195,10 @@ pub enum LeaseError {
     WrongToken { session: String, token: u64 },
     #[error("session id {session} is already used by another lease; use a new session id")]
     SessionIdInUse { session: String },
+    #[error(
+        "session {session}'s node {node} is still alive; it keeps the session unless it hands it over"
+    )]
+    HolderAlive { session: String, node: u64 },
 }
 
 impl fmt::Display for Invariant {
@@ -200,6 +245,8 @@ pub enum LeaseQuery {
         tenant: String,
         device: String,
     },
+    /// Until when each broker node last proved it is alive (table time).
+    Nodes,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,4 +256,5 @@ pub enum QueryAnswer {
     Directory(Box<Directory>),
     EnrolmentToken(Option<EnrolmentToken>),
     EnrolledDevice(Option<EnrolledDevice>),
+    Nodes(std::collections::BTreeMap<u64, Millis>),
 }

@@ -24,6 +24,11 @@ pub fn validate(op: &LeaseOp) -> Result<(), LeaseError> {
             check_id("tenant", Kind::Tenant, tenant)?;
             check_id("session", Kind::Session, session)
         }
+        LeaseOp::NodeAlive { ttl_ms, .. } => check_ttl(*ttl_ms),
+        LeaseOp::Adopt(req) => {
+            check_id("tenant", Kind::Tenant, &req.tenant)?;
+            check_id("session", Kind::Session, &req.session)
+        }
         // The directory checks its own ops as it applies them (a refusal changes nothing).
         LeaseOp::ExpireSweep | LeaseOp::Directory(_) => Ok(()),
         LeaseOp::SetTenantLimits { tenant, limits } => {

@@ -200,10 +200,13 @@ impl LeaderOps {
         })
     }
 
-    /// The grant for a lease this leader just granted or renewed, issued at the time the state
-    /// machine applied it. Only a lease naming a session key gets one.
+    /// The grant for a lease this leader just granted, renewed or moved to an adopter, issued at
+    /// the time the state machine applied it. Only a lease naming a session key gets one.
     fn sign(&self, outcome: &LeaseOutcome) -> Option<SignedGrant> {
-        let (LeaseOutcome::Granted(lease) | LeaseOutcome::Renewed(lease)) = outcome else {
+        let (LeaseOutcome::Granted(lease)
+        | LeaseOutcome::Renewed(lease)
+        | LeaseOutcome::Adopted(lease)) = outcome
+        else {
             return None;
         };
         let authority = self.authority.as_ref()?;

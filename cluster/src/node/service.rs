@@ -19,7 +19,8 @@ use tonic::transport::Channel;
 
 use super::{ClusterError, ClusterReply, ClusterRequest, LeaderOps};
 use crate::lease::{
-    AcquireRequest, Lease, LeaseOp, LeaseOutcome, LeaseQuery, QueryAnswer, TenantLimits,
+    AcquireRequest, AdoptRequest, Lease, LeaseOp, LeaseOutcome, LeaseQuery, LeaseTable,
+    QueryAnswer, TenantLimits,
 };
 use crate::network::NetworkFactory;
 use crate::raft_types::{NodeId, Raft};
@@ -118,6 +119,40 @@ impl LeaseService {
         };
         match self.write(op).await? {
             (LeaseOutcome::Released(lease), _) => Ok(lease),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    /// Records that node `node` is alive for `ttl` from the leader's stamp; answers the log
+    /// index of that record.
+    pub async fn node_alive(&self, node: NodeId, ttl: Duration) -> Result<u64, ClusterError> {
+        let op = LeaseOp::NodeAlive {
+            node,
+            ttl_ms: millis(ttl),
+        };
+        match self.call(ClusterRequest::Write(op)).await? {
+            ClusterReply::Written {
+                log_index, outcome, ..
+            } if matches!(*outcome, LeaseOutcome::NodeAlive { .. }) => Ok(log_index),
+            other => Err(ClusterError::Protocol(format!(
+                "unexpected answer to a node's liveness: {other:?}"
+            ))),
+        }
+    }
+
+    /// The last log index this node's replica applied.
+    pub async fn local_applied(&self) -> u64 {
+        let state = self.inner.leader.local_state();
+        state.last_applied().await.map_or(0, |id| id.index)
+    }
+
+    /// Moves a live lease to the requesting node under a new token; the answer carries the
+    /// authority's grant for the adopter's session key. Refused ([`ClusterError::Rejected`]) when
+    /// the token is no longer the lease's (another node adopted it first, or it ended) or, for
+    /// [`crate::lease::Takeover::HolderGone`], when its node is still alive.
+    pub async fn adopt(&self, request: AdoptRequest) -> Result<Granted, ClusterError> {
+        match self.write(LeaseOp::Adopt(request)).await? {
+            (LeaseOutcome::Adopted(lease), grant) => Ok(Granted { lease, grant }),
             (other, _) => Err(unexpected(other)),
         }
     }
@@ -230,6 +265,12 @@ impl LeaseService {
             .local_state()
             .with_table(|t| f(t.directory()))
             .await
+    }
+
+    /// Runs `f` on this node's replica of the lease table: no quorum, possibly a little behind
+    /// the leader, never ahead. Keep `f` short.
+    pub async fn with_local_table<R>(&self, f: impl FnOnce(&LeaseTable) -> R) -> R {
+        self.inner.leader.local_state().with_table(f).await
     }
 
     /// Session `session`'s lease as this node's replica has it (possibly a little behind).

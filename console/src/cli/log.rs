@@ -8,9 +8,10 @@ use api_model::{AuditKind, Timestamp};
 use clap::{Args, Subcommand};
 
 /// The kinds of entries `--kind` takes, as the API spells them.
-pub const KINDS: [AuditKind; 9] = [
+pub const KINDS: [AuditKind; 10] = [
     AuditKind::SessionOpened,
     AuditKind::SessionEnded,
+    AuditKind::SessionAdopted,
     AuditKind::CommandSubmitted,
     AuditKind::CommandFinished,
     AuditKind::TransferStarted,
@@ -100,6 +101,7 @@ pub fn kind_name(kind: AuditKind) -> &'static str {
     match kind {
         AuditKind::SessionOpened => "session_opened",
         AuditKind::SessionEnded => "session_ended",
+        AuditKind::SessionAdopted => "session_adopted",
         AuditKind::CommandSubmitted => "command_submitted",
         AuditKind::CommandFinished => "command_finished",
         AuditKind::TransferStarted => "transfer_started",

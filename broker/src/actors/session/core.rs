@@ -14,6 +14,7 @@ use api_model::{CommandState, ErrorCode};
 use commands::{BrokerCommand, Runs, TransferCommand};
 
 use super::record::CommandRecord;
+use crate::audit::story::LoggedCommand;
 use crate::transfer::start::{FileFacts, resolve};
 
 /// Commands a session remembers; the oldest finished ones are forgotten first.
@@ -154,6 +155,82 @@ impl SessionCore {
             last_activity_ms: now_ms,
             stopped: false,
         }
+    }
+
+    /// A session taken over from another node, rebuilt from its commands as the audit log tells
+    /// them: each finished one as it ended, the working directory the last one left, and each
+    /// device command without an end queued again in order, the first sent at once. The device
+    /// answers a command it already ran from its ledger (or says its result is lost) and runs one
+    /// that never reached it: never twice. A broker or transfer command without an end is not
+    /// started again; it failed, its outcome unknown.
+    pub fn resume(timing: Timing, now_ms: u64, logged: Vec<LoggedCommand>) -> (Self, Vec<Effect>) {
+        let mut core = Self::new(timing, now_ms);
+        let mut effects = Vec::new();
+        for command in logged {
+            let parsed = commands::parse(&command.line).ok();
+            let name = parsed.as_ref().map_or_else(
+                || {
+                    command
+                        .line
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned()
+                },
+                |p| p.spec.name.to_owned(),
+            );
+            let on_device = parsed.as_ref().is_some_and(|p| {
+                p.spec.runs == Runs::Device
+                    || (p.spec.runs == Runs::Transfer(TransferCommand::Getfile)
+                        && p.flags.contains(&"auto"))
+            });
+            let mut record = CommandRecord {
+                id: command.id.clone(),
+                line: command.line.clone(),
+                command: name,
+                args: Vec::new(),
+                timeout_ms: 0,
+                state: CommandState::Failed,
+                output_json: String::new(),
+                output_ref: String::new(),
+                output_let_go: false,
+                error: String::new(),
+                cwd: core.cwd.clone(),
+                submitted_at_ms: command.submitted_at_ms,
+                started_at_ms: command.submitted_at_ms,
+                finished_at_ms: now_ms,
+                then_getfile: false,
+            };
+            match command.end {
+                Some(end) => {
+                    if !end.cwd.is_empty() {
+                        core.cwd = end.cwd.clone();
+                    }
+                    record.state = end.state;
+                    record.error = end.error;
+                    record.cwd = core.cwd.clone();
+                    record.output_ref = end.output_ref.unwrap_or_default();
+                    record.started_at_ms = end.started_at_ms;
+                    record.finished_at_ms = end.finished_at_ms;
+                }
+                None if on_device => {
+                    if core
+                        .submit(command.id.clone(), command.line, now_ms, &mut effects)
+                        .is_ok()
+                        && let Some(record) = core.commands.get_mut(&command.id)
+                    {
+                        record.submitted_at_ms = command.submitted_at_ms;
+                    }
+                    continue;
+                }
+                None => {
+                    record.error = "the node running this command stopped before it finished, and it is not started again: its outcome is unknown; check `transfers` or run it again".into();
+                }
+            }
+            core.commands.insert(command.id, record);
+        }
+        core.forget_old_commands();
+        (core, effects)
     }
 
     pub fn cwd(&self) -> &str {

@@ -8,6 +8,12 @@
 //! session's end is the last message there. Orders to the device leave through the session's
 //! [`outbox`], so no handler waits on the device's node.
 //!
+//! A session outlives its node: when the node dies or is cut off, another adopts it
+//! ([`takeover`]) under a new token and rebuilds it from the audit log. While this node cannot
+//! prove it is alive ([`Liveness`]) the actor answers nothing and acts on nothing, keeping the
+//! device's events for later; once its replica shows the lease under another token, it stops
+//! without a word: no release, no end, nothing sent.
+//!
 //! ```text
 //! sessions supervisor ──► SessionActor ──(events)──► SessionCore ──(effects)──► SessionActor
 //! ```
@@ -17,6 +23,7 @@ mod open;
 mod outbox;
 mod record;
 mod renewal;
+pub mod takeover;
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -28,7 +35,7 @@ use agent_proto::bus::session_reply::Body as Reply;
 use agent_proto::bus::session_request::Op;
 use agent_proto::bus::{CommandList, Empty, RunRequest, SessionInfo, SessionReply, Submitted};
 use api_model::{AuditKind, ErrorCode};
-use cluster::lease::Lease;
+use cluster::lease::{Lease, LeaseError};
 use cluster::{ClusterError, Granted, LeaseService};
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -44,6 +51,7 @@ use outbox::{Kind, Outbox};
 use crate::audit;
 use crate::bus::{self, Bus};
 use crate::config::SessionsSection;
+use crate::liveness::Liveness;
 use crate::orders::Signer;
 use crate::time::now_ms;
 use crate::transfer::TransferContext;
@@ -51,6 +59,10 @@ use crate::transfer::start::{self as transfers, Requester};
 use crate::wire;
 
 pub struct SessionActor;
+
+/// Events kept while this node cannot prove it is alive; more are dropped (a command whose
+/// result is lost this way times out).
+const MAX_DEFERRED: usize = 1024;
 
 pub enum SessionMsg {
     Control(async_nats::Message),
@@ -73,6 +85,10 @@ pub enum SessionMsg {
 pub struct SessionArgs {
     pub node_id: u64,
     pub lease: Lease,
+    /// Whether this node may act for its sessions.
+    pub liveness: Liveness,
+    /// Set when the session is taken over from another node.
+    pub resume: Option<takeover::Resume>,
     /// Signs every order the session sends its device.
     pub signer: Signer,
     pub bus: Bus,
@@ -96,6 +112,13 @@ pub struct SessionState {
     writing: Vec<JoinHandle<()>>,
     /// Set once the session's end is on record.
     end_recorded: bool,
+    /// Another node adopted the session: this actor stops without a word.
+    moved: bool,
+    /// The device's events and the log's answers that arrived while this node could not prove
+    /// it is alive, carried out once it can.
+    deferred: VecDeque<SessionMsg>,
+    /// What resuming an adopted session leaves to do once the actor runs.
+    resumed: Vec<Effect>,
 }
 
 impl Actor for SessionActor {
@@ -106,7 +129,7 @@ impl Actor for SessionActor {
     async fn pre_start(
         &self,
         myself: ActorRef<SessionMsg>,
-        args: SessionArgs,
+        mut args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
         let lease = &args.lease;
         let mut tasks = Vec::new();
@@ -134,19 +157,32 @@ impl Actor for SessionActor {
         // Make sure the subscriptions reach the server before anyone is told the session exists.
         args.bus.client().flush().await?;
         // No session without its entry: a failure here fails the open, which frees the lease.
-        let opened = audit::Event::new(
-            AuditKind::SessionOpened,
-            json!({"token": lease.token, "node": args.node_id}),
-        )
+        let entry = match &args.resume {
+            None => audit::Event::new(
+                AuditKind::SessionOpened,
+                json!({"token": lease.token, "node": args.node_id}),
+            ),
+            Some(resume) => audit::Event::new(
+                AuditKind::SessionAdopted,
+                json!({
+                    "token": lease.token,
+                    "node": args.node_id,
+                    "previous_token": resume.previous_token,
+                    "previous_node": resume.previous_node,
+                    "reason": resume.reason,
+                }),
+            ),
+        }
         .user(&lease.user)
         .device(&lease.device)
         .session(&lease.session);
-        args.transfers.audit.record(&lease.tenant, opened).await?;
+        args.transfers.audit.record(&lease.tenant, entry).await?;
         tasks.push(myself.send_interval(Duration::from_secs(1), || SessionMsg::Tick));
         let (outbox, sending) = Outbox::start(
             args.bus.clone(),
-            lease.tenant.clone(),
-            lease.device.clone(),
+            lease,
+            args.leases.clone(),
+            args.liveness.clone(),
             myself.clone(),
         );
         tasks.push(sending);
@@ -156,22 +192,60 @@ impl Actor for SessionActor {
             Duration::from_millis(args.settings.lease_ttl_ms),
             myself.clone(),
         ));
-        tracing::info!(tenant = %lease.tenant, session = %lease.session, user = %lease.user, device = %lease.device, token = lease.token, "session opened");
         let timing = Timing {
             idle_timeout_ms: args.settings.idle_timeout_ms,
             max_held_output_bytes: args.settings.max_held_output_bytes,
         };
+        let (core, resumed) = match args.resume.as_mut() {
+            None => {
+                tracing::info!(tenant = %lease.tenant, session = %lease.session, user = %lease.user, device = %lease.device, token = lease.token, "session opened");
+                (SessionCore::new(timing, now_ms()), Vec::new())
+            }
+            Some(resume) => {
+                tracing::info!(tenant = %lease.tenant, session = %lease.session, user = %lease.user, device = %lease.device, token = lease.token, previous_node = resume.previous_node, "session adopted");
+                SessionCore::resume(timing, now_ms(), std::mem::take(&mut resume.history))
+            }
+        };
         Ok(SessionState {
             args,
             outbox,
-            core: SessionCore::new(timing, now_ms()),
+            core,
             released: false,
             tasks,
             stop_reason: None,
             audited: HashSet::new(),
             writing: Vec::new(),
             end_recorded: false,
+            moved: false,
+            deferred: VecDeque::new(),
+            resumed,
         })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(resume) = &state.args.resume {
+            let previous = resume.previous_token;
+            let moved = takeover::move_transfers(
+                &state.args.transfers,
+                &state.args.lease,
+                previous,
+                &state.args.signer,
+            )
+            .await;
+            if moved > 0 {
+                tracing::info!(session = %state.args.lease.session, transfers = moved, "the session's transfers continue under its new token");
+            }
+        }
+        for effect in std::mem::take(&mut state.resumed) {
+            if let Some(next) = state.carry_out(&myself, effect).await {
+                let _ = state.apply(&myself, next).await;
+            }
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -180,24 +254,28 @@ impl Actor for SessionActor {
         msg: SessionMsg,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            SessionMsg::Control(message) => state.on_control(&myself, message).await,
-            SessionMsg::Event(message) => state.on_event(&myself, message).await,
-            SessionMsg::Tick => {
-                let _ = state.apply(&myself, Event::Tick).await;
-            }
-            SessionMsg::OutputStored { id, reference } => {
-                state.core.output_stored(&id, reference);
-            }
-            SessionMsg::Renewed(answer) => {
-                if let Some(event) = state.renewed(answer) {
-                    let _ = state.apply(&myself, event).await;
+        if matches!(msg, SessionMsg::Tick) && !state.still_held(&myself).await {
+            return Ok(());
+        }
+        if !state.args.liveness.is_current() {
+            match msg {
+                SessionMsg::Renewed(_) => {}
+                // The requester asks again; another node may answer by then.
+                SessionMsg::Control(_) | SessionMsg::Tick => return Ok(()),
+                SessionMsg::Event(_)
+                | SessionMsg::OutputStored { .. }
+                | SessionMsg::Sent { .. } => {
+                    if state.deferred.len() < MAX_DEFERRED {
+                        state.deferred.push_back(msg);
+                    }
+                    return Ok(());
                 }
             }
-            SessionMsg::Sent { id, outcome } => {
-                let _ = state.apply(&myself, Event::Sent { id, outcome }).await;
-            }
         }
+        while let Some(deferred) = state.deferred.pop_front() {
+            state.handle_one(&myself, deferred).await;
+        }
+        state.handle_one(&myself, msg).await;
         Ok(())
     }
 
@@ -208,6 +286,12 @@ impl Actor for SessionActor {
     ) -> Result<(), ActorProcessingErr> {
         for task in &state.tasks {
             task.abort();
+        }
+        if state.moved {
+            // The session lives on at its adopter: its lease, its story and its streams are
+            // that node's now.
+            tracing::info!(session = %state.args.lease.session, token = state.args.lease.token, "session moved to another node; this node stood down");
+            return Ok(());
         }
         state.release().await;
         let reason = state.record_end().await;
@@ -225,6 +309,16 @@ impl Actor for SessionActor {
     }
 }
 
+/// The registered name of session `session`'s actor.
+fn actor_name(session: &str) -> String {
+    format!("session-{session}")
+}
+
+/// Whether this node runs session `session`'s actor.
+pub fn is_running_here(session: &str) -> bool {
+    ractor::registry::where_is(actor_name(session)).is_some()
+}
+
 fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
     Reply::Error(wire::error_reply(code, message))
 }
@@ -232,6 +326,56 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
 impl SessionState {
     fn tenant(&self) -> &str {
         &self.args.lease.tenant
+    }
+
+    async fn handle_one(&mut self, myself: &ActorRef<SessionMsg>, msg: SessionMsg) {
+        match msg {
+            SessionMsg::Control(message) => self.on_control(myself, message).await,
+            SessionMsg::Event(message) => self.on_event(myself, message).await,
+            SessionMsg::Tick => {
+                let _ = self.apply(myself, Event::Tick).await;
+            }
+            SessionMsg::OutputStored { id, reference } => {
+                self.core.output_stored(&id, reference);
+            }
+            SessionMsg::Renewed(answer) => {
+                if let Some(event) = self.renewed(myself, answer) {
+                    let _ = self.apply(myself, event).await;
+                }
+            }
+            SessionMsg::Sent { id, outcome } => {
+                let _ = self.apply(myself, Event::Sent { id, outcome }).await;
+            }
+        }
+    }
+
+    /// Whether this node's replica still shows the lease under this actor's token; when it
+    /// shows another, the actor stands down. The replica is never ahead of the authority, so a
+    /// lease it shows moved has moved.
+    async fn still_held(&mut self, myself: &ActorRef<SessionMsg>) -> bool {
+        let lease = &self.args.lease;
+        match self
+            .args
+            .leases
+            .local_get(&lease.tenant, &lease.session)
+            .await
+        {
+            Some(now) if now.token != lease.token => {
+                self.stand_down(myself);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Stops this actor without a word: the session lives on at the node that adopted it. The
+    /// outbox sends nothing meanwhile (it checks the replica before each order).
+    fn stand_down(&mut self, myself: &ActorRef<SessionMsg>) {
+        if !self.moved {
+            self.moved = true;
+            tracing::warn!(session = %self.args.lease.session, "another node adopted this session; standing down");
+            myself.stop(Some("adopted by another node".into()));
+        }
     }
 
     /// Records the session's end, once, after its commands' ends; answers why it ended.
@@ -473,9 +617,18 @@ impl SessionState {
         let _ = self.apply(myself, event).await;
     }
 
-    /// Takes a renewal's answer: orders carry the new grant from now on; a lost lease ends the
-    /// session ([`Event::LeaseLost`]).
-    fn renewed(&mut self, answer: Result<Granted, ClusterError>) -> Option<Event> {
+    /// Takes a renewal's answer: orders carry the new grant from now on; a lease under another
+    /// token moved to another node, and this actor stands down; a lost lease ends the session
+    /// ([`Event::LeaseLost`]).
+    fn renewed(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        answer: Result<Granted, ClusterError>,
+    ) -> Option<Event> {
+        if let Err(ClusterError::Rejected(LeaseError::WrongToken { .. })) = &answer {
+            self.stand_down(myself);
+            return None;
+        }
         let session = &self.args.lease.session;
         match answer {
             Ok(Granted { grant, .. }) => {

@@ -52,6 +52,8 @@ pub struct SessionContext {
     pub transfers: TransferContext,
     /// The supervisor session actors run under.
     pub supervisor: ActorCell,
+    /// Whether this node may act for its sessions.
+    pub liveness: crate::liveness::Liveness,
 }
 
 /// A session as [`open`] left it.
@@ -143,6 +145,8 @@ async fn start(request: OpenRequest, context: SessionContext) -> Result<Opened, 
     let args = SessionArgs {
         node_id: context.node_id,
         lease: lease.clone(),
+        liveness: context.liveness.clone(),
+        resume: None,
         signer: Signer::new(key, grant),
         bus: context.bus,
         leases: context.leases.clone(),
@@ -151,7 +155,7 @@ async fn start(request: OpenRequest, context: SessionContext) -> Result<Opened, 
     };
     // Named by the session id, so a retry on this node finds the actor running instead of
     // starting a second one.
-    let name = format!("session-{}", lease.session);
+    let name = super::actor_name(&lease.session);
     match Actor::spawn_linked(Some(name), SessionActor, args, context.supervisor).await {
         Ok(_) => Ok(Opened {
             lease,

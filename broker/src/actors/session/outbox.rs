@@ -1,21 +1,28 @@
 //! Orders to the session's device, sent off the actor one after another. A slow or unreachable
 //! device node holds up neither the session's ticks (and with them its lease renewal) nor its
 //! control requests, and an order never overtakes one queued before it: a cancel follows its
-//! command.
+//! command. An order waits while this node cannot prove it is alive ([`Liveness`]): it may be
+//! sent only by the node the lease authority still counts on.
 
 use std::time::Duration;
 
 use agent_proto::bus::envelope::Body;
+use cluster::LeaseService;
+use cluster::lease::Lease;
 use ractor::ActorRef;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::SessionMsg;
 use crate::bus::{self, Bus, BusError};
+use crate::liveness::Liveness;
 use crate::wire;
 
 /// How long one order waits for the device's node to take it.
 const DISPATCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a waiting order looks again whether this node is alive.
+const LIVENESS_POLL: Duration = Duration::from_millis(50);
 
 /// Orders waiting to be sent; past this the session is told at once rather than queueing more.
 const CAPACITY: usize = 64;
@@ -47,13 +54,26 @@ impl Outbox {
     /// Starts the task that sends `tenant`'s orders to `device`, answering to `session`.
     pub fn start(
         bus: Bus,
-        tenant: String,
-        device: String,
+        lease: &Lease,
+        leases: LeaseService,
+        liveness: Liveness,
         session: ActorRef<SessionMsg>,
     ) -> (Self, JoinHandle<()>) {
+        let (tenant, device) = (lease.tenant.clone(), lease.device.clone());
+        let (session_id, token) = (lease.session.clone(), lease.token);
         let (tx, mut rx) = mpsc::channel::<Outgoing>(CAPACITY);
         let task = tokio::spawn(async move {
             while let Some(Outgoing { kind, id, order }) = rx.recv().await {
+                // Frozen or cut off, this node holds its orders; if the session moved meanwhile,
+                // the session stops and this task with it before anything is sent.
+                while !liveness.is_current() {
+                    tokio::time::sleep(LIVENESS_POLL).await;
+                }
+                let held = leases.local_get(&tenant, &session_id).await;
+                if held.is_none_or(|lease| lease.token != token) {
+                    tracing::info!(session = %session_id, command = %id, "the session's lease moved on; order not sent");
+                    break;
+                }
                 let outcome = deliver(&bus, &tenant, &device, order).await;
                 match (kind, outcome) {
                     (Kind::Command, outcome) => {

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::lease::{
-    Holder, Invariant, Lease, LeaseError, LeaseOp, LeaseOutcome, Millis, Refusal, TenantLimits,
-    validate,
+    Holder, Invariant, Lease, LeaseError, LeaseOp, LeaseOutcome, Millis, Refusal, Takeover,
+    TenantLimits, validate,
 };
 
 #[derive(Clone, Debug, Default)]
@@ -13,6 +13,7 @@ pub(super) struct Model {
     pub(super) clock: Millis,
     pub(super) leases: Vec<Lease>,
     pub(super) limits: BTreeMap<String, TenantLimits>,
+    pub(super) nodes: BTreeMap<u64, Millis>,
 }
 
 impl Model {
@@ -153,6 +154,31 @@ impl Model {
                 Err(error) => LeaseOutcome::Rejected(error),
             },
             LeaseOp::ExpireSweep => LeaseOutcome::Expired(expired),
+            LeaseOp::NodeAlive { node, ttl_ms } => {
+                let until = now.saturating_add(*ttl_ms);
+                self.nodes.insert(*node, until);
+                LeaseOutcome::NodeAlive { node: *node, until }
+            }
+            LeaseOp::Adopt(req) => match self.find(&req.tenant, &req.session, req.token) {
+                Ok(i) => {
+                    let holder = self.leases[i].node;
+                    let alive = self.nodes.get(&holder).is_some_and(|until| *until > now);
+                    if req.reason == Takeover::HolderGone && alive {
+                        return LeaseOutcome::Rejected(LeaseError::HolderAlive {
+                            session: req.session.clone(),
+                            node: holder,
+                        });
+                    }
+                    let l = &mut self.leases[i];
+                    l.node = req.node;
+                    l.token = index;
+                    l.renewed_at = now;
+                    l.expires_at = now.saturating_add(l.ttl_ms);
+                    l.session_key = req.session_key;
+                    LeaseOutcome::Adopted(l.clone())
+                }
+                Err(error) => LeaseOutcome::Rejected(error),
+            },
             LeaseOp::SetTenantLimits { tenant, limits } => {
                 self.limits.insert(tenant.clone(), *limits);
                 LeaseOutcome::LimitsSet {

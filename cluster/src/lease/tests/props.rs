@@ -8,8 +8,8 @@ use proptest::prelude::*;
 
 use super::model::Model;
 use crate::lease::{
-    AcquireRequest, Invariant, Lease, LeaseError, LeaseOp, LeaseOutcome, LeaseQuery, LeaseTable,
-    MAX_TTL_MS, Millis, QueryAnswer, TenantLimits, validate,
+    AcquireRequest, AdoptRequest, Invariant, Lease, LeaseError, LeaseOp, LeaseOutcome, LeaseQuery,
+    LeaseTable, MAX_TTL_MS, Millis, QueryAnswer, Takeover, TenantLimits, validate,
 };
 
 const TENANTS: usize = 3;
@@ -47,6 +47,17 @@ enum Action {
         stale_token: bool,
     },
     Sweep,
+    NodeAlive {
+        node: u64,
+        ttl_ms: u64,
+    },
+    Adopt {
+        target: Pick,
+        other_tenant: bool,
+        stale_token: bool,
+        node: u64,
+        handover: bool,
+    },
     Limits {
         tenant: usize,
         per_tenant: u32,
@@ -95,6 +106,12 @@ fn action() -> impl Strategy<Value = Action> {
             Action::Release { target, other_tenant, stale_token }
         }),
         1 => Just(Action::Sweep),
+        2 => (0..3u64, 1..600u64).prop_map(|(node, ttl_ms)| Action::NodeAlive { node, ttl_ms }),
+        2 => (target(), 0..3u64, any::<bool>()).prop_map(
+            |((target, other_tenant, stale_token), node, handover)| {
+                Action::Adopt { target, other_tenant, stale_token, node, handover }
+            },
+        ),
         1 => (0..TENANTS, 1..=6u32, 1..=3u32).prop_map(|(tenant, per_tenant, per_user)| {
             Action::Limits { tenant, per_tenant, per_user }
         }),
@@ -201,6 +218,31 @@ fn to_op(action: &Action, live: &[Lease], fresh: &mut u64) -> LeaseOp {
             }
         }
         Action::Sweep => LeaseOp::ExpireSweep,
+        Action::NodeAlive { node, ttl_ms } => LeaseOp::NodeAlive {
+            node: *node,
+            ttl_ms: *ttl_ms,
+        },
+        Action::Adopt {
+            target,
+            other_tenant,
+            stale_token,
+            node,
+            handover,
+        } => {
+            let (tenant, session, token) = named(*target, *other_tenant, *stale_token, fresh_id());
+            LeaseOp::Adopt(AdoptRequest {
+                tenant,
+                session,
+                token,
+                node: *node,
+                session_key: PublicKey::from_bytes(&[7; 32]).ok(),
+                reason: if *handover {
+                    Takeover::Handover
+                } else {
+                    Takeover::HolderGone
+                },
+            })
+        }
         Action::Limits {
             tenant: t,
             per_tenant,
@@ -305,6 +347,19 @@ fn check_outcome(
         }
         LeaseOutcome::Granted(l) => {
             prop_assert!(before.contains(l), "a retry returns the existing lease");
+        }
+        LeaseOutcome::Adopted(l) => {
+            prop_assert!(
+                l.token == index && l.token > *last_grant,
+                "an adoption takes a new, higher token"
+            );
+            *last_grant = l.token;
+            let old = before.iter().find(|b| b.session == l.session);
+            prop_assert!(
+                old.is_some_and(|o| (&o.tenant, &o.user, &o.device, o.granted_at)
+                    == (&l.tenant, &l.user, &l.device, l.granted_at)),
+                "an adoption keeps the session's tenant, user, device and start"
+            );
         }
         LeaseOutcome::Released(l) => {
             prop_assert!(before.contains(l));
