@@ -227,6 +227,14 @@ impl BrokerNode {
         };
         let upkeep_task = tokio::spawn(upkeep::run(transfers.clone()));
         let (liveness, liveness_task) = crate::liveness::start(config.node_id, leases.clone());
+        let min_ttl = session::takeover::MIN_LEASE_TTL;
+        if Duration::from_millis(config.sessions.lease_ttl_ms) < min_ttl {
+            tracing::warn!(
+                lease_ttl_ms = config.sessions.lease_ttl_ms,
+                "sessions.lease_ttl_ms is below {} ms: a session's lease may run out before another node adopts it when its node dies, and the session then ends",
+                min_ttl.as_millis()
+            );
+        }
         let takeover_task = tokio::spawn(session::takeover::watch(
             session::SessionContext {
                 node_id: config.node_id,

@@ -195,7 +195,7 @@ async fn a_frozen_nodes_session_lives_on_elsewhere_and_the_woken_node_sends_noth
         try_run(&stack, 2, &id, "cd /tmp").await.unwrap()["state"],
         "completed"
     );
-    let (nats, mut orders) = watch_orders(&stack).await;
+    let (_nats, mut orders) = watch_orders(&stack).await;
 
     let pid = stack.brokers[&1].child.as_ref().unwrap().id();
     let frozen = testkit::Paused::new(pid);
@@ -233,4 +233,57 @@ async fn a_frozen_nodes_session_lives_on_elsewhere_and_the_woken_node_sends_noth
         }
     }
     assert!(seen >= 2, "the adopter's orders were seen ({seen})");
+}
+
+/// The figure: time from kill -9 of a session's node to the next successful command in the same
+/// session, over 20 kills (each node in turn, restarted after). Run with
+/// `cargo test -p broker --test failover -- --ignored --nocapture`; see benches/README.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: about three minutes"]
+async fn bench_time_from_kill_to_the_next_command() {
+    const KILLS: usize = 20;
+    let mut stack = Stack::start(3, "[sessions]\nlease_ttl_ms = 30000\n").await;
+    stack
+        .start_agent("demo", "web-07", "web-07", &[1, 2, 3])
+        .await;
+    stack.wait_online("token-a", "web-07", None).await;
+    let mut times = Vec::new();
+    for kill in 0..KILLS {
+        let victim = 1 + (kill as u64 % 3);
+        let others: Vec<u64> = (1..=3).filter(|n| *n != victim).collect();
+        let (status, opened) = stack.open(victim, "token-a", "web-07").await;
+        assert_eq!(status, StatusCode::CREATED, "{opened}");
+        let id = opened["session_id"].as_str().unwrap().to_string();
+        assert!(try_run(&stack, others[0], &id, "cd /tmp").await.is_some());
+        stack.kill(victim);
+        let killed = Instant::now();
+        let mut attempt = 0;
+        loop {
+            assert!(
+                killed.elapsed() < WAIT,
+                "kill {kill}: the session was not adopted"
+            );
+            let node = others[attempt % 2];
+            attempt += 1;
+            if try_run(&stack, node, &id, "dir").await.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        times.push(killed.elapsed());
+        let (status, _) = stack
+            .delete(others[0], "token-a", &format!("/api/v1/sessions/{id}"))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        stack.spawn_broker(victim);
+        stack.wait_healthy(victim).await;
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_millis();
+    println!(
+        "kill -9 of the session's node to its next successful command, {KILLS} kills: p50 {} ms, max {} ms (min {} ms)",
+        ms(times[KILLS / 2]),
+        ms(times[KILLS - 1]),
+        ms(times[0])
+    );
 }

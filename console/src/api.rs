@@ -53,11 +53,12 @@ const LONG_POLL_SLACK: Duration = Duration::from_secs(15);
 pub const MAX_LIST_ITEMS: usize = 10_000;
 /// Attempts of one request at each API node before it fails.
 pub const ATTEMPTS_PER_NODE: usize = 3;
-/// Pauses between the attempts of one request while API nodes fail: 0.1 s doubling to 1 s
-/// (jitter adds up to the delay again, hence the halves).
+/// Pauses between the attempts of one request while API nodes fail: 0.1 s doubling to 2 s
+/// (jitter adds up to the delay again, hence the halves). Over three nodes the attempts span
+/// 5 to 9 s, more than a session takes to move off a dead node (about 4 s).
 const FAILOVER: ExponentialBuilder = ExponentialBuilder::new()
     .with_min_delay(Duration::from_millis(50))
-    .with_max_delay(Duration::from_millis(500))
+    .with_max_delay(Duration::from_secs(1))
     .with_jitter();
 
 #[derive(Debug, thiserror::Error)]

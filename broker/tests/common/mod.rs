@@ -292,7 +292,10 @@ heartbeat_interval_ms = 300
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap();
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log(id)));
         let status = response.status();
         let text = response.text().await.unwrap();
         (

@@ -272,10 +272,12 @@ impl Actor for SessionActor {
                 }
             }
         }
+        // Boxed: a message's handling is a deep future (a putfile reaches the library and the
+        // store), too big for a worker's stack when moved inline twice.
         while let Some(deferred) = state.deferred.pop_front() {
-            state.handle_one(&myself, deferred).await;
+            Box::pin(state.handle_one(&myself, deferred)).await;
         }
-        state.handle_one(&myself, msg).await;
+        Box::pin(state.handle_one(&myself, msg)).await;
         Ok(())
     }
 

@@ -36,6 +36,16 @@ const SCAN_EVERY: Duration = Duration::from_millis(250);
 const SUSPECT_FOR: Duration = Duration::from_secs(1);
 /// How long a session waits for the node asked first before any node adopts it.
 const ANY_NODE_AFTER: Duration = Duration::from_secs(3);
+/// The longest a dead node's session waits before the node asked first adopts it. A lease, renewed
+/// every third of its TTL, must outlast this after its last renewal, so it never lapses.
+pub const DETECTION: Duration = Duration::from_millis(
+    crate::liveness::TTL.as_millis() as u64
+        + SUSPECT_FOR.as_millis() as u64
+        + 2 * SCAN_EVERY.as_millis() as u64,
+);
+/// The shortest lease TTL with which sessions outlive their node.
+pub const MIN_LEASE_TTL: Duration = Duration::from_millis(DETECTION.as_millis() as u64 * 3 / 2);
+
 /// Adoptions a node carries out at once.
 const CONCURRENT: usize = 16;
 /// How far before its lease's grant a session's story is read from the log: the log's clock and

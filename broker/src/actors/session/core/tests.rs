@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use proptest::prelude::*;
 
 use super::*;
+use crate::audit::story::LoggedCommand;
 
 const TIMING: Timing = Timing {
     idle_timeout_ms: 600_000,
@@ -60,6 +61,62 @@ fn sent(id: &str) -> Event {
 
 fn state(core: &SessionCore, id: &str) -> CommandState {
     core.command(id).unwrap().state
+}
+
+fn logged(id: &str, line: &str, end: Option<(CommandState, &str)>) -> LoggedCommand {
+    LoggedCommand {
+        id: id.into(),
+        line: line.into(),
+        submitted_at_ms: 10,
+        end: end.map(|(state, cwd)| crate::audit::story::LoggedEnd {
+            state,
+            error: String::new(),
+            cwd: cwd.into(),
+            output_ref: Some(format!("ref-{id}")),
+            started_at_ms: 11,
+            finished_at_ms: 12,
+        }),
+    }
+}
+
+#[test]
+fn an_adopted_session_resumes_from_its_log_and_sends_only_its_unfinished_device_command() {
+    let history = vec![
+        logged("c1", "cd /tmp", Some((CommandState::Completed, "/tmp"))),
+        logged("c2", "dir", Some((CommandState::Failed, "/tmp"))),
+        logged("c3", "library", None),
+        logged("c4", "processes", None),
+        logged("c5", "dir", None),
+    ];
+    let (mut core, effects) = SessionCore::resume(TIMING, 100, history);
+    assert_eq!(core.cwd(), "/tmp");
+    assert_eq!(
+        effects,
+        vec![Effect::Send("c4".into())],
+        "only the first unfinished one goes"
+    );
+    assert_eq!(state(&core, "c1"), CommandState::Completed);
+    assert_eq!(core.command("c1").unwrap().output_ref, "ref-c1");
+    assert_eq!(state(&core, "c2"), CommandState::Failed);
+    // A broker command without an end is not started again: its outcome is unknown.
+    assert_eq!(state(&core, "c3"), CommandState::Failed);
+    assert!(
+        core.command("c3")
+            .unwrap()
+            .error
+            .contains("outcome is unknown")
+    );
+    assert_eq!(core.running(), Some("c4"));
+    assert_eq!(core.queued().collect::<Vec<_>>(), vec!["c5"]);
+    assert_eq!(core.command("c4").unwrap().submitted_at_ms, 10);
+    // The device answers the running one (from its ledger if it ran): the queue moves on.
+    core.handle(sent("c4"), 101).unwrap();
+    let effects = core.handle(ok("c4", "[]"), 102).unwrap();
+    assert!(effects.contains(&Effect::Send("c5".into())), "{effects:?}");
+    // A retried submit of a logged command answers it and runs nothing.
+    assert_eq!(core.handle(submit("c1", "cd /tmp"), 103).unwrap(), vec![]);
+    let order: Vec<&str> = core.commands().map(|c| c.id.as_str()).collect();
+    assert_eq!(order, ["c1", "c2", "c3", "c4", "c5"]);
 }
 
 #[test]
