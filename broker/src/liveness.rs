@@ -58,37 +58,51 @@ pub fn start(node: u64, leases: LeaseService) -> (Liveness, JoinHandle<()>) {
         let mut every = tokio::time::interval(EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        // A proof the authority recorded that this node's replica has not applied: until it
+        // has, the node sends no more, so a node that can reach the leader but no longer hears
+        // from it (a one-way partition) stops being counted alive.
+        let mut unapplied: Option<u64> = None;
         loop {
             every.tick().await;
-            let sent = Instant::now();
-            let proof = async {
-                let index = leases.node_alive(node, TTL).await?;
-                // Only once this node's replica holds the proof does it hold everything before
-                // it too, such as another node's adoption of one of its sessions.
-                while leases.local_applied().await < index {
-                    tokio::time::sleep(APPLIED_POLL).await;
+            if let Some(index) = unapplied {
+                if leases.local_applied().await < index {
+                    continue;
                 }
-                Ok::<(), cluster::ClusterError>(())
+                unapplied = None;
+            }
+            let sent = Instant::now();
+            let outcome = match tokio::time::timeout(TTL, leases.node_alive(node, TTL)).await {
+                Ok(Ok(index)) => {
+                    // Only once this node's replica holds the proof does it hold everything
+                    // before it too, such as another node's adoption of one of its sessions.
+                    let applied = async {
+                        while leases.local_applied().await < index {
+                            tokio::time::sleep(APPLIED_POLL).await;
+                        }
+                    };
+                    match tokio::time::timeout(TTL.saturating_sub(sent.elapsed()), applied).await {
+                        Ok(()) => Ok(()),
+                        Err(_) => {
+                            unapplied = Some(index);
+                            Err("this node's replica is not applying the cluster's log".to_string())
+                        }
+                    }
+                }
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err("the lease authority did not answer in time".to_string()),
             };
-            match tokio::time::timeout(TTL, proof).await {
-                Ok(Ok(())) => {
+            match outcome {
+                Ok(()) => {
                     proving.proved(sent);
                     if std::mem::take(&mut failing) {
                         tracing::info!(node, "this node proves it is alive to the cluster again");
                     }
                 }
-                Ok(Err(error)) if !failing => {
+                Err(error) if !failing => {
                     failing = true;
                     tracing::warn!(node, %error, "cannot prove this node is alive; its sessions pause and may move to another node");
                 }
-                Err(_) if !failing => {
-                    failing = true;
-                    tracing::warn!(
-                        node,
-                        "proving this node is alive timed out; its sessions pause and may move to another node"
-                    );
-                }
-                _ => {}
+                Err(_) => {}
             }
         }
     });

@@ -248,10 +248,10 @@ async fn running_out_of_file_descriptors_pauses_accepts_instead_of_spinning() {
     assert!(matches!(status, Ok(Ok(StatusCode::OK))), "{status:?}");
 }
 
-/// A stack of two brokers with `web-07` online through node 2, a session of analyst-a opened
+/// A stack of three brokers with `web-07` online through node 2, a session of analyst-a opened
 /// through node 1 (where it lives), and its event stream read through node 2.
 async fn listening_to_a_session() -> (Stack, String, reqwest::Response) {
-    let mut stack = Stack::start(2, "").await;
+    let mut stack = Stack::start(3, "").await;
     stack.start_agent("demo", "web-07", "web-07", &[2]).await;
     stack.wait_online("token-a", "web-07", Some(2)).await;
     let (status, session) = stack.open(1, "token-a", "web-07").await;
@@ -297,13 +297,35 @@ async fn an_event_stream_ends_when_its_session_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_stream_ends_when_its_sessions_node_dies() {
+async fn an_event_stream_follows_its_session_to_the_node_that_adopts_it() {
     let (mut stack, id, events) = listening_to_a_session().await;
-    // No goodbye from the session: node 2's stream finds it gone at its next check.
+    let reading = tokio::spawn(read_to_end(events, 3 * WAIT));
+    // The session's node dies without a goodbye: the stream stays open while another node
+    // adopts the session, and carries what the session does there.
     stack.kill(1);
-    let seen = read_to_end(events, WAIT).await;
+    let moved = testkit::wait_until(WAIT, || async {
+        let (status, view) = stack
+            .get(2, "token-a", &format!("/api/v1/sessions/{id}"))
+            .await;
+        status == StatusCode::OK && view["node"] != 1
+    })
+    .await;
+    assert!(moved, "the session was not adopted");
+    assert_eq!(
+        stack.run(2, "token-a", &id, "dir").await["state"],
+        "completed"
+    );
+    let (status, _) = stack
+        .delete(2, "token-a", &format!("/api/v1/sessions/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let seen = reading.await.unwrap();
     let ended = format!("event: ended\ndata: {{\"session_id\":\"{id}\"}}");
-    assert!(seen.as_ref().is_ok_and(|s| s.contains(&ended)), "{seen:?}");
+    assert!(
+        seen.as_ref()
+            .is_ok_and(|s| s.contains("event: command") && s.contains(&ended)),
+        "{seen:?}"
+    );
 }
 
 #[test]

@@ -73,6 +73,19 @@ async fn watch_orders(stack: &Stack) -> (async_nats::Client, async_nats::Subscri
     (nats, orders)
 }
 
+/// The tokens of the orders `orders` carried so far, until it is quiet for half a second.
+async fn order_tokens(orders: &mut async_nats::Subscriber) -> Vec<u64> {
+    let mut tokens = Vec::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(500), orders.next()).await
+    {
+        if let Ok((_, Body::Order(order))) = bus::decode(&message) {
+            tokens.push(broker::orders::claims(&order).unwrap().token);
+        }
+    }
+    tokens
+}
+
 /// The first order published on the device's subject, as the bus carries it.
 async fn next_order(orders: &mut async_nats::Subscriber) -> bytes::Bytes {
     loop {
@@ -222,17 +235,106 @@ async fn a_frozen_nodes_session_lives_on_elsewhere_and_the_woken_node_sends_noth
     assert_eq!(dir["cwd"], "/tmp", "{dir}");
 
     // Every order since the freeze came from the adopter, under its token.
-    let mut seen = 0;
-    while let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_millis(500), orders.next()).await
-    {
-        if let Ok((_, Body::Order(order))) = bus::decode(&message) {
-            let claims = broker::orders::claims(&order).unwrap();
-            assert_ne!(claims.token, old_token, "the woken node sent {claims:?}");
-            seen += 1;
-        }
+    let tokens = order_tokens(&mut orders).await;
+    assert!(
+        tokens.len() >= 2,
+        "the adopter's orders were seen: {tokens:?}"
+    );
+    assert!(
+        !tokens.contains(&old_token),
+        "the woken node sent orders: {tokens:?}"
+    );
+}
+
+/// The Raft leader broker `node` knows of, from its metrics (0: none).
+async fn leader_seen_by(stack: &Stack, node: u64) -> u64 {
+    let url = format!(
+        "http://127.0.0.1:{}/metrics",
+        stack.brokers[&node].metrics_port
+    );
+    let Ok(response) = reqwest::get(url).await else {
+        return 0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix("lr_raft_leader_id "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |value| value as u64)
+}
+
+/// A node that stops hearing from the Raft group while NATS and the leader stay reachable gives
+/// its session up: it stops proving it is alive, another node adopts the session, and exactly
+/// one node drives it from then on. Healed, the node stands down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_raft_group_but_not_from_nats_gives_its_session_up() {
+    let mut stack = Stack::start_fronted(3, "", "[sessions]\nlease_ttl_ms = 9000\n", &[3]).await;
+    // Node 3 must follow: a leader's replication dials out, which the cut does not touch.
+    let settled =
+        testkit::wait_until(WAIT, || async { leader_seen_by(&stack, 1).await != 0 }).await;
+    assert!(settled, "no leader");
+    if leader_seen_by(&stack, 1).await == 3 {
+        stack.kill(3);
+        let moved = testkit::wait_until(WAIT, || async {
+            !matches!(leader_seen_by(&stack, 1).await, 0 | 3)
+        })
+        .await;
+        assert!(moved, "no new leader");
+        stack.spawn_broker(3);
+        stack.wait_healthy(3).await;
     }
-    assert!(seen >= 2, "the adopter's orders were seen ({seen})");
+    stack.start_agent("demo", "web-07", "web-07", &[1]).await;
+    stack.wait_online("token-a", "web-07", Some(1)).await;
+    let (status, opened) = stack.open(3, "token-a", "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let id = opened["session_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        try_run(&stack, 1, &id, "cd /tmp").await.unwrap()["state"],
+        "completed"
+    );
+    let (_nats, mut orders) = watch_orders(&stack).await;
+
+    stack.raft_fronts[&3].cut().await;
+    let moved = testkit::wait_until(WAIT, || async {
+        let (status, view) = stack
+            .get(1, "token-a", &format!("/api/v1/sessions/{id}"))
+            .await;
+        status == StatusCode::OK && view["node"] != 3
+    })
+    .await;
+    assert!(
+        moved,
+        "the cut-off node's session was not adopted\n{}",
+        stack.log(3)
+    );
+    let view = describe(&stack, 1, &id).await;
+    let new_token = view["token"].as_u64().unwrap();
+    for _ in 0..3 {
+        let dir = try_run(&stack, 1, &id, "dir")
+            .await
+            .expect("the adopted session runs");
+        assert_eq!(dir["cwd"], "/tmp", "{dir}");
+    }
+    // Exactly one node drives the session: every order since the cut is the adopter's.
+    let tokens = order_tokens(&mut orders).await;
+    assert!(
+        tokens.len() >= 3,
+        "the adopter's orders were seen: {tokens:?}"
+    );
+    assert!(
+        tokens.iter().all(|t| *t == new_token),
+        "another node sent orders: {tokens:?}"
+    );
+
+    // Healed, node 3 hears of the adoption and stands down; its API reaches the adopter.
+    stack.raft_fronts[&3].restore().await;
+    let stood_down =
+        testkit::wait_until(WAIT, || async { stack.log(3).contains("standing down") }).await;
+    assert!(stood_down, "{}", stack.log(3));
+    let dir = testkit::wait_until(WAIT, || async {
+        try_run(&stack, 3, &id, "dir").await.is_some()
+    })
+    .await;
+    assert!(dir, "the session does not answer through the healed node");
 }
 
 /// The figure: time from kill -9 of a session's node to the next successful command in the same

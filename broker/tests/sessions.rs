@@ -218,7 +218,10 @@ async fn a_killed_nodes_session_moves_and_its_agent_moves_to_another_node() {
         "completed"
     );
 
-    // The agent's node dies: the agent reconnects to the other node and the session keeps working.
+    // Node 1 comes back (two of three keep the Raft majority), then the agent's node dies: the
+    // agent reconnects to the other node and the session, moved again if it lived there, works.
+    stack.spawn_broker(1);
+    stack.wait_healthy(1).await;
     stack.kill(agent_node);
     stack
         .wait_online_via(other, "token-a", "web-07", other)
@@ -227,10 +230,10 @@ async fn a_killed_nodes_session_moves_and_its_agent_moves_to_another_node() {
         let (status, view) = stack
             .get(other, "token-a", &format!("/api/v1/sessions/{id}"))
             .await;
-        status == StatusCode::OK && view["node"] == other
+        status == StatusCode::OK && view["node"] != agent_node
     })
     .await;
-    assert!(dir, "the session did not settle on the last node");
+    assert!(dir, "the session did not settle on a live node");
     let dir = stack.run(other, "token-a", &id, "dir").await;
     assert_eq!(dir["state"], "completed", "{dir}");
     assert_eq!(dir["cwd"], "/");
@@ -489,6 +492,20 @@ async fn large_outputs_are_kept_by_reference_and_the_command_list_stays_readable
     assert_eq!(one["output"].to_string().len(), size);
 }
 
+/// analyst-a's console client, given the three API nodes, node 1 first.
+fn console_of_three(stack: &Stack) -> lr_console::api::Client {
+    lr_console::api::Client::new(&lr_console::api::Endpoint {
+        base: stack.url(1).parse().unwrap(),
+        token: Some("token-a".to_string()),
+        ca_cert: Some(stack.ca_path()),
+    })
+    .unwrap()
+    .with_nodes(vec![
+        stack.url(2).parse().unwrap(),
+        stack.url(3).parse().unwrap(),
+    ])
+}
+
 /// The console's client, given three API nodes, keeps a session's work going when the first dies
 /// in the middle of a command's long-poll: it moves to the next node and stays there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,16 +517,7 @@ async fn the_console_moves_to_another_api_node_when_its_node_dies_mid_command() 
     let (status, session) = stack.open(2, "token-a", "web-07").await;
     assert_eq!(status, StatusCode::CREATED, "{session}");
     let id = session["session_id"].as_str().unwrap().to_string();
-    let console = lr_console::api::Client::new(&lr_console::api::Endpoint {
-        base: stack.url(1).parse().unwrap(),
-        token: Some("token-a".to_string()),
-        ca_cert: Some(stack.ca_path()),
-    })
-    .unwrap()
-    .with_nodes(vec![
-        stack.url(2).parse().unwrap(),
-        stack.url(3).parse().unwrap(),
-    ]);
+    let console = console_of_three(&stack);
 
     // A search that runs a few seconds at least, long-polled through node 1 when it dies.
     let line = "findfile *zz-no-such* -path / -max 10000 -xdev false";
@@ -528,4 +536,59 @@ async fn the_console_moves_to_another_api_node_when_its_node_dies_mid_command() 
     let next = console.submit(&id, "cd /tmp").await.unwrap();
     let done = console.command(&id, &next.command_id, WAIT).await.unwrap();
     assert_eq!(done.state, api_model::CommandState::Completed, "{done:?}");
+}
+
+/// `lr exec` and the REPL, given three API nodes, keep a session's work going when the first,
+/// which also holds the session, dies mid-command: the console moves on, another node adopts
+/// the session, and the running command's true end arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_keeps_working_when_its_first_node_and_the_sessions_dies_mid_command() {
+    let mut stack = Stack::start(3, "[sessions]\nlease_ttl_ms = 9000\n").await;
+    stack.start_agent("demo", "web-07", "web-07", &[3]).await;
+    stack.wait_online("token-a", "web-07", Some(3)).await;
+    let console = console_of_three(&stack);
+    let (status, session) = stack.open(1, "token-a", "web-07").await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let id = session["session_id"].as_str().unwrap().to_string();
+    let cd = console.submit(&id, "cd /tmp").await.unwrap();
+    assert_eq!(
+        console
+            .command(&id, &cd.command_id, WAIT)
+            .await
+            .unwrap()
+            .state,
+        api_model::CommandState::Completed
+    );
+
+    let line = "findfile *zz-no-such* -path / -max 10000 -xdev false";
+    let running = console.submit(&id, line).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stack.kill(1);
+    let mut ended = console
+        .command(&id, &running.command_id, WAIT)
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        if !matches!(
+            ended.state,
+            api_model::CommandState::Queued | api_model::CommandState::Running
+        ) {
+            break;
+        }
+        ended = console
+            .command(&id, &running.command_id, WAIT)
+            .await
+            .unwrap();
+    }
+    assert!(
+        matches!(
+            ended.state,
+            api_model::CommandState::Completed | api_model::CommandState::Failed
+        ),
+        "the running command reports its true end: {ended:?}"
+    );
+    let next = console.submit(&id, "dir").await.unwrap();
+    let done = console.command(&id, &next.command_id, WAIT).await.unwrap();
+    assert_eq!(done.state, api_model::CommandState::Completed, "{done:?}");
+    assert_eq!(done.cwd.as_deref(), Some("/tmp"), "{done:?}");
 }

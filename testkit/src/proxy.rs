@@ -97,7 +97,15 @@ impl TcpProxy {
     /// [`restore`](Self::restore), and a client socket must not take it meanwhile (nor connect to
     /// itself through it while retrying).
     pub fn start(upstream: SocketAddr) -> Self {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, crate::free_port()));
+        Self::start_at(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, crate::free_port())),
+            upstream,
+        )
+    }
+
+    /// The same, listening on `addr`: another loopback address with the upstream's port, say,
+    /// for a peer that must be reached on the port it listens on.
+    pub fn start_at(addr: SocketAddr, upstream: SocketAddr) -> Self {
         let listener =
             listen(addr).unwrap_or_else(|e| panic!("proxy cannot listen on {addr}: {e}"));
         let shared = Arc::new(Shared::default());

@@ -80,6 +80,8 @@ pub struct Stack {
     pub trusted_keys: Vec<String>,
     /// The tags agents started from now on carry.
     pub agent_tags: Vec<String>,
+    /// Proxies in front of some brokers' Raft listeners ([`Stack::start_fronted`]).
+    pub raft_fronts: BTreeMap<u64, testkit::TcpProxy>,
     agents: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -92,6 +94,14 @@ impl Stack {
 
     /// The same, with `api_toml` in every broker's `[api]` section.
     pub async fn start_with_api(n: u64, api_toml: &str, extra_toml: &str) -> Self {
+        Self::start_fronted(n, api_toml, extra_toml, &[]).await
+    }
+
+    /// The same, with the Raft listeners of the `fronted` brokers behind a [`testkit::TcpProxy`]
+    /// each (in [`Stack::raft_fronts`]): every member reaches them through it, so cutting it
+    /// leaves such a node hearing nothing from the Raft group while it still reaches the others
+    /// and NATS.
+    pub async fn start_fronted(n: u64, api_toml: &str, extra_toml: &str, fronted: &[u64]) -> Self {
         testkit::init_tracing();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let turn = STACKS
@@ -103,9 +113,30 @@ impl Stack {
         let certs = dir.path().join("certs");
         let nats = secure_nats(&certs, n);
         let raft_ports: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
+        // A fronted node's proxy listens on 127.0.0.2 with the node's own port (a member's
+        // entry must name the port it listens on), so its certificate names that address too.
+        let raft_fronts: BTreeMap<u64, testkit::TcpProxy> = fronted
+            .iter()
+            .map(|id| {
+                let identity = pki::BrokerIdentity::new(CLUSTER, *id).unwrap();
+                pki::ensure_ca(&certs, pki::CaRole::Cluster)
+                    .unwrap()
+                    .issue_broker(&certs, &identity, &["127.0.0.2".to_string()])
+                    .unwrap();
+                let port = raft_ports[id];
+                let front = testkit::TcpProxy::start_at(
+                    std::net::SocketAddr::from(([127, 0, 0, 2], port)),
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                );
+                (*id, front)
+            })
+            .collect();
         let members: Vec<String> = raft_ports
             .iter()
-            .map(|(id, port)| format!("{{ id = {id}, addr = \"127.0.0.1:{port}\" }}"))
+            .map(|(id, port)| match raft_fronts.get(id) {
+                Some(front) => format!("{{ id = {id}, addr = \"{}\" }}", front.addr()),
+                None => format!("{{ id = {id}, addr = \"127.0.0.1:{port}\" }}"),
+            })
             .collect();
         let tokens: Vec<String> = ANALYSTS
             .iter()
@@ -193,6 +224,7 @@ heartbeat_interval_ms = 300
             http,
             trusted_keys: vec![public.trim().to_string()],
             agent_tags: Vec::new(),
+            raft_fronts,
             agents: Vec::new(),
         };
         for id in 1..=n {
