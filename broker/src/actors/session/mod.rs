@@ -10,9 +10,9 @@
 //!
 //! A session outlives its node: when the node dies or is cut off, another adopts it
 //! ([`takeover`]) under a new token and rebuilds it from the audit log. While this node cannot
-//! prove it is alive ([`Liveness`]) the actor answers nothing and acts on nothing, keeping the
-//! device's events for later; once its replica shows the lease under another token, it stops
-//! without a word: no release, no end, nothing sent.
+//! prove it is alive ([`Liveness`]) the actor answers nothing and acts on nothing, keeping what
+//! arrives for later; once its replica shows the lease under another token, it stops without a
+//! word: no release, no end, nothing sent.
 //!
 //! ```text
 //! sessions supervisor ──► SessionActor ──(events)──► SessionCore ──(effects)──► SessionActor
@@ -41,6 +41,7 @@ use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 pub use core::{AgentResult, BrokerAction, Effect, Event, Refusal, SessionCore, Timing};
 pub use open::{OpenRequest, Opened, SessionContext, end_orphan, find_opened, open};
@@ -60,9 +61,12 @@ use crate::wire;
 
 pub struct SessionActor;
 
-/// Events kept while this node cannot prove it is alive; more are dropped (a command whose
+/// Messages kept while this node cannot prove it is alive; more are dropped (a command whose
 /// result is lost this way times out).
 const MAX_DEFERRED: usize = 1024;
+/// A control request kept longer than this is dropped: its requester gave up (after 10 s) and
+/// asks again.
+const STALE_CONTROL: Duration = Duration::from_secs(8);
 
 pub enum SessionMsg {
     Control(async_nats::Message),
@@ -114,9 +118,9 @@ pub struct SessionState {
     end_recorded: bool,
     /// Another node adopted the session: this actor stops without a word.
     moved: bool,
-    /// The device's events and the log's answers that arrived while this node could not prove
-    /// it is alive, carried out once it can.
-    deferred: VecDeque<SessionMsg>,
+    /// What arrived while this node could not prove it is alive (control requests, the
+    /// device's events, the log's answers), and when: carried out once it can.
+    deferred: VecDeque<(Instant, SessionMsg)>,
     /// What resuming an adopted session leaves to do once the actor runs.
     resumed: Vec<Effect>,
 }
@@ -254,27 +258,30 @@ impl Actor for SessionActor {
         msg: SessionMsg,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
-        if matches!(msg, SessionMsg::Tick) && !state.still_held(&myself).await {
-            return Ok(());
-        }
         if !state.args.liveness.is_current() {
             match msg {
                 SessionMsg::Renewed(_) => {}
-                // The requester asks again; another node may answer by then.
-                SessionMsg::Control(_) | SessionMsg::Tick => return Ok(()),
-                SessionMsg::Event(_)
-                | SessionMsg::OutputStored { .. }
-                | SessionMsg::Sent { .. } => {
+                SessionMsg::Tick => return Ok(()),
+                _ => {
                     if state.deferred.len() < MAX_DEFERRED {
-                        state.deferred.push_back(msg);
+                        state.deferred.push_back((Instant::now(), msg));
                     }
                     return Ok(());
                 }
             }
         }
+        // Once this node proves it is alive again its replica shows any adoption: nothing kept
+        // meanwhile is answered or acted on by an actor whose session moved.
+        if !state.still_held(&myself).await {
+            return Ok(());
+        }
         // Boxed: a message's handling is a deep future (a putfile reaches the library and the
         // store), too big for a worker's stack when moved inline twice.
-        while let Some(deferred) = state.deferred.pop_front() {
+        while let Some((at, deferred)) = state.deferred.pop_front() {
+            // A control request its requester stopped waiting for is asked again elsewhere.
+            if matches!(deferred, SessionMsg::Control(_)) && at.elapsed() > STALE_CONTROL {
+                continue;
+            }
             Box::pin(state.handle_one(&myself, deferred)).await;
         }
         Box::pin(state.handle_one(&myself, msg)).await;

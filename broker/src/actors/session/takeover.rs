@@ -32,8 +32,8 @@ use crate::transfer::TransferContext;
 /// How often a node looks for sessions to adopt.
 const SCAN_EVERY: Duration = Duration::from_millis(250);
 /// How long, on this node's own clock, a holder must look gone before its sessions are adopted:
-/// after a leader election every node's next proof lands within this.
-const SUSPECT_FOR: Duration = Duration::from_secs(1);
+/// after a leader election, the proofs live nodes kept retrying land within this.
+const SUSPECT_FOR: Duration = Duration::from_millis(500);
 /// How long a session waits for the node asked first before any node adopts it.
 const ANY_NODE_AFTER: Duration = Duration::from_secs(3);
 /// The longest a dead node's session waits before the node asked first adopts it. A lease, renewed
