@@ -33,6 +33,9 @@ pub enum ErrorCode {
     Gone,
     /// The cluster cannot answer now (no leader, a node unreachable); retry.
     Unavailable,
+    /// The session's node stopped answering and another node is taking the session over; retry
+    /// in a few seconds, through any node.
+    SessionMoving,
     /// A fault in the broker; the message says what, the broker's log says more.
     Internal,
     /// A code from a newer broker than this client knows.
@@ -42,7 +45,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a broker sends, for tests and documents that must name them all.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::InvalidRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -55,6 +58,7 @@ impl ErrorCode {
         ErrorCode::RangeNotSatisfiable,
         ErrorCode::Gone,
         ErrorCode::Unavailable,
+        ErrorCode::SessionMoving,
         ErrorCode::Internal,
     ];
 
@@ -72,6 +76,7 @@ impl ErrorCode {
             ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
             ErrorCode::Gone => "gone",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::SessionMoving => "session_moving",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -91,7 +96,7 @@ impl ErrorCode {
             ErrorCode::Gone => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RangeNotSatisfiable => 416,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::SessionMoving => 503,
             ErrorCode::Internal | ErrorCode::Unknown => 500,
         }
     }

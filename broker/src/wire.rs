@@ -74,6 +74,7 @@ pub fn error_code(code: bus::ErrorCode) -> Option<ErrorCode> {
         bus::ErrorCode::RangeNotSatisfiable => ErrorCode::RangeNotSatisfiable,
         bus::ErrorCode::Gone => ErrorCode::Gone,
         bus::ErrorCode::Unavailable => ErrorCode::Unavailable,
+        bus::ErrorCode::SessionMoving => ErrorCode::SessionMoving,
         bus::ErrorCode::Internal => ErrorCode::Internal,
     })
 }
@@ -95,6 +96,7 @@ pub fn to_bus_code(code: ErrorCode) -> bus::ErrorCode {
         ErrorCode::RangeNotSatisfiable => bus::ErrorCode::RangeNotSatisfiable,
         ErrorCode::Gone => bus::ErrorCode::Gone,
         ErrorCode::Unavailable => bus::ErrorCode::Unavailable,
+        ErrorCode::SessionMoving => bus::ErrorCode::SessionMoving,
         ErrorCode::Internal | ErrorCode::Unknown => bus::ErrorCode::Internal,
     }
 }
@@ -156,7 +158,7 @@ pub fn statuses(code: ErrorCode) -> (StatusCode, tonic::Code) {
         ErrorCode::SessionRefused | ErrorCode::PayloadTooLarge => tonic::Code::ResourceExhausted,
         ErrorCode::DeviceOffline | ErrorCode::NotReady => tonic::Code::FailedPrecondition,
         ErrorCode::RangeNotSatisfiable => tonic::Code::OutOfRange,
-        ErrorCode::Unavailable => tonic::Code::Unavailable,
+        ErrorCode::Unavailable | ErrorCode::SessionMoving => tonic::Code::Unavailable,
         ErrorCode::Internal => tonic::Code::Internal,
         ErrorCode::Unknown => tonic::Code::Unknown,
     };
@@ -210,12 +212,12 @@ mod tests {
             assert_eq!(error_code(to_bus_code(code)), Some(code), "{code}");
             assert!(!accepted(&refusal(code, "no")), "{code}");
         }
-        for n in 1..=13 {
+        for n in 1..=14 {
             let bus = bus::ErrorCode::try_from(n).unwrap();
             assert_eq!(error_code(bus).map(to_bus_code), Some(bus), "{bus:?}");
         }
         assert!(
-            bus::ErrorCode::try_from(14).is_err(),
+            bus::ErrorCode::try_from(15).is_err(),
             "a code not mapped here"
         );
         // Unspecified is an accepted ack, and nothing maps to it.
@@ -265,7 +267,7 @@ mod tests {
         assert_eq!(
             http,
             [
-                400, 401, 403, 404, 409, 409, 409, 409, 413, 416, 410, 503, 500
+                400, 401, 403, 404, 409, 409, 409, 409, 413, 416, 410, 503, 503, 500
             ]
         );
         let grpc: Vec<tonic::Code> = ErrorCode::ALL.iter().map(|&c| statuses(c).1).collect();
@@ -283,6 +285,7 @@ mod tests {
                 tonic::Code::ResourceExhausted,
                 tonic::Code::OutOfRange,
                 tonic::Code::NotFound,
+                tonic::Code::Unavailable,
                 tonic::Code::Unavailable,
                 tonic::Code::Internal,
             ]

@@ -114,7 +114,10 @@ impl ApiError {
         match self {
             ApiError::Unreachable { .. } | ApiError::NoNode { .. } => true,
             ApiError::Api { detail, status } => {
-                detail.code == ErrorCode::Unavailable || matches!(status, 502..=504)
+                matches!(
+                    detail.code,
+                    ErrorCode::Unavailable | ErrorCode::SessionMoving
+                ) || matches!(status, 502..=504)
             }
             _ => false,
         }
@@ -879,12 +882,16 @@ impl Client {
         // Each node's last failure in this request.
         let failures: Mutex<Vec<Option<NodeFailure>>> =
             Mutex::new((0..nodes.count()).map(|_| None).collect());
+        // The session's node stopped and another is adopting it: the API node is fine.
+        let moving = std::sync::atomic::AtomicBool::new(false);
         let once = || async {
             let node = nodes.current();
             match attempt(node).await {
                 Ok(value) => Ok((node, value)),
                 Err(err) => {
-                    if err.worth_another(replay) {
+                    if err.code() == Some(ErrorCode::SessionMoving) {
+                        moving.store(true, std::sync::atomic::Ordering::Relaxed);
+                    } else if err.worth_another(replay) {
                         nodes.failed(node);
                     }
                     lock(&failures)[node] = Some(NodeFailure::of(&err));
@@ -899,6 +906,9 @@ impl Client {
         let failures = std::mem::take(&mut *lock(&failures));
         match outcome {
             Ok((node, value)) => {
+                if moving.load(std::sync::atomic::Ordering::Relaxed) {
+                    crate::say!("lr: the session moved to another broker node; continuing");
+                }
                 if let Some(before) = nodes.answered(node) {
                     let why = match &failures[before] {
                         Some(NodeFailure { answered: true, .. }) => "unavailable",

@@ -53,9 +53,10 @@ impl Exit {
             | ErrorCode::AlreadyExists
             | ErrorCode::NotReady
             | ErrorCode::Gone => Exit::Refused,
-            ErrorCode::RangeNotSatisfiable | ErrorCode::Unavailable | ErrorCode::Internal => {
-                Exit::Unavailable
-            }
+            ErrorCode::RangeNotSatisfiable
+            | ErrorCode::Unavailable
+            | ErrorCode::SessionMoving
+            | ErrorCode::Internal => Exit::Unavailable,
             ErrorCode::Unknown => Exit::for_status(status),
         }
     }
@@ -178,6 +179,9 @@ fn hint_for_code(code: ErrorCode) -> Option<&'static str> {
         }
         ErrorCode::Unavailable => {
             "the broker cluster cannot decide right now (no quorum or restarting); retry shortly"
+        }
+        ErrorCode::SessionMoving => {
+            "the session's broker stopped; another takes the session over within seconds: run the command again (same session)"
         }
         _ => return None,
     })

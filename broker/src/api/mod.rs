@@ -149,12 +149,13 @@ impl ApiState {
                 // A live lease without an actor answering: its node died or is cut off, and
                 // another node is taking the session over.
                 match self.leases.get(&caller.tenant, session).await {
-                    Ok(Some(lease)) if lease.user == caller.user => {
-                        Err(ApiError::unavailable(format!(
+                    Ok(Some(lease)) if lease.user == caller.user => Err(ApiError::new(
+                        api_model::ErrorCode::SessionMoving,
+                        format!(
                             "session {session}'s node {} is not answering ({error}); another node takes the session over within seconds; retry",
                             lease.node
-                        )))
-                    }
+                        ),
+                    )),
                     Ok(_) => Err(missing()),
                     Err(e) => Err(ApiError::unavailable(format!(
                         "the session's node did not answer ({error}) and the lease authority cannot say where it is ({e}); retry"

@@ -169,7 +169,7 @@ pub async fn end(
         Ok(_) => Ok(StatusCode::NO_CONTENT),
         // The session's node is not answering: its lease is released directly (an adoption
         // meanwhile makes that fail, and the retry reaches the adopter).
-        Err(e) if e.code == ErrorCode::Unavailable => {
+        Err(e) if e.code == ErrorCode::SessionMoving => {
             match session::end_orphan(&state.leases, &caller.tenant, &caller.user, &id).await {
                 Ok(true) => Ok(StatusCode::NO_CONTENT),
                 _ => Err(e),

@@ -107,6 +107,51 @@ async fn the_repl_moves_on_once_and_keeps_its_prompt() {
     assert_eq!(broker.open_sessions(), 0, "the session is closed");
 }
 
+/// While another node adopts the session, the API node answers `session_moving`: the REPL waits
+/// on the same node, says once that the session moved, and keeps its prompt.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_repl_says_once_that_the_session_moved_and_stays_on_its_node() {
+    use tokio::io::AsyncWriteExt;
+
+    let broker = FakeBroker::http().await;
+    let first = broker.node();
+    let third = broker.node();
+    let mut lr = three_nodes(&broker, &first, &third);
+    lr.stdin("");
+    let mut child = lr.spawn(&["connect", "web-07"]);
+    let mut stdin = child.stdin.take().unwrap();
+    broker.set_moving(3);
+    stdin
+        .write_all(
+            b"dir
+cd /tmp
+exit
+",
+        )
+        .await
+        .unwrap();
+    drop(stdin);
+    let run = crate::Run::from(
+        tokio::time::timeout(crate::RUN_LIMIT, child.wait_with_output())
+            .await
+            .expect("lr did not finish in time")
+            .unwrap(),
+    );
+    run.assert_code(0);
+    assert_eq!(broker.command_lines(), ["dir", "cd -path /tmp"], "{run:?}");
+    assert_eq!(
+        run.stderr
+            .matches("lr: the session moved to another broker node; continuing")
+            .count(),
+        1,
+        "{run:?}"
+    );
+    assert!(
+        !run.stderr.contains("continuing through"),
+        "the API node stays: {run:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_resumes_from_the_next_node() {
     let broker = FakeBroker::http().await;

@@ -74,6 +74,8 @@ struct Inner {
     library: std::collections::BTreeMap<String, Value>,
     /// Whether `/readyz` answers ready.
     ready: bool,
+    /// Reads of a command still to be answered `session_moving` (503).
+    moving: usize,
 }
 
 impl Default for Inner {
@@ -94,6 +96,7 @@ impl Default for Inner {
             ranges: Vec::new(),
             library: std::collections::BTreeMap::new(),
             ready: true,
+            moving: 0,
         }
     }
 }
@@ -347,6 +350,12 @@ impl FakeBroker {
     /// Makes `/readyz` answer not ready (503, no leader) or ready again.
     pub fn set_ready(&self, ready: bool) {
         self.shared.inner.lock().unwrap().ready = ready;
+    }
+
+    /// Answers the next `reads` reads of a command `session_moving`, as while another node
+    /// adopts the session.
+    pub fn set_moving(&self, reads: usize) {
+        self.shared.inner.lock().unwrap().moving = reads;
     }
 
     pub fn set_page_size(&self, size: usize) {
@@ -920,6 +929,19 @@ async fn command(
 ) -> Response {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.unwrap_or(0).min(30_000));
+    {
+        let mut inner = st.inner.lock().unwrap();
+        if inner.moving > 0 {
+            inner.moving -= 1;
+            let message = "session s-1's node 1 is not answering; another node takes the session over within seconds; retry";
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_moving",
+                message,
+                json!({}),
+            );
+        }
+    }
     loop {
         let notified = st.changed.notified();
         {
