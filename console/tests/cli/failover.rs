@@ -48,12 +48,7 @@ async fn exec_completes_when_the_first_node_dies_mid_command() {
     until(|| broker.saw_prefix("GET /api/v1/sessions/s-1/commands/")).await;
     first.kill();
     broker.finish_running();
-    let run = crate::Run::from(
-        tokio::time::timeout(crate::RUN_LIMIT, child.wait_with_output())
-            .await
-            .expect("lr did not finish in time")
-            .unwrap(),
-    );
+    let run = crate::Run::of(child).await;
     run.assert_code(0);
     assert_eq!(run.json()["state"], "completed", "{run:?}");
     assert_eq!(
@@ -85,12 +80,7 @@ async fn the_repl_moves_on_once_and_keeps_its_prompt() {
         .await
         .unwrap();
     drop(stdin);
-    let run = crate::Run::from(
-        tokio::time::timeout(crate::RUN_LIMIT, child.wait_with_output())
-            .await
-            .expect("lr did not finish in time")
-            .unwrap(),
-    );
+    let run = crate::Run::of(child).await;
     run.assert_code(0);
     assert_eq!(
         broker.command_lines(),
@@ -131,12 +121,7 @@ exit
         .await
         .unwrap();
     drop(stdin);
-    let run = crate::Run::from(
-        tokio::time::timeout(crate::RUN_LIMIT, child.wait_with_output())
-            .await
-            .expect("lr did not finish in time")
-            .unwrap(),
-    );
+    let run = crate::Run::of(child).await;
     run.assert_code(0);
     assert_eq!(broker.command_lines(), ["dir", "cd -path /tmp"], "{run:?}");
     assert_eq!(
@@ -164,12 +149,7 @@ async fn a_download_resumes_from_the_next_node() {
     let child = lr.spawn(&["exec", "web-07", "--", "getfile", "/data/flaky.bin"]);
     until(|| !broker.content_ranges().is_empty()).await;
     first.kill();
-    let run = crate::Run::from(
-        tokio::time::timeout(crate::RUN_LIMIT, child.wait_with_output())
-            .await
-            .expect("lr did not finish in time")
-            .unwrap(),
-    );
+    let run = crate::Run::of(child).await;
     run.assert_code(0);
     let content = file_content("/data/flaky.bin").unwrap();
     assert_eq!(std::fs::read(dir.join("flaky.bin")).unwrap(), content);

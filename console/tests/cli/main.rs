@@ -125,6 +125,16 @@ impl From<Output> for Run {
 }
 
 impl Run {
+    /// What a spawned `lr` did, once it ends (within [`RUN_LIMIT`]).
+    pub async fn of(child: tokio::process::Child) -> Run {
+        Run::from(
+            tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
+                .await
+                .expect("lr did not finish in time")
+                .unwrap(),
+        )
+    }
+
     /// Stdout parsed as exactly one JSON document.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
