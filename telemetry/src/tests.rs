@@ -24,7 +24,10 @@ fn endpoints_are_plain_http_with_a_port() {
         ("http://::1:4317", "no usable host"),
         ("http://collector:0", "bad port"),
         ("http://collector:70000", "bad port"),
-        ("http://collector:4317/v1/traces", "only the collector's scheme, host and port"),
+        (
+            "http://collector:4317/v1/traces",
+            "only the collector's scheme, host and port",
+        ),
     ] {
         let error = check_endpoint(bad).unwrap_err();
         assert!(error.contains(says), "{bad}: {error}");

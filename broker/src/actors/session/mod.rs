@@ -34,6 +34,7 @@ use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 pub use core::{AgentResult, BrokerAction, Effect, Event, Refusal, SessionCore, Timing};
 pub use open::{OpenRequest, Opened, SessionContext, end_orphan, find_opened, open};
@@ -181,8 +182,14 @@ impl Actor for SessionActor {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionMsg::Control(message) => state.on_control(&myself, message).await,
-            SessionMsg::Event(message) => state.on_event(&myself, message).await,
+            SessionMsg::Control(message) => {
+                let span = crate::trace::session_control(&message);
+                state.on_control(&myself, message).instrument(span).await
+            }
+            SessionMsg::Event(message) => {
+                let span = crate::trace::session_event(&message);
+                state.on_event(&myself, message).instrument(span).await
+            }
             SessionMsg::Tick => {
                 let _ = state.apply(&myself, Event::Tick).await;
             }

@@ -9,6 +9,7 @@ use agent_proto::bus::envelope::Body;
 use ractor::ActorRef;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::SessionMsg;
 use crate::bus::{self, Bus, BusError};
@@ -36,6 +37,8 @@ struct Outgoing {
     /// The session's command id.
     id: String,
     order: Body,
+    /// The span that queued it: the order's trace goes on from there.
+    span: tracing::Span,
 }
 
 /// The sending end; the task stops when it is dropped or the session stops.
@@ -53,8 +56,16 @@ impl Outbox {
     ) -> (Self, JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Outgoing>(CAPACITY);
         let task = tokio::spawn(async move {
-            while let Some(Outgoing { kind, id, order }) = rx.recv().await {
-                let outcome = deliver(&bus, &tenant, &device, order).await;
+            while let Some(Outgoing {
+                kind,
+                id,
+                order,
+                span,
+            }) = rx.recv().await
+            {
+                let outcome = deliver(&bus, &tenant, &device, order)
+                    .instrument(span)
+                    .await;
                 match (kind, outcome) {
                     (Kind::Command, outcome) => {
                         if session.cast(SessionMsg::Sent { id, outcome }).is_err() {
@@ -77,7 +88,12 @@ impl Outbox {
     /// Queues `order` without waiting; refused when [`CAPACITY`] orders already wait.
     pub fn send(&self, kind: Kind, id: String, order: Body) -> Result<(), String> {
         self.tx
-            .try_send(Outgoing { kind, id, order })
+            .try_send(Outgoing {
+                kind,
+                id,
+                order,
+                span: tracing::Span::current(),
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => format!(
                     "{CAPACITY} orders of this session already wait for the device's node; retry shortly"
