@@ -80,6 +80,8 @@ pub struct Stack {
     pub trusted_keys: Vec<String>,
     /// The tags agents started from now on carry.
     pub agent_tags: Vec<String>,
+    /// Environment every broker process is started with.
+    pub broker_env: Vec<(String, String)>,
     agents: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -92,6 +94,16 @@ impl Stack {
 
     /// The same, with `api_toml` in every broker's `[api]` section.
     pub async fn start_with_api(n: u64, api_toml: &str, extra_toml: &str) -> Self {
+        Self::start_with(n, api_toml, extra_toml, &[]).await
+    }
+
+    /// The same, with `env` in every broker process's environment (now and at restarts).
+    pub async fn start_with(
+        n: u64,
+        api_toml: &str,
+        extra_toml: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         testkit::init_tracing();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let turn = STACKS
@@ -193,6 +205,10 @@ heartbeat_interval_ms = 300
             http,
             trusted_keys: vec![public.trim().to_string()],
             agent_tags: Vec::new(),
+            broker_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             agents: Vec::new(),
         };
         for id in 1..=n {
@@ -216,6 +232,7 @@ heartbeat_interval_ms = 300
             .args(["run", "--config"])
             .arg(&broker.config)
             .env("LR_LOG", "info,openraft=warn")
+            .envs(self.broker_env.iter().map(|(k, v)| (k, v)))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
