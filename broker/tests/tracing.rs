@@ -1,12 +1,13 @@
 //! One trace follows a command across every process it passes: the API node's request, the
 //! session's node, the device's node and the agent, each exporting its spans over OTLP/gRPC to a
-//! collector in this test process. Brokers are real processes configured with
+//! collector in this test process; and a session's opening reaches the Raft leader in the trace
+//! of its request (gRPC metadata on the forwarded call). Brokers are real processes configured with
 //! `[tracing] otlp_endpoint`; the agent runs in this process, exporting through the layer its
 //! binary installs from the same setting.
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,8 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 const TOKEN: &str = "token-a";
 const DEVICE: &str = "web-07";
-const REQUEST_ID: &str = "trace-test-run-1";
+const RUN_ID: &str = "trace-test-run-1";
+const OPEN_ID: &str = "trace-test-open-1";
 /// Spans leave each process within this long of ending, so the test does not wait 5 s a batch.
 const BATCH_DELAY_MS: &str = "100";
 
@@ -48,12 +50,12 @@ fn exporter(span: &ReceivedSpan) -> Exporter {
     }
 }
 
-/// The spans of the trace whose root is the API request with our request id, once each of them
+/// The spans of the trace whose root is the API request with `request_id`, once each of them
 /// reaches that root through parents the collector has received.
-fn command_trace(spans: &[ReceivedSpan]) -> Option<Vec<ReceivedSpan>> {
+fn trace_of(spans: &[ReceivedSpan], request_id: &str) -> Option<Vec<ReceivedSpan>> {
     let request = spans.iter().find(|s| {
         s.name == "request"
-            && s.attributes.get("request_id").map(String::as_str) == Some(REQUEST_ID)
+            && s.attributes.get("request_id").map(String::as_str) == Some(request_id)
     })?;
     let trace: Vec<ReceivedSpan> = spans
         .iter()
@@ -76,6 +78,65 @@ fn command_trace(spans: &[ReceivedSpan]) -> Option<Vec<ReceivedSpan>> {
         false
     });
     joined.then_some(trace)
+}
+
+/// Waits until the trace of `request_id` holds a span named so by each of `wanted`; answers it.
+async fn wait_for_trace(
+    collector: &Collector,
+    agent: &telemetry::Telemetry,
+    request_id: &str,
+    wanted: &[(Exporter, &str)],
+) -> Vec<ReceivedSpan> {
+    let mut trace = Vec::new();
+    let complete = testkit::wait_until(WAIT, || {
+        agent.flush();
+        trace = trace_of(&collector.spans(), request_id).unwrap_or_default();
+        let done = wanted
+            .iter()
+            .all(|(who, name)| trace.iter().any(|s| exporter(s) == *who && s.name == *name));
+        async move { done }
+    })
+    .await;
+    let summary: Vec<String> = trace
+        .iter()
+        .map(|s| {
+            format!(
+                "{:?} {} {}<-{}",
+                exporter(s),
+                s.name,
+                s.span_id,
+                s.parent_span_id
+            )
+        })
+        .collect();
+    assert!(
+        complete,
+        "the trace of {request_id} lacks some of {wanted:?}; it holds:\n{}\nall spans received: {}",
+        summary.join("\n"),
+        collector.spans().len()
+    );
+    trace
+}
+
+/// POSTs `body` to broker `node` with our request id; answers the status and the body.
+async fn post(
+    stack: &Stack,
+    node: u64,
+    path: &str,
+    request_id: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = stack
+        .http
+        .post(format!("{}{path}", stack.url(node)))
+        .bearer_auth(TOKEN)
+        .header("x-request-id", request_id)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,32 +166,47 @@ async fn one_trace_joins_the_api_node_the_session_node_the_device_node_and_the_a
         &[("OTEL_BSP_SCHEDULE_DELAY", BATCH_DELAY_MS)],
     )
     .await;
-    // The device's stream on node 3, its session on node 2, the analyst's API calls on node 1.
-    stack.start_agent(TENANT, DEVICE, DEVICE, &[3]).await;
-    stack.wait_online(TOKEN, DEVICE, Some(3)).await;
-    let (status, session) = stack.open(2, TOKEN, DEVICE).await;
+    // The session on a node that does not lead Raft, so opening it forwards to the leader; the
+    // device's stream and the analyst's API calls on the two others.
+    let (_, ready) = stack.get_text(1, "/readyz").await;
+    let leader = serde_json::from_str::<Value>(&ready).unwrap()["leader"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no leader in {ready}"));
+    let session_node = if leader == 1 { 2 } else { 1 };
+    let (api_node, device_node) = match (1..=3).filter(|n| *n != session_node).collect::<Vec<_>>()[..]
+    {
+        [a, b] => (a, b),
+        _ => unreachable!("three brokers"),
+    };
+    stack
+        .start_agent(TENANT, DEVICE, DEVICE, &[device_node])
+        .await;
+    stack.wait_online(TOKEN, DEVICE, Some(device_node)).await;
+    let (status, session) = post(
+        &stack,
+        session_node,
+        "/api/v1/sessions",
+        OPEN_ID,
+        json!({ "device": DEVICE }),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{session}");
     let session = session["session_id"].as_str().unwrap().to_string();
 
-    let response = stack
-        .http
-        .post(format!(
-            "{}/api/v1/sessions/{session}/commands",
-            stack.url(1)
-        ))
-        .bearer_auth(TOKEN)
-        .header("x-request-id", REQUEST_ID)
-        .json(&json!({ "command_line": "cd /" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let submitted: Value = response.json().await.unwrap();
+    let (status, submitted) = post(
+        &stack,
+        api_node,
+        &format!("/api/v1/sessions/{session}/commands"),
+        RUN_ID,
+        json!({ "command_line": "cd /" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
     let command = submitted["command_id"].as_str().unwrap().to_string();
     let finished = testkit::wait_until(WAIT, || async {
         let (_, view) = stack
             .get(
-                1,
+                api_node,
                 TOKEN,
                 &format!("/api/v1/sessions/{session}/commands/{command}?wait_ms=2000"),
             )
@@ -140,80 +216,57 @@ async fn one_trace_joins_the_api_node_the_session_node_the_device_node_and_the_a
     .await;
     assert!(finished, "the command did not complete");
 
-    // Every process of the command's path, in one trace rooted at the API request.
-    let wanted: BTreeSet<Exporter> = [
-        Exporter::Broker(1),
-        Exporter::Broker(2),
-        Exporter::Broker(3),
-        Exporter::Agent(DEVICE.into()),
-    ]
-    .into();
-    let mut trace = Vec::new();
-    let complete = testkit::wait_until(WAIT, || {
-        agent_telemetry.flush();
-        trace = command_trace(&collector.spans()).unwrap_or_default();
-        let seen: BTreeSet<Exporter> = trace.iter().map(exporter).collect();
-        let done = wanted.is_subset(&seen);
-        async move { done }
-    })
+    // Every process of the command's path, in one trace rooted at the API request, there and back.
+    let agent = Exporter::Agent(DEVICE.into());
+    let trace = wait_for_trace(
+        &collector,
+        &agent_telemetry,
+        RUN_ID,
+        &[
+            (Exporter::Broker(api_node), "request"),
+            (Exporter::Broker(session_node), "session control"),
+            (Exporter::Broker(device_node), "device order"),
+            (agent.clone(), "agent command"),
+            (Exporter::Broker(device_node), "device result"),
+            (Exporter::Broker(session_node), "session event"),
+        ],
+    )
     .await;
-    let summary: Vec<String> = trace
-        .iter()
-        .map(|s| {
-            format!(
-                "{:?} {} {}<-{}",
-                exporter(s),
-                s.name,
-                s.span_id,
-                s.parent_span_id
-            )
-        })
-        .collect();
-    assert!(
-        complete,
-        "the command's trace does not join the four processes; it holds:\n{}\nall spans received: {}",
-        summary.join("\n"),
-        collector.spans().len()
-    );
-
-    let named =
-        |who: Exporter, name: &str| trace.iter().any(|s| exporter(s) == who && s.name == name);
-    assert!(named(Exporter::Broker(1), "request"), "{summary:#?}");
-    assert!(
-        named(Exporter::Broker(2), "session control"),
-        "{summary:#?}"
-    );
-    assert!(named(Exporter::Broker(3), "device order"), "{summary:#?}");
-    assert!(
-        named(Exporter::Agent(DEVICE.into()), "agent command"),
-        "{summary:#?}"
-    );
-    // The result's way back continues the same trace.
-    assert!(named(Exporter::Broker(3), "device result"), "{summary:#?}");
-    assert!(named(Exporter::Broker(2), "session event"), "{summary:#?}");
     let request = trace.iter().find(|s| s.name == "request").unwrap();
     assert_eq!(
         request.attributes["route"],
         "/api/v1/sessions/{id}/commands"
     );
     assert!(request.parent_span_id.is_empty(), "{request:?}");
-    let agent = trace.iter().find(|s| s.name == "agent command").unwrap();
-    assert_eq!(agent.attributes["command"], "cd");
-    assert_eq!(agent.resource["lr.tenant"], TENANT);
+    let command_span = trace.iter().find(|s| exporter(s) == agent).unwrap();
+    assert_eq!(command_span.attributes["command"], "cd");
+    assert_eq!(command_span.resource["lr.tenant"], TENANT);
+    let session_span = trace
+        .iter()
+        .find(|s| exporter(s) == Exporter::Broker(session_node))
+        .unwrap();
     assert_eq!(
-        trace
-            .iter()
-            .find(|s| exporter(s) == Exporter::Broker(2))
-            .unwrap()
-            .resource["service.instance.id"],
-        "local/2"
+        session_span.resource["service.instance.id"],
+        format!("local/{session_node}")
     );
+
+    // The session's opening: its lease was granted by the leader, called with the trace.
+    wait_for_trace(
+        &collector,
+        &agent_telemetry,
+        OPEN_ID,
+        &[
+            (Exporter::Broker(session_node), "request"),
+            (Exporter::Broker(leader), "lease forward"),
+        ],
+    )
+    .await;
 
     // A collector that goes away slows no command, and a node says so once, not per batch.
     drop(collector);
     for _ in 0..3 {
         let started = Instant::now();
-        let done = stack.run(1, TOKEN, &session, "cd /").await;
+        let done = stack.run(api_node, TOKEN, &session, "cd /").await;
         assert_eq!(done["state"], "completed", "{done}");
         assert!(
             started.elapsed() < Duration::from_secs(10),
@@ -223,12 +276,15 @@ async fn one_trace_joins_the_api_node_the_session_node_the_device_node_and_the_a
     }
     let unreported = |id: u64| stack.log(id).matches("cannot export spans").count();
     let said = testkit::wait_until(WAIT, || {
-        let n = unreported(1);
+        let n = unreported(api_node);
         async move { n >= 1 }
     })
     .await;
-    assert!(said, "broker 1 did not say its spans cannot be exported");
-    assert_eq!(unreported(1), 1, "{}", stack.log(1));
+    assert!(
+        said,
+        "broker {api_node} did not say its spans cannot be exported"
+    );
+    assert_eq!(unreported(api_node), 1, "{}", stack.log(api_node));
 
     // A collector address that is not one stops a broker at start, naming the key.
     let output = Command::new(env!("CARGO_BIN_EXE_lr-broker"))

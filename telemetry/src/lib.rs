@@ -30,7 +30,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 pub use endpoint::check_endpoint;
 pub use opentelemetry::KeyValue;
-pub use propagate::{Extractor, Injector, context_map, follow, inject};
+pub use propagate::{Extractor, Injector, Metadata, ReceivedMetadata, context_map, follow, inject};
 
 /// Crates whose spans are exported. An allowlist: the gRPC, HTTP and NATS libraries' own spans
 /// would include the exporter's calls, which would then export themselves without end.

@@ -1,5 +1,5 @@
-//! W3C trace context (`traceparent`, `tracestate`) between a span and a carrier: message headers
-//! or a message's string map.
+//! W3C trace context (`traceparent`, `tracestate`) between a span and a carrier: message headers,
+//! a message's string map, or a unary gRPC call's metadata ([`Metadata`]).
 
 use std::collections::HashMap;
 
@@ -31,5 +31,39 @@ pub fn follow(span: &Span, carrier: &dyn Extractor) {
     if parent.span().span_context().is_valid() {
         // Fails only when spans are not exported or `span` is disabled: nothing to join then.
         let _ = span.set_parent(parent);
+    }
+}
+
+/// A unary gRPC call's metadata as a carrier: the caller injects into its request's, the server
+/// follows its request's.
+pub struct Metadata<'a>(pub &'a mut tonic::metadata::MetadataMap);
+
+impl Injector for Metadata<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+/// A received call's metadata, read.
+pub struct ReceivedMetadata<'a>(pub &'a tonic::metadata::MetadataMap);
+
+impl Extractor for ReceivedMetadata<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|key| match key {
+                tonic::metadata::KeyRef::Ascii(key) => Some(key.as_str()),
+                tonic::metadata::KeyRef::Binary(_) => None,
+            })
+            .collect()
     }
 }

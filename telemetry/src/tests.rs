@@ -66,6 +66,14 @@ async fn a_span_following_a_carrier_joins_its_trace() {
         assert_eq!(received.trace_id(), sent.trace_id());
         assert_ne!(received.span_id(), sent.span_id());
 
+        // The same through a unary gRPC call's metadata.
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        inject(&sender, &mut Metadata(&mut metadata));
+        let called = tracing::info_span!(target: "cluster::test", "called");
+        follow(&called, &ReceivedMetadata(&metadata));
+        let called = called.context().span().span_context().clone();
+        assert_eq!(called.trace_id(), sent.trace_id());
+
         let alone = tracing::info_span!(target: "agent::test", "alone");
         follow(&alone, &HashMap::<String, String>::new());
         let own = alone.context().span().span_context().clone();
