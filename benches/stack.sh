@@ -153,6 +153,25 @@ bench_lr_admin() {
         LR_TOKEN=$(. "$dev/env" && echo "$LR_ADMIN_TOKEN") "$bin/lr" --tenant demo admin "$@"
 }
 
+# Stops the stack and the bench agent and removes their data (as on exit), so that
+# bench_stack_up can start a fresh stack in the same run, configured otherwise.
+bench_stack_down() {
+    bench_agent_stop
+    if [ "$stack_started" = 1 ]; then
+        deploy/local/down.sh
+        rm -rf "$dev/data-$base"
+        [ "$agent_state_existed" = 1 ] || rm -rf "$dev/agent-state"
+        stack_started=0
+    fi
+    # The new cluster's tokens start low again: the agent's old fencing state would refuse them.
+    rm -rf "$work/agent-state" "$work/agent.toml"
+}
+
+# Builds `otlp-sink`, the span receiver of runs with trace export on.
+bench_build_sink() {
+    cargo build --release --locked -p testkit --features otlp --bin otlp-sink
+}
+
 # Stops the bench device's agent.
 bench_agent_stop() {
     if [ -n "$agent_pid" ]; then
