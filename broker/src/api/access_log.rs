@@ -4,8 +4,9 @@
 //! trace id carries through), else it is a fresh UUIDv7; it goes back in the response's
 //! `x-request-id` and into a span around the request, so every line logged while handling it
 //! carries it; the span starts the trace of what the request causes on other nodes, or continues
-//! the client's when it sends a W3C `traceparent`. Routes are named by their template (`/api/v1/sessions/{id}`), never the raw path:
-//! ids in a path would make a metric label per session and leak into logs' cardinality.
+//! the client's when it sends a W3C `traceparent`. Routes are named by their template
+//! (`/api/v1/sessions/{id}`), never the raw path: ids in a path would make a metric label per
+//! session and leak into logs' cardinality.
 //! Headers are not logged: the bearer token stays out of the log. A streamed answer (a command's
 //! events) is logged and timed when its head is sent; the stream itself runs on past the line.
 
