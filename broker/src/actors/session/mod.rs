@@ -182,13 +182,19 @@ impl Actor for SessionActor {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            // Boxed: these futures are large, and wrapping one in place adds a copy of it to the
+            // worker's stack (enough to overflow a debug build's).
             SessionMsg::Control(message) => {
                 let span = crate::trace::session_control(&message);
-                state.on_control(&myself, message).instrument(span).await
+                Box::pin(state.on_control(&myself, message))
+                    .instrument(span)
+                    .await
             }
             SessionMsg::Event(message) => {
                 let span = crate::trace::session_event(&message);
-                state.on_event(&myself, message).instrument(span).await
+                Box::pin(state.on_event(&myself, message))
+                    .instrument(span)
+                    .await
             }
             SessionMsg::Tick => {
                 let _ = state.apply(&myself, Event::Tick).await;
