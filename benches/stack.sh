@@ -80,6 +80,8 @@ lr_existed=0
 agent_state_existed=0
 [ -e "$dev/agent-state" ] && agent_state_existed=1
 stack_started=0
+# Set once a stack was started in this run (it may have been stopped since: bench_stack_down).
+stack_used=0
 agent_pid=""
 sshd_pid=""
 run_sshd_made=0
@@ -105,10 +107,10 @@ bench_cleanup() {
         # up.sh's agent keeps its fencing state outside data-<base>: a stale one would refuse the
         # lower tokens of a fresh cluster, so it goes too unless it was there before.
         [ "$agent_state_existed" = 1 ] || rm -rf "$dev/agent-state"
-        if [ "$dev_existed" = 0 ]; then
-            rm -rf "$dev"
-            [ "$lr_existed" = 1 ] || rmdir "$root/.lr" 2>/dev/null
-        fi
+    fi
+    if [ "$stack_used" = 1 ] && [ "$dev_existed" = 0 ]; then
+        rm -rf "$dev"
+        [ "$lr_existed" = 1 ] || rmdir "$root/.lr" 2>/dev/null
     fi
     rm -rf "$work"
 }
@@ -125,6 +127,7 @@ bench_json_field() {
 bench_stack_up() {
     bench_check_dev
     stack_started=1
+    stack_used=1
     LR_PORT_BASE=$base timeout --foreground "$up_timeout" deploy/local/up.sh --detach
     api_url=$(. "$dev/env" && echo "$LR_API_URL")
     ca="$dev/certs/cluster-ca.pem"
