@@ -8,18 +8,23 @@
 # a second agent for the device `bench-dev` that dials only broker 3, and a throwaway sshd on
 # 127.0.0.1; stops and removes all of it on exit. Installs openssh-server/-client if missing (root).
 #
-# Usage: benches/command_rtt.sh [--json]
+# With --traces, the API is then measured once more on a fresh stack whose brokers and bench agent
+# export their spans (OTLP/gRPC) to an `otlp-sink` on 127.0.0.1, and the overhead is printed.
+#
+# Usage: benches/command_rtt.sh [--json] [--traces]
 # Environment: BENCH_COUNT (1000 measured commands per target), BENCH_WARMUP (50),
-# LR_PORT_BASE (20000: NATS +4222, Raft +7401..3, agents +7501..3, API +7601..3),
+# LR_PORT_BASE (20000: NATS +4222, Raft +7401..3, agents +7501..3, API +7601..3, sink +4317),
 # BENCH_SSH_PORT (LR_PORT_BASE + 2222), BENCH_SSH_RC=1 (let the remote bash read ~/.bashrc).
 set -euo pipefail
 
 json=0
+traces=0
 for arg in "$@"; do
     case "$arg" in
     --json) json=1 ;;
+    --traces) traces=1 ;;
     -h | --help)
-        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -44,6 +49,14 @@ bench_check_ports
 bench_need_ssh
 bench_build command-bench
 bench="$bin/command-bench"
+sink_port=$((base + 4317))
+if [ "$traces" = 1 ]; then
+    bench_build_sink
+    if (exec 3<>"/dev/tcp/127.0.0.1/$sink_port") 2>/dev/null; then
+        echo "$script: 127.0.0.1:$sink_port is in use; pick another LR_PORT_BASE" >&2
+        exit 1
+    fi
+fi
 
 echo "$script: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -59,25 +72,52 @@ ssh "${mux[@]}" -O check root@127.0.0.1 2>/dev/null ||
     { echo "$script: the ControlMaster connection is not up" >&2; exit 1; }
 
 # ---- the three measurements, one after another (never together)
+# run NAME MODE ARGS: one measurement, its JSON line kept in $work/NAME.out.
 run() {
-    local mode=$1
-    shift
+    local name=$1 mode=$2
+    shift 2
     echo
-    echo "== $mode"
+    echo "== $name"
     # --foreground: stay in this process group, so Ctrl-C reaches the bench (which then ends its
     # session) at once.
     timeout --foreground "$run_timeout" "$bench" "$mode" --count "$count" --warmup "$warmup" --json "$@" |
-        tee "$work/$mode.out" | grep -v '^{'
+        tee "$work/$name.out" | grep -v '^{'
 }
-run nats --url "nats://127.0.0.1:$((base + 4222))" --ca "$ca" \
+run nats nats --url "nats://127.0.0.1:$((base + 4222))" --ca "$ca" \
   --cert "$dev/certs/broker-1.pem" --key "$dev/certs/broker-1.key"
-run api --url "$api_url" --ca "$ca" --token "$token" --device "$device" --expect-node 3 ||
-    { echo "command_rtt.sh: the bench agent's log:" >&2; tail -n 20 "$work/agent.log" >&2; exit 1; }
-run ssh -- ssh -o BatchMode=yes "${mux[@]}" root@127.0.0.1 ls /
+run_api() {
+    run "$1" api --url "$api_url" --ca "$ca" --token "$token" --device "$device" --expect-node 3 \
+        --label "$1" ||
+        { echo "command_rtt.sh: the bench agent's log:" >&2; tail -n 20 "$work/agent.log" >&2; exit 1; }
+}
+run_api api
+run ssh ssh -- ssh -o BatchMode=yes "${mux[@]}" root@127.0.0.1 ls /
+outs=("$work/nats.out" "$work/api.out" "$work/ssh.out")
+
+if [ "$traces" = 1 ]; then
+    # ---- the API again on a fresh stack whose brokers (and up.sh's agent) and the bench agent
+    # export every span to otlp-sink: the same configuration, plus [tracing] otlp_endpoint
+    echo
+    echo "== restarting the stack with trace export to 127.0.0.1:$sink_port"
+    bench_stack_down
+    "$bin/otlp-sink" --listen "127.0.0.1:$sink_port" >"$work/sink.out" 2>"$work/sink.log" &
+    sink_pid=$!
+    bench_on_exit+=('kill "$sink_pid" 2>/dev/null; wait "$sink_pid" 2>/dev/null')
+    export LR_TRACING__OTLP_ENDPOINT="http://127.0.0.1:$sink_port"
+    bench_stack_up
+    unset LR_TRACING__OTLP_ENDPOINT
+    run_api api-traced
+    # Spans still queued leave within the batch delay (5 s); then the sink says what it got.
+    bench_stack_down
+    kill "$sink_pid"
+    wait "$sink_pid" 2>/dev/null || true
+    cat "$work/sink.out"
+    outs+=("$work/api-traced.out")
+fi
 
 echo
 echo "== command round trip, ms (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
-"$bench" compare "$work/nats.out" "$work/api.out" "$work/ssh.out"
+"$bench" compare "${outs[@]}"
 if [ "$json" = 1 ]; then
-    cat "$work/nats.out" "$work/api.out" "$work/ssh.out" | grep '^{'
+    cat "${outs[@]}" | grep '^{'
 fi

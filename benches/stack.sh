@@ -80,6 +80,8 @@ lr_existed=0
 agent_state_existed=0
 [ -e "$dev/agent-state" ] && agent_state_existed=1
 stack_started=0
+# Set once a stack was started in this run (it may have been stopped since: bench_stack_down).
+stack_used=0
 agent_pid=""
 sshd_pid=""
 run_sshd_made=0
@@ -105,10 +107,10 @@ bench_cleanup() {
         # up.sh's agent keeps its fencing state outside data-<base>: a stale one would refuse the
         # lower tokens of a fresh cluster, so it goes too unless it was there before.
         [ "$agent_state_existed" = 1 ] || rm -rf "$dev/agent-state"
-        if [ "$dev_existed" = 0 ]; then
-            rm -rf "$dev"
-            [ "$lr_existed" = 1 ] || rmdir "$root/.lr" 2>/dev/null
-        fi
+    fi
+    if [ "$stack_used" = 1 ] && [ "$dev_existed" = 0 ]; then
+        rm -rf "$dev"
+        [ "$lr_existed" = 1 ] || rmdir "$root/.lr" 2>/dev/null
     fi
     rm -rf "$work"
 }
@@ -125,6 +127,7 @@ bench_json_field() {
 bench_stack_up() {
     bench_check_dev
     stack_started=1
+    stack_used=1
     LR_PORT_BASE=$base timeout --foreground "$up_timeout" deploy/local/up.sh --detach
     api_url=$(. "$dev/env" && echo "$LR_API_URL")
     ca="$dev/certs/cluster-ca.pem"
@@ -151,6 +154,25 @@ bench_agent_start() {
 bench_lr_admin() {
     LR_API_URL=$api_url LR_CA_CERT=$ca LR_CONFIG=/dev/null LR_OUTPUT=json \
         LR_TOKEN=$(. "$dev/env" && echo "$LR_ADMIN_TOKEN") "$bin/lr" --tenant demo admin "$@"
+}
+
+# Stops the stack and the bench agent and removes their data (as on exit), so that
+# bench_stack_up can start a fresh stack in the same run, configured otherwise.
+bench_stack_down() {
+    bench_agent_stop
+    if [ "$stack_started" = 1 ]; then
+        deploy/local/down.sh
+        rm -rf "$dev/data-$base"
+        [ "$agent_state_existed" = 1 ] || rm -rf "$dev/agent-state"
+        stack_started=0
+    fi
+    # The new cluster's tokens start low again: the agent's old fencing state would refuse them.
+    rm -rf "$work/agent-state" "$work/agent.toml"
+}
+
+# Builds `otlp-sink`, the span receiver of runs with trace export on.
+bench_build_sink() {
+    cargo build --release --locked -p testkit --features otlp --bin otlp-sink
 }
 
 # Stops the bench device's agent.

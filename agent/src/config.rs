@@ -25,6 +25,9 @@
 //! backoff_max_ms = 5000
 //! keepalive_interval_ms = 15000
 //! max_message_bytes = 8388608
+//!
+//! [tracing]                   # optional
+//! otlp_endpoint = "http://127.0.0.1:4317"   # export command spans to this OTLP/gRPC collector
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -81,6 +84,23 @@ pub struct Config {
     // Left out of a written config when it holds the defaults, so they can change with the agent.
     #[serde(default, skip_serializing_if = "ConnectionConfig::is_default")]
     pub connection: ConnectionConfig,
+    #[serde(default, skip_serializing_if = "TracingConfig::is_default")]
+    pub tracing: TracingConfig,
+}
+
+/// Traces: the agent's spans of the commands it is sent, exported over OTLP.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// An OTLP/gRPC collector, `http://host:port`; spans are exported only when it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl TracingConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 fn default_held_result_bytes() -> usize {
@@ -173,6 +193,20 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "TlsOverrides::is_empty")]
     pub tls: TlsOverrides,
+    #[serde(skip_serializing_if = "TracingOverrides::is_empty")]
+    pub tracing: TracingOverrides,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TracingOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl TracingOverrides {
+    fn is_empty(&self) -> bool {
+        self.otlp_endpoint.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -351,6 +385,10 @@ impl Config {
                 "connection.max_message_bytes",
                 "must be between 1048576 and 268435456",
             ));
+        }
+        if let Some(endpoint) = &self.tracing.otlp_endpoint {
+            telemetry::check_endpoint(endpoint)
+                .map_err(|e| ConfigError::invalid("tracing.otlp_endpoint", e))?;
         }
         if c.backoff_max_ms < c.backoff_initial_ms {
             return Err(ConfigError::invalid(

@@ -8,6 +8,7 @@
 //! authority checks (session, token, stamp) and what the executor runs come from the same bytes.
 //! A body that cannot be read is a refusal, never a panic.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use agent_proto::agent::{
@@ -130,7 +131,14 @@ fn invocation(req: CommandRequest) -> Invocation {
     }
 }
 
-pub fn result(c: Completion) -> AgentMessage {
+/// The trace context an order carries (W3C `traceparent`, `tracestate`), empty when none: not
+/// part of what is signed, it only links the agent's span to the broker's.
+pub fn trace_context(order: &Order) -> HashMap<String, String> {
+    order.trace_context.clone()
+}
+
+/// A command's result, carrying `trace_context`: that of the agent's span for its order.
+pub fn result(c: Completion, trace_context: HashMap<String, String>) -> AgentMessage {
     let o = c.outcome;
     let output_json = o
         .output
@@ -144,6 +152,7 @@ pub fn result(c: Completion) -> AgentMessage {
             error: o.error,
             cwd: o.cwd,
             file_facts: o.file_facts.map(facts),
+            trace_context,
         })),
     }
 }
@@ -387,8 +396,8 @@ mod tests {
     use crate::model::Outcome;
 
     #[test]
-    fn results_carry_json_and_status() {
-        let msg = result(Completion {
+    fn results_carry_json_status_and_trace() {
+        let completion = Completion {
             command_id: "c1".into(),
             outcome: Outcome {
                 status: Status::TimedOut,
@@ -397,7 +406,10 @@ mod tests {
                 cwd: "/tmp".into(),
                 file_facts: None,
             },
-        });
+        };
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let trace = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
+        let msg = result(completion, trace.clone());
         let Some(agent_message::Body::Result(r)) = msg.body else {
             panic!("not a result")
         };
@@ -405,26 +417,35 @@ mod tests {
         assert_eq!(r.output_json, r#"{"a":1}"#);
         assert_eq!(r.cwd, "/tmp");
         assert_eq!(r.file_facts, None);
+        assert_eq!(r.trace_context, trace);
+        let order = Order {
+            trace_context: trace.clone(),
+            ..order_of(Vec::new())
+        };
+        assert_eq!(trace_context(&order), trace);
     }
 
     #[test]
     fn file_facts_travel_typed() {
-        let msg = result(Completion {
-            command_id: "c2".into(),
-            outcome: Outcome {
-                status: Status::Ok,
-                output: Some(serde_json::json!({"path": "/tmp/p"})),
-                error: String::new(),
-                cwd: "/".into(),
-                file_facts: Some(FileFacts {
-                    path: "/tmp/p".into(),
-                    kind: FileKind::Fifo,
-                    size: 0,
-                    sha256: None,
-                    hashes_note: Some("not a regular file".into()),
-                }),
+        let msg = result(
+            Completion {
+                command_id: "c2".into(),
+                outcome: Outcome {
+                    status: Status::Ok,
+                    output: Some(serde_json::json!({"path": "/tmp/p"})),
+                    error: String::new(),
+                    cwd: "/".into(),
+                    file_facts: Some(FileFacts {
+                        path: "/tmp/p".into(),
+                        kind: FileKind::Fifo,
+                        size: 0,
+                        sha256: None,
+                        hashes_note: Some("not a regular file".into()),
+                    }),
+                },
             },
-        });
+            HashMap::new(),
+        );
         let Some(agent_message::Body::Result(r)) = msg.body else {
             panic!("not a result")
         };
@@ -507,6 +528,7 @@ mod tests {
                 signature: vec![9; 64],
                 key_id: "00aa".into(),
             }),
+            trace_context: Default::default(),
         }
     }
 

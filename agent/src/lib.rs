@@ -32,7 +32,10 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use config::{Config, ConfigError, ConnectionConfig, Overrides, TlsOverrides, TlsPaths};
+pub use config::{
+    Config, ConfigError, ConnectionConfig, Overrides, TlsOverrides, TlsPaths, TracingConfig,
+    TracingOverrides,
+};
 pub use connection::{CertificateExpired, TlsMaterial, hostname};
 pub use convert::{AgentInfo, PROTOCOL_VERSION};
 pub use fencing::DEFAULT_HELD_RESULT_BYTES;
@@ -52,6 +55,27 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn check(config: &Config) -> Result<TlsMaterial, ConfigError> {
     config.validate()?;
     TlsMaterial::load(&config.tls)
+}
+
+/// Where this agent's spans go when `[tracing] otlp_endpoint` is set: as `lr-agent`, named by
+/// its tenant and device.
+pub fn span_export(config: &Config) -> Option<telemetry::Export> {
+    let endpoint = config.tracing.otlp_endpoint.as_deref()?;
+    Some(spans_to(endpoint, &config.tenant, &config.device_id))
+}
+
+/// Spans of device `device` of `tenant` exported to `endpoint`: what [`span_export`] answers.
+pub fn spans_to(endpoint: &str, tenant: &str, device: &str) -> telemetry::Export {
+    telemetry::Export {
+        endpoint: endpoint.to_owned(),
+        service: "lr-agent",
+        attributes: vec![
+            telemetry::KeyValue::new("service.instance.id", format!("{tenant}/{device}")),
+            telemetry::KeyValue::new("lr.tenant", tenant.to_owned()),
+            telemetry::KeyValue::new("lr.device_id", device.to_owned()),
+        ],
+        schedule_delay: None,
+    }
 }
 
 /// What the hello announces: the commands, `getfile` for chunk requests and `putfile` for put

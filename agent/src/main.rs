@@ -1,12 +1,11 @@
 //! `lr-agent`: the endpoint agent binary. `lr-agent [flags]` reads the config, then runs until
 //! SIGTERM or ctrl-c; `lr-agent enroll ...` enrols the device (see [`agent::enrol`]).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agent::enrol::{EnrolError, EnrolOptions};
-use agent::{Config, Overrides, TlsOverrides};
+use agent::{Config, Overrides, TlsOverrides, TracingOverrides};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -77,6 +76,10 @@ struct RunArgs {
     /// How log lines are written to stderr: `text`, or `json` (one object a line).
     #[arg(long, env = "LR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Export the spans of the commands this agent runs to this OTLP/gRPC collector
+    /// (`http://host:port`); the config's `[tracing] otlp_endpoint`.
+    #[arg(long, env = "LR_TRACING__OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 /// The form of log lines; the broker takes the same flag and variable.
@@ -153,6 +156,9 @@ impl RunArgs {
                 key: self.key.clone(),
                 server_name: self.server_name.clone(),
             },
+            tracing: TracingOverrides {
+                otlp_endpoint: self.otlp_endpoint.clone(),
+            },
         }
     }
 }
@@ -186,7 +192,6 @@ fn main() -> ExitCode {
 }
 
 fn run(runtime: &tokio::runtime::Runtime, cli: &RunArgs) -> ExitCode {
-    init_logging(cli.log_json || cli.log_format == LogFormat::Json);
     let config = match Config::load(cli.config.as_deref(), cli.overrides())
         .and_then(|c| agent::check(&c).map(|_| c))
     {
@@ -196,13 +201,29 @@ fn run(runtime: &tokio::runtime::Runtime, cli: &RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match runtime.block_on(agent::run(config, shutdown_signal())) {
+    let json = cli.log_json || cli.log_format == LogFormat::Json;
+    // The exporter's gRPC channel lives on the runtime.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        telemetry::init(json, log_filter(), agent::span_export(&config).as_ref())
+    };
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("lr-agent: bad config: tracing.otlp_endpoint: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let code = match runtime.block_on(agent::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lr-agent: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The last spans leave while the runtime still runs.
+    telemetry.shutdown();
+    code
 }
 
 fn enroll(runtime: &tokio::runtime::Runtime, args: EnrollArgs) -> ExitCode {
@@ -232,22 +253,13 @@ fn enroll(runtime: &tokio::runtime::Runtime, args: EnrollArgs) -> ExitCode {
     }
 }
 
-fn init_logging(json: bool) {
-    let filter = std::env::var("LR_LOG")
+/// Which log lines are written: `LR_LOG`, else `RUST_LOG`, else info.
+fn log_filter() -> EnvFilter {
+    std::env::var("LR_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    // Logs go to stderr (journald, container logs); colours only for a person at a terminal.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+        .unwrap_or_else(|| EnvFilter::new("info"))
 }
 
 async fn shutdown_signal() {

@@ -33,6 +33,8 @@ pub struct BrokerConfig {
     pub audit: crate::audit::AuditSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    #[serde(default)]
+    pub tracing: TracingSection,
     /// Session limits per tenant, written to the replicated state at start; tenants not listed
     /// keep the defaults (10 per tenant, 1 per user).
     #[serde(default)]
@@ -166,6 +168,17 @@ pub struct MetricsSection {
     /// address: the metrics carry no ids, but say how busy the cluster is.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+}
+
+/// Traces: the spans along a command's path, exported over OTLP.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingSection {
+    /// An OTLP/gRPC collector, `http://host:port` (e.g. `http://127.0.0.1:4317`); spans are
+    /// exported only when it is set. `OTEL_BSP_SCHEDULE_DELAY` (ms) and the other
+    /// `OTEL_BSP_*` variables tune the batches.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -330,7 +343,7 @@ fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
 }
 
 /// Top-level keys, the only ones read from `LR_*` variables.
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "cluster_name",
     "node_id",
     "data_dir",
@@ -344,6 +357,7 @@ const KEYS: [&str; 13] = [
     "audit",
     "tenants",
     "metrics",
+    "tracing",
 ];
 
 impl BrokerConfig {
@@ -559,6 +573,9 @@ impl BrokerConfig {
                 }
             }
         }
+        if let Some(endpoint) = &self.tracing.otlp_endpoint {
+            telemetry::check_endpoint(endpoint).map_err(|e| bad("tracing.otlp_endpoint", e))?;
+        }
         if self.agents.heartbeat_interval_ms < 100 {
             return Err(bad("agents.heartbeat_interval_ms", "must be at least 100"));
         }
@@ -659,6 +676,24 @@ key = "broker.key"
         let error = load("[metrics]\nlisten = \"127.0.0.1:7003\"\n").unwrap_err();
         assert_eq!(error.key, "metrics.listen");
         assert!(error.reason.contains("api.listen"), "{}", error.reason);
+    }
+
+    #[test]
+    fn otlp_endpoint_is_optional_and_checked() {
+        assert_eq!(load("").unwrap().tracing.otlp_endpoint, None);
+        let config = load("[tracing]\notlp_endpoint = \"http://127.0.0.1:4317\"\n").unwrap();
+        assert_eq!(
+            config.tracing.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4317")
+        );
+        for bad in [
+            "127.0.0.1:4317",
+            "https://collector:4317",
+            "http://collector",
+        ] {
+            let error = load(&format!("[tracing]\notlp_endpoint = \"{bad}\"\n")).unwrap_err();
+            assert_eq!(error.key, "tracing.otlp_endpoint", "{bad}");
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`registry`]: devices, their presence and connection epochs, in JetStream.
 //! - [`transfer`]: file transfers: chunks and records in JetStream, the `TransferActor`, takeover
 //!   and retention, chunk intake from agents, how sessions start them, and the tenant library.
+//! - [`trace`]: a command's trace across nodes: W3C trace context in NATS headers and agent
+//!   messages, and the spans receivers continue it in.
 //! - [`time`]: wall-clock milliseconds and how they are shown, for every layer.
 //! - [`wire`]: where the bus protocol's states, codes and file facts meet the domain and API
 //!   types, and the one mapping of an error code to HTTP status and gRPC code.
@@ -35,6 +37,7 @@ pub mod node;
 pub mod orders;
 pub mod registry;
 pub mod time;
+pub mod trace;
 pub mod transfer;
 pub mod wire;
 

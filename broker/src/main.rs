@@ -1,7 +1,6 @@
 //! `lr-broker`: runs a broker node, creates development certificates, or writes the nats-server
 //! configuration that admits the brokers alone.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -92,9 +91,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging(cli.log_format);
+    let json = cli.log_format == LogFormat::Json;
+    if !matches!(cli.command, Command::Run { .. }) {
+        // Only a running node exports spans; the tools log as they always did.
+        let _ = telemetry::init(json, log_filter(), None);
+    }
     match cli.command {
-        Command::Run { config, node_id } => run(config, node_id).await,
+        Command::Run { config, node_id } => run(json, config, node_id).await,
         Command::DevCerts {
             out,
             cluster,
@@ -113,18 +116,29 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    // Logs go to stderr (journald, container logs); colours only for a person at a terminal.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+/// Which log lines are written: `LR_LOG`, else info (Raft's own at warn).
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("LR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"))
+}
+
+/// Spans go to `[tracing] otlp_endpoint` when it is set, as `lr-broker` with this node's id.
+fn span_export(config: &BrokerConfig) -> Option<telemetry::Export> {
+    let endpoint = config.tracing.otlp_endpoint.clone()?;
+    let node = i64::try_from(config.node_id).unwrap_or(i64::MAX);
+    Some(telemetry::Export {
+        endpoint,
+        service: "lr-broker",
+        attributes: vec![
+            telemetry::KeyValue::new(
+                "service.instance.id",
+                format!("{}/{}", config.cluster_name, config.node_id),
+            ),
+            telemetry::KeyValue::new("lr.cluster", config.cluster_name.clone()),
+            telemetry::KeyValue::new("lr.node_id", node),
+        ],
+        schedule_delay: None,
+    })
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -137,7 +151,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-async fn run(file: Option<PathBuf>, node_id: Option<u64>) -> ExitCode {
+async fn run(json: bool, file: Option<PathBuf>, node_id: Option<u64>) -> ExitCode {
     let overrides: Vec<(&str, String)> = node_id
         .map(|id| ("node_id", id.to_string()))
         .into_iter()
@@ -149,6 +163,21 @@ async fn run(file: Option<PathBuf>, node_id: Option<u64>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // After the config, which names the collector; nothing logs before this.
+    let telemetry = match telemetry::init(json, log_filter(), span_export(&config).as_ref()) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("lr-broker: invalid broker config: tracing.otlp_endpoint: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let code = serve(config).await;
+    // The last spans (the node's shutdown among them) leave before the process does.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
+}
+
+async fn serve(config: BrokerConfig) -> ExitCode {
     let node = match BrokerNode::start(config).await {
         Ok(node) => node,
         Err(e) => {

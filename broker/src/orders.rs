@@ -46,6 +46,8 @@ impl Signer {
                 signature: self.grant.signature.clone(),
                 key_id: self.grant.key_id.clone(),
             }),
+            // The device's node adds the trace when it hands the order to the agent.
+            trace_context: Default::default(),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Test support shared by the workspace's integration tests: deadlines instead of sleeps, real
 //! servers (nats-server) as child processes on loopback, and faults to inject between and into
-//! processes.
+//! processes. With the `otlp` feature, [`otlp::Collector`] receives the spans processes export.
 #![forbid(unsafe_code)]
 
 mod nats;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod process;
 mod proxy;
 

@@ -96,6 +96,7 @@ fn flags_alone_are_enough() {
                 key: Some("/k".into()),
                 server_name: None,
             },
+            tracing: Default::default(),
         },
     )
     .unwrap();
@@ -217,5 +218,38 @@ fn tags_are_ids_and_few() {
             &format!("tags = [{}]\nstate_dir =", many.join(", ")),
         ),
         "tags",
+    );
+}
+
+#[test]
+fn otlp_endpoint_is_optional_checked_and_overridable() {
+    assert_eq!(load(GOOD).unwrap().tracing.otlp_endpoint, None);
+    let with = |endpoint: &str| format!("{GOOD}\n[tracing]\notlp_endpoint = \"{endpoint}\"\n");
+    let c = load(&with("http://127.0.0.1:4317")).unwrap();
+    assert_eq!(
+        c.tracing.otlp_endpoint.as_deref(),
+        Some("http://127.0.0.1:4317")
+    );
+    match load(&with("collector:4317")).unwrap_err() {
+        ConfigError::Invalid { key, reason } => {
+            assert_eq!(key, "tracing.otlp_endpoint");
+            assert!(reason.contains("http://"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let f = write(GOOD);
+    let c = Config::load(
+        Some(f.path()),
+        Overrides {
+            tracing: TracingOverrides {
+                otlp_endpoint: Some("http://collector:4317".into()),
+            },
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        c.tracing.otlp_endpoint.as_deref(),
+        Some("http://collector:4317")
     );
 }

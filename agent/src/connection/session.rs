@@ -9,6 +9,9 @@
 //! cancel is only logged. Put chunks are not signed: the put checks each against its SHA-256 and
 //! the file against its verified offer.
 //!
+//! An order that carries trace context is handled in a span continuing the broker's trace; a
+//! command's span stays open until its result leaves, which carries the span's context back.
+//!
 //! The TLS material is read afresh for every dial, so a renewed certificate is presented from
 //! the next dial on; a certificate past its expiry ends the agent ([`SessionError::Expired`])
 //! instead of dialling with it. Renewal requests and their answers ride the stream ([`renew`]).
@@ -17,6 +20,7 @@
 //! (small, and they must never wait behind a file), and the bounded [`TransferSink`] for chunks,
 //! put progress and transfer ends, which gRPC drains only as the network takes them, so reading a file never outruns the link.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent_proto::agent::agent_link_client::AgentLinkClient;
@@ -26,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, Span, debug, info, info_span, warn};
 
 use super::renew::{self, Renewal};
 use super::tls::CertificateExpired;
@@ -142,6 +146,9 @@ pub async fn serve(link: &Link, addr: &str) -> Result<SessionEnd, SessionError> 
     );
 
     let mut renewal = Renewal::new(tls.validity());
+    // The span of each traced command, open until its result leaves: the result carries it back.
+    // As many as the executor runs or answers at once, and gone with the session.
+    let mut traced: HashMap<String, Span> = HashMap::new();
     let (res_tx, mut res_rx) = mpsc::unbounded_channel::<Completion>();
     let mut heartbeat = tokio::time::interval(heartbeat_interval(&welcome));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -152,12 +159,16 @@ pub async fn serve(link: &Link, addr: &str) -> Result<SessionEnd, SessionError> 
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {
-                Ok(Some(m)) => handle(link, m, &res_tx, &transfers, &mut renewal).await,
+                Ok(Some(m)) => handle(link, m, &res_tx, &transfers, &mut renewal, &mut traced).await,
                 Ok(None) => return Ok(end("the broker ended the stream".into())),
                 Err(status) => return Ok(end(format!("{} ({:?})", status.message(), status.code()))),
             },
             Some(done) = res_rx.recv() => {
-                if out_tx.send(convert::result(done)).is_err() {
+                let trace = traced
+                    .remove(&done.command_id)
+                    .map(|span| telemetry::context_map(&span))
+                    .unwrap_or_default();
+                if out_tx.send(convert::result(done, trace)).is_err() {
                     return Ok(end("the outgoing stream closed".into()));
                 }
             }
@@ -206,12 +217,24 @@ async fn handle(
     results: &mpsc::UnboundedSender<Completion>,
     transfers: &TransferSink,
     renewal: &mut Renewal,
+    traced: &mut HashMap<String, Span>,
 ) {
     match msg.body {
-        Some(broker_message::Body::Order(order)) => match convert::order(order) {
-            Ok(order) => obey(link, order, results, transfers).await,
-            Err(refused) => warn!(reason = %refused, "refused an order"),
-        },
+        Some(broker_message::Body::Order(order)) => {
+            let parent = convert::trace_context(&order);
+            match convert::order(order) {
+                Ok(order) => {
+                    let span = order_span(&order.action, &parent);
+                    if let Action::Command(inv) = &order.action
+                        && !span.is_none()
+                    {
+                        traced.insert(inv.command_id.clone(), span.clone());
+                    }
+                    obey(link, order, results, transfers).instrument(span).await
+                }
+                Err(refused) => warn!(reason = %refused, "refused an order"),
+            }
+        }
         Some(broker_message::Body::ChunkRequest(req)) => match convert::chunk_request(req) {
             Ok(Decoded {
                 signed,
@@ -240,6 +263,23 @@ async fn handle(
         Some(broker_message::Body::Welcome(_)) => warn!("ignoring a second welcome"),
         None => debug!("ignoring an empty broker message"),
     }
+}
+
+/// The span an order is handled in, a child of the broker span that sent it; none when the
+/// order carries no trace (spans are not exported).
+fn order_span(action: &Action, parent: &HashMap<String, String>) -> Span {
+    if parent.is_empty() {
+        return Span::none();
+    }
+    let span = match action {
+        Action::Command(inv) => {
+            info_span!("agent command", command_id = %inv.command_id, command = %inv.command)
+        }
+        Action::Cancel(c) => info_span!("agent cancel", command_id = %c.command_id),
+        Action::Put(offer) => info_span!("agent put offer", transfer = %offer.transfer_id),
+    };
+    telemetry::follow(&span, parent);
+    span
 }
 
 /// Hands a verified order to the executor, or answers why it was refused.

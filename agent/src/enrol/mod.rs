@@ -275,6 +275,7 @@ impl Plan {
                 server_name: self.server_name.clone(),
             },
             connection: ConnectionConfig::default(),
+            tracing: Default::default(),
         }
     }
 }

@@ -125,6 +125,7 @@ pub fn sign_order(
         signature: key.sign(&body),
         body,
         grant,
+        trace_context: Default::default(),
     }
 }
 
@@ -593,6 +594,7 @@ pub fn agent_config(pki: &Pki, brokers: &[SocketAddr], state_dir: &Path) -> Conf
             keepalive_interval_ms: 5_000,
             ..ConnectionConfig::default()
         },
+        tracing: Default::default(),
     }
 }
 

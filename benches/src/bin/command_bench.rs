@@ -97,6 +97,10 @@ struct ApiArgs {
     expect_node: Option<u64>,
     #[arg(long, default_value_t = 60)]
     online_timeout_secs: u64,
+    /// The name the result goes by (`api`): another one, such as `api-traced`, sets apart a run
+    /// against a differently configured stack for `compare`.
+    #[arg(long, default_value = "api")]
+    label: String,
 }
 
 #[derive(Args, Debug)]
@@ -468,7 +472,7 @@ async fn bench_api(args: &ApiArgs) -> anyhow::Result<Outcome> {
     );
     // The session is ended whatever happens to the run, Ctrl-C included.
     let outcome = tokio::select! {
-        outcome = args.run.measure("api", &operation, || api.run_command(&session, &args.command_line)) => outcome,
+        outcome = args.run.measure(&args.label, &operation, || api.run_command(&session, &args.command_line)) => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     let ended = api
@@ -507,6 +511,7 @@ async fn bench_revocation(args: &RevocationArgs) -> anyhow::Result<Outcome> {
             command_line: String::new(),
             expect_node: None,
             online_timeout_secs: 0,
+            label: "api".into(),
         })
     };
     let admins = args
@@ -675,14 +680,14 @@ async fn bench_ssh(args: &SshArgs) -> anyhow::Result<Outcome> {
 
 fn print_header() {
     println!(
-        "{:<6} {:>6} {:>6} | {:>9} {:>9} {:>9} {:>9}",
+        "{:<10} {:>6} {:>6} | {:>9} {:>9} {:>9} {:>9}",
         "target", "count", "errors", "p50 ms", "p99 ms", "max ms", "mean ms"
     );
 }
 
 fn print_row(o: &Outcome) {
     println!(
-        "{:<6} {:>6} {:>6} | {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+        "{:<10} {:>6} {:>6} | {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
         o.target,
         o.count,
         o.errors,
@@ -727,6 +732,21 @@ fn compare(files: &[PathBuf]) -> anyhow::Result<()> {
                 ratio(api.latency.p99_ms, o.latency.p99_ms)
             );
         }
+    }
+    // The same command with every process exporting its spans: what tracing costs.
+    if let Some(traced) = find("api-traced") {
+        println!(
+            "{:<10} | {:>8.3}x {:>8.3}x",
+            "traced/api",
+            ratio(traced.latency.p50_ms, api.latency.p50_ms),
+            ratio(traced.latency.p99_ms, api.latency.p99_ms)
+        );
+        println!(
+            "{:<10} | {:>+8.3}ms {:>+8.3}ms",
+            "overhead",
+            traced.latency.p50_ms - api.latency.p50_ms,
+            traced.latency.p99_ms - api.latency.p99_ms
+        );
     }
     Ok(())
 }

@@ -3,8 +3,10 @@
 //! The id comes from the client's `x-request-id` when it is a plain token (so a caller's own
 //! trace id carries through), else it is a fresh UUIDv7; it goes back in the response's
 //! `x-request-id` and into a span around the request, so every line logged while handling it
-//! carries it. Routes are named by their template (`/api/v1/sessions/{id}`), never the raw path:
-//! ids in a path would make a metric label per session and leak into logs' cardinality.
+//! carries it; the span starts the trace of what the request causes on other nodes, or continues
+//! the client's when it sends a W3C `traceparent`. Routes are named by their template
+//! (`/api/v1/sessions/{id}`), never the raw path: ids in a path would make a metric label per
+//! session and leak into logs' cardinality.
 //! Headers are not logged: the bearer token stays out of the log. A streamed answer (a command's
 //! events) is logged and timed when its head is sent; the stream itself runs on past the line.
 
@@ -34,6 +36,8 @@ pub async fn middleware(request: Request, next: Next) -> Response {
         .map_or(UNMATCHED, MatchedPath::as_str)
         .to_owned();
     let span = tracing::info_span!("request", request_id = %id, method, route = %route);
+    // A client's own trace context makes this request part of its trace.
+    telemetry::follow(&span, &crate::trace::HttpHeaders(request.headers()));
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status();

@@ -2,6 +2,8 @@
 //!
 //! Every envelope names its tenant, and a node drops any envelope whose tenant differs from the
 //! tenant of the subject it arrived on, so a message can never cross into another tenant.
+//! Messages sent inside a traced span carry its W3C trace context in their headers
+//! ([`crate::trace`]).
 
 mod subjects;
 
@@ -12,6 +14,8 @@ use agent_proto::bus::envelope::Body;
 use async_nats::{Client, RequestErrorKind, Subscriber};
 use bytes::Bytes;
 use prost::Message as _;
+
+use crate::trace;
 
 pub use subjects::{
     device_cmd, device_online, session_ctl, session_evt, session_out, tenant_of, transfer_ctl,
@@ -49,15 +53,23 @@ impl Bus {
         &self.client
     }
 
+    /// Publishes `body`, with the current span's trace context in its headers when it has one.
     pub async fn publish(&self, subject: String, tenant: &str, body: Body) -> Result<(), BusError> {
         ids::tenant(tenant)?;
-        self.client
-            .publish(subject, encode(tenant, body))
-            .await
-            .map_err(|e| BusError::Nats(e.to_string()))
+        let payload = encode(tenant, body);
+        match trace::headers() {
+            Some(headers) => {
+                self.client
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+            }
+            None => self.client.publish(subject, payload).await,
+        }
+        .map_err(|e| BusError::Nats(e.to_string()))
     }
 
-    /// Sends a request and decodes the reply, which must carry the same tenant.
+    /// Sends a request (with the current span's trace context, as [`Bus::publish`]) and decodes the
+    /// reply, which must carry the same tenant.
     pub async fn request(
         &self,
         subject: String,
@@ -66,7 +78,17 @@ impl Bus {
         timeout: Duration,
     ) -> Result<Body, BusError> {
         ids::tenant(tenant)?;
-        let request = self.client.request(subject.clone(), encode(tenant, body));
+        let payload = encode(tenant, body);
+        let request = async {
+            match trace::headers() {
+                Some(headers) => {
+                    self.client
+                        .request_with_headers(subject.clone(), headers, payload)
+                        .await
+                }
+                None => self.client.request(subject.clone(), payload).await,
+            }
+        };
         let reply = match tokio::time::timeout(timeout, request).await {
             Err(_) => return Err(BusError::TimedOut(subject)),
             Ok(Err(e)) => {

@@ -82,6 +82,8 @@ pub struct Stack {
     pub agent_tags: Vec<String>,
     /// Proxies in front of some brokers' Raft listeners ([`Stack::start_fronted`]).
     pub raft_fronts: BTreeMap<u64, testkit::TcpProxy>,
+    /// Environment every broker process is started with.
+    pub broker_env: Vec<(String, String)>,
     agents: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -94,7 +96,17 @@ impl Stack {
 
     /// The same, with `api_toml` in every broker's `[api]` section.
     pub async fn start_with_api(n: u64, api_toml: &str, extra_toml: &str) -> Self {
-        Self::start_fronted(n, api_toml, extra_toml, &[]).await
+        Self::start_full(n, api_toml, extra_toml, &[], &[]).await
+    }
+
+    /// The same, with `env` in every broker process's environment (now and at restarts).
+    pub async fn start_with(
+        n: u64,
+        api_toml: &str,
+        extra_toml: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_full(n, api_toml, extra_toml, env, &[]).await
     }
 
     /// The same, with the Raft listeners of the `fronted` brokers behind a [`testkit::TcpProxy`]
@@ -102,6 +114,16 @@ impl Stack {
     /// leaves such a node hearing nothing from the Raft group while it still reaches the others
     /// and NATS.
     pub async fn start_fronted(n: u64, api_toml: &str, extra_toml: &str, fronted: &[u64]) -> Self {
+        Self::start_full(n, api_toml, extra_toml, &[], fronted).await
+    }
+
+    async fn start_full(
+        n: u64,
+        api_toml: &str,
+        extra_toml: &str,
+        env: &[(&str, &str)],
+        fronted: &[u64],
+    ) -> Self {
         testkit::init_tracing();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let turn = STACKS
@@ -225,6 +247,10 @@ heartbeat_interval_ms = 300
             trusted_keys: vec![public.trim().to_string()],
             agent_tags: Vec::new(),
             raft_fronts,
+            broker_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             agents: Vec::new(),
         };
         for id in 1..=n {
@@ -248,6 +274,7 @@ heartbeat_interval_ms = 300
             .args(["run", "--config"])
             .arg(&broker.config)
             .env("LR_LOG", "info,openraft=warn")
+            .envs(self.broker_env.iter().map(|(k, v)| (k, v)))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)

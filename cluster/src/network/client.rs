@@ -179,6 +179,11 @@ pub(crate) async fn forward(
 ) -> Result<ClusterReply, ClusterError> {
     let mut request = encode(request).map_err(|e| ClusterError::Protocol(e.to_string()))?;
     request.set_timeout(timeout);
+    // The leader's handling joins the caller's trace (an API request opening a session).
+    telemetry::inject(
+        &tracing::Span::current(),
+        &mut telemetry::Metadata(request.metadata_mut()),
+    );
     let reply = client
         .forward(request)
         .await

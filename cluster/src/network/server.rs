@@ -12,6 +12,7 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
+use tracing::{Instrument, Span};
 
 use super::SnapshotHeader;
 use crate::node::{ClusterRequest, LeaderOps};
@@ -120,7 +121,19 @@ impl RaftRpc for RaftService {
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         self.admit(&request, "forward")?;
+        let span = forwarded_span(request.metadata());
         let request: ClusterRequest = decode(&request.into_inner().payload)?;
-        reply(&self.leader.handle(request).await)
+        reply(&self.leader.handle(request).instrument(span).await)
     }
+}
+
+/// The span a forwarded request is handled in on the leader: a child of the caller's when the
+/// call carries trace context, else none.
+fn forwarded_span(metadata: &tonic::metadata::MetadataMap) -> Span {
+    if metadata.get("traceparent").is_none() {
+        return Span::none();
+    }
+    let span = tracing::info_span!("lease forward");
+    telemetry::follow(&span, &telemetry::ReceivedMetadata(metadata));
+    span
 }

@@ -25,6 +25,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::agents::enrolment::{self, Issuer};
 use crate::audit;
@@ -144,7 +145,10 @@ impl Actor for DeviceActor {
         state: &mut DeviceState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            DeviceMsg::Bus(message) => state.on_bus(&myself, message).await,
+            DeviceMsg::Bus(message) => {
+                let span = crate::trace::device_message(&message);
+                state.on_bus(&myself, message).instrument(span).await
+            }
             DeviceMsg::Heartbeat => {
                 state.last_heartbeat = Instant::now();
                 if state.last_recorded.elapsed() < LAST_SEEN_EVERY {
@@ -171,7 +175,10 @@ impl Actor for DeviceActor {
                     }
                 }));
             }
-            DeviceMsg::Result(result) => state.on_result(result).await,
+            DeviceMsg::Result(result) => {
+                let span = crate::trace::device_result(&result);
+                state.on_result(result).instrument(span).await
+            }
             DeviceMsg::Renew(csr_der) => {
                 let a = &state.args;
                 let renewed = match a
@@ -275,16 +282,20 @@ impl DeviceState {
             }
         };
         let ack = match body {
-            Body::Order(order) => match self.admit(&order, &message.subject).await {
-                Ok(claims) => match self.to_agent(ToAgent::Order(order)).await {
-                    Ok(()) => {
-                        if let Action::Command(c) = claims.action {
-                            self.in_flight.insert(c.command_id, claims.session);
+            Body::Order(mut order) => match self.admit(&order, &message.subject).await {
+                Ok(claims) => {
+                    // The stream outlives any one command, so the trace rides in the message.
+                    order.trace_context = crate::trace::for_agent();
+                    match self.to_agent(ToAgent::Order(order)).await {
+                        Ok(()) => {
+                            if let Action::Command(c) = claims.action {
+                                self.in_flight.insert(c.command_id, claims.session);
+                            }
+                            Ack::default()
                         }
-                        Ack::default()
+                        Err(ack) => ack,
                     }
-                    Err(ack) => ack,
-                },
+                }
                 Err(ack) => ack,
             },
             Body::ChunkRequest(request) => {

@@ -42,6 +42,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 pub use core::{AgentResult, BrokerAction, Effect, Event, Refusal, SessionCore, Timing};
 pub use open::{OpenRequest, Opened, SessionContext, end_orphan, find_opened, open};
@@ -339,8 +340,19 @@ impl SessionState {
 
     async fn handle_one(&mut self, myself: &ActorRef<SessionMsg>, msg: SessionMsg) {
         match msg {
-            SessionMsg::Control(message) => self.on_control(myself, message).await,
-            SessionMsg::Event(message) => self.on_event(myself, message).await,
+            SessionMsg::Control(message) => {
+                let span = crate::trace::session_control(&message);
+                // Boxed: wrapped in place, this large future is copied on the worker's stack.
+                Box::pin(self.on_control(myself, message))
+                    .instrument(span)
+                    .await
+            }
+            SessionMsg::Event(message) => {
+                let span = crate::trace::session_event(&message);
+                Box::pin(self.on_event(myself, message))
+                    .instrument(span)
+                    .await
+            }
             SessionMsg::Tick => {
                 let _ = self.apply(myself, Event::Tick).await;
             }

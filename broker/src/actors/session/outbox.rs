@@ -12,6 +12,7 @@ use cluster::lease::Lease;
 use ractor::ActorRef;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::SessionMsg;
 use crate::bus::{self, Bus, BusError};
@@ -43,6 +44,8 @@ struct Outgoing {
     /// The session's command id.
     id: String,
     order: Body,
+    /// The span that queued it: the order's trace goes on from there.
+    span: tracing::Span,
 }
 
 /// The sending end; the task stops when it is dropped or the session stops.
@@ -63,7 +66,13 @@ impl Outbox {
         let (session_id, token) = (lease.session.clone(), lease.token);
         let (tx, mut rx) = mpsc::channel::<Outgoing>(CAPACITY);
         let task = tokio::spawn(async move {
-            while let Some(Outgoing { kind, id, order }) = rx.recv().await {
+            while let Some(Outgoing {
+                kind,
+                id,
+                order,
+                span,
+            }) = rx.recv().await
+            {
                 // Frozen or cut off, this node holds its orders; if the session moved meanwhile,
                 // the session stops and this task with it before anything is sent.
                 while !liveness.is_current() {
@@ -74,7 +83,9 @@ impl Outbox {
                     tracing::info!(session = %session_id, command = %id, "the session's lease moved on; order not sent");
                     break;
                 }
-                let outcome = deliver(&bus, &tenant, &device, order).await;
+                let outcome = deliver(&bus, &tenant, &device, order)
+                    .instrument(span)
+                    .await;
                 match (kind, outcome) {
                     (Kind::Command, outcome) => {
                         if session.cast(SessionMsg::Sent { id, outcome }).is_err() {
@@ -97,7 +108,12 @@ impl Outbox {
     /// Queues `order` without waiting; refused when [`CAPACITY`] orders already wait.
     pub fn send(&self, kind: Kind, id: String, order: Body) -> Result<(), String> {
         self.tx
-            .try_send(Outgoing { kind, id, order })
+            .try_send(Outgoing {
+                kind,
+                id,
+                order,
+                span: tracing::Span::current(),
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => format!(
                     "{CAPACITY} orders of this session already wait for the device's node; retry shortly"
