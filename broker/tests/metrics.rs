@@ -114,6 +114,19 @@ async fn each_broker_serves_bounded_metrics_of_sessions_commands_raft_and_agents
     let mut stack = Stack::start(3, "").await;
     stack.start_agent("demo", "web-07", "web-07", &[3]).await;
     stack.wait_online("token-a", "web-07", Some(3)).await;
+    // A device that was online and is no more.
+    stack.start_agent("demo", "db-01", "db-01", &[2]).await;
+    stack.wait_online("token-a", "db-01", Some(2)).await;
+    stack.stop_last_agent();
+    let offline = testkit::wait_until(WAIT, || async {
+        let (_, devices) = stack.get(1, "token-a", "/api/v1/devices").await;
+        devices["items"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|d| d["device"] == "db-01" && d["online"] == false)
+        })
+    })
+    .await;
+    assert!(offline, "db-01 did not go offline");
 
     let (status, session) = stack.open(1, "token-a", "web-07").await;
     assert_eq!(status, StatusCode::CREATED, "{session}");
@@ -137,9 +150,13 @@ async fn each_broker_serves_bounded_metrics_of_sessions_commands_raft_and_agents
         .to_string();
     let ended = stack.transfer_finished(1, "token-a", &transfer_id).await;
     assert_eq!(ended["state"], "completed", "{ended}");
-    // A second analyst is refused the same device: one session per device.
+    // A second analyst is refused the same device: one session per device; and a device no
+    // agent serves is refused before any lease is asked for.
     let (status, refused) = stack.open(1, "token-b", "web-07").await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let (status, offline) = stack.open(1, "token-b", "db-01").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{offline}");
+    assert_eq!(offline["error"]["code"], "device_offline", "{offline}");
 
     // The session's node counted the session, the refusal and the command.
     let node1 = scrape_until(&stack, 1, "the session's command", |s| {
@@ -157,6 +174,13 @@ async fn each_broker_serves_bounded_metrics_of_sessions_commands_raft_and_agents
         node1.value(
             broker::metrics::SESSIONS_REFUSED,
             &[("reason", "one_session_per_device")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        node1.value(
+            broker::metrics::SESSIONS_REFUSED,
+            &[("reason", "device_offline")]
         ),
         Some(1.0)
     );

@@ -635,6 +635,13 @@ heartbeat_interval_ms = 300
         self.agents.push(stop);
     }
 
+    /// Stops the agent started last, as a stopped agent process goes.
+    pub fn stop_last_agent(&mut self) {
+        if let Some(stop) = self.agents.pop() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Waits until `device` is online through broker `via` (any broker when None).
     pub async fn wait_online(&self, token: &str, device: &str, via: Option<u64>) {
         self.wait_online_ask(1, token, device, via).await;
