@@ -23,6 +23,7 @@ const TOKEN: &str = "token-a";
 const DEVICE: &str = "web-07";
 const RUN_ID: &str = "trace-test-run-1";
 const OPEN_ID: &str = "trace-test-open-1";
+const QUEUED_ID: &str = "trace-test-queued-1";
 /// Spans leave each process within this long of ending, so the test does not wait 5 s a batch.
 const BATCH_DELAY_MS: &str = "100";
 
@@ -261,6 +262,51 @@ async fn one_trace_joins_the_api_node_the_session_node_the_device_node_and_the_a
         ],
     )
     .await;
+
+    // A command that waits behind a running one is sent while that one's end is handled, yet
+    // goes on in its own trace, down to the agent.
+    let line = "findfile *zz-no-such* -path / -max 10000 -xdev false";
+    let (status, long) = post(
+        &stack,
+        api_node,
+        &format!("/api/v1/sessions/{session}/commands"),
+        "trace-test-long-1",
+        json!({ "command_line": line }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{long}");
+    let long = long["command_id"].as_str().unwrap();
+    let (status, queued) = post(
+        &stack,
+        api_node,
+        &format!("/api/v1/sessions/{session}/commands"),
+        QUEUED_ID,
+        json!({ "command_line": "cd /tmp" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["state"], "queued", "{queued}");
+    let (status, cancelled) = stack
+        .post(
+            api_node,
+            TOKEN,
+            &format!("/api/v1/sessions/{session}/commands/{long}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{cancelled}");
+    let trace = wait_for_trace(
+        &collector,
+        &agent_telemetry,
+        QUEUED_ID,
+        &[
+            (Exporter::Broker(device_node), "device order"),
+            (agent.clone(), "agent command"),
+        ],
+    )
+    .await;
+    let sent = trace.iter().find(|s| exporter(s) == agent).unwrap();
+    assert_eq!(sent.attributes["command"], "cd", "{sent:?}");
 
     // A collector that goes away slows no command, and a node says so once, not per batch.
     drop(collector);

@@ -25,7 +25,7 @@ mod record;
 mod renewal;
 pub mod takeover;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use agent_proto::agent::order_body::Action;
@@ -124,6 +124,9 @@ pub struct SessionState {
     deferred: VecDeque<(Instant, SessionMsg)>,
     /// What resuming an adopted session leaves to do once the actor runs.
     resumed: Vec<Effect>,
+    /// Each traced command's submitting span, until it ends: a command that waited in the queue
+    /// is sent while the previous one's result is handled, and must go on in its own trace.
+    spans: HashMap<String, tracing::Span>,
 }
 
 impl Actor for SessionActor {
@@ -224,6 +227,7 @@ impl Actor for SessionActor {
             moved: false,
             deferred: VecDeque::new(),
             resumed,
+            spans: HashMap::new(),
         })
     }
 
@@ -510,11 +514,19 @@ impl SessionState {
                 return error(ErrorCode::Unavailable, e.to_string());
             }
         }
+        let span = tracing::Span::current();
+        if !replayed && !span.is_none() {
+            self.spans.insert(id.clone(), span);
+        }
         let submit = Event::Submit {
             id: id.clone(),
             line,
         };
-        match self.answer(myself, submit, &id).await {
+        let reply = self.answer(myself, submit, &id).await;
+        if self.core.command(&id).is_none() {
+            self.spans.remove(&id);
+        }
+        match reply {
             Reply::Command(command) => Reply::Submitted(Submitted {
                 command: Some(command),
                 replayed,
@@ -566,9 +578,10 @@ impl SessionState {
         match effect {
             Effect::Send(id) => {
                 // Its answer comes back as `SessionMsg::Sent`, unless it cannot even be queued.
-                let queued = self
-                    .command_order(&id)
-                    .and_then(|order| self.outbox.send(Kind::Command, id.clone(), order));
+                let queued = self.command_span(&id).in_scope(|| {
+                    self.command_order(&id)
+                        .and_then(|order| self.outbox.send(Kind::Command, id.clone(), order))
+                });
                 queued.err().map(|e| Event::Sent {
                     id,
                     outcome: Err(e),
@@ -593,10 +606,12 @@ impl SessionState {
                 None
             }
             Effect::RunOnBroker { id, action } => {
-                let outcome = self.run_on_broker(action).await;
+                let span = self.command_span(&id);
+                let outcome = self.run_on_broker(action).instrument(span).await;
                 Some(Event::BrokerDone { id, outcome })
             }
             Effect::Publish(id) => {
+                self.spans.remove(&id);
                 self.publish(&id).await;
                 self.audit_end(myself, &id);
                 None
@@ -722,6 +737,14 @@ impl SessionState {
             session_id: lease.session.clone(),
             token: lease.token,
         })))
+    }
+
+    /// The span command `id` goes on in: the one that submitted it, or the current one.
+    fn command_span(&self, id: &str) -> tracing::Span {
+        self.spans
+            .get(id)
+            .cloned()
+            .unwrap_or_else(tracing::Span::current)
     }
 
     /// The signed order that runs command `id` on the device.
