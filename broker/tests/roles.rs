@@ -687,6 +687,26 @@ async fn revocation_expiry_and_tenant_boundaries_hold_on_every_node() {
     })
     .await;
     assert!(refused, "sessions were not refused with live response off");
+    // Counted by its reason on the node that refused.
+    let metrics = reqwest::get(format!(
+        "http://127.0.0.1:{}/metrics",
+        stack.brokers[&2].metrics_port
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let counted = metrics.lines().find_map(|line| {
+        line.strip_prefix(&format!(
+            "{}{{reason=\"live_response_disabled\"}} ",
+            broker::metrics::SESSIONS_REFUSED
+        ))
+    });
+    assert!(
+        counted.is_some_and(|n| n.parse::<f64>().unwrap() >= 1.0),
+        "{metrics}"
+    );
     let (_, on) = stack
         .call(
             1,
